@@ -1,0 +1,134 @@
+/* consensus: libraft 0.15 + libuv glue. Moves opaque command bytes; knows
+ * nothing about nvmet. Everything runs on the caller's uv loop thread.
+ *
+ * What it adds on top of libraft (see the libraft traps in the team notes):
+ *   - commands are framed and padded to 8 bytes (trap 1);
+ *   - group commit: proposals made during one loop iteration travel in one
+ *     Raft entry; the fsm still sees one apply per command, and every
+ *     proposer gets its own command's result;
+ *   - a barrier right after winning an election (trap 4): the node reports
+ *     itself "ready" only once that barrier is applied;
+ *   - role changes are polled (no state callback in 0.15) and reported;
+ *   - libraft errors are translated once, to negative errnos: not leader
+ *     -NV_ENOTLEADER, leadership lost (outcome unknown) -NV_ELEADERSHIPLOST,
+ *     shutting down -ESHUTDOWN, no memory -ENOMEM, too big -EMSGSIZE, I/O
+ *     -EIO, disk full -ENOSPC, membership change in progress -EBUSY,
+ *     unknown id -ENOENT, duplicate id/address -EEXIST, no connection
+ *     -ENOTCONN, corrupt data dir -EBADMSG, anything else -EPROTO. */
+#ifndef CONS_H
+#define CONS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct uv_loop_s;
+struct cons_node;
+
+enum cons_role { CONS_ROLE_VOTER = 1, CONS_ROLE_STANDBY = 0, CONS_ROLE_SPARE = 2 };
+enum cons_state { CONS_UNAVAILABLE, CONS_FOLLOWER, CONS_CANDIDATE, CONS_LEADER };
+
+struct cons_peer {
+    uint64_t id;
+    char address[64]; /* IPv4 "a.b.c.d:port" (libraft 0.15 limit) */
+    int role;         /* enum cons_role */
+};
+
+/* The replicated state machine as consensus sees it. */
+struct cons_fsm {
+    /* Apply one committed command (the bytes given to cons_propose, no
+     * framing or padding). Called on every node, in log order, also during
+     * replay after a restart. Must be deterministic and must not fail.
+     * Returns a result handed to the proposer's callback on this node; a
+     * result nobody waits for is released with free_result. */
+    void *(*apply)(void *data, const void *buf, size_t len);
+    void (*free_result)(void *data, void *result);
+    /* Serialize the whole state; *buf is malloc'd and freed by consensus. */
+    int (*snapshot)(void *data, void **buf, size_t *len);
+    /* Replace the whole state from a snapshot (buf borrowed). 0 or -errno. */
+    int (*restore)(void *data, const void *buf, size_t len);
+    void *data;
+};
+
+struct cons_config {
+    uint64_t id;           /* > 0 */
+    const char *address;   /* this node's Raft address, "a.b.c.d:port" */
+    const char *data_dir;  /* created if missing; private to this node */
+    /* Initial configuration, used only to bootstrap an empty data dir.
+     * NULL/0 = a one-member cluster of this node. */
+    const struct cons_peer *peers;
+    size_t n_peers;
+    unsigned election_timeout_ms; /* 0 = 1000 */
+    unsigned heartbeat_ms;        /* 0 = election_timeout / 10 */
+    unsigned snapshot_threshold;  /* 0 = 8192 entries */
+    unsigned snapshot_trailing;   /* 0 = threshold / 2 */
+    bool pre_vote;                /* recommended: true */
+    unsigned max_batch;           /* commands per entry; 0 = 256 */
+    size_t segment_size;          /* 0 = 4 MiB */
+};
+
+/* Start a node: init raft_uv in data_dir, bootstrap if the dir is empty,
+ * load snapshot + log, start ticking. Returns 0 or -errno with errmsg set
+ * (e.g. "data dir /x belongs to another node (id 2)"). */
+int cons_start(struct uv_loop_s *loop, const struct cons_config *cfg, const struct cons_fsm *fsm,
+               struct cons_node **out, char *errmsg, size_t errlen);
+
+/* Completion of a proposal or barrier. status 0: committed and applied on
+ * this node, result = what fsm->apply returned for that command (the
+ * callback owns it and must release it). status < 0: see the header
+ * comment; result NULL. Called exactly once, never synchronously from
+ * cons_propose/cons_barrier. */
+typedef void (*cons_cb)(void *arg, int status, void *result);
+
+/* Propose a command (buf copied). 0: cb will be called. <0: nothing
+ * happened and cb will not be called (-NV_ENOTLEADER unless this node is a
+ * ready leader, -EMSGSIZE above 16 MiB, -ESHUTDOWN after close). */
+int cons_propose(struct cons_node *n, const void *buf, size_t len, cons_cb cb, void *arg);
+
+/* Linearizable-read barrier: cb(arg, 0, NULL) once everything committed
+ * before the call is applied here. Same return rules as cons_propose. */
+int cons_barrier(struct cons_node *n, cons_cb cb, void *arg);
+
+struct cons_member {
+    uint64_t id;
+    char address[64];
+    int role; /* enum cons_role */
+};
+
+struct cons_status {
+    uint64_t id;
+    int state;     /* enum cons_state */
+    bool ready;    /* leader whose post-election barrier is applied */
+    uint64_t term;
+    uint64_t commit_index;
+    uint64_t last_applied;
+    uint64_t last_index;
+    uint64_t snapshot_index;
+    uint64_t leader_id; /* 0 if unknown */
+    char leader_address[64];
+    uint64_t last_contact_ms; /* ms since the leader was last heard (follower), 0 on the leader */
+    size_t n_members;
+    struct cons_member members[16];
+};
+void cons_get_status(const struct cons_node *n, struct cons_status *st);
+
+/* Called after every change of state/ready/leader (polled every few ms). */
+typedef void (*cons_change_cb)(void *arg, const struct cons_status *st);
+void cons_on_change(struct cons_node *n, cons_change_cb cb, void *arg);
+
+/* Membership (one change at a time, leader only; same return rules). */
+int cons_add(struct cons_node *n, uint64_t id, const char *address, cons_cb cb, void *arg);
+int cons_assign(struct cons_node *n, uint64_t id, int role, cons_cb cb, void *arg);
+int cons_remove(struct cons_node *n, uint64_t id, cons_cb cb, void *arg);
+int cons_transfer(struct cons_node *n, uint64_t id, cons_cb cb, void *arg);
+
+/* Stop: pending callbacks fire with -ESHUTDOWN or -NV_ELEADERSHIPLOST,
+ * then done(arg) once every handle is closed; only then may the loop end
+ * and n is freed. */
+void cons_close(struct cons_node *n, void (*done)(void *arg), void *arg);
+
+/* Human text for a status/role/state. */
+const char *cons_state_name(int state);
+const char *cons_role_name(int role);
+
+#endif

@@ -1,0 +1,171 @@
+/* rpc: msgpack-rpc over unix sockets and TCP (DESIGN.md "RPC").
+ *
+ * Wire: request [0, msgid, method, params], response [1, msgid, error,
+ * result], notification [2, method, params]. Pipelined; replies may come
+ * out of order. params is always an array of positional arguments. error is
+ * nil or the map of nv_err_to_nv(): {"code", "error", "errname", "reason",
+ * "extra"[, "leader"]}.
+ *
+ * Three parts:
+ *   server   - listeners, framing, limits, authentication, per-connection
+ *              client id, dispatch to registered methods (rpc_server_*);
+ *   methods  - the product's method table: nvmet.*, core.*, cluster.*,
+ *              failover.* over the statemachine and a node interface
+ *              (rpc_methods_register);
+ *   client   - async and blocking clients (rpc_client_*, rpc_call_sync);
+ *   query    - the reference's filters/options engine (rpc_query). */
+#ifndef RPC_H
+#define RPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct nv;
+struct nv_err;
+struct uv_loop_s;
+
+/* ================= server ================= */
+
+struct rpc_server;
+struct rpc_call;
+
+struct rpc_server_config {
+    const char *unix_path;    /* NULL = no unix socket; created mode 0600 */
+    const char *tcp_addr;     /* "host:port" (IPv4 or [IPv6]), NULL = no TCP */
+    const char *api_key_file; /* file holding the API key for TCP logins;
+                               * NULL = TCP logins always fail */
+    size_t max_frame;         /* bytes of one message; 0 = 4 MiB */
+    unsigned max_inflight;    /* calls in flight per connection; 0 = 64 */
+    unsigned max_conns;       /* open connections; 0 = 1024 */
+    unsigned idle_timeout_ms; /* unauthenticated idle TCP connections are
+                               * closed after this; 0 = 30000 */
+};
+
+/* Handler of one method. params: borrowed positional array (never NULL),
+ * valid until the handler replies. The handler must call rpc_reply or
+ * rpc_reply_error exactly once, now or later (async). */
+typedef void (*rpc_method_fn)(struct rpc_call *call, const struct nv *params, void *ctx);
+
+#define RPC_M_NOAUTH 0x1 /* callable before authentication (auth.*, core.ping) */
+
+int rpc_server_start(struct uv_loop_s *loop, const struct rpc_server_config *cfg,
+                     struct rpc_server **out, char *errmsg, size_t errlen);
+/* name is copied. Registering a name twice replaces the handler. */
+int rpc_server_register(struct rpc_server *s, const char *name, rpc_method_fn fn, void *ctx,
+                        unsigned flags);
+/* Send a notification [2, method, params] to every connection that asked
+ * for it with core.subscribe(collection) where collection == method, or
+ * "*" (params taken). */
+void rpc_server_notify(struct rpc_server *s, const char *collection, struct nv *params);
+/* Stop listening, close connections; pending calls are answered by their
+ * handlers into the void. done(arg) when every handle is closed. */
+void rpc_server_close(struct rpc_server *s, void (*done)(void *arg), void *arg);
+
+struct rpc_server_stats {
+    unsigned conns, calls_inflight;
+    uint64_t calls_total, bad_frames, rejected_conns;
+};
+void rpc_server_get_stats(const struct rpc_server *s, struct rpc_server_stats *st);
+
+/* Reply (exactly once per call). rpc_reply takes result (NULL = nil).
+ * Safe after the connection closed: the reply is dropped and the call freed. */
+void rpc_reply(struct rpc_call *call, struct nv *result);
+void rpc_reply_error(struct rpc_call *call, const struct nv_err *err);
+
+const char *rpc_call_method(const struct rpc_call *call);
+int64_t rpc_call_msgid(const struct rpc_call *call);
+/* The connection's client id (set by core.set_options {"client_id": str}),
+ * NULL if none: with the msgid it forms the write's session key. */
+const char *rpc_call_client_id(const struct rpc_call *call);
+/* Trusted = unix socket peer (root) or TCP after login. */
+bool rpc_call_trusted(const struct rpc_call *call);
+
+/* ================= methods ================= */
+
+struct sm_state;
+struct sm_env;
+
+/* What the method table needs from the node (wired by nvmetd's main). */
+struct rpc_node {
+    void *ctx;
+    /* The local replicated state (borrowed; valid on the loop thread). */
+    const struct sm_state *(*state)(void *ctx);
+    /* Leader environment for sm_prepare. */
+    const struct sm_env *(*env)(void *ctx);
+    /* Propose encoded command bytes. cb gets status 0 and the struct
+     * sm_result* (ownership passes to cb) once applied here, or a negative
+     * errno (see consensus/cons.h). Return <0 = not proposed, no cb. */
+    int (*propose)(void *ctx, const void *buf, size_t len,
+                   void (*cb)(void *arg, int status, void *result), void *arg);
+    /* Linearizable read point; same conventions (result unused). */
+    int (*barrier)(void *ctx, void (*cb)(void *arg, int status, void *result), void *arg);
+    /* Wait until this node has rendered everything applied so far (or
+     * failed to), then cb(arg, 0, NULL). NULL = no wait. */
+    int (*wait_rendered)(void *ctx, void (*cb)(void *arg, int status, void *result), void *arg);
+    /* The leader's RPC address for NOT_LEADER answers; NULL if unknown. */
+    const char *(*leader_rpc)(void *ctx);
+    /* Extra method results provided by other modules. Each returns an owned
+     * value or NULL with err set. NULL function = method unavailable. */
+    struct nv *(*cluster_status)(void *ctx, struct nv_err *err);
+    struct nv *(*sessions)(void *ctx, struct nv_err *err);
+    struct nv *(*address_choices)(void *ctx, const char *trtype, bool force_ana, struct nv_err *err);
+    int (*generate_key)(void *ctx, const char *hash, const char *nqn, char *out, size_t outlen,
+                        struct nv_err *err);
+};
+
+/* Register every product method on s. node is borrowed for the server's
+ * lifetime. */
+int rpc_methods_register(struct rpc_server *s, const struct rpc_node *node);
+
+/* ================= client ================= */
+
+struct rpc_client;
+
+/* Result of one call: exactly one of result/err is meaningful.
+ * result is borrowed during the callback (copy it to keep it). status < 0:
+ * transport failure (connection lost/refused: -ECONNRESET, -ECONNREFUSED,
+ * -ETIMEDOUT), err then describes it too. */
+typedef void (*rpc_client_cb)(void *arg, int status, const struct nv *result,
+                              const struct nv_err *err);
+
+/* endpoint: "unix:/path", "/path" (unix), or "host:port". */
+int rpc_client_open(struct uv_loop_s *loop, const char *endpoint, struct rpc_client **out);
+/* Call with an explicit msgid (>= 0) or -1 for the next automatic one.
+ * params taken (NULL = []). cb always called once (also on close). */
+int rpc_client_call(struct rpc_client *c, const char *method, struct nv *params, int64_t msgid,
+                    rpc_client_cb cb, void *arg);
+/* Notifications from the server ([2, method, params]). */
+void rpc_client_on_notify(struct rpc_client *c,
+                          void (*cb)(void *arg, const char *method, const struct nv *params),
+                          void *arg);
+void rpc_client_close(struct rpc_client *c); /* pending calls fail with -ECANCELED */
+
+/* Blocking convenience on a private loop: connect, optionally log in with
+ * the API key and set the client id, make one call, close.
+ * *result owned by the caller on success (0). On failure returns the
+ * negative status and fills err (server errors return -EREMOTEIO). */
+struct rpc_sync_opts {
+    const char *api_key;   /* NULL = no login */
+    const char *client_id; /* NULL = none */
+    int64_t msgid;         /* -1 = automatic */
+    unsigned timeout_ms;   /* 0 = 30000 */
+};
+int rpc_call_sync(const char *endpoint, const char *method, struct nv *params,
+                  const struct rpc_sync_opts *opts, struct nv **result, struct nv_err *err);
+
+/* ================= query engine ================= */
+
+/* Apply query filters and options (reference §8.1, §8.2) to items
+ * (borrowed array of entries). filters NULL = [], options NULL = {}.
+ * On success *out is owned: an array, one entry (get), or an int (count).
+ * Bad filters/options give INVALID_PARAMS items on attribute "filters" /
+ * "options" (messages as the reference); run-time failures (type mismatch
+ * in ordering, get with no match -> "MatchNotFound()", get with offset)
+ * give CALL errors. */
+int rpc_query(const struct nv *items, const struct nv *filters, const struct nv *options,
+              struct nv **out, struct nv_err *err);
+/* Validate filters/options alone (same messages), e.g. before a barrier. */
+int rpc_query_check(const struct nv *filters, const struct nv *options, struct nv_err *err);
+
+#endif

@@ -1,0 +1,169 @@
+/* statemachine: the replicated nvmet configuration (API.md, reference
+ * truenas-nvmet.md §0-5). Deterministic core: no I/O, no clock, no
+ * randomness. Time and random values come in through struct sm_env on the
+ * leader (sm_prepare) and travel inside the command, so every node applies
+ * identical bytes (DESIGN.md "Replicated state and determinism").
+ *
+ * Flow of one write:
+ *   leader:   sm_prepare(state, method, params, env) -> command (nv map)
+ *             sm_command_encode(command, client_id, seq) -> bytes -> Raft
+ *   all nodes: sm_apply(state, bytes) -> result (entry or error), same on
+ *             every node; a retried (client_id, seq) returns the first result.
+ *
+ * Reads: sm_entries() builds the query-shaped entries of one table; the
+ * query filters/options engine lives in rpc/.
+ *
+ * Stored rows (what sm_row() returns; the renderer in target/ reads these).
+ * Keys are always present; "null" means an NV_NIL value.
+ *   global:      id(1) basenqn(str) kernel(bool) ana(bool) rdma(bool)
+ *                xport_referral(bool) enabled(bool)
+ *   subsys:      id name subnqn serial allow_any_host(bool) pi_enable(bool|null)
+ *                qid_max(int|null) ieee_oui(str|null) ana(bool|null)
+ *   namespace:   id nsid subsys_id device_type("ZVOL"|"FILE"|"BLOCK")
+ *                device_path(str: "zvol/pool/vol" for ZVOL, absolute path
+ *                otherwise) dataset(null) relative_path(null)
+ *                filesize(int|null) device_uuid(str) device_nguid(str) enabled(bool)
+ *   port:        id index addr_trtype("TCP"|"RDMA"|"FC") addr_trsvcid(int|null)
+ *                addr_traddr(str) addr_adrfam("IPV4"|"IPV6"|"FC")
+ *                inline_data_size(int|null) max_queue_size(int|null)
+ *                pi_enable(bool|null) enabled(bool)
+ *   host:        id hostnqn description(str) dhchap_key(str|null)
+ *                dhchap_ctrl_key(str|null) dhchap_dhgroup(null|"2048-BIT"..)
+ *                dhchap_hash("SHA-256"|"SHA-384"|"SHA-512")
+ *   host_subsys: id host_id subsys_id
+ *   port_subsys: id port_id subsys_id
+ * Rows of a table are kept in ascending id order. */
+#ifndef SM_H
+#define SM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct nv;
+struct nv_err;
+
+enum sm_table {
+    SM_SUBSYS,
+    SM_NAMESPACE,
+    SM_PORT,
+    SM_HOST,
+    SM_HOST_SUBSYS,
+    SM_PORT_SUBSYS,
+    SM_TABLE_COUNT
+};
+
+/* "nvmet.subsys", "nvmet.namespace", ... and the reference's verbose
+ * names "NVMetSubsys", ... (for "NVMetSubsys 7 does not exist"). */
+const char *sm_table_service(enum sm_table t);
+const char *sm_table_verbose(enum sm_table t);
+/* Table of a service name ("nvmet.port" -> SM_PORT); -1 if none. */
+int sm_table_of(const char *service);
+
+struct sm_state;
+
+struct sm_state *sm_new(void);
+void sm_free(struct sm_state *s);
+
+/* ---- leader side ---------------------------------------------------- */
+
+/* What a device path is on the node that checks it (the leader). */
+enum sm_dev_kind {
+    SM_DEV_BLOCK,     /* a block device */
+    SM_DEV_FILE,      /* a regular file */
+    SM_DEV_DIR,       /* a directory */
+    SM_DEV_MISSING,   /* does not exist, its parent directory does */
+    SM_DEV_NOPARENT,  /* neither it nor its parent directory exists */
+    SM_DEV_OTHER      /* exists but is something else */
+};
+
+/* The leader's environment. Only sm_prepare uses it; apply never does. */
+struct sm_env {
+    /* Fill buf with len random bytes (serials, uuids, nguids). */
+    void (*random)(void *ctx, void *buf, size_t len);
+    /* Classify an OS path ("/dev/zvol/tank/v", "/srv/f.img"). The
+     * statemachine maps "zvol/x" to "/dev/zvol/x" (spaces become '+')
+     * before asking. NULL = no device checks (everything is usable). */
+    enum sm_dev_kind (*device_stat)(void *ctx, const char *path);
+    /* HA features (ANA, subsys.ana) are allowed: the cluster has >= 2 data
+     * nodes. Single node: "This platform does not support ..." errors. */
+    bool ha;
+    /* An RDMA-capable NIC exists (gates global.update {"rdma": true}). */
+    bool rdma_capable;
+    void *ctx;
+};
+
+/* Turn a client call into a normalized command, validating everything the
+ * reference validates (argument count and types, strict typing, unknown
+ * keys, defaults, NQN rules, uniqueness, existence, the "disable first"
+ * rules, device checks) with its exact attributes and messages.
+ *
+ * method: "nvmet.global.update" or "nvmet.<table>.{create,update,delete}".
+ * params: the positional argument array (borrowed; NULL means []).
+ * On success returns 0 and *cmd (owned by the caller). On failure returns a
+ * negative errno and fills err (INVALID_PARAMS for validation, CALL for the
+ * reference's CallErrors); -ENOENT with NV_E_NO_METHOD if method is not a
+ * statemachine write. */
+int sm_prepare(const struct sm_state *s, const char *method, const struct nv *params,
+               const struct sm_env *env, struct nv **cmd, struct nv_err *err);
+
+/* True if method is a statemachine write (sm_prepare handles it). */
+bool sm_is_write(const char *method);
+
+/* Versioned msgpack encoding of one command plus its client session key.
+ * client_id NULL (or seq < 0) = no session: a retry is not deduplicated.
+ * *buf is malloc'd (caller frees). Not padded: consensus pads. */
+int sm_command_encode(const struct nv *cmd, const char *client_id, int64_t seq, char **buf,
+                      size_t *len);
+
+/* ---- every node --------------------------------------------------- */
+
+struct sm_result {
+    struct nv *value; /* the call's result on success (owned), else NULL */
+    struct nv_err *err; /* owned; NULL on success */
+    bool duplicate;   /* answered from the client-session table */
+};
+void sm_result_free(struct sm_result *r); /* frees r and its contents */
+
+/* Apply one committed command. Never fails halfway: it re-checks against
+ * the current state, then mutates, then records the result (which is also
+ * remembered under (client_id, seq) in the bounded session table).
+ * Returns the result (owned by the caller; never NULL except when out of
+ * memory). Undecodable bytes give an error result and change nothing. */
+struct sm_result *sm_apply(struct sm_state *s, const void *buf, size_t len);
+
+/* Incremented by every apply that changed the configuration. */
+uint64_t sm_generation(const struct sm_state *s);
+
+/* ---- snapshot ------------------------------------------------------ */
+
+/* The whole state (tables, id counters, sessions) as one msgpack document.
+ * *buf malloc'd. sm_restore replaces s's contents; on error s is unchanged. */
+int sm_snapshot(const struct sm_state *s, char **buf, size_t *len);
+int sm_restore(struct sm_state *s, const void *buf, size_t len, struct nv_err *err);
+
+/* ---- reads --------------------------------------------------------- */
+
+/* All entries of a table in query shape, ascending id (owned array).
+ * extra: the query's options.extra (borrowed, may be NULL): "verbose" adds
+ * hosts/namespaces/ports id lists to subsys entries (also nested ones);
+ * "retrieve_locked_info": false makes namespace "locked" null. */
+struct nv *sm_entries(const struct sm_state *s, enum sm_table t, const struct nv *extra);
+/* One entry by id in query shape (owned), NULL if absent. */
+struct nv *sm_entry(const struct sm_state *s, enum sm_table t, int64_t id, const struct nv *extra);
+/* The global config entry (owned): id basenqn kernel ana rdma xport_referral enabled. */
+struct nv *sm_global_entry(const struct sm_state *s);
+
+/* Stored rows (borrowed, valid until the next sm_apply/sm_restore). */
+const struct nv *sm_global_row(const struct sm_state *s);
+size_t sm_rows(const struct sm_state *s, enum sm_table t);
+const struct nv *sm_row(const struct sm_state *s, enum sm_table t, size_t i);
+const struct nv *sm_row_by_id(const struct sm_state *s, enum sm_table t, int64_t id);
+
+/* ---- DH-CHAP key format (shared by validation and target/) ---------- */
+
+/* Decode standard base64 (RFC 4648, '=' padding). Returns the decoded
+ * length, or -1 on invalid input. out must hold len*3/4+3 bytes. */
+long sm_base64_decode(const char *in, size_t len, unsigned char *out);
+
+#endif

@@ -1,0 +1,118 @@
+/* target: renders the committed configuration into the kernel's nvmet
+ * configfs tree (DESIGN.md "Rendering to configfs"; reference
+ * truenas-nvmet.md §6 and nvmet-configfs.md §2-3).
+ *
+ * Desired tree = f(state rows, this node's view). Reconcile, never rebuild:
+ * create top-down, delete bottom-up, write only what differs, follow the
+ * kernel's ordering rules. The renderer owns <root>/nvmet completely.
+ *
+ * Two backends behind one interface, chosen by statfs on <root>:
+ *   real configfs (CONFIGFS_MAGIC): plain syscalls, the kernel enforces;
+ *   emulated (any other directory): the same operations on a plain tree,
+ *   where the backend creates the attribute files a real mkdir would create
+ *   and refuses what the kernel refuses (EACCES, EBUSY, EINVAL, ENOTEMPTY,
+ *   EPERM, EEXIST as listed in nvmet-configfs.md §3.3). */
+#ifndef TGT_H
+#define TGT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct nv;
+struct nv_err;
+struct sm_state;
+struct tgt;
+
+struct tgt_config {
+    const char *root;        /* directory that holds nvmet/ ("/sys/kernel/config") */
+    const char *device_root; /* prefix for device/file lookups and FILE
+                              * creation (emulation and tests); NULL = "/" */
+    const char *model;       /* attr_model; NULL = "nvmet-ha" */
+    const char *firmware;    /* attr_firmware; NULL = the project version */
+    const char *emulate_kernel; /* emulated backend's kernel profile:
+                                 * "6.12" (default) or "6.1" (no
+                                 * attr_ieee_oui/attr_firmware, no dhchap_*,
+                                 * no loop, no resv_enable) */
+};
+
+enum tgt_role {
+    TGT_SINGLE,  /* one data node (or the active node without HA): everything */
+    TGT_ACTIVE,  /* HA active controller: VIP ports linked, ANA optimized */
+    TGT_STANDBY, /* HA standby: VIP ports unlinked, namespaces enable=0 or ANA inaccessible */
+    TGT_WITNESS  /* renders nothing */
+};
+
+/* How this node renders: the role decided by failover/ and ANA facts. */
+struct tgt_view {
+    enum tgt_role role;
+    unsigned node_slot; /* ANA: 1 = node A (grp 2, cntlid_max 31999), 2 = node B
+                         * (grp 3, cntlid_min 32000), 0 = no split */
+    bool ha;            /* failover licensed (>= 2 data nodes) */
+};
+
+/* Open the backend. Creates nothing until the first reconcile. */
+int tgt_open(const struct tgt_config *cfg, struct tgt **out, struct nv_err *err);
+void tgt_close(struct tgt *t);
+bool tgt_is_emulated(const struct tgt *t);
+
+/* Features of the running kernel (probed, or the emulated profile):
+ * {"kernel": "6.12"|"real", "ieee_oui": bool, "firmware": bool,
+ *  "dhchap": bool, "loop": bool, "resv_enable": bool, "missing": [str]}
+ * "missing" explains what is absent in words (for logs / cluster.status). */
+struct nv *tgt_features(struct tgt *t);
+
+struct tgt_report {
+    unsigned mkdirs, rmdirs, writes, links, unlinks;
+    unsigned drift;      /* objects/attributes repaired that we had not changed */
+    unsigned errors;
+    struct nv *problems; /* owned array of {"object": path, "error": text}, or NULL */
+};
+void tgt_report_clear(struct tgt_report *r);
+
+/* Bring <root>/nvmet to the desired tree for (state, view).
+ * sweep=false: incremental, compares desired with the last rendered tree
+ *   and touches only what changed (cheap; the normal path after applies);
+ * sweep=true: reads the whole live tree and repairs every difference
+ *   (after a restart, periodically, and to repair drift).
+ * global.enabled=false (or role TGT_WITNESS) desires an empty nvmet/ tree.
+ * Errors on one object do not stop the others: they are listed in
+ * rep->problems (messages like "render port 1: write addr_traddr:
+ * Permission denied") and the function returns the number of errors
+ * (0 = the live tree equals the desired tree). */
+int tgt_reconcile(struct tgt *t, const struct sm_state *s, const struct tgt_view *v, bool sweep,
+                  struct tgt_report *rep);
+
+/* The desired tree as a sorted nv map {relative path: value} (directories
+ * map to true, symlinks to "-> target basename", attributes to their
+ * value without the trailing newline), and the same for the live tree, so
+ * tests and cluster.status can compare. Owned by the caller. */
+struct nv *tgt_desired_tree(struct tgt *t, const struct sm_state *s, const struct tgt_view *v);
+struct nv *tgt_live_tree(struct tgt *t);
+
+/* nvmet.global.sessions source: controllers from debugfs
+ * (<debugfs>/nvmet/<subnqn>/ctrl<N>/{hostnqn,host_traddr,port}); [] when
+ * debugfs has no nvmet dir. Items {host_traddr, hostnqn, subsys_id,
+ * port_id, ctrl}. debugfs NULL = "/sys/kernel/debug". */
+struct nv *tgt_sessions(const char *debugfs, const struct sm_state *s);
+
+/* ---- DH-CHAP secrets (nvmet-configfs.md §5) ------------------------- */
+
+/* nvmet.host.generate_key(dhchap_hash, nqn): random secret of the hash's
+ * length (32/48/64), transformed HMAC_H(secret, nqn || "NVMe-over-Fabrics")
+ * (the step libnvme's nvme_gen_dhchap_key does), then
+ * "DHHC-1:0h:" + base64(key || crc32_le(key)) + ":". hash: "SHA-256",
+ * "SHA-384", "SHA-512". nqn NULL: the local host NQN (/etc/nvme/hostnqn),
+ * else a generated one. random: NULL = getrandom(2). Returns 0 or -errno
+ * with err filled. out must hold 128 bytes. */
+int tgt_dhchap_generate(const char *hash, const char *nqn,
+                        void (*random)(void *ctx, void *buf, size_t len), void *rctx,
+                        char *out, size_t outlen, struct nv_err *err);
+/* Same from a given secret (known-answer tests). */
+int tgt_dhchap_format(int hmac_id, const unsigned char *secret, size_t len, const char *nqn,
+                      char *out, size_t outlen);
+/* Full check of a DHHC-1 string (format, base64, length, CRC). 0 or
+ * -EINVAL with a message in msg. */
+int tgt_dhchap_check(const char *key, char *msg, size_t msglen);
+
+#endif

@@ -1,0 +1,118 @@
+/* Unit tests of common/: the nv value tree, msgpack round trips, errors. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "nv.h"
+#include "nv_err.h"
+#include "nv_json.h"
+
+/* A map keeps insertion order and nv_set replaces in place. */
+static void test_map_order_and_replace(void **state)
+{
+    (void)state;
+    struct nv *m = nv_map();
+    nv_set_int(m, "b", 1);
+    nv_set_str(m, "a", "x");
+    nv_set_int(m, "b", 2);
+    assert_int_equal(nv_len(m), 2);
+    assert_string_equal(m->u.m.kv[0].k, "b");
+    assert_int_equal(nv_get_int(m, "b", 0), 2);
+    assert_string_equal(nv_get_str(m, "a"), "x");
+    assert_null(nv_get(m, "zz"));
+    assert_true(nv_del(m, "b"));
+    assert_false(nv_del(m, "b"));
+    assert_int_equal(nv_len(m), 1);
+    nv_free(m);
+}
+
+/* msgpack encode/decode round-trips every type, and decode tolerates the
+ * zero padding consensus adds after one object. */
+static void test_msgpack_roundtrip(void **state)
+{
+    (void)state;
+    struct nv *v = nv_from_json("{\"i\":-5,\"f\":1.5,\"s\":\"h\\u00e9\",\"n\":null,"
+                                "\"b\":true,\"a\":[1,[2],{}]}");
+    assert_non_null(v);
+    char *buf;
+    size_t len, used;
+    assert_int_equal(nv_encode(v, &buf, &len), 0);
+    char *padded = calloc(1, len + 7);
+    memcpy(padded, buf, len);
+    struct nv *w = nv_decode(padded, len + 7, &used);
+    assert_non_null(w);
+    assert_int_equal(used, len);
+    assert_true(nv_equal(v, w));
+    /* truncated input fails */
+    assert_null(nv_decode(buf, len - 1, NULL));
+    free(buf);
+    free(padded);
+    nv_free(v);
+    nv_free(w);
+}
+
+/* Validation errors render as the reference's reason lines and wire map. */
+static void test_err_shape(void **state)
+{
+    (void)state;
+    struct nv_err e;
+    nv_err_init(&e);
+    assert_false(nv_err_isset(&e));
+    nv_err_add(&e, "nvmet_subsys_create.name", EINVAL, "Object with this name already exists");
+    nv_err_add(&e, NULL, ENOENT, "NVMetPort %d does not exist", 9);
+    char *r = nv_err_reason(&e);
+    assert_string_equal(r, "[EINVAL] nvmet_subsys_create.name: Object with this name already "
+                           "exists\n[ENOENT] None: NVMetPort 9 does not exist\n");
+    free(r);
+    struct nv *w = nv_err_to_nv(&e);
+    assert_int_equal(nv_get_int(w, "code", 0), -32602);
+    assert_string_equal(nv_get_str(w, "errname"), "EINVAL");
+    struct nv_err back;
+    nv_err_init(&back);
+    assert_int_equal(nv_err_from_nv(&back, w), 0);
+    assert_int_equal(back.n, 2);
+    assert_null(back.items[1].attr);
+    assert_int_equal(back.items[1].errnum, ENOENT);
+    nv_free(w);
+    nv_err_clear(&back);
+    nv_err_clear(&e);
+    nv_err_call(&e, EFAULT, "Failed to generate a random serial for subsystem");
+    r = nv_err_reason(&e);
+    assert_string_equal(r, "[EFAULT] Failed to generate a random serial for subsystem");
+    free(r);
+    nv_err_clear(&e);
+}
+
+/* JSON conversion keeps ints as ints and rejects trailing garbage. */
+static void test_json(void **state)
+{
+    (void)state;
+    struct nv *v = nv_from_json(" [1, 2.5, \"x\", {\"k\": null}] ");
+    assert_non_null(v);
+    assert_int_equal(nv_at(v, 0)->t, NV_INT);
+    assert_int_equal(nv_at(v, 1)->t, NV_FLOAT);
+    char *s = nv_to_json(v);
+    struct nv *w = nv_from_json(s);
+    assert_true(nv_equal(v, w));
+    free(s);
+    nv_free(v);
+    nv_free(w);
+    assert_null(nv_from_json("[1] x"));
+    assert_null(nv_from_json("tank/x"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_map_order_and_replace),
+        cmocka_unit_test(test_msgpack_roundtrip),
+        cmocka_unit_test(test_err_shape),
+        cmocka_unit_test(test_json),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
