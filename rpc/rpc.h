@@ -103,8 +103,14 @@ struct rpc_node {
     /* Wait until this node has rendered everything applied so far (or
      * failed to), then cb(arg, 0, NULL). NULL = no wait. */
     int (*wait_rendered)(void *ctx, void (*cb)(void *arg, int status, void *result), void *arg);
+    /* This node is the ready leader (writes and linearizable reads are
+     * served here). */
+    bool (*is_leader)(void *ctx);
     /* The leader's RPC address for NOT_LEADER answers; NULL if unknown. */
     const char *(*leader_rpc)(void *ctx);
+    /* Remove a FILE namespace's backing file after a committed
+     * namespace.delete {"remove": true} (0 or -errno). NULL = unsupported. */
+    int (*remove_file)(void *ctx, const char *path);
     /* Extra method results provided by other modules. Each returns an owned
      * value or NULL with err set. NULL function = method unavailable. */
     struct nv *(*cluster_status)(void *ctx, struct nv_err *err);
