@@ -1,1 +1,662 @@
-/* placeholder */
+/* The product's method table: nvmet.*, cluster.*, failover.* over the
+ * statemachine and the node interface (struct rpc_node, wired by nvmetd).
+ *
+ * Writes:  sm_prepare (precise validation errors, leader side) ->
+ *          sm_command_encode with the connection's (client id, msgid) as the
+ *          session key -> node->propose -> the apply result -> wait until
+ *          this node rendered it -> reply.
+ * Reads:   argument check -> node->barrier (linearizable; skipped with
+ *          options.extra.consistency = "local") -> sm_entries -> rpc_query.
+ * Others:  choices, generate_key, sessions, cluster/failover status. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "nv.h"
+#include "nv_err.h"
+#include "rpc.h"
+#include "sm.h"
+
+
+struct bound {
+    struct rpc_methods *m;
+    void (*fn)(struct rpc_methods *m, struct rpc_call *call, const struct nv *params);
+};
+
+/* Every method binding lives here: 8 fixed ones + 5 verbs x 6 tables. */
+#define MAX_BINDINGS 64
+
+struct rpc_methods {
+    const struct rpc_node *node;
+    struct bound bindings[MAX_BINDINGS];
+    size_t n_bindings;
+};
+
+/* One table entry per registered method. */
+typedef void (*method_fn)(struct rpc_methods *m, struct rpc_call *call, const struct nv *params);
+
+struct method_def {
+    const char *name;
+    method_fn fn;
+};
+
+/* ------------------------------------------------------------------ */
+/* errors */
+
+static void reply_errno(struct rpc_methods *m, struct rpc_call *call, int status)
+{
+    struct nv_err e;
+    nv_err_init(&e);
+    switch (-status) {
+    case NV_ENOTLEADER: {
+        const char *leader = m->node->leader_rpc ? m->node->leader_rpc(m->node->ctx) : NULL;
+        if (leader != NULL) {
+            nv_err_set(&e, NV_E_NOT_LEADER, NV_ENOTLEADER, "Not the leader; the leader is %s",
+                       leader);
+            e.leader = strdup(leader);
+        } else {
+            nv_err_set(&e, NV_E_NO_QUORUM, NV_ENOQUORUM, "No leader: the cluster has no quorum");
+        }
+        break;
+    }
+    case NV_ENOQUORUM:
+        nv_err_set(&e, NV_E_NO_QUORUM, NV_ENOQUORUM, "No leader: the cluster has no quorum");
+        break;
+    case NV_ELEADERSHIPLOST:
+        /* Raft could not tell whether the entry commits: the client retries
+         * with the same client id and sequence, which deduplicates. */
+        nv_err_set(&e, NV_E_NOT_LEADER, NV_ELEADERSHIPLOST,
+                   "Leadership lost before the change was confirmed; retry with the same "
+                   "client id and sequence");
+        break;
+    case ESHUTDOWN:
+        nv_err_set(&e, NV_E_NOT_LEADER, ESHUTDOWN, "The node is shutting down");
+        break;
+    default:
+        nv_err_call(&e, -status, "%s", strerror(-status));
+        break;
+    }
+    rpc_reply_error(call, &e);
+    nv_err_clear(&e);
+}
+
+static void reply_verr(struct rpc_call *call, const char *attr, int errnum, const char *msg)
+{
+    struct nv_err e;
+    nv_err_init(&e);
+    nv_err_add(&e, attr, errnum, "%s", msg);
+    rpc_reply_error(call, &e);
+    nv_err_clear(&e);
+}
+
+/* "Too many arguments (expected N, found M)" like the reference (attribute ""). */
+static bool check_nargs(struct rpc_call *call, const struct nv *params, size_t max)
+{
+    if (nv_len(params) <= max) {
+        return true;
+    }
+    struct nv_err e;
+    nv_err_init(&e);
+    nv_err_add(&e, "", EINVAL, "Too many arguments (expected %zu, found %zu)", max,
+               nv_len(params));
+    rpc_reply_error(call, &e);
+    nv_err_clear(&e);
+    return false;
+}
+
+/* ------------------------------------------------------------------ */
+/* writes */
+
+struct write_req {
+    struct rpc_methods *m;
+    struct rpc_call *call;
+    struct sm_result *res;
+    char *remove_path; /* namespace.delete {"remove": true} of a FILE namespace */
+};
+
+static void write_reply(struct write_req *w)
+{
+    if (w->res->err != NULL) {
+        rpc_reply_error(w->call, w->res->err);
+    } else {
+        if (w->remove_path != NULL && !w->res->duplicate && w->m->node->remove_file != NULL) {
+            int rv = w->m->node->remove_file(w->m->node->ctx, w->remove_path);
+            if (rv < 0 && rv != -ENOENT) {
+                struct nv_err e;
+                nv_err_init(&e);
+                nv_err_call(&e, -rv, "Failed to remove namespace file: %s", strerror(-rv));
+                rpc_reply_error(w->call, &e);
+                nv_err_clear(&e);
+                goto out;
+            }
+        }
+        rpc_reply(w->call, w->res->value);
+        w->res->value = NULL;
+    }
+out:
+    sm_result_free(w->res);
+    free(w->remove_path);
+    free(w);
+}
+
+static void write_rendered(void *arg, int status, void *result)
+{
+    (void)status;
+    (void)result;
+    write_reply(arg);
+}
+
+static void write_applied(void *arg, int status, void *result)
+{
+    struct write_req *w = arg;
+    if (status < 0) {
+        reply_errno(w->m, w->call, status);
+        free(w->remove_path);
+        free(w);
+        return;
+    }
+    w->res = result;
+    const struct rpc_node *node = w->m->node;
+    if (w->res->err == NULL && node->wait_rendered != NULL &&
+        node->wait_rendered(node->ctx, write_rendered, w) == 0) {
+        return;
+    }
+    write_reply(w);
+}
+
+/* For namespace.delete with {"remove": true}: the FILE path to remove
+ * once the delete is committed (the reference unlinks the file). */
+static char *file_to_remove(const struct sm_state *s, const struct nv *params)
+{
+    const struct nv *id = nv_at(params, 0);
+    const struct nv *opts = nv_at(params, 1);
+    if (!nv_is(id, NV_INT) || !nv_get_bool(opts, "remove", false)) {
+        return NULL;
+    }
+    const struct nv *row = sm_row_by_id(s, SM_NAMESPACE, id->u.i);
+    const char *type = nv_get_str(row, "device_type");
+    const char *path = nv_get_str(row, "device_path");
+    if (type == NULL || strcmp(type, "FILE") != 0 || path == NULL) {
+        return NULL;
+    }
+    return strdup(path);
+}
+
+static void m_write(struct rpc_methods *m, struct rpc_call *call, const struct nv *params)
+{
+    const struct rpc_node *node = m->node;
+    const char *method = rpc_call_method(call);
+    if (node->is_leader != NULL && !node->is_leader(node->ctx)) {
+        reply_errno(m, call, -NV_ENOTLEADER);
+        return;
+    }
+    const struct sm_state *s = node->state(node->ctx);
+    struct nv *cmd = NULL;
+    struct nv_err e;
+    nv_err_init(&e);
+    int rv = sm_prepare(s, method, params, node->env(node->ctx), &cmd, &e);
+    if (rv < 0) {
+        rpc_reply_error(call, &e);
+        nv_err_clear(&e);
+        return;
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    rv = sm_command_encode(cmd, rpc_call_client_id(call), rpc_call_msgid(call), &buf, &len);
+    nv_free(cmd);
+    if (rv < 0) {
+        reply_errno(m, call, rv);
+        return;
+    }
+    struct write_req *w = calloc(1, sizeof *w);
+    if (w == NULL) {
+        free(buf);
+        reply_errno(m, call, -ENOMEM);
+        return;
+    }
+    w->m = m;
+    w->call = call;
+    if (strcmp(method, "nvmet.namespace.delete") == 0) {
+        w->remove_path = file_to_remove(s, params);
+    }
+    rv = node->propose(node->ctx, buf, len, write_applied, w);
+    free(buf);
+    if (rv < 0) {
+        free(w->remove_path);
+        free(w);
+        reply_errno(m, call, rv);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* reads */
+
+enum read_kind { READ_QUERY, READ_GET_INSTANCE, READ_CONFIG, READ_SESSIONS };
+
+struct read_req {
+    struct rpc_methods *m;
+    struct rpc_call *call;
+    enum read_kind kind;
+    int table;
+    struct nv *params; /* owned copy: the call's params outlive no barrier */
+};
+
+/* Whether options.extra asks for a local (possibly stale) read. */
+static bool wants_local(const struct nv *options)
+{
+    const char *c = nv_get_str(nv_get(options, "extra"), "consistency");
+    return c != NULL && strcmp(c, "local") == 0;
+}
+
+static void read_run(struct read_req *r)
+{
+    const struct rpc_node *node = r->m->node;
+    const struct sm_state *s = node->state(node->ctx);
+    struct nv_err e;
+    nv_err_init(&e);
+    struct nv *items = NULL, *out = NULL;
+    const struct nv *filters = NULL, *options = NULL;
+
+    switch (r->kind) {
+    case READ_CONFIG:
+        rpc_reply(r->call, sm_global_entry(s));
+        goto done;
+    case READ_QUERY:
+        filters = nv_at(r->params, 0);
+        options = nv_at(r->params, 1);
+        items = sm_entries(s, (enum sm_table)r->table, nv_get(options, "extra"));
+        break;
+    case READ_SESSIONS:
+        filters = nv_at(r->params, 0);
+        options = nv_at(r->params, 1);
+        items = node->sessions ? node->sessions(node->ctx, &e) : nv_arr();
+        if (items == NULL) {
+            rpc_reply_error(r->call, &e);
+            goto done;
+        }
+        break;
+    case READ_GET_INSTANCE: {
+        const struct nv *id = nv_at(r->params, 0);
+        options = nv_at(r->params, 1);
+        struct nv *entry = sm_entry(s, (enum sm_table)r->table, id->u.i, nv_get(options, "extra"));
+        if (entry == NULL) {
+            nv_err_add(&e, NULL, ENOENT, "%s %lld does not exist",
+                       sm_table_verbose((enum sm_table)r->table), (long long)id->u.i);
+            rpc_reply_error(r->call, &e);
+            goto done;
+        }
+        items = nv_arr();
+        nv_push(items, entry);
+        /* get_instance(id, options) = query([["id", "=", id]], options + get) */
+        struct nv *opts = options != NULL ? nv_copy(options) : nv_map();
+        nv_set_bool(opts, "get", true);
+        if (rpc_query(items, NULL, opts, &out, &e) < 0) {
+            rpc_reply_error(r->call, &e);
+        } else {
+            rpc_reply(r->call, out);
+        }
+        nv_free(opts);
+        goto done;
+    }
+    }
+    if (rpc_query(items, filters, options, &out, &e) < 0) {
+        rpc_reply_error(r->call, &e);
+    } else {
+        rpc_reply(r->call, out);
+    }
+done:
+    nv_free(items);
+    nv_err_clear(&e);
+    nv_free(r->params);
+    free(r);
+}
+
+static void read_barrier_done(void *arg, int status, void *result)
+{
+    (void)result;
+    struct read_req *r = arg;
+    if (status < 0) {
+        reply_errno(r->m, r->call, status);
+        nv_free(r->params);
+        free(r);
+        return;
+    }
+    read_run(r);
+}
+
+static void start_read(struct rpc_methods *m, struct rpc_call *call, const struct nv *params,
+                       enum read_kind kind, int table, bool local)
+{
+    struct read_req *r = calloc(1, sizeof *r);
+    if (r == NULL) {
+        reply_errno(m, call, -ENOMEM);
+        return;
+    }
+    r->m = m;
+    r->call = call;
+    r->kind = kind;
+    r->table = table;
+    r->params = nv_copy(params);
+    const struct rpc_node *node = m->node;
+    if (local || node->barrier == NULL) {
+        read_run(r);
+        return;
+    }
+    if (node->is_leader != NULL && !node->is_leader(node->ctx)) {
+        nv_free(r->params);
+        free(r);
+        reply_errno(m, call, -NV_ENOTLEADER);
+        return;
+    }
+    int rv = node->barrier(node->ctx, read_barrier_done, r);
+    if (rv < 0) {
+        nv_free(r->params);
+        free(r);
+        reply_errno(m, call, rv);
+    }
+}
+
+/* The service part of "nvmet.subsys.query" -> table. */
+static int table_of_method(const char *method)
+{
+    const char *dot = strrchr(method, '.');
+    if (dot == NULL) {
+        return -1;
+    }
+    char service[64];
+    size_t n = (size_t)(dot - method);
+    if (n >= sizeof service) {
+        return -1;
+    }
+    memcpy(service, method, n);
+    service[n] = '\0';
+    return sm_table_of(service);
+}
+
+/* filters must be a list and options a map; deeper checks in rpc_query. */
+static bool check_query_args(struct rpc_call *call, const struct nv *params)
+{
+    if (!check_nargs(call, params, 2)) {
+        return false;
+    }
+    const struct nv *f = nv_at(params, 0), *o = nv_at(params, 1);
+    if (f != NULL && !nv_is(f, NV_ARR)) {
+        reply_verr(call, "filters", EINVAL, "Input should be a valid list");
+        return false;
+    }
+    if (o != NULL && !nv_is(o, NV_MAP)) {
+        reply_verr(call, "options", EINVAL, "Input should be a valid dictionary");
+        return false;
+    }
+    struct nv_err e;
+    nv_err_init(&e);
+    if (rpc_query_check(f, o, &e) < 0) {
+        rpc_reply_error(call, &e);
+        nv_err_clear(&e);
+        return false;
+    }
+    return true;
+}
+
+static void m_query(struct rpc_methods *m, struct rpc_call *call, const struct nv *params)
+{
+    if (!check_query_args(call, params)) {
+        return;
+    }
+    start_read(m, call, params, READ_QUERY, table_of_method(rpc_call_method(call)),
+               wants_local(nv_at(params, 1)));
+}
+
+static void m_get_instance(struct rpc_methods *m, struct rpc_call *call, const struct nv *params)
+{
+    if (!check_nargs(call, params, 2)) {
+        return;
+    }
+    const struct nv *id = nv_at(params, 0), *o = nv_at(params, 1);
+    if (id == NULL) {
+        reply_verr(call, "id", EINVAL, "Field required");
+        return;
+    }
+    if (!nv_is(id, NV_INT)) {
+        reply_verr(call, "id", EINVAL, "Input should be a valid integer");
+        return;
+    }
+    if (o != NULL && !nv_is(o, NV_MAP)) {
+        reply_verr(call, "options", EINVAL, "Input should be a valid dictionary");
+        return;
+    }
+    struct nv_err e;
+    nv_err_init(&e);
+    if (rpc_query_check(NULL, o, &e) < 0) {
+        rpc_reply_error(call, &e);
+        nv_err_clear(&e);
+        return;
+    }
+    start_read(m, call, params, READ_GET_INSTANCE, table_of_method(rpc_call_method(call)),
+               wants_local(o));
+}
+
+static void m_global_config(struct rpc_methods *m, struct rpc_call *call, const struct nv *params)
+{
+    if (!check_nargs(call, params, 0)) {
+        return;
+    }
+    start_read(m, call, params, READ_CONFIG, -1, false);
+}
+
+static void m_sessions(struct rpc_methods *m, struct rpc_call *call, const struct nv *params)
+{
+    if (!check_query_args(call, params)) {
+        return;
+    }
+    /* sessions come from this node's kernel: no barrier needed */
+    start_read(m, call, params, READ_SESSIONS, -1, true);
+}
+
+/* ------------------------------------------------------------------ */
+/* choices, keys, status */
+
+static struct nv *str_list(const char *const *items)
+{
+    struct nv *a = nv_arr();
+    for (size_t i = 0; items[i] != NULL; i++) {
+        nv_push(a, nv_str(items[i]));
+    }
+    return a;
+}
+
+static void m_dhgroup_choices(struct rpc_methods *m, struct rpc_call *call, const struct nv *params)
+{
+    (void)m;
+    static const char *const groups[] = {"2048-BIT", "3072-BIT", "4096-BIT", "6144-BIT",
+                                         "8192-BIT", NULL};
+    if (check_nargs(call, params, 0)) {
+        rpc_reply(call, str_list(groups));
+    }
+}
+
+static const char *const hashes[] = {"SHA-256", "SHA-384", "SHA-512", NULL};
+
+static void m_hash_choices(struct rpc_methods *m, struct rpc_call *call, const struct nv *params)
+{
+    (void)m;
+    if (check_nargs(call, params, 0)) {
+        rpc_reply(call, str_list(hashes));
+    }
+}
+
+/* Accepts the reference's "SHA-256" and the brief's "SHA256" (any case). */
+static const char *canonical_hash(const char *h)
+{
+    for (size_t i = 0; hashes[i] != NULL; i++) {
+        char nodash[8] = "SHA";
+        strcat(nodash, hashes[i] + 4);
+        if (strcasecmp(h, hashes[i]) == 0 || strcasecmp(h, nodash) == 0) {
+            return hashes[i];
+        }
+    }
+    return NULL;
+}
+
+static void m_generate_key(struct rpc_methods *m, struct rpc_call *call, const struct nv *params)
+{
+    if (!check_nargs(call, params, 2)) {
+        return;
+    }
+    const struct nv *h = nv_at(params, 0), *nqn = nv_at(params, 1);
+    const char *hash = "SHA-256";
+    if (h != NULL) {
+        if (!nv_is(h, NV_STR)) {
+            reply_verr(call, "dhchap_hash", EINVAL, "Input should be a valid string");
+            return;
+        }
+        hash = canonical_hash(h->u.s.p);
+        if (hash == NULL) {
+            reply_verr(call, "dhchap_hash", EINVAL,
+                       "Input should be 'SHA-256', 'SHA-384' or 'SHA-512'");
+            return;
+        }
+    }
+    if (nqn != NULL && !nv_is(nqn, NV_NIL) && !nv_is(nqn, NV_STR)) {
+        reply_verr(call, "nqn", EINVAL, "Input should be a valid string");
+        return;
+    }
+    if (m->node->generate_key == NULL) {
+        reply_errno(m, call, -ENOTSUP);
+        return;
+    }
+    char key[160];
+    struct nv_err e;
+    nv_err_init(&e);
+    if (m->node->generate_key(m->node->ctx, hash, nv_is(nqn, NV_STR) ? nqn->u.s.p : NULL, key,
+                              sizeof key, &e) < 0) {
+        rpc_reply_error(call, &e);
+        nv_err_clear(&e);
+        return;
+    }
+    rpc_reply(call, nv_str(key));
+}
+
+static void m_address_choices(struct rpc_methods *m, struct rpc_call *call, const struct nv *params)
+{
+    if (!check_nargs(call, params, 2)) {
+        return;
+    }
+    const struct nv *t = nv_at(params, 0), *f = nv_at(params, 1);
+    if (t == NULL) {
+        reply_verr(call, "addr_trtype", EINVAL, "Field required");
+        return;
+    }
+    if (!nv_is(t, NV_STR) || (strcmp(t->u.s.p, "TCP") != 0 && strcmp(t->u.s.p, "RDMA") != 0 &&
+                              strcmp(t->u.s.p, "FC") != 0)) {
+        reply_verr(call, "addr_trtype", EINVAL, "Input should be 'TCP', 'RDMA' or 'FC'");
+        return;
+    }
+    if (f != NULL && !nv_is(f, NV_BOOL)) {
+        reply_verr(call, "force_ana", EINVAL, "Input should be a valid boolean");
+        return;
+    }
+    if (m->node->address_choices == NULL) {
+        rpc_reply(call, nv_map());
+        return;
+    }
+    struct nv_err e;
+    nv_err_init(&e);
+    struct nv *out = m->node->address_choices(m->node->ctx, t->u.s.p, f != NULL && f->u.b, &e);
+    if (out == NULL) {
+        rpc_reply_error(call, &e);
+    } else {
+        rpc_reply(call, out);
+    }
+    nv_err_clear(&e);
+}
+
+static void m_cluster_status(struct rpc_methods *m, struct rpc_call *call, const struct nv *params)
+{
+    if (!check_nargs(call, params, 0)) {
+        return;
+    }
+    struct nv_err e;
+    nv_err_init(&e);
+    struct nv *out = m->node->cluster_status ? m->node->cluster_status(m->node->ctx, &e) : NULL;
+    if (out == NULL) {
+        if (!nv_err_isset(&e)) {
+            nv_err_call(&e, ENOTSUP, "cluster status is not available");
+        }
+        rpc_reply_error(call, &e);
+    } else {
+        rpc_reply(call, out);
+    }
+    nv_err_clear(&e);
+}
+
+/* ------------------------------------------------------------------ */
+/* registration */
+
+static void dispatch(struct rpc_call *call, const struct nv *params, void *ctx);
+
+static const struct method_def fixed_methods[] = {
+    {"nvmet.global.config", m_global_config},
+    {"nvmet.global.update", m_write},
+    {"nvmet.global.sessions", m_sessions},
+    {"nvmet.port.transport_address_choices", m_address_choices},
+    {"nvmet.host.generate_key", m_generate_key},
+    {"nvmet.host.dhchap_dhgroup_choices", m_dhgroup_choices},
+    {"nvmet.host.dhchap_hash_choices", m_hash_choices},
+    {"cluster.status", m_cluster_status},
+};
+
+/* Per CRUD service: these verbs. */
+static const struct method_def crud_verbs[] = {
+    {"query", m_query},   {"get_instance", m_get_instance}, {"create", m_write},
+    {"update", m_write},  {"delete", m_write},
+};
+
+static void dispatch(struct rpc_call *call, const struct nv *params, void *ctx)
+{
+    struct bound *b = ctx;
+    b->fn(b->m, call, params);
+}
+
+static int add(struct rpc_server *s, struct rpc_methods *m, const char *name, method_fn fn)
+{
+    if (m->n_bindings == MAX_BINDINGS) {
+        return -ENOSPC;
+    }
+    struct bound *b = &m->bindings[m->n_bindings++];
+    b->m = m;
+    b->fn = fn;
+    return rpc_server_register(s, name, dispatch, b, 0);
+}
+
+int rpc_methods_register(struct rpc_server *s, const struct rpc_node *node,
+                         struct rpc_methods **out)
+{
+    struct rpc_methods *m = calloc(1, sizeof *m);
+    if (m == NULL) {
+        return -ENOMEM;
+    }
+    m->node = node;
+    int rv = 0;
+    for (size_t i = 0; rv == 0 && i < sizeof fixed_methods / sizeof fixed_methods[0]; i++) {
+        rv = add(s, m, fixed_methods[i].name, fixed_methods[i].fn);
+    }
+    for (int t = 0; rv == 0 && t < SM_TABLE_COUNT; t++) {
+        for (size_t v = 0; rv == 0 && v < sizeof crud_verbs / sizeof crud_verbs[0]; v++) {
+            char name[96];
+            snprintf(name, sizeof name, "%s.%s", sm_table_service((enum sm_table)t),
+                     crud_verbs[v].name);
+            rv = add(s, m, name, crud_verbs[v].fn);
+        }
+    }
+    if (rv < 0) {
+        free(m);
+        return rv;
+    }
+    *out = m;
+    return 0;
+}
+
+void rpc_methods_free(struct rpc_methods *m) { free(m); }

@@ -120,9 +120,12 @@ struct rpc_node {
                         struct nv_err *err);
 };
 
-/* Register every product method on s. node is borrowed for the server's
- * lifetime. */
-int rpc_methods_register(struct rpc_server *s, const struct rpc_node *node);
+/* Register every product method on s. node is borrowed until
+ * rpc_methods_free, which must come after rpc_server_close completed. */
+struct rpc_methods;
+int rpc_methods_register(struct rpc_server *s, const struct rpc_node *node,
+                         struct rpc_methods **out);
+void rpc_methods_free(struct rpc_methods *m);
 
 /* ================= client ================= */
 
