@@ -1,1 +1,500 @@
-/* placeholder */
+/* node: wiring of one nvmetd (see node.h). The data flow of DESIGN.md:
+ * rpc -> sm_prepare -> cons_propose -> (commit) -> sm_apply on every node ->
+ * render target/ -> reply on the node that answered. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "node_int.h"
+#include "nv.h"
+#include "nv_err.h"
+
+void node_log(const struct node *n, int level, const char *fmt, ...)
+{
+    if (n != NULL && level > n->log_level) {
+        return;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    localtime_r(&ts.tv_sec, &tm);
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%02d:%02d:%02d.%03ld nvmetd[%llu] %s%s\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
+            ts.tv_nsec / 1000000, n ? (unsigned long long)n->cfg.id : 0ULL,
+            level == NODE_LOG_ERROR ? "error: " : "", line);
+}
+
+/* ------------------------------------------------------------------ */
+/* rendering */
+
+static struct tgt_view node_view(const struct node *n)
+{
+    /* Single data node (or no failover decision yet): render everything.
+     * The failover module decides ACTIVE/STANDBY in HA clusters. */
+    struct tgt_view v = {.role = n->cfg.witness ? TGT_WITNESS : TGT_SINGLE, .node_slot = 0,
+                         .ha = false};
+    return v;
+}
+
+static void resolve_waiters(struct node *n, bool all)
+{
+    struct render_waiter **pp = &n->waiters;
+    while (*pp != NULL) {
+        struct render_waiter *w = *pp;
+        if (all || w->generation <= n->rendered_gen) {
+            *pp = w->next;
+            w->cb(w->arg, 0, NULL);
+            free(w);
+        } else {
+            pp = &w->next;
+        }
+    }
+    n->waiters_tail = &n->waiters;
+    for (struct render_waiter *w = n->waiters; w != NULL; w = w->next) {
+        n->waiters_tail = &w->next;
+    }
+}
+
+static void render_now(struct node *n)
+{
+    if (n->tgt == NULL || !n->caught_up) {
+        return;
+    }
+    struct tgt_view v = node_view(n);
+    struct tgt_report rep = {0};
+    uint64_t gen = sm_generation(n->sm);
+    bool sweep = n->render_sweep;
+    int errors = tgt_reconcile(n->tgt, n->sm, &v, sweep, &rep);
+    n->render_sweep = false;
+    n->render_passes++;
+    n->drift_total += rep.drift;
+    if (rep.drift > 0) {
+        node_log(n, NODE_LOG_INFO, "render: repaired %u drifted object(s)", rep.drift);
+    }
+    if (errors > 0 && (unsigned)errors != n->last_errors) {
+        char *p = nv_dump(rep.problems);
+        node_log(n, NODE_LOG_ERROR, "render: %d problem(s): %s", errors, p ? p : "");
+        free(p);
+    } else if (errors == 0 && n->last_errors > 0) {
+        node_log(n, NODE_LOG_INFO, "render: configfs matches the committed state again");
+    }
+    n->last_errors = errors > 0 ? (unsigned)errors : 0;
+    nv_free(n->last_problems);
+    n->last_problems = rep.problems;
+    rep.problems = NULL;
+    tgt_report_clear(&rep);
+    n->rendered_gen = gen;
+    resolve_waiters(n, false);
+}
+
+static void render_timer_cb(uv_timer_t *t) { render_now(t->data); }
+
+static void schedule_render(struct node *n)
+{
+    if (!uv_is_active((uv_handle_t *)&n->render_timer) && !n->stopping) {
+        uv_timer_start(&n->render_timer, render_timer_cb, 0, 0);
+    }
+}
+
+static void sweep_timer_cb(uv_timer_t *t)
+{
+    struct node *n = t->data;
+    n->render_sweep = true;
+    schedule_render(n);
+}
+
+static int wait_rendered(void *ctx, void (*cb)(void *arg, int status, void *result), void *arg)
+{
+    struct node *n = ctx;
+    if (n->tgt == NULL || n->stopping) {
+        return -ENOTSUP; /* witness: nothing to wait for */
+    }
+    struct render_waiter *w = calloc(1, sizeof *w);
+    if (w == NULL) {
+        return -ENOMEM;
+    }
+    w->generation = sm_generation(n->sm);
+    w->cb = cb;
+    w->arg = arg;
+    *n->waiters_tail = w;
+    n->waiters_tail = &w->next;
+    schedule_render(n);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* the replicated state machine as consensus sees it */
+
+static void *fsm_apply(void *data, const void *buf, size_t len)
+{
+    struct node *n = data;
+    uint64_t before = sm_generation(n->sm);
+    struct sm_result *r = sm_apply(n->sm, buf, len);
+    if (sm_generation(n->sm) != before) {
+        schedule_render(n);
+    }
+    return r;
+}
+
+static void fsm_free_result(void *data, void *result)
+{
+    (void)data;
+    sm_result_free(result);
+}
+
+static int fsm_snapshot(void *data, void **buf, size_t *len)
+{
+    struct node *n = data;
+    char *b = NULL;
+    int rv = sm_snapshot(n->sm, &b, len);
+    *buf = b;
+    return rv;
+}
+
+static int fsm_restore(void *data, const void *buf, size_t len)
+{
+    struct node *n = data;
+    struct nv_err e;
+    nv_err_init(&e);
+    int rv = sm_restore(n->sm, buf, len, &e);
+    if (rv < 0) {
+        char *r = nv_err_reason(&e);
+        node_log(n, NODE_LOG_ERROR, "restore snapshot: %s", r ? r : "failed");
+        free(r);
+    } else {
+        n->render_sweep = true;
+        schedule_render(n);
+    }
+    nv_err_clear(&e);
+    return rv;
+}
+
+/* ------------------------------------------------------------------ */
+/* consensus notifications */
+
+static void init_done(void *arg, int status, void *result)
+{
+    struct node *n = arg;
+    if (status < 0) {
+        n->init_proposed = false; /* try again at the next leadership */
+    }
+    sm_result_free(result);
+}
+
+/* The default basenqn is random and must be the same on every node: the
+ * first leader proposes it (sm "nvmet.global.init"). */
+static void propose_init(struct node *n)
+{
+    if (n->init_proposed || sm_initialized(n->sm)) {
+        return;
+    }
+    struct nv *cmd = NULL;
+    struct nv_err e;
+    nv_err_init(&e);
+    if (sm_prepare(n->sm, "nvmet.global.init", NULL, &n->env, &cmd, &e) < 0) {
+        nv_err_clear(&e);
+        return;
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    if (sm_command_encode(cmd, NULL, -1, &buf, &len) == 0 &&
+        cons_propose(n->cons, buf, len, init_done, n) == 0) {
+        n->init_proposed = true;
+    }
+    free(buf);
+    nv_free(cmd);
+}
+
+static void on_change(void *arg, const struct cons_status *st)
+{
+    struct node *n = arg;
+    bool caught = (st->state == CONS_LEADER && st->ready) ||
+                  (st->state == CONS_FOLLOWER && st->leader_id != 0 &&
+                   st->last_applied >= st->commit_index && st->commit_index > 0);
+    if (caught && !n->caught_up) {
+        n->caught_up = true;
+        n->render_sweep = true; /* the first render after a start repairs everything */
+        node_log(n, NODE_LOG_INFO, "caught up at index %llu (term %llu, %s)",
+                 (unsigned long long)st->last_applied, (unsigned long long)st->term,
+                 cons_state_name(st->state));
+        schedule_render(n);
+    }
+    if (st->state == CONS_LEADER && st->ready) {
+        propose_init(n);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* struct rpc_node */
+
+static const struct sm_state *rn_state(void *ctx) { return ((struct node *)ctx)->sm; }
+static const struct sm_env *rn_env(void *ctx) { return &((struct node *)ctx)->env; }
+
+/* After node_stop the consensus node is gone (n->cons == NULL) while the
+ * rpc server still drains: every entry point checks. */
+static int rn_propose(void *ctx, const void *buf, size_t len,
+                      void (*cb)(void *arg, int status, void *result), void *arg)
+{
+    struct node *n = ctx;
+    return n->cons == NULL || n->stopping ? -ESHUTDOWN : cons_propose(n->cons, buf, len, cb, arg);
+}
+
+static int rn_barrier(void *ctx, void (*cb)(void *arg, int status, void *result), void *arg)
+{
+    struct node *n = ctx;
+    return n->cons == NULL || n->stopping ? -ESHUTDOWN : cons_barrier(n->cons, cb, arg);
+}
+
+static bool rn_is_leader(void *ctx)
+{
+    struct node *n = ctx;
+    if (n->cons == NULL) {
+        return false;
+    }
+    struct cons_status st;
+    cons_get_status(n->cons, &st);
+    return st.state == CONS_LEADER && st.ready;
+}
+
+static const char *rn_leader_rpc(void *ctx)
+{
+    (void)ctx;
+    return NULL; /* RPC addresses of other members: cluster issue */
+}
+
+static struct nv *rn_sessions(void *ctx, struct nv_err *err)
+{
+    (void)err;
+    struct node *n = ctx;
+    return tgt_sessions(n->cfg.debugfs, n->sm);
+}
+
+static int rn_generate_key(void *ctx, const char *hash, const char *nqn, char *out, size_t outlen,
+                           struct nv_err *err)
+{
+    (void)ctx;
+    return tgt_dhchap_generate(hash, nqn, NULL, NULL, out, outlen, err);
+}
+
+static int rn_remove_file(void *ctx, const char *path)
+{
+    struct node *n = ctx;
+    return n->tgt ? tgt_remove_backing_file(n->tgt, path) : -ENOTSUP;
+}
+
+/* ------------------------------------------------------------------ */
+/* lifecycle */
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    struct node *n = s->data;
+    node_log(n, NODE_LOG_INFO, "signal %d: stopping", signum);
+    node_stop(n, NULL, NULL);
+}
+
+static int start_target(struct node *n, char *msg, size_t msglen)
+{
+    if (n->cfg.witness) {
+        return 0; /* a witness never renders configfs */
+    }
+    struct tgt_config tc = {.root = n->cfg.configfs,
+                            .device_root = n->cfg.device_root,
+                            .emulate_kernel = n->cfg.emulate_kernel};
+    struct nv_err e;
+    nv_err_init(&e);
+    int rv = tgt_open(&tc, &n->tgt, &e);
+    if (rv < 0) {
+        char *r = nv_err_reason(&e);
+        snprintf(msg, msglen, "configfs %s: %s", n->cfg.configfs, r ? r : strerror(-rv));
+        free(r);
+        nv_err_clear(&e);
+        return rv;
+    }
+    nv_err_clear(&e);
+    struct nv *f = tgt_features(n->tgt);
+    char *fs = nv_dump(f);
+    node_log(n, NODE_LOG_INFO, "configfs %s (%s): %s", n->cfg.configfs,
+             tgt_is_emulated(n->tgt) ? "emulated" : "kernel", fs ? fs : "");
+    free(fs);
+    nv_free(f);
+    return 0;
+}
+
+static int start_consensus(struct node *n, char *msg, size_t msglen)
+{
+    if (n->cfg.cluster != NULL) {
+        int rv = node_parse_cluster(n->cfg.cluster, &n->peers, &n->n_peers, msg, msglen);
+        if (rv < 0) {
+            return rv;
+        }
+    }
+    struct cons_config cc = {.id = n->cfg.id,
+                             .address = n->cfg.raft,
+                             .data_dir = n->cfg.data_dir,
+                             .peers = n->peers,
+                             .n_peers = n->n_peers,
+                             .election_timeout_ms = n->cfg.election_timeout_ms,
+                             .snapshot_threshold = n->cfg.snapshot_threshold,
+                             .pre_vote = true};
+    struct cons_fsm fsm = {.apply = fsm_apply,
+                           .free_result = fsm_free_result,
+                           .snapshot = fsm_snapshot,
+                           .restore = fsm_restore,
+                           .data = n};
+    int rv = cons_start(n->loop, &cc, &fsm, &n->cons, msg, msglen);
+    if (rv < 0) {
+        return rv;
+    }
+    cons_on_change(n->cons, on_change, n);
+    return 0;
+}
+
+static int start_rpc(struct node *n, char *msg, size_t msglen)
+{
+    n->rnode = (struct rpc_node){.ctx = n,
+                                 .state = rn_state,
+                                 .env = rn_env,
+                                 .propose = rn_propose,
+                                 .barrier = rn_barrier,
+                                 .wait_rendered = wait_rendered,
+                                 .is_leader = rn_is_leader,
+                                 .leader_rpc = rn_leader_rpc,
+                                 .remove_file = rn_remove_file,
+                                 .cluster_status = node_cluster_status,
+                                 .sessions = rn_sessions,
+                                 .address_choices = node_address_choices,
+                                 .generate_key = rn_generate_key};
+    struct rpc_server_config rc = {.unix_path = n->cfg.socket,
+                                   .tcp_addr = n->cfg.rpc,
+                                   .api_key_file = n->cfg.api_key_file};
+    int rv = rpc_server_start(n->loop, &rc, &n->rpc, msg, msglen);
+    if (rv < 0) {
+        return rv;
+    }
+    return rpc_methods_register(n->rpc, &n->rnode, &n->methods);
+}
+
+int node_start(uv_loop_t *loop, const struct node_config *cfg, struct node **out, char *msg,
+               size_t msglen)
+{
+    struct node *n = calloc(1, sizeof *n);
+    if (n == NULL) {
+        return -ENOMEM;
+    }
+    n->loop = loop;
+    n->cfg = *cfg; /* takes the strings: cfg must not be freed by the caller */
+    n->log_level = NODE_LOG_INFO;
+    if (cfg->log_level != NULL) {
+        n->log_level = strcmp(cfg->log_level, "debug") == 0   ? NODE_LOG_DEBUG
+                       : strcmp(cfg->log_level, "error") == 0 ? NODE_LOG_ERROR
+                                                              : NODE_LOG_INFO;
+    }
+    n->waiters_tail = &n->waiters;
+    n->sm = sm_new();
+    if (n->sm == NULL) {
+        free(n);
+        return -ENOMEM;
+    }
+    node_env_init(n);
+    uv_timer_init(loop, &n->render_timer);
+    n->render_timer.data = n;
+    uv_timer_init(loop, &n->sweep_timer);
+    n->sweep_timer.data = n;
+    uv_signal_init(loop, &n->sig_int);
+    n->sig_int.data = n;
+    uv_signal_init(loop, &n->sig_term);
+    n->sig_term.data = n;
+
+    int rv = start_target(n, msg, msglen);
+    if (rv == 0) {
+        rv = start_consensus(n, msg, msglen);
+    }
+    if (rv == 0) {
+        rv = start_rpc(n, msg, msglen);
+    }
+    if (rv < 0) {
+        /* Partial start: stop what started; the caller exits. */
+        *out = n;
+        return rv;
+    }
+    if (cfg->sweep_interval_ms > 0) {
+        uv_timer_start(&n->sweep_timer, sweep_timer_cb, cfg->sweep_interval_ms,
+                       cfg->sweep_interval_ms);
+    }
+    uv_signal_start(&n->sig_int, on_signal, SIGINT);
+    uv_signal_start(&n->sig_term, on_signal, SIGTERM);
+    node_log(n, NODE_LOG_INFO, "started: raft %s, rpc %s, socket %s, data %s", cfg->raft,
+             cfg->rpc ? cfg->rpc : "-", cfg->socket ? cfg->socket : "-", cfg->data_dir);
+    *out = n;
+    return 0;
+}
+
+static void stop_finish(struct node *n)
+{
+    if (--n->closing > 0) {
+        return;
+    }
+    resolve_waiters(n, true);
+    if (n->methods != NULL) {
+        rpc_methods_free(n->methods);
+    }
+    if (n->tgt != NULL) {
+        tgt_close(n->tgt);
+    }
+    sm_free(n->sm);
+    nv_free(n->last_problems);
+    free(n->peers);
+    void (*done)(void *) = n->stop_done;
+    void *arg = n->stop_arg;
+    node_config_free(&n->cfg);
+    free(n);
+    if (done != NULL) {
+        done(arg);
+    }
+}
+
+static void handle_closed(uv_handle_t *h) { stop_finish(h->data); }
+static void module_closed(void *arg) { stop_finish(arg); }
+
+static void consensus_closed(void *arg)
+{
+    struct node *n = arg;
+    n->cons = NULL;
+    /* Raft is down and every pending proposal was answered (-ESHUTDOWN)
+     * through the still-open server; now close the server. */
+    if (n->rpc != NULL) {
+        rpc_server_close(n->rpc, module_closed, n);
+    } else {
+        stop_finish(n);
+    }
+}
+
+void node_stop(struct node *n, void (*done)(void *arg), void *arg)
+{
+    if (n->stopping) {
+        return;
+    }
+    n->stopping = true;
+    n->stop_done = done;
+    n->stop_arg = arg;
+    resolve_waiters(n, true);
+    /* 4 handles + (consensus, then rpc) */
+    n->closing = 5;
+    uv_close((uv_handle_t *)&n->render_timer, handle_closed);
+    uv_close((uv_handle_t *)&n->sweep_timer, handle_closed);
+    uv_close((uv_handle_t *)&n->sig_int, handle_closed);
+    uv_close((uv_handle_t *)&n->sig_term, handle_closed);
+    if (n->cons != NULL) {
+        cons_close(n->cons, consensus_closed, n);
+    } else {
+        consensus_closed(n);
+    }
+}

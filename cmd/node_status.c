@@ -1,1 +1,442 @@
-/* placeholder */
+/* node_status: nvmetd's configuration keys, the leader environment for
+ * sm_prepare (randomness, device checks), cluster.status and the address
+ * choices. */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <ifaddrs.h>
+#include <limits.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+
+#include "node_int.h"
+#include "nv.h"
+#include "nv_err.h"
+
+/* ------------------------------------------------------------------ */
+/* configuration */
+
+void node_config_defaults(struct node_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->socket = strdup("/run/nvmet-ha/nvmetd.sock");
+    c->configfs = strdup("/sys/kernel/config");
+    c->election_timeout_ms = 1000;
+    c->snapshot_threshold = 8192;
+    c->sweep_interval_ms = 30000;
+}
+
+void node_config_free(struct node_config *c)
+{
+    char **strs[] = {&c->data_dir,     &c->raft,        &c->rpc,
+                     &c->socket,       &c->configfs,    &c->cluster,
+                     &c->api_key_file, &c->device_root, &c->emulate_kernel,
+                     &c->debugfs,      &c->log_level};
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+        free(*strs[i]);
+        *strs[i] = NULL;
+    }
+}
+
+enum key_type { K_STR, K_UINT, K_U64, K_BOOL };
+
+struct key_def {
+    const char *name;
+    enum key_type type;
+    size_t offset;
+    unsigned long long max;
+};
+
+#define KS(n, f) {n, K_STR, offsetof(struct node_config, f), 0}
+#define KU(n, f, m) {n, K_UINT, offsetof(struct node_config, f), m}
+
+/* Every key is both a flag (--name) and a config file key. */
+static const struct key_def keys[] = {
+    {"id", K_U64, offsetof(struct node_config, id), 0},
+    KS("data-dir", data_dir),
+    KS("raft", raft),
+    KS("rpc", rpc),
+    KS("socket", socket),
+    KS("configfs", configfs),
+    KS("cluster", cluster),
+    {"witness", K_BOOL, offsetof(struct node_config, witness), 0},
+    KS("api-key-file", api_key_file),
+    KS("device-root", device_root),
+    KS("emulate-kernel", emulate_kernel),
+    KS("debugfs", debugfs),
+    KS("log-level", log_level),
+    KU("election-timeout", election_timeout_ms, 60000),
+    KU("snapshot-threshold", snapshot_threshold, 10000000),
+    KU("sweep-interval", sweep_interval_ms, 86400000),
+};
+
+bool node_config_is_flag(const char *key)
+{
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        if (strcmp(keys[i].name, key) == 0) {
+            return keys[i].type == K_BOOL;
+        }
+    }
+    return false;
+}
+
+int node_config_set(struct node_config *c, const char *key, const char *value, char *msg,
+                    size_t msglen)
+{
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const struct key_def *k = &keys[i];
+        if (strcmp(k->name, key) != 0) {
+            continue;
+        }
+        void *field = (char *)c + k->offset;
+        char *end = NULL;
+        unsigned long long u;
+        switch (k->type) {
+        case K_STR:
+            free(*(char **)field);
+            *(char **)field = (value != NULL && *value != '\0') ? strdup(value) : NULL;
+            return 0;
+        case K_BOOL:
+            if (value == NULL || strcmp(value, "true") == 0 || strcmp(value, "1") == 0 ||
+                strcmp(value, "yes") == 0) {
+                *(bool *)field = true;
+            } else if (strcmp(value, "false") == 0 || strcmp(value, "0") == 0 ||
+                       strcmp(value, "no") == 0) {
+                *(bool *)field = false;
+            } else {
+                snprintf(msg, msglen, "%s: expected true or false, got '%s'", key, value);
+                return -EINVAL;
+            }
+            return 0;
+        case K_UINT:
+        case K_U64:
+            errno = 0;
+            u = value ? strtoull(value, &end, 10) : 0;
+            if (value == NULL || *value == '\0' || *end != '\0' || errno != 0 || value[0] == '-' ||
+                (k->max != 0 && u > k->max)) {
+                snprintf(msg, msglen, "%s: expected a number%s, got '%s'", key,
+                         k->max ? " in range" : "", value ? value : "");
+                return -EINVAL;
+            }
+            if (k->type == K_UINT) {
+                *(unsigned *)field = (unsigned)u;
+            } else {
+                *(uint64_t *)field = u;
+            }
+            return 0;
+        }
+    }
+    snprintf(msg, msglen, "unknown option '%s'", key);
+    return -EINVAL;
+}
+
+int node_config_load(struct node_config *c, const char *path, char *msg, size_t msglen)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        snprintf(msg, msglen, "config %s: %s", path, strerror(errno));
+        return -errno;
+    }
+    char line[4096];
+    int lineno = 0, rv = 0;
+    while (rv == 0 && fgets(line, sizeof line, f) != NULL) {
+        lineno++;
+        char *p = line + strspn(line, " \t");
+        p[strcspn(p, "#\r\n")] = '\0';
+        if (*p == '\0') {
+            continue;
+        }
+        char *eq = strchr(p, '=');
+        char *key = p, *val = NULL;
+        if (eq != NULL) {
+            *eq = '\0';
+            val = eq + 1;
+            val += strspn(val, " \t");
+            for (char *e = val + strlen(val); e > val && (e[-1] == ' ' || e[-1] == '\t');) {
+                *--e = '\0';
+            }
+        }
+        for (char *e = key + strlen(key); e > key && (e[-1] == ' ' || e[-1] == '\t');) {
+            *--e = '\0';
+        }
+        char sub[256];
+        rv = node_config_set(c, key, val, sub, sizeof sub);
+        if (rv < 0) {
+            snprintf(msg, msglen, "config %s:%d: %s", path, lineno, sub);
+        }
+    }
+    fclose(f);
+    return rv;
+}
+
+int node_config_check(const struct node_config *c, char *msg, size_t msglen)
+{
+    if (c->id == 0) {
+        snprintf(msg, msglen, "--id is required (a positive node id)");
+        return -EINVAL;
+    }
+    if (c->data_dir == NULL) {
+        snprintf(msg, msglen, "--data-dir is required");
+        return -EINVAL;
+    }
+    if (c->raft == NULL) {
+        snprintf(msg, msglen, "--raft is required (this node's Raft address a.b.c.d:port)");
+        return -EINVAL;
+    }
+    struct in_addr a;
+    char host[64];
+    const char *colon = strrchr(c->raft, ':');
+    if (colon == NULL || (size_t)(colon - c->raft) >= sizeof host) {
+        snprintf(msg, msglen, "--raft %s: expected an IPv4 address and port", c->raft);
+        return -EINVAL;
+    }
+    memcpy(host, c->raft, (size_t)(colon - c->raft));
+    host[colon - c->raft] = '\0';
+    if (inet_pton(AF_INET, host, &a) != 1 || atoi(colon + 1) <= 0 || atoi(colon + 1) > 65535) {
+        snprintf(msg, msglen, "--raft %s: expected an IPv4 address and port (libraft 0.15 "
+                              "speaks IPv4 only)", c->raft);
+        return -EINVAL;
+    }
+    if (c->socket == NULL && c->rpc == NULL) {
+        snprintf(msg, msglen, "no RPC endpoint: give --socket and/or --rpc");
+        return -EINVAL;
+    }
+    if (c->rpc != NULL && c->api_key_file == NULL) {
+        snprintf(msg, msglen, "--rpc needs --api-key-file (TCP clients must log in)");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* "1=127.0.0.1:7001,2=127.0.0.1:7002" -> peers (all voters). */
+int node_parse_cluster(const char *text, struct cons_peer **out, size_t *n, char *msg,
+                       size_t msglen)
+{
+    char *copy = strdup(text), *save = NULL;
+    struct cons_peer *peers = NULL;
+    size_t count = 0;
+    int rv = 0;
+    for (char *tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        char *end = NULL;
+        unsigned long long id = eq ? strtoull(tok, &end, 10) : 0;
+        if (eq == NULL || end != eq || id == 0 || strlen(eq + 1) >= sizeof peers[0].address ||
+            strchr(eq + 1, ':') == NULL) {
+            snprintf(msg, msglen, "--cluster: bad member '%s' (expected ID=IPv4:PORT)", tok);
+            rv = -EINVAL;
+            break;
+        }
+        for (size_t i = 0; i < count; i++) {
+            if (peers[i].id == id) {
+                snprintf(msg, msglen, "--cluster: node id %llu listed twice", id);
+                rv = -EINVAL;
+            }
+        }
+        if (rv < 0) {
+            break;
+        }
+        struct cons_peer *p = realloc(peers, (count + 1) * sizeof *p);
+        if (p == NULL) {
+            rv = -ENOMEM;
+            break;
+        }
+        peers = p;
+        memset(&peers[count], 0, sizeof peers[count]);
+        peers[count].id = id;
+        snprintf(peers[count].address, sizeof peers[count].address, "%s", eq + 1);
+        peers[count].role = CONS_ROLE_VOTER;
+        count++;
+    }
+    free(copy);
+    if (rv == 0 && count == 0) {
+        snprintf(msg, msglen, "--cluster: no members");
+        rv = -EINVAL;
+    }
+    if (rv < 0) {
+        free(peers);
+        return rv;
+    }
+    *out = peers;
+    *n = count;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* the leader environment */
+
+static void env_random(void *ctx, void *buf, size_t len)
+{
+    (void)ctx;
+    unsigned char *p = buf;
+    while (len > 0) {
+        ssize_t got = getrandom(p, len, 0);
+        if (got < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            abort(); /* no entropy source: nothing safe to do */
+        }
+        p += got;
+        len -= (size_t)got;
+    }
+}
+
+/* Device checks look under --device-root when set (tests and the
+ * emulated demo), else at the real path. */
+static enum sm_dev_kind env_device_stat(void *ctx, const char *path)
+{
+    struct node *n = ctx;
+    char full[PATH_MAX];
+    const char *root = n->cfg.device_root;
+    snprintf(full, sizeof full, "%s%s", root ? root : "", path);
+    struct stat st;
+    if (stat(full, &st) == 0) {
+        return S_ISBLK(st.st_mode)   ? SM_DEV_BLOCK
+               : S_ISREG(st.st_mode) ? SM_DEV_FILE
+               : S_ISDIR(st.st_mode) ? SM_DEV_DIR
+                                     : SM_DEV_OTHER;
+    }
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", full);
+    char *slash = strrchr(parent, '/');
+    if (slash != NULL && slash != parent) {
+        *slash = '\0';
+    }
+    return stat(parent, &st) == 0 && S_ISDIR(st.st_mode) ? SM_DEV_MISSING : SM_DEV_NOPARENT;
+}
+
+static bool rdma_capable(void)
+{
+    DIR *d = opendir("/sys/class/infiniband");
+    if (d == NULL) {
+        return false;
+    }
+    bool any = false;
+    struct dirent *e;
+    while (!any && (e = readdir(d)) != NULL) {
+        any = e->d_name[0] != '.';
+    }
+    closedir(d);
+    return any;
+}
+
+void node_env_init(struct node *n)
+{
+    n->env = (struct sm_env){.random = env_random,
+                             .device_stat = env_device_stat,
+                             .ha = false,
+                             .rdma_capable = rdma_capable(),
+                             .ctx = n};
+}
+
+/* ------------------------------------------------------------------ */
+/* cluster.status */
+
+static struct nv *render_status(const struct node *n)
+{
+    struct nv *r = nv_map();
+    if (n->tgt == NULL) {
+        nv_set_str(r, "state", "witness");
+        return r;
+    }
+    const char *state = !n->caught_up                           ? "catching-up"
+                        : n->last_errors > 0                    ? "error"
+                        : n->rendered_gen < sm_generation(n->sm) ? "pending"
+                                                                 : "ok";
+    nv_set_str(r, "state", state);
+    nv_set_bool(r, "matches", strcmp(state, "ok") == 0);
+    nv_set_int(r, "generation", (int64_t)sm_generation(n->sm));
+    nv_set_int(r, "rendered_generation", (int64_t)n->rendered_gen);
+    nv_set_int(r, "passes", (int64_t)n->render_passes);
+    nv_set_int(r, "drift_repaired", (int64_t)n->drift_total);
+    nv_set(r, "errors", n->last_problems ? nv_copy(n->last_problems) : nv_arr());
+    nv_set_str(r, "configfs", n->cfg.configfs);
+    nv_set_bool(r, "emulated", tgt_is_emulated(n->tgt));
+    return r;
+}
+
+struct nv *node_cluster_status(void *ctx, struct nv_err *err)
+{
+    (void)err;
+    struct node *n = ctx;
+    struct cons_status st;
+    memset(&st, 0, sizeof st);
+    if (n->cons != NULL) {
+        cons_get_status(n->cons, &st);
+    }
+    struct nv *me = nv_map();
+    nv_set_int(me, "id", (int64_t)n->cfg.id);
+    nv_set_str(me, "kind", n->cfg.witness ? "witness" : "data");
+    nv_set_str(me, "raft_address", n->cfg.raft);
+    nv_set_str(me, "role", cons_state_name(st.state));
+    nv_set_bool(me, "ready", st.ready);
+    nv_set_int(me, "term", (int64_t)st.term);
+    nv_set_int(me, "commit_index", (int64_t)st.commit_index);
+    nv_set_int(me, "applied_index", (int64_t)st.last_applied);
+    nv_set_int(me, "last_index", (int64_t)st.last_index);
+    nv_set_int(me, "snapshot_index", (int64_t)st.snapshot_index);
+    nv_set_int(me, "last_contact_ms", (int64_t)st.last_contact_ms);
+    nv_set(me, "render", render_status(n));
+
+    struct nv *members = nv_arr();
+    for (size_t i = 0; i < st.n_members && i < sizeof st.members / sizeof st.members[0]; i++) {
+        struct nv *m = nv_map();
+        nv_set_int(m, "id", (int64_t)st.members[i].id);
+        nv_set_str(m, "raft_address", st.members[i].address);
+        nv_set_str(m, "raft_role", cons_role_name(st.members[i].role));
+        nv_set_bool(m, "leader", st.members[i].id == st.leader_id);
+        nv_push(members, m);
+    }
+    struct nv *out = nv_map();
+    nv_set_int(out, "id", (int64_t)n->cfg.id);
+    nv_set(out, "leader", st.leader_id ? nv_int((int64_t)st.leader_id) : nv_nil());
+    nv_set(out, "node", me);
+    nv_set(out, "members", members);
+    return out;
+}
+
+/* ------------------------------------------------------------------ */
+/* transport address choices (non-HA reference branch: every configured
+ * address of every interface maps to itself) */
+
+struct nv *node_address_choices(void *ctx, const char *trtype, bool force_ana,
+                                struct nv_err *err)
+{
+    (void)ctx;
+    (void)force_ana;
+    struct nv *out = nv_map();
+    if (strcmp(trtype, "TCP") != 0) {
+        return out; /* RDMA needs global rdma and an RDMA NIC; FC has none */
+    }
+    struct ifaddrs *ifs = NULL;
+    if (getifaddrs(&ifs) < 0) {
+        nv_free(out);
+        nv_err_call(err, errno, "getifaddrs: %s", strerror(errno));
+        return NULL;
+    }
+    for (struct ifaddrs *i = ifs; i != NULL; i = i->ifa_next) {
+        if (i->ifa_addr == NULL || (i->ifa_flags & IFF_LOOPBACK)) {
+            continue;
+        }
+        char buf[INET6_ADDRSTRLEN];
+        if (i->ifa_addr->sa_family == AF_INET) {
+            inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, buf, sizeof buf);
+        } else if (i->ifa_addr->sa_family == AF_INET6) {
+            const struct in6_addr *a6 = &((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
+            if (IN6_IS_ADDR_LINKLOCAL(a6)) {
+                continue;
+            }
+            inet_ntop(AF_INET6, a6, buf, sizeof buf);
+        } else {
+            continue;
+        }
+        nv_set_str(out, buf, buf);
+    }
+    freeifaddrs(ifs);
+    return out;
+}

@@ -1,1 +1,168 @@
-int main(void) { return 0; }
+/* nvmetd: the nvmet-ha node daemon.
+ *
+ *   nvmetd --id N --data-dir DIR --raft IP:PORT [--rpc HOST:PORT
+ *          --api-key-file F] [--socket PATH] [--configfs DIR]
+ *          [--cluster ID=IP:PORT,...] [--witness] [--config FILE] ...
+ *
+ * A config file holds the same keys ("key = value"); flags win. */
+#include <errno.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <uv.h>
+
+#include "node.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: nvmetd --id N --data-dir DIR --raft IP:PORT [options]\n"
+            "  --id N                 this node's id (> 0)\n"
+            "  --data-dir DIR         Raft log and snapshots (created if missing)\n"
+            "  --raft IP:PORT         this node's Raft address (IPv4)\n"
+            "  --cluster ID=IP:PORT,..  initial members (same list on every node;\n"
+            "                         omit for a single-node cluster)\n"
+            "  --socket PATH          unix socket for local clients, root only\n"
+            "                         (default /run/nvmet-ha/nvmetd.sock)\n"
+            "  --rpc HOST:PORT        TCP listener; clients log in with the API key\n"
+            "  --api-key-file FILE    the API key for TCP clients\n"
+            "  --configfs DIR         directory holding nvmet/ (default /sys/kernel/config);\n"
+            "                         a directory that is not configfs is emulated\n"
+            "  --emulate-kernel VER   emulated kernel profile: 6.12 (default) or 6.1\n"
+            "  --device-root DIR      look devices and FILE backing files up under DIR\n"
+            "  --debugfs DIR          debugfs for nvmet.global.sessions\n"
+            "  --witness              vote in Raft, never render configfs\n"
+            "  --election-timeout MS  Raft election timeout (default 1000)\n"
+            "  --snapshot-threshold N entries between snapshots (default 8192)\n"
+            "  --sweep-interval MS    full configfs drift repair period (default 30000)\n"
+            "  --log-level LEVEL      error, info (default) or debug\n"
+            "  --config FILE          read the same keys from FILE (key = value)\n");
+}
+
+/* mkdir -p of the socket's directory (/run/nvmet-ha by default). */
+static void make_parent(const char *path)
+{
+    char *copy = strdup(path);
+    if (copy == NULL) {
+        return;
+    }
+    char *dir = dirname(copy);
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", dir);
+    for (char *p = buf + 1; *p != '\0'; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(buf, 0755);
+            *p = '/';
+        }
+    }
+    mkdir(buf, 0755);
+    free(copy);
+}
+
+static int parse_args(int argc, char **argv, struct node_config *cfg, char *msg, size_t msglen)
+{
+    /* The config file first, so that flags override it. */
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = NULL;
+        if (strncmp(a, "--config=", 9) == 0) {
+            val = a + 9;
+        } else if (strcmp(a, "--config") == 0 && i + 1 < argc) {
+            val = argv[i + 1];
+        }
+        if (val != NULL) {
+            int rv = node_config_load(cfg, val, msg, msglen);
+            if (rv < 0) {
+                return rv;
+            }
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) != 0) {
+            snprintf(msg, msglen, "unexpected argument '%s'", a);
+            return -EINVAL;
+        }
+        char key[64];
+        const char *val = NULL;
+        const char *eq = strchr(a, '=');
+        size_t klen = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+        if (klen >= sizeof key) {
+            snprintf(msg, msglen, "unknown option '%s'", a);
+            return -EINVAL;
+        }
+        memcpy(key, a + 2, klen);
+        key[klen] = '\0';
+        if (eq != NULL) {
+            val = eq + 1;
+        } else if (!node_config_is_flag(key)) {
+            if (i + 1 >= argc) {
+                snprintf(msg, msglen, "option --%s needs a value", key);
+                return -EINVAL;
+            }
+            val = argv[++i];
+        }
+        if (strcmp(key, "config") == 0) {
+            continue;
+        }
+        int rv = node_config_set(cfg, key, val, msg, msglen);
+        if (rv < 0) {
+            return rv;
+        }
+    }
+    return node_config_check(cfg, msg, msglen);
+}
+
+static void stopped(void *arg) { (void)arg; }
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("nvmetd %s\n", NVMET_HA_VERSION);
+            return 0;
+        }
+    }
+    signal(SIGPIPE, SIG_IGN);
+    setvbuf(stderr, NULL, _IOLBF, 0);
+
+    struct node_config cfg;
+    node_config_defaults(&cfg);
+    char msg[512] = "";
+    if (parse_args(argc, argv, &cfg, msg, sizeof msg) < 0) {
+        fprintf(stderr, "nvmetd: %s\n", msg);
+        usage(stderr);
+        node_config_free(&cfg);
+        return 2;
+    }
+    if (cfg.socket != NULL) {
+        make_parent(cfg.socket);
+    }
+
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct node *n = NULL;
+    int rv = node_start(&loop, &cfg, &n, msg, sizeof msg); /* n takes cfg's strings */
+    int code = 0;
+    if (rv < 0) {
+        fprintf(stderr, "nvmetd: %s\n", msg[0] ? msg : strerror(-rv));
+        code = 1;
+        if (n != NULL) {
+            node_stop(n, stopped, NULL);
+        }
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&loop) != 0) {
+        /* A handle still open at exit is a bug; say so rather than hang. */
+        fprintf(stderr, "nvmetd: event loop closed with handles still open\n");
+    }
+    return code;
+}

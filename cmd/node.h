@@ -1,0 +1,58 @@
+/* node: one nvmetd process, wiring the modules together (DESIGN.md data
+ * flow): consensus drives the statemachine, every apply schedules a render
+ * of target/, rpc/ serves clients through struct rpc_node. */
+#ifndef NODE_H
+#define NODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct uv_loop_s;
+
+/* Everything nvmetd is told on its command line or in its config file.
+ * Strings are owned by the config (freed by node_config_free). */
+struct node_config {
+    uint64_t id;
+    char *data_dir;
+    char *raft;     /* this node's Raft address "a.b.c.d:port" */
+    char *rpc;      /* TCP RPC address "host:port" or NULL */
+    char *socket;   /* unix socket path */
+    char *configfs; /* directory holding nvmet/ */
+    char *cluster;  /* "1=ip:port,2=ip:port,..." or NULL (single node) */
+    bool witness;
+    char *api_key_file;
+    char *device_root;    /* prefix for device checks and FILE backing files */
+    char *emulate_kernel; /* emulated configfs profile ("6.12", "6.1") */
+    char *debugfs;
+    char *log_level; /* "error", "info", "debug" */
+    unsigned election_timeout_ms;
+    unsigned snapshot_threshold;
+    unsigned sweep_interval_ms;
+};
+
+void node_config_defaults(struct node_config *c);
+void node_config_free(struct node_config *c);
+/* Set one key (flag name without "--") from text. 0 or -EINVAL with msg. */
+int node_config_set(struct node_config *c, const char *key, const char *value, char *msg,
+                    size_t msglen);
+/* Whether a key is a boolean flag (takes no value on the command line). */
+bool node_config_is_flag(const char *key);
+/* Read "key = value" lines (# comments) of a config file. */
+int node_config_load(struct node_config *c, const char *path, char *msg, size_t msglen);
+/* Final checks (required keys, formats). */
+int node_config_check(const struct node_config *c, char *msg, size_t msglen);
+
+struct node;
+
+/* Start every module on loop. 0 or -errno with msg. */
+int node_start(struct uv_loop_s *loop, const struct node_config *cfg, struct node **out,
+               char *msg, size_t msglen);
+/* Graceful stop; done(arg) when every handle is closed and n is freed. */
+void node_stop(struct node *n, void (*done)(void *arg), void *arg);
+
+void node_log(const struct node *n, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+enum { NODE_LOG_ERROR, NODE_LOG_INFO, NODE_LOG_DEBUG };
+
+#endif
