@@ -1,0 +1,65 @@
+/* Integration test harness: real nvmetd processes on loopback, each with a
+ * temp data dir, unix socket and emulated configfs tree, driven through the
+ * real nvmetctl binary and the rpc client. */
+#ifndef HARNESS_H
+#define HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+struct nv;
+struct nv_err;
+
+struct h_node {
+    int id;
+    pid_t pid;
+    char dir[256];      /* everything of this node lives here */
+    char sock[300];     /* unix socket */
+    char data[300];     /* Raft data dir */
+    char configfs[300]; /* emulated configfs root (holds nvmet/) */
+    char devroot[300];  /* --device-root */
+    char log[300];      /* nvmetd's stderr */
+    char keyfile[300];
+    int raft_port, rpc_port;
+};
+
+/* A fresh temp directory under /tmp (removed by h_rmrf). */
+void h_tmpdir(char *out, size_t len);
+void h_rmrf(const char *path);
+int h_free_port(void);
+
+/* Paths and ports for node id under base; creates the dirs and the API key
+ * file ("test-key"), and a block device node for zvol/tank/nvme/ns1 under
+ * the device root. */
+void h_node_init(struct h_node *n, const char *base, int id);
+/* Start nvmetd (extra: more argv entries, NULL-terminated, may be NULL) and
+ * wait until it answers core.ping and is the ready leader (single node) or
+ * just answers (cluster). Returns 0 or -1 (the log is printed). */
+int h_node_start(struct h_node *n, const char *const *extra);
+/* Send sig; h_node_wait reaps it and returns its exit status (or 128+sig). */
+void h_node_kill(struct h_node *n, int sig);
+int h_node_wait(struct h_node *n);
+void h_node_print_log(const struct h_node *n);
+
+/* Run nvmetctl --socket <sock> call METHOD ARGS... (NULL-terminated). */
+struct h_out {
+    int code;
+    char *out; /* stdout, owned */
+    char *err; /* stderr, owned */
+};
+int h_ctl(const struct h_node *n, struct h_out *o, const char *method, ...);
+void h_out_free(struct h_out *o);
+
+/* A call through rpc_call_sync on the unix socket; params JSON text (an
+ * array) or NULL. Returns the result (owned) or NULL with err filled. */
+struct nv *h_call(const struct h_node *n, const char *method, const char *params_json,
+                  struct nv_err *err);
+
+/* Whole file as a string without the trailing newline (owned), NULL if
+ * missing. */
+char *h_read(const char *path);
+/* Wait (bounded) until cluster.status says the render matches. */
+int h_wait_rendered(const struct h_node *n, int timeout_ms);
+
+#endif
