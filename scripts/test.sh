@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The test command (README's second command, and all that .ci/run does):
+# installs the Debian packages, builds with warnings as errors and runs
+# every test, then builds with ASan+UBSan and runs them again.
+# Run as root on Debian 12 (integration tests create device nodes and
+# network namespaces).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+JOBS=$(nproc)
+
+build() {
+    local dir=$1
+    shift
+    cmake -S . -B "$dir" -DNVMET_WERROR=ON "$@" >/dev/null
+    cmake --build "$dir" -j"$JOBS"
+}
+
+echo "== build (warnings are errors)"
+build build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo
+echo "== tests"
+ctest --test-dir build/release --output-on-failure
+
+echo "== build (ASan + UBSan)"
+build build/asan -DCMAKE_BUILD_TYPE=Debug -DNVMET_SANITIZE=ON
+echo "== tests under ASan + UBSan"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir build/asan --output-on-failure -LE kernel
