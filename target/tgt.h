@@ -51,7 +51,15 @@ struct tgt_view {
     bool ha;            /* failover licensed (>= 2 data nodes) */
 };
 
-/* Open the backend. Creates nothing until the first reconcile. */
+/* Open the backend (cfg and its strings are copied). Real configfs:
+ * creates nothing until the first reconcile (which loads nvmet when the
+ * desired tree is not empty). Emulated: creates <root>/nvmet/{subsystems,
+ * ports,hosts} if missing, like loading the module. The emulated kernel
+ * keeps the facts that are not in the tree under <root>/.nvmet-emu/: a file
+ * <root>/.nvmet-emu/identified/<subnqn> means a host has identified that
+ * controller, so its identity attributes (attr_serial, attr_model,
+ * attr_firmware, attr_ieee_oui, attr_version) return EINVAL like the
+ * kernel's. Returns 0 or -errno with err filled. */
 int tgt_open(const struct tgt_config *cfg, struct tgt **out, struct nv_err *err);
 void tgt_close(struct tgt *t);
 bool tgt_is_emulated(const struct tgt *t);
@@ -67,7 +75,13 @@ struct tgt_report {
     unsigned drift;      /* objects/attributes repaired that we had not changed */
     unsigned errors;
     struct nv *problems; /* owned array of {"object": path, "error": text}, or NULL */
+    unsigned reads;      /* attribute reads, readdirs and readlinks of the pass */
+    unsigned recreated;  /* subsystems rmdir'ed and made again (identity locked) */
+    struct nv *notes;    /* owned array of {"object", "note"} for things done
+                          * that an operator should know (recreations), or NULL */
+    bool swept;          /* the pass read the whole live tree */
 };
+/* Frees problems and notes and zeroes the counters. */
 void tgt_report_clear(struct tgt_report *r);
 
 /* Bring <root>/nvmet to the desired tree for (state, view).
@@ -82,11 +96,30 @@ void tgt_report_clear(struct tgt_report *r);
  * (0 = the live tree equals the desired tree). */
 int tgt_reconcile(struct tgt *t, const struct sm_state *s, const struct tgt_view *v, bool sweep,
                   struct tgt_report *rep);
+/* Details of the contract:
+ * - rep is cleared first (tgt_report_clear) and then filled;
+ * - the first pass of an instance is always a sweep, and so is the pass
+ *   after an incremental pass that had errors; an object whose rendering
+ *   failed is retried by every later pass until it succeeds, so the
+ *   problems of every pass list all the current problems;
+ * - drift counts differences the previous pass of this instance did not
+ *   leave behind (a sweep right after tgt_open has no expectation and
+ *   counts none);
+ * - attributes the kernel lacks are left out silently where they are our
+ *   own defaults (attr_model, attr_firmware, resv_enable) and reported as
+ *   problems where the configuration asks for them (attr_ieee_oui,
+ *   dhchap_* keys, param_max_queue_size). */
 
 /* The desired tree as a sorted nv map {relative path: value} (directories
  * map to true, symlinks to "-> target basename", attributes to their
  * value without the trailing newline), and the same for the live tree, so
- * tests and cluster.status can compare. Owned by the caller. */
+ * tests and cluster.status can compare. Owned by the caller.
+ * The desired map leaves out attributes the running kernel lacks. The
+ * live map lists every object dir and link under nvmet/{subsystems,ports,
+ * hosts} (not the default ana group 1) and, per object, the attributes the
+ * last pass rendered for it (all the attributes the renderer manages for
+ * objects it does not know), trimmed as compared. After a pass without
+ * errors the two maps are equal. */
 struct nv *tgt_desired_tree(struct tgt *t, const struct sm_state *s, const struct tgt_view *v);
 struct nv *tgt_live_tree(struct tgt *t);
 
@@ -108,11 +141,24 @@ struct nv *tgt_sessions(const char *debugfs, const struct sm_state *s);
 int tgt_dhchap_generate(const char *hash, const char *nqn,
                         void (*random)(void *ctx, void *buf, size_t len), void *rctx,
                         char *out, size_t outlen, struct nv_err *err);
-/* Same from a given secret (known-answer tests). */
+/* Same from a given secret (known-answer tests). hmac_id 0..3 is the XX
+ * of "DHHC-1:XX:"; len must be 32, 48 or 64. With nqn non-NULL and
+ * hmac_id > 0 the secret is transformed first (HMAC with the hash of
+ * hmac_id, the output has that hash's length); with nqn NULL the secret is
+ * stored as given (the nvme-cli 3.x form; the §5.4 vectors). Returns the
+ * string length or -EINVAL / -ENOSPC / -EIO. */
 int tgt_dhchap_format(int hmac_id, const unsigned char *secret, size_t len, const char *nqn,
                       char *out, size_t outlen);
 /* Full check of a DHHC-1 string (format, base64, length, CRC). 0 or
  * -EINVAL with a message in msg. */
 int tgt_dhchap_check(const char *key, char *msg, size_t msglen);
+
+/* ---- FILE namespaces ---------------------------------------------- */
+
+/* Remove a FILE namespace's backing file <device_root><path> (after
+ * namespace.delete {"remove": true}). path must be absolute; a missing
+ * file is not an error; anything but a regular file is -EINVAL.
+ * Returns 0 or -errno. */
+int tgt_remove_backing_file(struct tgt *t, const char *path);
 
 #endif

@@ -1,0 +1,308 @@
+/* target/ internals: the instance, the backend interface (real configfs or
+ * the emulated kernel), the object tree the renderer reconciles, and the
+ * attribute descriptor tables. Not for other modules; unit tests of
+ * target/ use it to reach the emulator directly and to drive the renderer
+ * from plain rows. */
+#ifndef TGT_INT_H
+#define TGT_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "sm.h"
+#include "tgt.h"
+
+struct nv;
+
+/* ---- backend interface ------------------------------------------------ */
+
+/* Paths are relative to <root>/nvmet ("" is nvmet/ itself). Every
+ * operation returns 0 (or a length) or a negative errno, exactly what the
+ * kernel's configfs would return for the same syscall. */
+struct tgt_dirent {
+    char *name;
+    unsigned char type; /* DT_DIR, DT_LNK, DT_REG (DT_UNKNOWN resolved) */
+};
+
+struct tgt_ops {
+    const char *name;
+    int (*mkdir)(struct tgt *t, const char *rel);
+    int (*rmdir)(struct tgt *t, const char *rel);
+    /* Reads at most len-1 bytes and NUL-terminates; returns the length. */
+    ssize_t (*read)(struct tgt *t, const char *rel, char *buf, size_t len);
+    /* One write(2) of buf[0..len): the store handler runs once. */
+    int (*write)(struct tgt *t, const char *rel, const char *buf, size_t len);
+    /* target is an absolute path, as for symlink(2). */
+    int (*symlink)(struct tgt *t, const char *target, const char *rel);
+    int (*unlink)(struct tgt *t, const char *rel);
+    /* *out: malloc'd array of n entries (names malloc'd), without "." and
+     * ".."; free with tgt__dirents_free. */
+    int (*readdir)(struct tgt *t, const char *rel, struct tgt_dirent **out, size_t *n);
+    ssize_t (*readlink)(struct tgt *t, const char *rel, char *buf, size_t len);
+    /* Make nvmet/ (module "nvmet") or a transport module available. */
+    int (*load)(struct tgt *t, const char *module);
+};
+
+extern const struct tgt_ops tgt__real_ops;
+extern const struct tgt_ops tgt__emu_ops;
+
+/* Emulated kernel profiles (nvmet-configfs.md §1, §10). */
+#define TGT_P61 0x1u
+#define TGT_P612 0x2u
+#define TGT_PALL (TGT_P61 | TGT_P612)
+
+/* ---- object tree ---------------------------------------------------- */
+
+/* Object kinds in the order of the create stages (truenas-nvmet.md §6.1):
+ * creates run in this order, deletes in the reverse order. */
+enum tgt_kind {
+    TK_SUBSYS = 1,
+    TK_HOST,
+    TK_PORT,
+    TK_ANAGRP, /* ports/<p>/ana_groups/<g>, g >= 2 (ANA mode: later) */
+    TK_REFERRAL,
+    TK_HOSTLINK, /* subsystems/<s>/allowed_hosts/<h> -> hosts/<h> */
+    TK_PORTLINK, /* ports/<p>/subsystems/<s> -> subsystems/<s> */
+    TK_NS,
+    TK__END
+};
+
+struct tgt_attr;
+
+struct tval {
+    const struct tgt_attr *d;
+    char *v; /* value without the trailing newline */
+};
+
+struct tobj {
+    char *path;   /* relative to nvmet/ */
+    char *target; /* links: the target, relative to nvmet/ */
+    enum tgt_kind kind;
+    unsigned flags;
+    size_t nattr;
+    struct tval *attrs; /* in write order */
+    char *backing;      /* FILE namespaces: backing file (without device_root) */
+    int64_t filesize;   /* FILE namespaces: -1 when not set */
+};
+
+#define TO_DIRTY 0x1u  /* last tree: the last pass did not finish this object */
+#define TO_GHOST 0x2u  /* last tree: not desired, but its removal failed */
+#define TO_TODO 0x4u   /* pass: to be applied */
+#define TO_FORCED 0x8u /* pass: removed by this pass on purpose (no drift) */
+#define TO_FAILED 0x10u
+
+struct ttree {
+    struct tobj **o;
+    size_t n, cap;
+    size_t *slot; /* open addressing: path -> index + 1 */
+    size_t nslot;
+    struct nv *problems; /* builder problems (owned array) or NULL */
+};
+
+struct ttree *tgt__tree_new(void);
+void tgt__tree_free(struct ttree *tr);
+/* Takes o (freed on failure). -EEXIST if the path is already there. */
+int tgt__tree_add(struct ttree *tr, struct tobj *o);
+struct tobj *tgt__tree_find(const struct ttree *tr, const char *path);
+struct tobj *tgt__obj_new(enum tgt_kind kind, const char *path, const char *target);
+void tgt__obj_free(struct tobj *o);
+int tgt__obj_attr(struct tobj *o, const struct tgt_attr *d, const char *v);
+const char *tgt__obj_get(const struct tobj *o, const char *name);
+/* Same kind, target, attributes and backing file. */
+bool tgt__obj_equal(const struct tobj *a, const struct tobj *b);
+/* "port 1", "namespace <nqn>/1", ... for messages. */
+void tgt__obj_label(enum tgt_kind kind, const char *path, char *buf, size_t len);
+/* A sorted nv map {path: true | "-> basename" | value} of a list of
+ * (path, value) pairs; takes the values. */
+struct nv *tgt__sorted_map(char **keys, struct nv **vals, size_t n);
+
+/* ---- attribute descriptors --------------------------------------------- */
+
+enum ta_fmt { TA_STR, TA_BOOL, TA_INT, TA_MAP, TA_FN };
+enum ta_when { TA_ALWAYS, TA_IF_SET };
+enum ta_need {
+    TA_NEED_FILE, /* every kernel has it: a missing file is an error */
+    TA_OPTIONAL,  /* silently left out where the kernel lacks the file */
+    TA_REPORT     /* a reported problem where the kernel lacks the file */
+};
+enum ta_cmp { TA_CMP_TEXT, TA_CMP_PADDED, TA_CMP_UUID, TA_CMP_NUM };
+enum ta_lock {
+    TA_LOCK_NONE,
+    TA_LOCK_LINKED,   /* port addr_*, param_*: EACCES while a subsystem is linked */
+    TA_LOCK_ENABLED,  /* namespace/referral: only while enable=0 */
+    TA_LOCK_IDENTITY, /* EINVAL once a host identified the controller */
+    TA_LOCK_ENABLE    /* the enable attribute itself: written last */
+};
+
+struct tgt_map {
+    const char *from, *to;
+};
+
+struct tgt_build;
+
+struct tgt_attr {
+    const char *name;
+    enum ta_fmt fmt;
+    const char *key;           /* the row field */
+    const char *nil;           /* value when the field is null (TA_ALWAYS) */
+    const struct tgt_map *map; /* TA_MAP */
+    /* TA_FN: writes the value; 1 = rendered, 0 = not rendered here,
+     * negative = the row cannot be rendered (message in out). */
+    int (*fn)(const struct tgt_build *b, const struct nv *row, const struct nv *aux, char *out,
+              size_t len);
+    enum ta_when when;
+    enum ta_need need;
+    const char *feature; /* tgt_features() key, or NULL */
+    enum ta_cmp cmp;
+    enum ta_lock lock;
+};
+
+/* Per kind: the attribute table (NULL-name terminated). */
+const struct tgt_attr *tgt__attrs(enum tgt_kind kind);
+
+/* Live value equals the desired one under the descriptor's comparison. */
+bool tgt__attr_same(const struct tgt_attr *d, const char *live, const char *want);
+
+/* ---- rows (what the renderer reads from the statemachine) --------------- */
+
+/* Borrowed rows of every table in ascending id order (sm.h row shapes). */
+struct tgt_rows {
+    const struct nv *global;
+    const struct nv **row[SM_TABLE_COUNT];
+    size_t n[SM_TABLE_COUNT];
+};
+
+int tgt__rows_from_sm(const struct sm_state *s, struct tgt_rows *r);
+void tgt__rows_free(struct tgt_rows *r);
+const struct nv *tgt__row_by_id(const struct tgt_rows *r, enum sm_table t, int64_t id);
+
+struct tgt_build {
+    const struct tgt *t;
+    const struct tgt_rows *rows;
+    const struct tgt_view *view;
+};
+
+/* The desired tree for (rows, view). Never NULL except out of memory. */
+struct ttree *tgt__build(const struct tgt *t, const struct tgt_rows *r, const struct tgt_view *v);
+int tgt__reconcile_rows(struct tgt *t, const struct tgt_rows *r, const struct tgt_view *v,
+                        bool sweep, struct tgt_report *rep);
+struct nv *tgt__desired_nv(struct tgt *t, const struct tgt_rows *r, const struct tgt_view *v);
+struct nv *tgt__sessions_rows(const char *debugfs, const struct tgt_rows *r);
+/* The live objects (dirs and links, no attributes) under nvmet/. */
+int tgt__list_live(struct tgt *t, struct ttree **out);
+
+/* ---- the instance ------------------------------------------------------- */
+
+struct tgt {
+    char *root;        /* cfg->root */
+    char *device_root; /* NULL = "/" */
+    char *model;
+    char *firmware;
+    bool emulated;
+    unsigned profile; /* TGT_P61 / TGT_P612 (emulated) */
+    const struct tgt_ops *ops;
+    struct ttree *last;     /* the last rendered tree (flags: what failed) */
+    bool sweep_next;        /* an incremental pass failed: sweep next time */
+    struct tgt_report *rep; /* the report of the running pass, or NULL */
+    unsigned modprobed;     /* modules already tried (bit per module) */
+    int modprobe_timeout_ms;
+    struct nv *features; /* cached (real configfs) */
+};
+
+/* Thin wrappers over t->ops that count into t->rep (0 / -errno). */
+int tgt__mkdir(struct tgt *t, const char *rel);
+int tgt__rmdir(struct tgt *t, const char *rel);
+ssize_t tgt__read(struct tgt *t, const char *rel, char *buf, size_t len);
+int tgt__write(struct tgt *t, const char *rel, const char *value); /* writes "value\n" */
+int tgt__symlink(struct tgt *t, const char *target_rel, const char *rel);
+int tgt__unlink(struct tgt *t, const char *rel);
+int tgt__readdir(struct tgt *t, const char *rel, struct tgt_dirent **out, size_t *n);
+ssize_t tgt__readlink(struct tgt *t, const char *rel, char *buf, size_t len);
+void tgt__dirents_free(struct tgt_dirent *d, size_t n);
+/* readdir(3) of an absolute directory path into tgt_dirents. */
+int tgt__plain_readdir(const char *dirpath, struct tgt_dirent **out, size_t *n);
+
+/* "<root>/nvmet[/rel]" into buf; -ENAMETOOLONG if it does not fit. */
+int tgt__path(const struct tgt *t, const char *rel, char *buf, size_t len);
+/* "<device_root>/<path>" into buf. */
+int tgt__device_path(const struct tgt *t, const char *path, char *buf, size_t len);
+/* Run "modprobe <module>" (fork/exec, bounded by a timeout). */
+int tgt__modprobe(const char *module, int timeout_ms);
+/* "attr_ieee_oui (Linux 6.2 or later)" for a tgt_features() key. */
+const char *tgt__feature_text(const char *key);
+/* The running (or emulated) kernel has the feature; NULL key = true. */
+bool tgt__has_feature(struct tgt *t, const char *key);
+/* Append {"object": object, "error": text} to *problems. */
+void tgt__problem(struct nv **problems, const char *object, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- emulator ------------------------------------------------------------ */
+
+int tgt__emu_profile(const char *name, unsigned *profile);
+/* Create nvmet/{subsystems,ports,hosts} like loading the module. */
+int tgt__emu_load(struct tgt *t);
+/* Where the emulated kernel keeps state that is not in the tree: a file
+ * <root>/.nvmet-emu/identified/<subnqn> means a host has identified that
+ * subsystem's controller (identity attributes then return EINVAL). */
+#define TGT_EMU_STATE_DIR ".nvmet-emu"
+
+/* Emulated attribute files of one object type: used by tgt_emu.c. */
+struct emu_file;
+struct emu_ctx {
+    struct tgt *t;
+    const char *dir; /* the object's path relative to nvmet/ */
+    const char *name;
+};
+typedef int (*emu_store_fn)(const struct emu_ctx *c, const char *in, char *out, size_t outlen);
+
+#define EF_WO 0x1u        /* write-only (mode 0200): reads fail EACCES */
+#define EF_PORT 0x2u      /* EACCES while the port has a subsystem linked */
+#define EF_NS_BUSY 0x4u   /* EBUSY while the namespace is enabled */
+#define EF_NS_INVAL 0x8u  /* EINVAL while the namespace is enabled */
+#define EF_REF 0x10u      /* EACCES while the referral is enabled */
+#define EF_IDENTITY 0x20u /* EINVAL once a host identified the controller */
+
+struct emu_file {
+    const char *name;
+    unsigned profiles;
+    const char *dflt; /* default contents (no newline); NULL: init() */
+    void (*init)(const struct emu_ctx *c, char *out, size_t len);
+    emu_store_fn store;
+    unsigned flags;
+};
+
+enum emu_type {
+    EN_ROOT,
+    EN_SUBSYS_GRP,
+    EN_SUBSYS,
+    EN_NS_GRP,
+    EN_NS,
+    EN_AH_GRP,
+    EN_PASSTHRU,
+    EN_PORT_GRP,
+    EN_PORT,
+    EN_PS_GRP,
+    EN_REF_GRP,
+    EN_REF,
+    EN_ANA_GRP,
+    EN_ANA,
+    EN_ANA1,
+    EN_HOST_GRP,
+    EN_HOST,
+    EN__COUNT,
+    EN_NONE = -1
+};
+
+const struct emu_file *tgt__emu_files(enum emu_type type);
+/* Read a sibling attribute of the emulated tree (plain file). */
+int tgt__emu_get(struct tgt *t, const char *dir, const char *name, char *buf, size_t len);
+/* True if the port at dir has a subsystem linked. */
+bool tgt__emu_port_linked(struct tgt *t, const char *dir);
+/* A host has identified the subsystem at subsys_rel (identity locked). */
+bool tgt__emu_identified(const struct tgt *t, const char *subsys_rel);
+/* The kernel's kstrtoull(s, 0): 0, -EINVAL or -ERANGE (above max). */
+int tgt__emu_kstrtoull(const char *s, unsigned long long max, unsigned long long *out);
+
+#endif
