@@ -269,6 +269,12 @@ int tgt__emu_load(struct tgt *t)
     if (mkdir(p, 0755) < 0 && errno != EEXIST) {
         return -errno;
     }
+    /* the kernel-side facts live next to nvmet/, not in it */
+    char st[4096];
+    snprintf(st, sizeof st, "%s/" TGT_EMU_STATE_DIR, t->root);
+    mkdir(st, 0755);
+    snprintf(st, sizeof st, "%s/" TGT_EMU_STATE_DIR "/identified", t->root);
+    mkdir(st, 0755);
     return populate(t, EN_ROOT, "");
 }
 

@@ -2,3 +2,15 @@
 # trees, the emulator's refusals, DH-CHAP known answers.
 nvmet_unit_test(test_tgt_render SOURCES unit/test_tgt_render.c unit/test_tgt_util.c
                 LIBS target nvcommon TIMEOUT 300)
+nvmet_unit_test(test_tgt_emu SOURCES unit/test_tgt_emu.c unit/test_tgt_util.c
+                LIBS target nvcommon)
+# libnvme only as an independent implementation of the key transform
+pkg_check_modules(TGT_LIBNVME IMPORTED_TARGET libnvme)
+if(TGT_LIBNVME_FOUND)
+  nvmet_unit_test(test_tgt_dhchap SOURCES unit/test_tgt_dhchap.c
+                  LIBS target nvcommon PkgConfig::CRYPTO PkgConfig::TGT_LIBNVME)
+  target_compile_definitions(test_tgt_dhchap PRIVATE HAVE_LIBNVME)
+else()
+  nvmet_unit_test(test_tgt_dhchap SOURCES unit/test_tgt_dhchap.c
+                  LIBS target nvcommon PkgConfig::CRYPTO)
+endif()
