@@ -99,8 +99,9 @@ int tgt_reconcile(struct tgt *t, const struct sm_state *s, const struct tgt_view
 /* Details of the contract:
  * - rep is cleared first (tgt_report_clear) and then filled;
  * - the first pass of an instance is always a sweep, and so is the pass
- *   after an incremental pass that had errors; an object whose rendering
- *   failed is retried by every later pass until it succeeds, so the
+ *   after an incremental pass in which an object failed that had not
+ *   failed before; an object whose rendering failed is retried by every
+ *   later pass (incremental ones included) until it succeeds, so the
  *   problems of every pass list all the current problems;
  * - drift counts differences the previous pass of this instance did not
  *   leave behind (a sweep right after tgt_open has no expectation and

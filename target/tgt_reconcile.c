@@ -36,12 +36,25 @@ struct pass {
     const struct tobj **gone; /* to remove, borrowed from last or live */
     size_t ngone, capgone;
     struct ttree *ghosts; /* copies of the removals that failed */
+    unsigned fresh_errors; /* failures of objects that had not failed before */
 };
 
 static const char *base_name(const char *p)
 {
     const char *s = strrchr(p, '/');
     return s != NULL ? s + 1 : p;
+}
+
+/* A failure of an object that did not fail last time may come from live
+ * state the last tree does not know (a hand-made link, a vanished dir):
+ * the next pass sweeps. Objects that keep failing (a missing device) are
+ * retried by incremental passes without sweeping again. */
+static void count_failure(struct pass *p, const char *path)
+{
+    const struct tobj *lo = tgt__tree_find(p->last, path);
+    if (lo == NULL || !(lo->flags & TO_DIRTY)) {
+        p->fresh_errors++;
+    }
 }
 
 static void fail(struct pass *p, struct tobj *o, const char *verb, const char *what, int rv)
@@ -52,6 +65,7 @@ static void fail(struct pass *p, struct tobj *o, const char *verb, const char *w
                  what != NULL ? " " : "", what != NULL ? what : "", strerror(-rv));
     p->rep->errors++;
     o->flags |= TO_FAILED;
+    count_failure(p, o->path);
 }
 
 /* What the last pass left behind for o, when we can trust it (no
@@ -292,6 +306,7 @@ static void report_missing(struct pass *p, struct tobj *o, const struct astate *
                      tgt__feature_text(d->feature), keys);
         p->rep->errors++;
         o->flags |= TO_FAILED;
+        count_failure(p, o->path);
     }
 }
 
@@ -605,6 +620,7 @@ static void remove_obj(struct pass *p, const struct tobj *r)
             tgt__problem(&p->rep->problems, r->path, "remove %s: %s: %s", label,
                          r->target != NULL ? "unlink" : "rmdir", strerror(-rv));
             p->rep->errors++;
+            count_failure(p, r->path);
         }
         struct tobj *g = tgt__obj_new(r->kind, r->path, r->target);
         if (g != NULL) {
@@ -792,7 +808,7 @@ int tgt__reconcile_rows(struct tgt *t, const struct tgt_rows *r, const struct tg
             }
         }
     }
-    t->sweep_next = !p.sweep && rep->errors > 0;
+    t->sweep_next = !p.sweep && p.fresh_errors > 0;
     finish(&p);
 out:
     tgt__tree_free(p.want);

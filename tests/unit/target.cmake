@@ -2,6 +2,8 @@
 # trees, the emulator's refusals, DH-CHAP known answers.
 nvmet_unit_test(test_tgt_render SOURCES unit/test_tgt_render.c unit/test_tgt_util.c
                 LIBS target nvcommon TIMEOUT 300)
+nvmet_unit_test(test_tgt_roles SOURCES unit/test_tgt_roles.c unit/test_tgt_util.c
+                LIBS target nvcommon)
 nvmet_unit_test(test_tgt_emu SOURCES unit/test_tgt_emu.c unit/test_tgt_util.c
                 LIBS target nvcommon)
 # libnvme only as an independent implementation of the key transform
