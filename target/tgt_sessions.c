@@ -83,7 +83,9 @@ static void add_ctrls(struct nv *out, const char *sdir, const struct nv *subsys,
     if (tgt__plain_readdir(sdir, &c, &n) < 0) {
         return;
     }
-    qsort(c, n, sizeof *c, ctrl_cmp);
+    if (n > 1) {
+        qsort(c, n, sizeof *c, ctrl_cmp);
+    }
     for (size_t i = 0; i < n; i++) {
         long num = ctrl_number(c[i].name);
         if (num < 0 || c[i].type != DT_DIR) {
@@ -132,7 +134,9 @@ struct nv *tgt__sessions_rows(const char *debugfs, const struct tgt_rows *r)
     if (tgt__plain_readdir(dir, &d, &n) < 0) {
         return out; /* no debugfs or nvmet not loaded: no sessions */
     }
-    qsort(d, n, sizeof *d, name_cmp);
+    if (n > 1) {
+        qsort(d, n, sizeof *d, name_cmp);
+    }
     for (size_t i = 0; i < n; i++) {
         const struct nv *s = subsys_by_nqn(r, d[i].name);
         if (s == NULL || d[i].type != DT_DIR) {

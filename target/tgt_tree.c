@@ -270,7 +270,9 @@ struct nv *tgt__sorted_map(char **keys, struct nv **vals, size_t n)
         v[i].k = keys[i];
         v[i].v = vals[i];
     }
-    qsort(v, n, sizeof *v, kvp_cmp);
+    if (n > 1) {
+        qsort(v, n, sizeof *v, kvp_cmp);
+    }
     /* The keys are unique paths: fill the map directly instead of n
      * nv_set calls (each a linear key search). */
     m->u.m.kv = calloc(n ? n : 1, sizeof *m->u.m.kv);
