@@ -43,7 +43,11 @@ enum tgt_role {
     TGT_WITNESS  /* renders nothing */
 };
 
-/* How this node renders: the role decided by failover/ and ANA facts. */
+/* How this node renders: the role decided by failover/ and ANA facts.
+ * ANA mode (global/subsys ana: per-node ports index+5000, ANA groups 2/3,
+ * their states, ANA referrals) is not rendered yet: every namespace has
+ * ana_grpid 1 and ports are IP-takeover ports; node_slot already splits
+ * the controller ids. */
 struct tgt_view {
     enum tgt_role role;
     unsigned node_slot; /* ANA: 1 = node A (grp 2, cntlid_max 31999), 2 = node B

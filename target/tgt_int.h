@@ -161,6 +161,10 @@ struct tgt_attr {
 
 /* Per kind: the attribute table (NULL-name terminated). */
 const struct tgt_attr *tgt__attrs(enum tgt_kind kind);
+/* Render one attribute of a row: 1 = rendered into out, 0 = not rendered
+ * for this row, < 0 = the row cannot be rendered (message in out). */
+int tgt__render_attr(const struct tgt_build *b, const struct tgt_attr *d, const struct nv *row,
+                     const struct nv *aux, char *out, size_t len);
 
 /* Live value equals the desired one under the descriptor's comparison. */
 bool tgt__attr_same(const struct tgt_attr *d, const char *live, const char *want);
@@ -192,6 +196,23 @@ struct nv *tgt__desired_nv(struct tgt *t, const struct tgt_rows *r, const struct
 struct nv *tgt__sessions_rows(const char *debugfs, const struct tgt_rows *r);
 /* The live objects (dirs and links, no attributes) under nvmet/. */
 int tgt__list_live(struct tgt *t, struct ttree **out);
+
+/* ---- one pass ------------------------------------------------------------ */
+
+struct tgt_pass {
+    struct tgt *t;
+    struct tgt_report *rep;
+    struct ttree *want, *last, *live; /* live: sweeps only */
+    bool sweep, expect;               /* expect: a last tree to judge drift by */
+    const struct tobj **gone;         /* to remove, borrowed from last or live */
+    size_t ngone, capgone;
+    struct ttree *ghosts;   /* copies of the removals that failed */
+    unsigned fresh_errors;  /* failures of objects that had not failed before */
+};
+
+/* Create/repair one desired object; remove one undesired object. */
+void tgt__apply_obj(struct tgt_pass *p, struct tobj *o);
+void tgt__remove_obj(struct tgt_pass *p, const struct tobj *r);
 
 /* ---- the instance ------------------------------------------------------- */
 
