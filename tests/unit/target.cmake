@@ -16,3 +16,9 @@ else()
   nvmet_unit_test(test_tgt_dhchap SOURCES unit/test_tgt_dhchap.c
                   LIBS target nvcommon PkgConfig::CRYPTO)
 endif()
+# through the real statemachine, once it is a library (not the placeholder)
+get_target_property(TGT_SM_TYPE statemachine TYPE)
+if(TGT_SM_TYPE STREQUAL "STATIC_LIBRARY")
+  nvmet_unit_test(test_tgt_sm SOURCES unit/test_tgt_sm.c unit/test_tgt_util.c
+                  LIBS target statemachine nvjson nvcommon)
+endif()
