@@ -360,6 +360,78 @@ static void test_sessions(void **state)
     nv_free(s);
 }
 
+static void script(const char *path, const char *body)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "#!/bin/sh\n%s\n", body);
+    fclose(f);
+    assert_int_equal(chmod(path, 0755), 0);
+}
+
+/* modprobe runs by fork/exec with a deadline: success, failure, and a hung
+ * modprobe killed at the timeout. */
+static void test_modprobe(void **state)
+{
+    struct ctx *c = *state;
+    char bin[600], path[4096], cmd[700];
+    snprintf(bin, sizeof bin, "%s/bin", c->f.dir);
+    assert_int_equal(mkdir(bin, 0755), 0);
+    snprintf(cmd, sizeof cmd, "%s/modprobe", bin);
+    const char *old = getenv("PATH");
+    char *saved = strdup(old != NULL ? old : "/usr/bin:/bin");
+    snprintf(path, sizeof path, "%s:%s", bin, saved);
+    setenv("PATH", path, 1);
+    script(cmd, "[ \"$1\" = nvmet ] && exit 0; [ \"$1\" = hang ] && exec sleep 30; exit 1");
+    assert_int_equal(tgt__modprobe("nvmet", 5000), 0);
+    assert_int_equal(tgt__modprobe("nvmet-xyz", 5000), -EIO);
+    assert_int_equal(tgt__modprobe("hang", 200), -ETIMEDOUT);
+    setenv("PATH", saved, 1);
+    free(saved);
+}
+
+/* The real-configfs backend: nvmet/ missing and still missing after
+ * modprobe is reported in words; with nothing desired nothing is loaded. */
+static void test_real_missing_nvmet(void **state)
+{
+    struct ctx *c = *state;
+    struct tgt_report rep = {0};
+    char bin[600], path[4096], cmd[700], log[700];
+    snprintf(bin, sizeof bin, "%s/bin", c->f.dir);
+    assert_int_equal(mkdir(bin, 0755), 0);
+    snprintf(cmd, sizeof cmd, "%s/modprobe", bin);
+    snprintf(log, sizeof log, "%s/modprobe.log", c->f.dir);
+    char body[1600];
+    snprintf(body, sizeof body, "echo \"$@\" >> '%s'", log);
+    script(cmd, body);
+    const char *old = getenv("PATH");
+    char *saved = strdup(old != NULL ? old : "/usr/bin:/bin");
+    snprintf(path, sizeof path, "%s:%s", bin, saved);
+    setenv("PATH", path, 1);
+    /* the same instance driven through the plain-syscall backend */
+    char rm[1200];
+    snprintf(rm, sizeof rm, "rm -rf '%s/nvmet'", c->f.root);
+    assert_int_equal(system(rm), 0);
+    c->f.t->emulated = false;
+    c->f.t->ops = &tgt__real_ops;
+    nv_set_bool(c->rs.global, "enabled", false);
+    assert_int_equal(tgt__reconcile_rows(c->f.t, rs_rows(&c->rs), &single, false, &rep), 0);
+    struct stat st;
+    assert_int_equal(stat(log, &st), -1); /* nothing desired: no modprobe */
+    nv_set_bool(c->rs.global, "enabled", true);
+    assert_int_equal(tgt__reconcile_rows(c->f.t, rs_rows(&c->rs), &single, false, &rep), 1);
+    assert_string_equal(problem(&rep, 0), "configfs has no nvmet/: is the nvmet module available?");
+    FILE *fp = fopen(log, "r");
+    assert_non_null(fp);
+    char line[64] = "";
+    assert_non_null(fgets(line, sizeof line, fp));
+    fclose(fp);
+    assert_string_equal(line, "nvmet\n");
+    setenv("PATH", saved, 1);
+    free(saved);
+    tgt_report_clear(&rep);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -374,6 +446,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rdma_gated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_root_reloaded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_modprobe, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_real_missing_nvmet, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
