@@ -476,11 +476,14 @@ bool tgt__has_feature(struct tgt *t, const char *key)
         }
         return true;
     }
-    struct nv *f = tgt_features(t);
-    const struct nv *v = nv_get(f, key);
-    bool has = v == NULL || !nv_is(v, NV_BOOL) || v->u.b;
-    nv_free(f);
-    return has;
+    if (t->features == NULL) {
+        nv_free(tgt_features(t)); /* probes and caches once nvmet/ exists */
+    }
+    if (t->features == NULL) {
+        return false; /* nvmet not loaded: nothing known yet */
+    }
+    const struct nv *v = nv_get(t->features, key);
+    return v == NULL || !nv_is(v, NV_BOOL) || v->u.b;
 }
 
 /* ---- FILE namespaces ----------------------------------------------------------- */
