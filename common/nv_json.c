@@ -51,7 +51,8 @@ static struct nv *from_jc(struct json_object *o)
 
 struct nv *nv_from_json(const char *text)
 {
-    struct json_tokener *tok = json_tokener_new();
+    /* deeper than json-c's default 32: nested query filters are legitimate */
+    struct json_tokener *tok = json_tokener_new_ex(512);
     if (tok == NULL) {
         return NULL;
     }
