@@ -47,7 +47,7 @@ kfetch() {
     echo "$kver" > "$dir/kver"
     kextract_vmlinux "$dir/root/boot/vmlinuz-$kver" "$dir/vmlinux"
     kbase_initramfs "$dir/root" "$dir/base.cpio.gz"
-    rm -rf "$dir/deb"
+    rm -rf "$dir/deb" "$dir/root"
     echo "$dir"
 }
 
