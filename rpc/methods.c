@@ -18,34 +18,13 @@
 #include "nv_err.h"
 #include "rpc.h"
 #include "sm.h"
+#include "methods_int.h"
 
-
-struct bound {
-    struct rpc_methods *m;
-    void (*fn)(struct rpc_methods *m, struct rpc_call *call, const struct nv *params);
-};
-
-/* Every method binding lives here: 8 fixed ones + 5 verbs x 6 tables. */
-#define MAX_BINDINGS 64
-
-struct rpc_methods {
-    const struct rpc_node *node;
-    struct bound bindings[MAX_BINDINGS];
-    size_t n_bindings;
-};
-
-/* One table entry per registered method. */
-typedef void (*method_fn)(struct rpc_methods *m, struct rpc_call *call, const struct nv *params);
-
-struct method_def {
-    const char *name;
-    method_fn fn;
-};
 
 /* ------------------------------------------------------------------ */
 /* errors */
 
-static void reply_errno(struct rpc_methods *m, struct rpc_call *call, int status)
+void methods_reply_errno(struct rpc_methods *m, struct rpc_call *call, int status)
 {
     struct nv_err e;
     nv_err_init(&e);
@@ -152,7 +131,7 @@ static void write_applied(void *arg, int status, void *result)
 {
     struct write_req *w = arg;
     if (status < 0) {
-        reply_errno(w->m, w->call, status);
+        methods_reply_errno(w->m, w->call, status);
         free(w->remove_path);
         free(w);
         return;
@@ -184,12 +163,17 @@ static char *file_to_remove(const struct sm_state *s, const struct nv *params)
     return strdup(path);
 }
 
-static void m_write(struct rpc_methods *m, struct rpc_call *call, const struct nv *params)
+static void m_write(struct rpc_methods *m, const struct req *r, const struct nv *params)
 {
+    struct rpc_call *call = r->call;
     const struct rpc_node *node = m->node;
-    const char *method = rpc_call_method(call);
+    const char *method = r->method;
+    if (fwd_wanted(m, r)) {
+        fwd_call(m, r, params);
+        return;
+    }
     if (node->is_leader != NULL && !node->is_leader(node->ctx)) {
-        reply_errno(m, call, -NV_ENOTLEADER);
+        methods_reply_errno(m, call, -NV_ENOTLEADER);
         return;
     }
     const struct sm_state *s = node->state(node->ctx);
@@ -204,16 +188,16 @@ static void m_write(struct rpc_methods *m, struct rpc_call *call, const struct n
     }
     char *buf = NULL;
     size_t len = 0;
-    rv = sm_command_encode(cmd, rpc_call_client_id(call), rpc_call_msgid(call), &buf, &len);
+    rv = sm_command_encode(cmd, r->client_id, r->seq, &buf, &len);
     nv_free(cmd);
     if (rv < 0) {
-        reply_errno(m, call, rv);
+        methods_reply_errno(m, call, rv);
         return;
     }
     struct write_req *w = calloc(1, sizeof *w);
     if (w == NULL) {
         free(buf);
-        reply_errno(m, call, -ENOMEM);
+        methods_reply_errno(m, call, -ENOMEM);
         return;
     }
     w->m = m;
@@ -226,7 +210,7 @@ static void m_write(struct rpc_methods *m, struct rpc_call *call, const struct n
     if (rv < 0) {
         free(w->remove_path);
         free(w);
-        reply_errno(m, call, rv);
+        methods_reply_errno(m, call, rv);
     }
 }
 
@@ -318,7 +302,7 @@ static void read_barrier_done(void *arg, int status, void *result)
     (void)result;
     struct read_req *r = arg;
     if (status < 0) {
-        reply_errno(r->m, r->call, status);
+        methods_reply_errno(r->m, r->call, status);
         nv_free(r->params);
         free(r);
         return;
@@ -326,12 +310,17 @@ static void read_barrier_done(void *arg, int status, void *result)
     read_run(r);
 }
 
-static void start_read(struct rpc_methods *m, struct rpc_call *call, const struct nv *params,
+static void start_read(struct rpc_methods *m, const struct req *rq, const struct nv *params,
                        enum read_kind kind, int table, bool local)
 {
+    struct rpc_call *call = rq->call;
+    if (!local && fwd_wanted(m, rq)) {
+        fwd_call(m, rq, params);
+        return;
+    }
     struct read_req *r = calloc(1, sizeof *r);
     if (r == NULL) {
-        reply_errno(m, call, -ENOMEM);
+        methods_reply_errno(m, call, -ENOMEM);
         return;
     }
     r->m = m;
@@ -347,14 +336,14 @@ static void start_read(struct rpc_methods *m, struct rpc_call *call, const struc
     if (node->is_leader != NULL && !node->is_leader(node->ctx)) {
         nv_free(r->params);
         free(r);
-        reply_errno(m, call, -NV_ENOTLEADER);
+        methods_reply_errno(m, call, -NV_ENOTLEADER);
         return;
     }
     int rv = node->barrier(node->ctx, read_barrier_done, r);
     if (rv < 0) {
         nv_free(r->params);
         free(r);
-        reply_errno(m, call, rv);
+        methods_reply_errno(m, call, rv);
     }
 }
 
@@ -400,17 +389,19 @@ static bool check_query_args(struct rpc_call *call, const struct nv *params)
     return true;
 }
 
-static void m_query(struct rpc_methods *m, struct rpc_call *call, const struct nv *params)
+static void m_query(struct rpc_methods *m, const struct req *r, const struct nv *params)
 {
+    struct rpc_call *call = r->call;
     if (!check_query_args(call, params)) {
         return;
     }
-    start_read(m, call, params, READ_QUERY, table_of_method(rpc_call_method(call)),
+    start_read(m, r, params, READ_QUERY, table_of_method(r->method),
                wants_local(nv_at(params, 1)));
 }
 
-static void m_get_instance(struct rpc_methods *m, struct rpc_call *call, const struct nv *params)
+static void m_get_instance(struct rpc_methods *m, const struct req *r, const struct nv *params)
 {
+    struct rpc_call *call = r->call;
     if (!check_nargs(call, params, 2)) {
         return;
     }
@@ -434,25 +425,27 @@ static void m_get_instance(struct rpc_methods *m, struct rpc_call *call, const s
         nv_err_clear(&e);
         return;
     }
-    start_read(m, call, params, READ_GET_INSTANCE, table_of_method(rpc_call_method(call)),
+    start_read(m, r, params, READ_GET_INSTANCE, table_of_method(r->method),
                wants_local(o));
 }
 
-static void m_global_config(struct rpc_methods *m, struct rpc_call *call, const struct nv *params)
+static void m_global_config(struct rpc_methods *m, const struct req *r, const struct nv *params)
 {
+    struct rpc_call *call = r->call;
     if (!check_nargs(call, params, 0)) {
         return;
     }
-    start_read(m, call, params, READ_CONFIG, -1, false);
+    start_read(m, r, params, READ_CONFIG, -1, false);
 }
 
-static void m_sessions(struct rpc_methods *m, struct rpc_call *call, const struct nv *params)
+static void m_sessions(struct rpc_methods *m, const struct req *r, const struct nv *params)
 {
+    struct rpc_call *call = r->call;
     if (!check_query_args(call, params)) {
         return;
     }
     /* sessions come from this node's kernel: no barrier needed */
-    start_read(m, call, params, READ_SESSIONS, -1, true);
+    start_read(m, r, params, READ_SESSIONS, -1, true);
 }
 
 /* ------------------------------------------------------------------ */
@@ -467,8 +460,9 @@ static struct nv *str_list(const char *const *items)
     return a;
 }
 
-static void m_dhgroup_choices(struct rpc_methods *m, struct rpc_call *call, const struct nv *params)
+static void m_dhgroup_choices(struct rpc_methods *m, const struct req *r, const struct nv *params)
 {
+    struct rpc_call *call = r->call;
     (void)m;
     static const char *const groups[] = {"2048-BIT", "3072-BIT", "4096-BIT", "6144-BIT",
                                          "8192-BIT", NULL};
@@ -479,8 +473,9 @@ static void m_dhgroup_choices(struct rpc_methods *m, struct rpc_call *call, cons
 
 static const char *const hashes[] = {"SHA-256", "SHA-384", "SHA-512", NULL};
 
-static void m_hash_choices(struct rpc_methods *m, struct rpc_call *call, const struct nv *params)
+static void m_hash_choices(struct rpc_methods *m, const struct req *r, const struct nv *params)
 {
+    struct rpc_call *call = r->call;
     (void)m;
     if (check_nargs(call, params, 0)) {
         rpc_reply(call, str_list(hashes));
@@ -500,8 +495,9 @@ static const char *canonical_hash(const char *h)
     return NULL;
 }
 
-static void m_generate_key(struct rpc_methods *m, struct rpc_call *call, const struct nv *params)
+static void m_generate_key(struct rpc_methods *m, const struct req *r, const struct nv *params)
 {
+    struct rpc_call *call = r->call;
     if (!check_nargs(call, params, 2)) {
         return;
     }
@@ -524,7 +520,7 @@ static void m_generate_key(struct rpc_methods *m, struct rpc_call *call, const s
         return;
     }
     if (m->node->generate_key == NULL) {
-        reply_errno(m, call, -ENOTSUP);
+        methods_reply_errno(m, call, -ENOTSUP);
         return;
     }
     char key[160];
@@ -539,8 +535,9 @@ static void m_generate_key(struct rpc_methods *m, struct rpc_call *call, const s
     rpc_reply(call, nv_str(key));
 }
 
-static void m_address_choices(struct rpc_methods *m, struct rpc_call *call, const struct nv *params)
+static void m_address_choices(struct rpc_methods *m, const struct req *r, const struct nv *params)
 {
+    struct rpc_call *call = r->call;
     if (!check_nargs(call, params, 2)) {
         return;
     }
@@ -573,8 +570,9 @@ static void m_address_choices(struct rpc_methods *m, struct rpc_call *call, cons
     nv_err_clear(&e);
 }
 
-static void m_cluster_status(struct rpc_methods *m, struct rpc_call *call, const struct nv *params)
+static void m_cluster_status(struct rpc_methods *m, const struct req *r, const struct nv *params)
 {
+    struct rpc_call *call = r->call;
     if (!check_nargs(call, params, 0)) {
         return;
     }
@@ -606,6 +604,7 @@ static const struct method_def fixed_methods[] = {
     {"nvmet.host.dhchap_dhgroup_choices", m_dhgroup_choices},
     {"nvmet.host.dhchap_hash_choices", m_hash_choices},
     {"cluster.status", m_cluster_status},
+    {"cluster.forward", m_forwarded},
 };
 
 /* Per CRUD service: these verbs. */
@@ -617,15 +616,32 @@ static const struct method_def crud_verbs[] = {
 static void dispatch(struct rpc_call *call, const struct nv *params, void *ctx)
 {
     struct bound *b = ctx;
-    b->fn(b->m, call, params);
+    struct req r = {.call = call,
+                    .method = rpc_call_method(call),
+                    .client_id = rpc_call_client_id(call),
+                    .seq = rpc_call_msgid(call)};
+    b->fn(b->m, &r, params);
+}
+
+method_fn methods_lookup(struct rpc_methods *m, const char *name)
+{
+    for (size_t i = 0; i < m->n_bindings; i++) {
+        if (strcmp(m->names[i], name) == 0) {
+            return m->bindings[i].fn;
+        }
+    }
+    return NULL;
 }
 
 static int add(struct rpc_server *s, struct rpc_methods *m, const char *name, method_fn fn)
 {
-    if (m->n_bindings == MAX_BINDINGS) {
+    if (m->n_bindings == MAX_BINDINGS || strlen(name) >= sizeof m->names[0]) {
         return -ENOSPC;
     }
-    struct bound *b = &m->bindings[m->n_bindings++];
+    snprintf(m->names[m->n_bindings], sizeof m->names[0], "%s", name);
+    struct bound *b = &m->bindings[m->n_bindings];
+    b->name = m->names[m->n_bindings];
+    m->n_bindings++;
     b->m = m;
     b->fn = fn;
     return rpc_server_register(s, name, dispatch, b, 0);
@@ -659,4 +675,10 @@ int rpc_methods_register(struct rpc_server *s, const struct rpc_node *node,
     return 0;
 }
 
-void rpc_methods_free(struct rpc_methods *m) { free(m); }
+void rpc_methods_free(struct rpc_methods *m)
+{
+    if (m != NULL) {
+        fwd_close(m);
+    }
+    free(m);
+}

@@ -103,6 +103,12 @@ struct rpc_node {
     /* Wait until this node has rendered everything applied so far (or
      * failed to), then cb(arg, 0, NULL). NULL = no wait. */
     int (*wait_rendered)(void *ctx, void (*cb)(void *arg, int status, void *result), void *arg);
+    /* The loop the node runs on (for the connection to the leader). */
+    struct uv_loop_s *loop;
+    /* The API key nodes use to log in to each other when a follower
+     * forwards a call to the leader; NULL = no forwarding (clients get
+     * NOT_LEADER with the leader's address). */
+    const char *(*cluster_key)(void *ctx);
     /* This node is the ready leader (writes and linearizable reads are
      * served here). */
     bool (*is_leader)(void *ctx);
