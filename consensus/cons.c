@@ -1,0 +1,816 @@
+/* consensus: lifecycle (start/close), readiness, polled role changes,
+ * status, membership and error translation. Framing, group commit and the
+ * fsm adapters live in cons_log.c. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cons_int.h"
+#include "nv_err.h"
+
+#define POLL_MS 5
+#define CONNECT_RETRY_MS 100
+#define DEFAULT_SEGMENT ((size_t)4 << 20)
+#define NODE_ID_FILE "node-id"
+
+/* ------------------------------------------------------------------ */
+/* errors and names */
+
+/* The one translation of libraft codes (cons.h). */
+int cons_err(int rv)
+{
+    switch (rv) {
+    case 0:
+        return 0;
+    case RAFT_NOTLEADER:
+        return -NV_ENOTLEADER;
+    case RAFT_LEADERSHIPLOST:
+        return -NV_ELEADERSHIPLOST;
+    case RAFT_SHUTDOWN:
+    case RAFT_CANCELED:
+        return -ESHUTDOWN;
+    case RAFT_NOMEM:
+        return -ENOMEM;
+    case RAFT_TOOBIG:
+        return -EMSGSIZE;
+    case RAFT_IOERR:
+        return -EIO;
+    case RAFT_NOSPACE:
+        return -ENOSPC;
+    case RAFT_CANTCHANGE:
+    case RAFT_BUSY:
+        return -EBUSY;
+    case RAFT_BADID:
+    case RAFT_NOTFOUND:
+        return -ENOENT;
+    case RAFT_DUPLICATEID:
+    case RAFT_DUPLICATEADDRESS:
+        return -EEXIST;
+    case RAFT_NOCONNECTION:
+        return -ENOTCONN;
+    case RAFT_CORRUPT:
+    case RAFT_MALFORMED:
+        return -EBADMSG;
+    case RAFT_BADROLE:
+    case RAFT_INVALID:
+        return -EINVAL;
+    case RAFT_NAMETOOLONG:
+        return -ENAMETOOLONG;
+    default:
+        return -EPROTO;
+    }
+}
+
+const char *cons_state_name(int state)
+{
+    switch (state) {
+    case CONS_UNAVAILABLE:
+        return "unavailable";
+    case CONS_FOLLOWER:
+        return "follower";
+    case CONS_CANDIDATE:
+        return "candidate";
+    case CONS_LEADER:
+        return "leader";
+    default:
+        return "unknown";
+    }
+}
+
+const char *cons_role_name(int role)
+{
+    switch (role) {
+    case CONS_ROLE_VOTER:
+        return "voter";
+    case CONS_ROLE_STANDBY:
+        return "standby";
+    case CONS_ROLE_SPARE:
+        return "spare";
+    default:
+        return "unknown";
+    }
+}
+
+void cons_log(const struct cons_node *n, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "consensus[%" PRIu64 "]: %s\n", n != NULL ? n->id : 0, line);
+}
+
+/* ------------------------------------------------------------------ */
+/* libraft 0.15 internals: every read of struct raft fields is here (they
+ * were hidden or renamed in 0.16-0.18). */
+
+static struct raft *R(const struct cons_node *n) { return (struct raft *)&n->raft; }
+static uint64_t raft_term_of(const struct cons_node *n) { return R(n)->current_term; }
+static uint64_t raft_commit_of(const struct cons_node *n) { return R(n)->commit_index; }
+static uint64_t raft_snapshot_index_of(const struct cons_node *n)
+{
+    return R(n)->log.snapshot.last_index;
+}
+static bool raft_transferring(const struct cons_node *n) { return R(n)->transfer != NULL; }
+static uint64_t raft_follower_contact(const struct cons_node *n)
+{
+    return R(n)->election_timer_start;
+}
+static const struct raft_configuration *raft_conf_of(const struct cons_node *n)
+{
+    return &R(n)->configuration;
+}
+
+/* ------------------------------------------------------------------ */
+/* readiness and change reporting */
+
+bool cons_is_ready(const struct cons_node *n)
+{
+    return !n->closing && !n->raft_down && n->ready && raft_state(R(n)) == RAFT_LEADER &&
+           raft_term_of(n) == n->ready_term && !raft_transferring(n);
+}
+
+static void ready_cb(struct raft_barrier *req, int status)
+{
+    struct cons_node *n = req->data;
+    n->ready_pending = false;
+    if (status == 0 && !n->closing && raft_state(&n->raft) == RAFT_LEADER &&
+        raft_term_of(n) == n->ready_pending_term) {
+        n->ready = true;
+        n->ready_term = n->ready_pending_term;
+    }
+    if (!n->closing) {
+        n->check_change = true; /* report from the idle handle, outside libraft */
+        cons_kick(n);
+    }
+}
+
+/* After winning an election: commit a barrier in the new term before
+ * serving anything (0.15 has no leader no-op entry). */
+static void maybe_start_ready(struct cons_node *n)
+{
+    if (raft_state(&n->raft) != RAFT_LEADER) {
+        n->ready = false;
+        return;
+    }
+    if (n->ready && n->ready_term != raft_term_of(n)) {
+        n->ready = false;
+    }
+    if (n->ready || n->ready_pending) {
+        return;
+    }
+    n->ready_req.data = n;
+    n->ready_pending_term = raft_term_of(n);
+    int rv = raft_barrier(&n->raft, &n->ready_req, ready_cb);
+    if (rv == 0) {
+        n->ready_pending = true;
+    } /* else (e.g. transfer in progress): retried at the next poll */
+}
+
+void cons_check_change(struct cons_node *n)
+{
+    if (n->change_cb == NULL || n->raft_down) {
+        return;
+    }
+    struct cons_status st;
+    cons_get_status(n, &st);
+    bool caught = st.commit_index > 0 && st.last_applied >= st.commit_index;
+    bool changed = !n->reported || st.state != n->last_state || st.ready != n->last_ready ||
+                   st.leader_id != n->last_leader || (caught && !n->last_caught);
+    n->last_caught = caught;
+    if (!changed) {
+        return;
+    }
+    n->reported = true;
+    n->last_state = st.state;
+    n->last_ready = st.ready;
+    n->last_leader = st.leader_id;
+    n->change_cb(n->change_arg, &st);
+}
+
+static void poll_cb(uv_timer_t *t)
+{
+    struct cons_node *n = t->data;
+    if (n->closing || n->raft_down) {
+        return;
+    }
+    maybe_start_ready(n);
+    if (raft_state(&n->raft) == RAFT_FOLLOWER) {
+        raft_id lid = 0;
+        const char *laddr = NULL;
+        raft_leader(&n->raft, &lid, &laddr);
+        if (lid != 0 && raft_follower_contact(n) > n->contact_at) {
+            n->contact_at = raft_follower_contact(n);
+        }
+    } else if (raft_state(&n->raft) == RAFT_LEADER) {
+        n->contact_at = uv_now(n->loop);
+    }
+    cons_check_change(n);
+}
+
+void cons_on_change(struct cons_node *n, cons_change_cb cb, void *arg)
+{
+    n->change_cb = cb;
+    n->change_arg = arg;
+    n->reported = false;
+}
+
+static int map_state(int s)
+{
+    switch (s) {
+    case RAFT_FOLLOWER:
+        return CONS_FOLLOWER;
+    case RAFT_CANDIDATE:
+        return CONS_CANDIDATE;
+    case RAFT_LEADER:
+        return CONS_LEADER;
+    default:
+        return CONS_UNAVAILABLE;
+    }
+}
+
+void cons_get_status(const struct cons_node *n, struct cons_status *st)
+{
+    memset(st, 0, sizeof *st);
+    if (n == NULL) {
+        return;
+    }
+    st->id = n->id;
+    st->state = CONS_UNAVAILABLE;
+    if (n->raft_down) {
+        return;
+    }
+    struct raft *r = R(n);
+    st->state = map_state(raft_state(r));
+    st->ready = cons_is_ready(n);
+    st->term = raft_term_of(n);
+    st->commit_index = raft_commit_of(n);
+    st->last_applied = raft_last_applied(r);
+    st->last_index = raft_last_index(r);
+    st->snapshot_index = raft_snapshot_index_of(n);
+    raft_id lid = 0;
+    const char *laddr = NULL;
+    raft_leader(r, &lid, &laddr);
+    st->leader_id = lid;
+    if (laddr != NULL) {
+        snprintf(st->leader_address, sizeof st->leader_address, "%s", laddr);
+    }
+    if (st->state != CONS_LEADER) {
+        uint64_t now = uv_now(n->loop);
+        uint64_t at = n->contact_at;
+        if (st->state == CONS_FOLLOWER && lid != 0 && raft_follower_contact(n) > at) {
+            at = raft_follower_contact(n);
+        }
+        st->last_contact_ms = now > at ? now - at : 0;
+    }
+    const struct raft_configuration *c = raft_conf_of(n);
+    size_t max = sizeof st->members / sizeof st->members[0];
+    for (unsigned i = 0; i < c->n && st->n_members < max; i++) {
+        struct cons_member *m = &st->members[st->n_members++];
+        m->id = c->servers[i].id;
+        snprintf(m->address, sizeof m->address, "%s",
+                 c->servers[i].address != NULL ? c->servers[i].address : "");
+        m->role = c->servers[i].role;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* start */
+
+static int mkdir_p(const char *path)
+{
+    char buf[PATH_MAX];
+    size_t len = strlen(path);
+    if (len == 0 || len >= sizeof buf) {
+        return -ENAMETOOLONG;
+    }
+    memcpy(buf, path, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (buf[i] == '/' || buf[i] == '\0') {
+            char save = buf[i];
+            buf[i] = '\0';
+            if (mkdir(buf, 0700) < 0 && errno != EEXIST) {
+                return -errno;
+            }
+            buf[i] = save;
+        }
+    }
+    struct stat sb;
+    if (stat(path, &sb) < 0) {
+        return -errno;
+    }
+    return S_ISDIR(sb.st_mode) ? 0 : -ENOTDIR;
+}
+
+/* 0 and *id (0 if the file is missing), or -errno. */
+static int read_node_id(const char *dir, uint64_t *id)
+{
+    char path[PATH_MAX];
+    *id = 0;
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, NODE_ID_FILE) >= sizeof path) {
+        return -ENAMETOOLONG;
+    }
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return errno == ENOENT ? 0 : -errno;
+    }
+    unsigned long long v = 0;
+    int got = fscanf(f, "%llu", &v);
+    fclose(f);
+    if (got != 1 || v == 0) {
+        return -EBADMSG;
+    }
+    *id = v;
+    return 0;
+}
+
+static int write_node_id(const char *dir, uint64_t id)
+{
+    char path[PATH_MAX], tmp[PATH_MAX];
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, NODE_ID_FILE) >= sizeof path ||
+        (size_t)snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, NODE_ID_FILE) >= sizeof tmp) {
+        return -ENAMETOOLONG;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        return -errno;
+    }
+    char text[32];
+    int len = snprintf(text, sizeof text, "%" PRIu64 "\n", id);
+    int rv = 0;
+    if (write(fd, text, (size_t)len) != len || fsync(fd) < 0) {
+        rv = errno ? -errno : -EIO;
+    }
+    close(fd);
+    if (rv == 0 && rename(tmp, path) < 0) {
+        rv = -errno;
+    }
+    if (rv < 0) {
+        unlink(tmp);
+        return rv;
+    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return 0;
+}
+
+/* IPv4 "a.b.c.d:port" (what libraft 0.15's transport parses). */
+static int parse_ipv4(const char *address, struct sockaddr_in *sa)
+{
+    if (address == NULL || strlen(address) >= 64) {
+        return -EINVAL;
+    }
+    const char *colon = strrchr(address, ':');
+    if (colon == NULL || colon == address || colon[1] == '\0') {
+        return -EINVAL;
+    }
+    char host[64];
+    memcpy(host, address, (size_t)(colon - address));
+    host[colon - address] = '\0';
+    char *end = NULL;
+    errno = 0;
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    if (errno != 0 || *end != '\0' || port == 0 || port > 65535) {
+        return -EINVAL;
+    }
+    memset(sa, 0, sizeof *sa);
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons((uint16_t)port);
+    return inet_pton(AF_INET, host, &sa->sin_addr) == 1 ? 0 : -EINVAL;
+}
+
+/* libraft reports a busy port only as a bare I/O error from raft_start:
+ * look first (bind the way libuv does, then let go). */
+static int probe_bind(const struct sockaddr_in *sa)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return -errno;
+    }
+    int on = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    int rv = bind(fd, (const struct sockaddr *)sa, sizeof *sa) < 0 ? -errno : 0;
+    close(fd);
+    return rv;
+}
+
+static void free_node(struct cons_node *n)
+{
+    cons_fail_inflight(n, -ESHUTDOWN);
+    cons_complete_all(n, &n->proposals, -ESHUTDOWN);
+    cons_complete_all(n, &n->barriers, -ESHUTDOWN);
+    cons_dispatch(n);
+    free(n);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    struct cons_node *n = h->data;
+    if (--n->handles_open > 0) {
+        return;
+    }
+    void (*done)(void *) = n->close_done;
+    void *arg = n->close_arg;
+    free_node(n);
+    if (done != NULL) {
+        done(arg);
+    }
+}
+
+static void raft_closed_cb(struct raft *r)
+{
+    struct cons_node *n = r->data;
+    raft_uv_close(&n->io);
+    raft_uv_tcp_close(&n->transport);
+    n->raft_down = true;
+    /* Whatever libraft failed while closing, and anything still queued. */
+    cons_fail_inflight(n, -ESHUTDOWN);
+    cons_complete_all(n, &n->proposals, -ESHUTDOWN);
+    cons_complete_all(n, &n->barriers, -ESHUTDOWN);
+    cons_dispatch(n);
+    n->handles_open = 2;
+    uv_close((uv_handle_t *)&n->poll, handle_closed);
+    uv_close((uv_handle_t *)&n->work, handle_closed);
+}
+
+/* Failure after raft_init: libraft owns loop handles, so the node is torn
+ * down asynchronously (the caller's loop finishes it). */
+static void start_failed(struct cons_node *n)
+{
+    n->closing = true;
+    uv_timer_stop(&n->poll);
+    raft_close(&n->raft, raft_closed_cb);
+}
+
+static int fail(char *errmsg, size_t errlen, int rv, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail(char *errmsg, size_t errlen, int rv, const char *fmt, ...)
+{
+    if (errmsg != NULL && errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(errmsg, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return rv;
+}
+
+static int bootstrap(struct cons_node *n, const struct cons_config *cfg, bool *fresh,
+                     char *errmsg, size_t errlen)
+{
+    struct raft_configuration conf;
+    raft_configuration_init(&conf);
+    int rv = 0;
+    bool self = false;
+    if (cfg->peers == NULL || cfg->n_peers == 0) {
+        rv = raft_configuration_add(&conf, cfg->id, cfg->address, RAFT_VOTER);
+        self = true;
+    } else {
+        for (size_t i = 0; i < cfg->n_peers && rv == 0; i++) {
+            const struct cons_peer *p = &cfg->peers[i];
+            struct sockaddr_in sa;
+            if (p->id == 0 || parse_ipv4(p->address, &sa) < 0 ||
+                (p->role != CONS_ROLE_VOTER && p->role != CONS_ROLE_STANDBY &&
+                 p->role != CONS_ROLE_SPARE)) {
+                raft_configuration_close(&conf);
+                return fail(errmsg, errlen, -EINVAL,
+                            "peer %zu: bad id, IPv4 address:port or role (id %" PRIu64 ", '%s')",
+                            i, p->id, p->address);
+            }
+            rv = raft_configuration_add(&conf, p->id, p->address, p->role);
+            if (p->id == cfg->id) {
+                self = true;
+            }
+        }
+    }
+    if (rv != 0) {
+        raft_configuration_close(&conf);
+        return fail(errmsg, errlen, cons_err(rv), "initial configuration: %s", raft_strerror(rv));
+    }
+    *fresh = false;
+    if (self) {
+        /* A node missing from the peers joins an existing cluster: it starts
+         * empty and waits for cons_add/cons_assign from the leader. */
+        rv = raft_bootstrap(&n->raft, &conf);
+        if (rv == 0) {
+            *fresh = true;
+        } else if (rv != RAFT_CANTBOOTSTRAP) {
+            raft_configuration_close(&conf);
+            return fail(errmsg, errlen, cons_err(rv), "bootstrap %s: %s", cfg->data_dir,
+                        raft_errmsg(&n->raft));
+        }
+    }
+    raft_configuration_close(&conf);
+    return 0;
+}
+
+int cons_start(struct uv_loop_s *loop, const struct cons_config *cfg, const struct cons_fsm *fsm,
+               struct cons_node **out, char *errmsg, size_t errlen)
+{
+    if (errmsg != NULL && errlen > 0) {
+        errmsg[0] = '\0';
+    }
+    if (loop == NULL || cfg == NULL || fsm == NULL || out == NULL) {
+        return fail(errmsg, errlen, -EINVAL, "missing argument");
+    }
+    *out = NULL;
+    if (fsm->apply == NULL || fsm->snapshot == NULL || fsm->restore == NULL) {
+        return fail(errmsg, errlen, -EINVAL, "fsm needs apply, snapshot and restore");
+    }
+    if (cfg->id == 0) {
+        return fail(errmsg, errlen, -EINVAL, "node id must be > 0");
+    }
+    if (cfg->data_dir == NULL || cfg->data_dir[0] == '\0') {
+        return fail(errmsg, errlen, -EINVAL, "no data dir");
+    }
+    struct sockaddr_in sa;
+    if (parse_ipv4(cfg->address, &sa) < 0) {
+        return fail(errmsg, errlen, -EINVAL, "raft address '%s' is not IPv4 a.b.c.d:port",
+                    cfg->address ? cfg->address : "");
+    }
+    unsigned et = cfg->election_timeout_ms ? cfg->election_timeout_ms : 1000;
+    unsigned hb = cfg->heartbeat_ms ? cfg->heartbeat_ms : et / 10;
+    if (hb == 0 || hb >= et) {
+        return fail(errmsg, errlen, -EINVAL,
+                    "heartbeat %u ms must be > 0 and below the election timeout %u ms", hb, et);
+    }
+    unsigned threshold = cfg->snapshot_threshold ? cfg->snapshot_threshold : 8192;
+    unsigned trailing = cfg->snapshot_trailing ? cfg->snapshot_trailing : threshold / 2;
+    size_t segment = cfg->segment_size ? cfg->segment_size : DEFAULT_SEGMENT;
+    segment = (segment + 4095) & ~(size_t)4095;
+
+    int rv = mkdir_p(cfg->data_dir);
+    if (rv < 0) {
+        return fail(errmsg, errlen, rv, "data dir %s: %s", cfg->data_dir, strerror(-rv));
+    }
+    uint64_t owner = 0;
+    rv = read_node_id(cfg->data_dir, &owner);
+    if (rv < 0) {
+        return fail(errmsg, errlen, rv, "data dir %s: %s: %s", cfg->data_dir, NODE_ID_FILE,
+                    strerror(-rv));
+    }
+    if (owner != 0 && owner != cfg->id) {
+        return fail(errmsg, errlen, -EEXIST, "data dir %s belongs to node %" PRIu64 ", not %" PRIu64,
+                    cfg->data_dir, owner, cfg->id);
+    }
+    rv = probe_bind(&sa);
+    if (rv < 0) {
+        return fail(errmsg, errlen, rv, "raft address %s: %s", cfg->address, strerror(-rv));
+    }
+
+    struct cons_node *n = calloc(1, sizeof *n);
+    if (n == NULL) {
+        return fail(errmsg, errlen, -ENOMEM, "out of memory");
+    }
+    n->loop = loop;
+    n->fsm = *fsm;
+    n->id = cfg->id;
+    snprintf(n->address, sizeof n->address, "%s", cfg->address);
+    n->max_batch = cfg->max_batch ? cfg->max_batch : 256;
+    /* Keep an entry well inside one segment (a lone big command may still
+     * exceed it). */
+    n->max_entry_bytes = segment / 2;
+    cons_list_init(&n->proposals);
+    cons_list_init(&n->barriers);
+    cons_list_init(&n->done);
+    n->last_state = -1;
+
+    rv = raft_uv_tcp_init(&n->transport, loop);
+    if (rv != 0) {
+        free(n);
+        return fail(errmsg, errlen, cons_err(rv), "raft transport: %s", raft_strerror(rv));
+    }
+    rv = raft_uv_init(&n->io, loop, cfg->data_dir, &n->transport);
+    if (rv != 0) {
+        rv = fail(errmsg, errlen, cons_err(rv), "raft io %s: %s", cfg->data_dir, n->io.errmsg);
+        raft_uv_tcp_close(&n->transport);
+        free(n);
+        return rv;
+    }
+    raft_uv_set_segment_size(&n->io, segment);
+    raft_uv_set_connect_retry_delay(&n->io, CONNECT_RETRY_MS);
+    cons_fsm_setup(n);
+    rv = raft_init(&n->raft, &n->io, &n->rfsm, cfg->id, n->address);
+    if (rv != 0) {
+        rv = fail(errmsg, errlen, cons_err(rv), "raft init %s: %s", cfg->data_dir,
+                  raft_errmsg(&n->raft));
+        raft_uv_close(&n->io);
+        raft_uv_tcp_close(&n->transport);
+        free(n);
+        return rv;
+    }
+    n->raft.data = n;
+    uv_timer_init(loop, &n->poll);
+    n->poll.data = n;
+    uv_idle_init(loop, &n->work);
+    n->work.data = n;
+
+    bool fresh = false;
+    rv = bootstrap(n, cfg, &fresh, errmsg, errlen);
+    if (rv < 0) {
+        start_failed(n);
+        return rv;
+    }
+    if (owner == 0) {
+        rv = write_node_id(cfg->data_dir, cfg->id);
+        if (rv < 0) {
+            start_failed(n);
+            return fail(errmsg, errlen, rv, "data dir %s: write %s: %s", cfg->data_dir,
+                        NODE_ID_FILE, strerror(-rv));
+        }
+    }
+    raft_set_election_timeout(&n->raft, et);
+    raft_set_heartbeat_timeout(&n->raft, hb);
+    raft_set_snapshot_threshold(&n->raft, threshold);
+    raft_set_snapshot_trailing(&n->raft, trailing);
+    raft_set_pre_vote(&n->raft, cfg->pre_vote);
+    rv = raft_start(&n->raft);
+    if (rv != 0) {
+        rv = fail(errmsg, errlen, cons_err(rv), "raft start %s: %s", cfg->data_dir,
+                  raft_errmsg(&n->raft)[0] ? raft_errmsg(&n->raft) : raft_strerror(rv));
+        start_failed(n);
+        return rv;
+    }
+    n->contact_at = uv_now(loop);
+    uv_timer_start(&n->poll, poll_cb, 0, POLL_MS);
+    *out = n;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* close */
+
+void cons_close(struct cons_node *n, void (*done)(void *arg), void *arg)
+{
+    if (n == NULL || n->closing) {
+        return;
+    }
+    n->closing = true;
+    n->close_done = done;
+    n->close_arg = arg;
+    /* Queued proposals never reached raft: nothing happened. */
+    cons_complete_all(n, &n->proposals, -ESHUTDOWN);
+    cons_complete_all(n, &n->barriers, -ESHUTDOWN);
+    uv_timer_stop(&n->poll);
+    /* Fails pending applies/barriers/changes (leadership lost: outcome
+     * unknown) and the transfer; all land in the done queue. */
+    raft_close(&n->raft, raft_closed_cb);
+    cons_kick(n);
+}
+
+/* ------------------------------------------------------------------ */
+/* membership */
+
+static struct cons_chg *chg_new(struct cons_node *n, cons_cb cb, void *arg)
+{
+    struct cons_chg *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        return NULL;
+    }
+    c->waiter = calloc(1, sizeof *c->waiter);
+    if (c->waiter == NULL) {
+        free(c);
+        return NULL;
+    }
+    c->node = n;
+    c->waiter->cb = cb;
+    c->waiter->arg = arg;
+    return c;
+}
+
+static void chg_free(struct cons_chg *c)
+{
+    free(c->waiter);
+    free(c);
+}
+
+static void chg_cb(struct raft_change *req, int status)
+{
+    struct cons_chg *c = req->data;
+    cons_complete(c->node, c->waiter, cons_err(status), NULL);
+    free(c);
+}
+
+static int chg_check(struct cons_node *n)
+{
+    if (n == NULL || n->closing) {
+        return -ESHUTDOWN;
+    }
+    return cons_is_ready(n) ? 0 : -NV_ENOTLEADER;
+}
+
+int cons_add(struct cons_node *n, uint64_t id, const char *address, cons_cb cb, void *arg)
+{
+    int rv = chg_check(n);
+    if (rv < 0) {
+        return rv;
+    }
+    struct sockaddr_in sa;
+    if (id == 0 || parse_ipv4(address, &sa) < 0) {
+        return -EINVAL;
+    }
+    struct cons_chg *c = chg_new(n, cb, arg);
+    if (c == NULL) {
+        return -ENOMEM;
+    }
+    c->u.change.data = c;
+    rv = raft_add(&n->raft, &c->u.change, id, address, chg_cb);
+    if (rv != 0) {
+        chg_free(c);
+        return cons_err(rv);
+    }
+    return 0;
+}
+
+int cons_assign(struct cons_node *n, uint64_t id, int role, cons_cb cb, void *arg)
+{
+    int rv = chg_check(n);
+    if (rv < 0) {
+        return rv;
+    }
+    if (role != CONS_ROLE_VOTER && role != CONS_ROLE_STANDBY && role != CONS_ROLE_SPARE) {
+        return -EINVAL;
+    }
+    struct cons_chg *c = chg_new(n, cb, arg);
+    if (c == NULL) {
+        return -ENOMEM;
+    }
+    c->u.change.data = c;
+    rv = raft_assign(&n->raft, &c->u.change, id, role, chg_cb);
+    if (rv != 0) {
+        chg_free(c);
+        return cons_err(rv);
+    }
+    return 0;
+}
+
+int cons_remove(struct cons_node *n, uint64_t id, cons_cb cb, void *arg)
+{
+    int rv = chg_check(n);
+    if (rv < 0) {
+        return rv;
+    }
+    struct cons_chg *c = chg_new(n, cb, arg);
+    if (c == NULL) {
+        return -ENOMEM;
+    }
+    c->u.change.data = c;
+    rv = raft_remove(&n->raft, &c->u.change, id, chg_cb);
+    if (rv != 0) {
+        chg_free(c);
+        return cons_err(rv);
+    }
+    return 0;
+}
+
+/* libraft's transfer callback has no status: it fires when we learn of the
+ * new leader, after an election timeout, or at close. */
+static void transfer_cb(struct raft_transfer *req)
+{
+    struct cons_chg *c = req->data;
+    struct cons_node *n = c->node;
+    int status;
+    if (n->closing) {
+        status = -ESHUTDOWN;
+    } else if (raft_state(&n->raft) != RAFT_LEADER) {
+        status = 0;
+    } else {
+        status = -ETIMEDOUT;
+    }
+    cons_complete(n, c->waiter, status, NULL);
+    free(c);
+}
+
+int cons_transfer(struct cons_node *n, uint64_t id, cons_cb cb, void *arg)
+{
+    int rv = chg_check(n);
+    if (rv < 0) {
+        return rv;
+    }
+    struct cons_chg *c = chg_new(n, cb, arg);
+    if (c == NULL) {
+        return -ENOMEM;
+    }
+    c->u.transfer.data = c;
+    c->target = id;
+    rv = raft_transfer(&n->raft, &c->u.transfer, id, transfer_cb);
+    if (rv != 0) {
+        chg_free(c);
+        return cons_err(rv);
+    }
+    return 0;
+}
