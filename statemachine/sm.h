@@ -23,8 +23,8 @@
  *                device_path(str: "zvol/pool/vol" for ZVOL, absolute path
  *                otherwise) dataset(null) relative_path(null)
  *                filesize(int|null) device_uuid(str) device_nguid(str) enabled(bool)
- *   port:        id index addr_trtype("TCP"|"RDMA"|"FC") addr_trsvcid(int|null)
- *                addr_traddr(str) addr_adrfam("IPV4"|"IPV6"|"FC")
+ *   port:        id index addr_trtype("TCP"|"RDMA"|"FC"|"LOOP") addr_trsvcid(int|null)
+ *                addr_traddr(str) addr_adrfam("IPV4"|"IPV6"|"FC"|"LOOP")
  *                inline_data_size(int|null) max_queue_size(int|null)
  *                pi_enable(bool|null) enabled(bool)
  *   host:        id hostnqn description(str) dhchap_key(str|null)
@@ -131,6 +131,9 @@ void sm_result_free(struct sm_result *r); /* frees r and its contents */
  * Returns the result (owned by the caller; never NULL except when out of
  * memory). Undecodable bytes give an error result and change nothing. */
 struct sm_result *sm_apply(struct sm_state *s, const void *buf, size_t len);
+
+/* The global row exists (nvmet.global.init or any write was applied). */
+bool sm_initialized(const struct sm_state *s);
 
 /* Incremented by every apply that changed the configuration. */
 uint64_t sm_generation(const struct sm_state *s);

@@ -24,9 +24,9 @@
 /* ---- value maps (truenas-nvmet.md §0, nvmet-configfs.md §2) ----------- */
 
 static const struct tgt_map trtype_map[] = {
-    {"TCP", "tcp"}, {"RDMA", "rdma"}, {"FC", "fc"}, {NULL, NULL}};
+    {"TCP", "tcp"}, {"RDMA", "rdma"}, {"FC", "fc"}, {"LOOP", "loop"}, {NULL, NULL}};
 static const struct tgt_map adrfam_map[] = {
-    {"IPV4", "ipv4"}, {"IPV6", "ipv6"}, {"FC", "fc"}, {"IB", "ib"}, {NULL, NULL}};
+    {"IPV4", "ipv4"}, {"IPV6", "ipv6"}, {"FC", "fc"}, {"IB", "ib"}, {"LOOP", "loop"}, {NULL, NULL}};
 static const struct tgt_map dhgroup_map[] = {
     {"2048-BIT", "ffdhe2048"}, {"3072-BIT", "ffdhe3072"}, {"4096-BIT", "ffdhe4096"},
     {"6144-BIT", "ffdhe6144"}, {"8192-BIT", "ffdhe8192"}, {NULL, NULL}};

@@ -1,0 +1,498 @@
+/* statemachine: the tables, the client-session table, command encoding,
+ * apply, snapshot and restore. Deterministic: nothing here reads a clock,
+ * a random source or the file system. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sm_int.h"
+
+static const char *const services[SM_TABLE_COUNT] = {
+    "nvmet.subsys", "nvmet.namespace", "nvmet.port", "nvmet.host", "nvmet.host_subsys",
+    "nvmet.port_subsys"};
+static const char *const verbose_names[SM_TABLE_COUNT] = {
+    "NVMetSubsys", "NVMetNamespace", "NVMetPort", "NVMetHost", "NVMetHostSubsys",
+    "NVMetPortSubsys"};
+static const char *const snap_keys[SM_TABLE_COUNT] = {"subsys",      "namespace",  "port",
+                                                      "host",        "host_subsys", "port_subsys"};
+
+const char *sm_table_service(enum sm_table t)
+{
+    return (unsigned)t < SM_TABLE_COUNT ? services[t] : NULL;
+}
+
+const char *sm_table_verbose(enum sm_table t)
+{
+    return (unsigned)t < SM_TABLE_COUNT ? verbose_names[t] : NULL;
+}
+
+int sm_table_of(const char *service)
+{
+    for (int t = 0; t < SM_TABLE_COUNT; t++) {
+        if (strcmp(service, services[t]) == 0) {
+            return t;
+        }
+    }
+    return -1;
+}
+
+struct sm_state *sm_new(void)
+{
+    struct sm_state *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        return NULL;
+    }
+    s->sess = calloc(SM_SESSIONS, sizeof *s->sess);
+    if (s->sess == NULL) {
+        free(s);
+        return NULL;
+    }
+    for (size_t i = 0; i < SM_SESSION_BUCKETS; i++) {
+        s->bucket[i] = -1;
+    }
+    return s;
+}
+
+static void clear_contents(struct sm_state *s)
+{
+    nv_free(s->global);
+    s->global = NULL;
+    for (int t = 0; t < SM_TABLE_COUNT; t++) {
+        for (size_t i = 0; i < s->t[t].n; i++) {
+            nv_free(s->t[t].row[i]);
+        }
+        free(s->t[t].row);
+        s->t[t] = (struct sm_rows_tab){0};
+    }
+    for (size_t i = 0; i < SM_SESSIONS; i++) {
+        free(s->sess[i].client);
+        nv_free(s->sess[i].res);
+        s->sess[i] = (struct sm_sess){.next = -1};
+    }
+    for (size_t i = 0; i < SM_SESSION_BUCKETS; i++) {
+        s->bucket[i] = -1;
+    }
+    s->sess_head = 0;
+}
+
+void sm_free(struct sm_state *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    clear_contents(s);
+    free(s->sess);
+    free(s);
+}
+
+bool sm_initialized(const struct sm_state *s) { return s->global != NULL; }
+
+uint64_t sm_generation(const struct sm_state *s) { return s->generation; }
+
+/* ---- rows ---- */
+
+static int64_t row_id(const struct nv *r) { return nv_get_int(r, "id", 0); }
+
+size_t sm__index(const struct sm_state *s, enum sm_table t, int64_t id)
+{
+    const struct sm_rows_tab *tb = &s->t[t];
+    size_t lo = 0, hi = tb->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int64_t m = row_id(tb->row[mid]);
+        if (m == id) {
+            return mid;
+        }
+        if (m < id) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return tb->n;
+}
+
+const struct nv *sm__find(const struct sm_state *s, enum sm_table t, int64_t id)
+{
+    size_t i = sm__index(s, t, id);
+    return i < s->t[t].n ? s->t[t].row[i] : NULL;
+}
+
+int64_t sm__next_id(const struct sm_state *s, enum sm_table t)
+{
+    const struct sm_rows_tab *tb = &s->t[t];
+    return tb->n == 0 ? 1 : row_id(tb->row[tb->n - 1]) + 1;
+}
+
+void sm__insert(struct sm_state *s, enum sm_table t, struct nv *row)
+{
+    struct sm_rows_tab *tb = &s->t[t];
+    if (tb->n == tb->cap) {
+        size_t nc = tb->cap ? tb->cap * 2 : 16;
+        struct nv **r = realloc(tb->row, nc * sizeof *r);
+        if (r == NULL) {
+            abort(); /* a replica that cannot apply must not diverge */
+        }
+        tb->row = r;
+        tb->cap = nc;
+    }
+    int64_t id = row_id(row);
+    size_t i = tb->n;
+    while (i > 0 && row_id(tb->row[i - 1]) > id) {
+        i--;
+    }
+    memmove(tb->row + i + 1, tb->row + i, (tb->n - i) * sizeof *tb->row);
+    tb->row[i] = row;
+    tb->n++;
+}
+
+void sm__replace(struct sm_state *s, enum sm_table t, struct nv *row)
+{
+    size_t i = sm__index(s, t, row_id(row));
+    if (i == s->t[t].n) {
+        sm__insert(s, t, row);
+        return;
+    }
+    nv_free(s->t[t].row[i]);
+    s->t[t].row[i] = row;
+}
+
+void sm__remove(struct sm_state *s, enum sm_table t, int64_t id)
+{
+    struct sm_rows_tab *tb = &s->t[t];
+    size_t i = sm__index(s, t, id);
+    if (i == tb->n) {
+        return;
+    }
+    nv_free(tb->row[i]);
+    memmove(tb->row + i, tb->row + i + 1, (tb->n - i - 1) * sizeof *tb->row);
+    tb->n--;
+}
+
+void sm__global_default(struct sm_state *s, const char *basenqn)
+{
+    struct nv *g = nv_map();
+    nv_set_int(g, "id", 1);
+    nv_set_str(g, "basenqn", basenqn);
+    nv_set_bool(g, "kernel", true);
+    nv_set_bool(g, "ana", false);
+    nv_set_bool(g, "rdma", false);
+    nv_set_bool(g, "xport_referral", true);
+    nv_set_bool(g, "enabled", false);
+    nv_free(s->global);
+    s->global = g;
+}
+
+const struct nv *sm_global_row(const struct sm_state *s) { return s->global; }
+
+size_t sm_rows(const struct sm_state *s, enum sm_table t) { return s->t[t].n; }
+
+const struct nv *sm_row(const struct sm_state *s, enum sm_table t, size_t i)
+{
+    return i < s->t[t].n ? s->t[t].row[i] : NULL;
+}
+
+const struct nv *sm_row_by_id(const struct sm_state *s, enum sm_table t, int64_t id)
+{
+    return sm__find(s, t, id);
+}
+
+/* ---- client sessions ---- */
+
+static unsigned sess_hash(const char *client, int64_t seq)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const unsigned char *p = (const unsigned char *)client; *p != '\0'; p++) {
+        h = (h ^ *p) * 1099511628211ULL;
+    }
+    h = (h ^ (uint64_t)seq) * 1099511628211ULL;
+    return (unsigned)(h ^ (h >> 29)) & (SM_SESSION_BUCKETS - 1);
+}
+
+static const struct nv *sess_find(const struct sm_state *s, const char *client, int64_t seq)
+{
+    for (int i = s->bucket[sess_hash(client, seq)]; i >= 0; i = s->sess[i].next) {
+        if (s->sess[i].seq == seq && strcmp(s->sess[i].client, client) == 0) {
+            return s->sess[i].res;
+        }
+    }
+    return NULL;
+}
+
+static void sess_unlink(struct sm_state *s, int slot)
+{
+    struct sm_sess *e = &s->sess[slot];
+    int *pp = &s->bucket[sess_hash(e->client, e->seq)];
+    while (*pp >= 0 && *pp != slot) {
+        pp = &s->sess[*pp].next;
+    }
+    if (*pp == slot) {
+        *pp = e->next;
+    }
+    free(e->client);
+    nv_free(e->res);
+    *e = (struct sm_sess){.next = -1};
+}
+
+/* Remember a result; the oldest entry goes when the ring is full. */
+static void sess_put(struct sm_state *s, const char *client, int64_t seq, struct nv *res)
+{
+    int slot = (int)s->sess_head;
+    if (s->sess[slot].used) {
+        sess_unlink(s, slot);
+    }
+    struct sm_sess *e = &s->sess[slot];
+    e->client = strdup(client);
+    e->seq = seq;
+    e->res = res;
+    e->used = true;
+    unsigned b = sess_hash(client, seq);
+    e->next = s->bucket[b];
+    s->bucket[b] = slot;
+    s->sess_head = (s->sess_head + 1) % SM_SESSIONS;
+}
+
+/* ---- commands ---- */
+
+bool sm_is_write(const char *method)
+{
+    if (strcmp(method, "nvmet.global.update") == 0 || strcmp(method, "nvmet.global.init") == 0) {
+        return true;
+    }
+    const char *dot = strrchr(method, '.');
+    if (dot == NULL) {
+        return false;
+    }
+    char svc[64];
+    size_t l = (size_t)(dot - method);
+    if (l >= sizeof svc) {
+        return false;
+    }
+    memcpy(svc, method, l);
+    svc[l] = '\0';
+    return sm_table_of(svc) >= 0 &&
+           (strcmp(dot, ".create") == 0 || strcmp(dot, ".update") == 0 ||
+            strcmp(dot, ".delete") == 0);
+}
+
+int sm_prepare(const struct sm_state *s, const char *method, const struct nv *params,
+               const struct sm_env *env, struct nv **cmd, struct nv_err *err)
+{
+    *cmd = NULL;
+    if (!sm_is_write(method)) {
+        nv_err_set(err, NV_E_NO_METHOD, NV_ENOMETHOD, "Method does not exist");
+        return -ENOENT;
+    }
+    struct nv *empty = NULL;
+    if (params == NULL) {
+        params = empty = nv_arr();
+    }
+    struct sm_ex x = {.s = (struct sm_state *)s, .env = env, .rnd = nv_arr(), .dev = nv_map(),
+                      .err = err};
+    int rv = sm__exec(&x, method, params);
+    nv_free(x.result);
+    if (rv < 0) {
+        nv_free(x.rnd);
+        nv_free(x.dev);
+        nv_free(empty);
+        return -EINVAL;
+    }
+    struct nv *c = nv_map();
+    nv_set_int(c, "v", SM_CMD_VERSION);
+    nv_set_str(c, "m", method);
+    nv_set(c, "p", nv_copy(params));
+    nv_set(c, "r", x.rnd);
+    nv_set(c, "d", x.dev);
+    nv_free(empty);
+    *cmd = c;
+    return 0;
+}
+
+int sm_command_encode(const struct nv *cmd, const char *client_id, int64_t seq, char **buf,
+                      size_t *len)
+{
+    struct nv *c = nv_copy(cmd);
+    if (c == NULL) {
+        return -ENOMEM;
+    }
+    if (client_id != NULL && seq >= 0) {
+        nv_set_str(c, "c", client_id);
+        nv_set_int(c, "s", seq);
+    }
+    int rv = nv_encode(c, buf, len);
+    nv_free(c);
+    return rv < 0 ? rv : 0;
+}
+
+void sm_result_free(struct sm_result *r)
+{
+    if (r == NULL) {
+        return;
+    }
+    nv_free(r->value);
+    if (r->err != NULL) {
+        nv_err_clear(r->err);
+        free(r->err);
+    }
+    free(r);
+}
+
+static struct sm_result *result_from_stored(const struct nv *stored, bool dup)
+{
+    struct sm_result *r = calloc(1, sizeof *r);
+    if (r == NULL) {
+        return NULL;
+    }
+    r->duplicate = dup;
+    const struct nv *e = nv_get(stored, "err");
+    if (e != NULL) {
+        r->err = calloc(1, sizeof *r->err);
+        nv_err_init(r->err);
+        if (nv_err_from_nv(r->err, e) < 0) {
+            nv_err_call(r->err, EINVAL, "stored result is unreadable");
+        }
+    } else {
+        r->value = nv_copy(nv_get(stored, "ok"));
+        if (r->value == NULL) {
+            r->value = nv_nil();
+        }
+    }
+    return r;
+}
+
+struct sm_result *sm_apply(struct sm_state *s, const void *buf, size_t len)
+{
+    struct nv_err err;
+    nv_err_init(&err);
+    size_t used = 0;
+    struct nv *c = nv_decode(buf, len, &used);
+    const char *method = nv_get_str(c, "m");
+    const struct nv *params = nv_get(c, "p");
+    const struct nv *rnd = nv_get(c, "r"), *dev = nv_get(c, "d");
+    if (c == NULL || used != len || !nv_is(c, NV_MAP) || method == NULL ||
+        !nv_is(params, NV_ARR) || !nv_is(rnd, NV_ARR) || !nv_is(dev, NV_MAP)) {
+        nv_err_call(&err, EBADMSG, "undecodable command (%zu bytes)", len);
+    } else if (nv_get_int(c, "v", 0) != SM_CMD_VERSION) {
+        nv_err_call(&err, EPROTO, "unsupported command version %" PRId64,
+                    nv_get_int(c, "v", 0));
+    }
+    const char *client = nv_get_str(c, "c");
+    int64_t seq = nv_get_int(c, "s", -1);
+    bool session = !nv_err_isset(&err) && client != NULL && seq >= 0;
+    if (session) {
+        const struct nv *prev = sess_find(s, client, seq);
+        if (prev != NULL) {
+            nv_free(c);
+            return result_from_stored(prev, true);
+        }
+    }
+    struct nv *stored = nv_map();
+    if (!nv_err_isset(&err)) {
+        struct sm_ex x = {.s = s, .mutate = true, .replay = true, .rnd = (struct nv *)rnd,
+                          .dev = (struct nv *)dev, .err = &err};
+        if (sm__exec(&x, method, params) == 0) {
+            nv_set(stored, "ok", x.result != NULL ? x.result : nv_nil());
+            if (x.changed) {
+                s->generation++;
+            }
+        } else {
+            nv_free(x.result);
+        }
+    }
+    if (nv_err_isset(&err)) {
+        nv_set(stored, "err", nv_err_to_nv(&err));
+    }
+    nv_err_clear(&err);
+    struct sm_result *r = result_from_stored(stored, false);
+    if (session) {
+        sess_put(s, client, seq, stored);
+    } else {
+        nv_free(stored);
+    }
+    nv_free(c);
+    return r;
+}
+
+/* ---- snapshot ---- */
+
+int sm_snapshot(const struct sm_state *s, char **buf, size_t *len)
+{
+    struct nv *d = nv_map();
+    nv_set_int(d, "v", SM_SNAP_VERSION);
+    nv_set(d, "global", s->global != NULL ? nv_copy(s->global) : nv_nil());
+    for (int t = 0; t < SM_TABLE_COUNT; t++) {
+        struct nv *a = nv_arr();
+        for (size_t i = 0; i < s->t[t].n; i++) {
+            nv_push(a, nv_copy(s->t[t].row[i]));
+        }
+        nv_set(d, snap_keys[t], a);
+    }
+    /* sessions oldest first, so eviction order survives a restore */
+    struct nv *ss = nv_arr();
+    for (size_t k = 0; k < SM_SESSIONS; k++) {
+        const struct sm_sess *e = &s->sess[(s->sess_head + k) % SM_SESSIONS];
+        if (!e->used) {
+            continue;
+        }
+        struct nv *it = nv_arr();
+        nv_push(it, nv_str(e->client));
+        nv_push(it, nv_int(e->seq));
+        nv_push(it, nv_copy(e->res));
+        nv_push(ss, it);
+    }
+    nv_set(d, "sessions", ss);
+    int rv = nv_encode(d, buf, len);
+    nv_free(d);
+    return rv < 0 ? rv : 0;
+}
+
+int sm_restore(struct sm_state *s, const void *buf, size_t len, struct nv_err *err)
+{
+    size_t used = 0;
+    struct nv *d = nv_decode(buf, len, &used);
+    if (d == NULL || used != len || !nv_is(d, NV_MAP) ||
+        nv_get_int(d, "v", 0) != SM_SNAP_VERSION) {
+        nv_free(d);
+        nv_err_call(err, EBADMSG, "snapshot is not a statemachine snapshot (version %d)",
+                    SM_SNAP_VERSION);
+        return -EBADMSG;
+    }
+    const struct nv *g = nv_get(d, "global");
+    const struct nv *ss = nv_get(d, "sessions");
+    bool ok = (nv_is(g, NV_NIL) || nv_is(g, NV_MAP)) && nv_is(ss, NV_ARR);
+    for (int t = 0; t < SM_TABLE_COUNT && ok; t++) {
+        const struct nv *a = nv_get(d, snap_keys[t]);
+        ok = nv_is(a, NV_ARR);
+        for (size_t i = 0; ok && i < nv_len(a); i++) {
+            ok = nv_is(nv_at(a, i), NV_MAP) && nv_is(nv_get(nv_at(a, i), "id"), NV_INT);
+        }
+    }
+    for (size_t i = 0; ok && i < nv_len(ss); i++) {
+        const struct nv *it = nv_at(ss, i);
+        ok = nv_is(it, NV_ARR) && nv_len(it) == 3 && nv_is(nv_at(it, 0), NV_STR) &&
+             nv_is(nv_at(it, 1), NV_INT) && nv_is(nv_at(it, 2), NV_MAP);
+    }
+    if (!ok) {
+        nv_free(d);
+        nv_err_call(err, EBADMSG, "snapshot is malformed");
+        return -EBADMSG;
+    }
+    uint64_t gen = s->generation + 1; /* a local counter: never backwards */
+    clear_contents(s);
+    s->generation = gen;
+    s->global = nv_is(g, NV_MAP) ? nv_copy(g) : NULL;
+    for (int t = 0; t < SM_TABLE_COUNT; t++) {
+        const struct nv *a = nv_get(d, snap_keys[t]);
+        for (size_t i = 0; i < nv_len(a); i++) {
+            sm__insert(s, (enum sm_table)t, nv_copy(nv_at(a, i)));
+        }
+    }
+    for (size_t i = 0; i < nv_len(ss) && i < SM_SESSIONS; i++) {
+        const struct nv *it = nv_at(ss, i);
+        sess_put(s, nv_at(it, 0)->u.s.p, nv_at(it, 1)->u.i, nv_copy(nv_at(it, 2)));
+    }
+    nv_free(d);
+    return 0;
+}

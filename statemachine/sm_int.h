@@ -1,0 +1,132 @@
+/* statemachine internals shared by sm*.c (not part of the public contract). */
+#ifndef SM_INT_H
+#define SM_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nv.h"
+#include "nv_err.h"
+#include "sm.h"
+
+#define SM_CMD_VERSION 1
+#define SM_SNAP_VERSION 1
+#define SM_SESSIONS 4096        /* remembered (client id, seq) results */
+#define SM_SESSION_BUCKETS 8192 /* power of two */
+#define SM_STR_MAX 1024         /* every string argument (reference §0.2) */
+
+struct sm_rows_tab {
+    struct nv **row; /* ascending id */
+    size_t n, cap;
+};
+
+struct sm_sess {
+    char *client;
+    int64_t seq;
+    struct nv *res; /* {"ok": value} or {"err": error map} */
+    int next;       /* hash chain, -1 = end */
+    bool used;
+};
+
+struct sm_state {
+    struct nv *global; /* NULL until nvmet.global.init (or the first write) */
+    struct sm_rows_tab t[SM_TABLE_COUNT];
+    uint64_t generation;
+    struct sm_sess *sess; /* ring of SM_SESSIONS */
+    size_t sess_head;     /* next slot to (re)use: the oldest when full */
+    int bucket[SM_SESSION_BUCKETS];
+};
+
+/* One execution of a write: run by sm_prepare on the leader (mutate false,
+ * recording what the environment said) and by sm_apply on every node
+ * (mutate true, replaying the recording). Both run the same code, so a
+ * command that became invalid between prepare and commit fails on apply
+ * with the same message it would have had. */
+struct sm_ex {
+    struct sm_state *s;
+    bool mutate;
+    const struct sm_env *env; /* prepare only */
+    bool replay;
+    struct nv *rnd;  /* array of hex strings (recorded or replayed) */
+    size_t rnd_pos;
+    struct nv *dev;  /* map path -> kind (recorded or replayed) */
+    struct nv_err *err;
+    struct nv *result; /* owned; set by a successful mutation */
+    bool changed;
+};
+
+/* ---- rows and tables (sm.c) ---- */
+const struct nv *sm__find(const struct sm_state *s, enum sm_table t, int64_t id);
+size_t sm__index(const struct sm_state *s, enum sm_table t, int64_t id); /* n if absent */
+int64_t sm__next_id(const struct sm_state *s, enum sm_table t);
+void sm__insert(struct sm_state *s, enum sm_table t, struct nv *row); /* takes row */
+void sm__replace(struct sm_state *s, enum sm_table t, struct nv *row); /* same id */
+void sm__remove(struct sm_state *s, enum sm_table t, int64_t id);
+void sm__global_default(struct sm_state *s, const char *basenqn);
+
+/* ---- environment through the recording (sm_ops.c) ---- */
+void sm__random(struct sm_ex *x, unsigned char *buf, size_t len);
+/* -1 = not checked (no device_stat on the leader). */
+int sm__devstat(struct sm_ex *x, const char *path);
+
+/* ---- validation helpers (sm_check.c) ---- */
+enum sm_ftype {
+    SF_STR,    /* str <= 1024 */
+    SF_NESTR,  /* non-empty str <= 1024 */
+    SF_INT,
+    SF_BOOL,
+    SF_NQN,
+    SF_ENUM,   /* choices: pairs {accepted spelling, canonical}, NULL-terminated */
+    SF_TRSVCID, /* int or decimal string, 1024..65535 */
+    SF_IP,      /* IPv4/IPv6 string ('' -> "addr_traddr is required") */
+    SF_PATH,    /* NormalPath */
+};
+#define SF_REQ 0x1
+#define SF_NULL 0x2
+#define SF_MIN 0x4  /* >= min */
+#define SF_MAXX 0x8 /* < max */
+#define SF_MAXS 0x10 /* max string length = max */
+
+struct sm_field {
+    const char *name;
+    enum sm_ftype type;
+    unsigned flags;
+    int64_t min, max;
+    const char *const *choices;
+};
+
+/* Validate a model argument like pydantic (strict, extra forbidden): field
+ * errors in field order, then unknown keys. Appends items to err with
+ * attributes "<prefix>.<field>". Returns a map of the supplied keys with
+ * normalized values (owned) or NULL when there were errors. */
+struct nv *sm__model(const char *prefix, const struct sm_field *f, const struct nv *in,
+                     struct nv_err *err);
+/* Like sm__model for a value that must be a map at all (prefix message). */
+bool sm__is_model(const char *attr, const struct nv *in, struct nv_err *err);
+/* Strict int positional argument. */
+bool sm__arg_int(const char *attr, const struct nv *v, int64_t *out, struct nv_err *err);
+
+/* NQN rules of reference §0.1; message without the "Value error, " prefix
+ * in msg (len bytes) and 0 on success, 1 for a length error (msg complete). */
+int sm__nqn_check(const char *nqn, char *msg, size_t len);
+bool sm__valid_nqn(const char *nqn);
+/* 4 = IPv4, 6 = IPv6, 0 = neither. */
+int sm__ip_family(const char *s);
+/* Canonical lower-case 8-4-4-4-12 uuid into out[37]; false if not a UUID. */
+bool sm__uuid_norm(const char *in, char out[37]);
+void sm__uuid_format(const unsigned char b[16], char out[37]);
+/* posix normpath (Python os.path.normpath) into a malloc'd string. */
+char *sm__normpath(const char *p);
+/* DH-CHAP key format check (reference §5.1); NULL or the message. */
+const char *sm__dhchap_key_error(const char *key);
+size_t sm__strchars(const char *s); /* code points of UTF-8 text */
+
+/* ---- writes (sm_ops.c) ---- */
+/* Run one write. Returns 0, or -1 with x->err set. */
+int sm__exec(struct sm_ex *x, const char *method, const struct nv *params);
+
+/* ---- reads (sm_read.c) ---- */
+struct nv *sm__subsys_entry(const struct sm_state *s, const struct nv *row, bool verbose);
+
+#endif
