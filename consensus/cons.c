@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -570,6 +571,12 @@ int cons_start(struct uv_loop_s *loop, const struct cons_config *cfg, const stru
     rv = probe_bind(&sa);
     if (rv < 0) {
         return fail(errmsg, errlen, rv, "raft address %s: %s", cfg->address, strerror(-rv));
+    }
+    /* libraft writes to peers with plain write(): a peer that went away
+     * would raise SIGPIPE and kill the process. */
+    struct sigaction old;
+    if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL) {
+        signal(SIGPIPE, SIG_IGN);
     }
 
     struct cons_node *n = calloc(1, sizeof *n);
