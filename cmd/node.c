@@ -270,6 +270,24 @@ static const char *rn_leader_rpc(void *ctx)
     return NULL; /* RPC addresses of other members: cluster issue */
 }
 
+/* The API key nodes use to log in to each other (the same key file as
+ * clients'); NULL without one: followers then answer NOT_LEADER. */
+static const char *rn_cluster_key(void *ctx)
+{
+    struct node *n = ctx;
+    if (n->cluster_key[0] == '\0' && n->cfg.api_key_file != NULL) {
+        FILE *f = fopen(n->cfg.api_key_file, "r");
+        if (f != NULL) {
+            if (fgets(n->cluster_key, sizeof n->cluster_key, f) == NULL) {
+                n->cluster_key[0] = '\0';
+            }
+            fclose(f);
+            n->cluster_key[strcspn(n->cluster_key, "\r\n")] = '\0';
+        }
+    }
+    return n->cluster_key[0] != '\0' ? n->cluster_key : NULL;
+}
+
 static struct nv *rn_sessions(void *ctx, struct nv_err *err)
 {
     (void)err;
@@ -360,6 +378,8 @@ static int start_consensus(struct node *n, char *msg, size_t msglen)
 static int start_rpc(struct node *n, char *msg, size_t msglen)
 {
     n->rnode = (struct rpc_node){.ctx = n,
+                                 .loop = n->loop,
+                                 .cluster_key = rn_cluster_key,
                                  .state = rn_state,
                                  .env = rn_env,
                                  .propose = rn_propose,

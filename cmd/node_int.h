@@ -47,6 +47,7 @@ struct node {
     struct nv *last_problems; /* owned: problems of the last render */
     struct render_waiter *waiters, **waiters_tail;
 
+    char cluster_key[256];
     bool init_proposed;
     bool stopping;
     uv_signal_t sig_int, sig_term;
