@@ -1,0 +1,1 @@
+nvmet_unit_test(test_rpc_transport SOURCES unit/test_rpc_transport.c LIBS rpc nvjson nvcommon TIMEOUT 120)
