@@ -65,6 +65,7 @@ static void clear_contents(struct sm_state *s)
         }
         free(s->t[t].row);
         s->t[t] = (struct sm_rows_tab){0};
+        s->next_id[t] = 0;
     }
     for (size_t i = 0; i < SM_SESSIONS; i++) {
         free(s->sess[i].client);
@@ -123,7 +124,9 @@ const struct nv *sm__find(const struct sm_state *s, enum sm_table t, int64_t id)
 int64_t sm__next_id(const struct sm_state *s, enum sm_table t)
 {
     const struct sm_rows_tab *tb = &s->t[t];
-    return tb->n == 0 ? 1 : row_id(tb->row[tb->n - 1]) + 1;
+    int64_t after_last = tb->n == 0 ? 1 : row_id(tb->row[tb->n - 1]) + 1;
+    int64_t next = s->next_id[t] > 0 ? s->next_id[t] : 1;
+    return next > after_last ? next : after_last;
 }
 
 void sm__insert(struct sm_state *s, enum sm_table t, struct nv *row)
@@ -139,6 +142,9 @@ void sm__insert(struct sm_state *s, enum sm_table t, struct nv *row)
         tb->cap = nc;
     }
     int64_t id = row_id(row);
+    if (id >= s->next_id[t]) {
+        s->next_id[t] = id + 1;
+    }
     size_t i = tb->n;
     while (i > 0 && row_id(tb->row[i - 1]) > id) {
         i--;
@@ -429,6 +435,11 @@ int sm_snapshot(const struct sm_state *s, char **buf, size_t *len)
         }
         nv_set(d, snap_keys[t], a);
     }
+    struct nv *ids = nv_arr();
+    for (int t = 0; t < SM_TABLE_COUNT; t++) {
+        nv_push(ids, nv_int(sm__next_id(s, (enum sm_table)t)));
+    }
+    nv_set(d, "next_id", ids);
     /* sessions oldest first, so eviction order survives a restore */
     struct nv *ss = nv_arr();
     for (size_t k = 0; k < SM_SESSIONS; k++) {
@@ -487,6 +498,13 @@ int sm_restore(struct sm_state *s, const void *buf, size_t len, struct nv_err *e
         const struct nv *a = nv_get(d, snap_keys[t]);
         for (size_t i = 0; i < nv_len(a); i++) {
             sm__insert(s, (enum sm_table)t, nv_copy(nv_at(a, i)));
+        }
+    }
+    const struct nv *ids = nv_get(d, "next_id");
+    for (int t = 0; t < SM_TABLE_COUNT; t++) {
+        const struct nv *v = nv_at(ids, (size_t)t);
+        if (nv_is(v, NV_INT) && v->u.i > s->next_id[t]) {
+            s->next_id[t] = v->u.i;
         }
     }
     for (size_t i = 0; i < nv_len(ss) && i < SM_SESSIONS; i++) {

@@ -32,6 +32,7 @@ struct sm_sess {
 struct sm_state {
     struct nv *global; /* NULL until nvmet.global.init (or the first write) */
     struct sm_rows_tab t[SM_TABLE_COUNT];
+    int64_t next_id[SM_TABLE_COUNT]; /* ids are never reused (DESIGN.md) */
     uint64_t generation;
     struct sm_sess *sess; /* ring of SM_SESSIONS */
     size_t sess_head;     /* next slot to (re)use: the oldest when full */

@@ -375,6 +375,10 @@ static void test_updates_and_deletes(void **state)
     assert_int_equal(sm_rows(s, SM_HOST_SUBSYS), 0);
     nv_free(ok(s, NULL, "nvmet.host.delete", "[1]"));
     err(s, "nvmet.host.delete", "[1]", "[ENOENT] None: NVMetHost 1 does not exist");
+    /* ids are never reused, not even the last one */
+    struct nv *sub = ok(s, NULL, "nvmet.subsys.create", "[{\"name\": \"again\"}]");
+    assert_int_equal(nv_get_int(sub, "id", 0), 2);
+    nv_free(sub);
     sm_free(s);
 }
 
