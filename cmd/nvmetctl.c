@@ -1,1 +1,431 @@
-int main(void) { return 0; }
+/* nvmetctl: call one method of an nvmet-ha node, like TrueNAS's midclt.
+ *
+ *   nvmetctl [--url HOST:PORT[,HOST:PORT...] | --socket PATH]
+ *            [--api-key-file F] [--timeout SECONDS] call METHOD [ARG ...]
+ *
+ * With several URLs the call is retried on the next node when a node is
+ * unreachable or answers NOT_LEADER / NO_QUORUM / leadership lost, for up
+ * to three rounds within --timeout. Every attempt carries the SAME client
+ * id and msgid: the cluster's session table answers a write that already
+ * committed with its first result instead of applying it twice. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "nv.h"
+#include "nv_err.h"
+#include "nv_json.h"
+#include "rpc.h"
+
+#define DEFAULT_SOCKET "/run/nvmet-ha/nvmetd.sock" /* nvmetd's default --socket */
+#define DEFAULT_TIMEOUT_S 30
+#define MAX_ENDPOINTS 32
+#define ROUNDS 3
+
+enum { EXIT_OK = 0, EXIT_REMOTE = 1, EXIT_LOCAL = 2 };
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: nvmetctl [options] call METHOD [ARG ...]\n"
+            "\n"
+            "Calls METHOD on an nvmet-ha node over msgpack-rpc and prints the result.\n"
+            "\n"
+            "options:\n"
+            "  --socket PATH          the local nvmetd's unix socket (default: $NVMETCTL_SOCKET,\n"
+            "                         else $NVMET_SOCKET, else " DEFAULT_SOCKET ")\n"
+            "  --url HOST:PORT[,...]  TCP endpoints of cluster nodes ([V6]:PORT for IPv6);\n"
+            "                         tried in turn while a node is unreachable or not the\n"
+            "                         leader, up to %d rounds within --timeout, with the same\n"
+            "                         client id and msgid so that a write applies once\n"
+            "  --api-key-file FILE    the API key for TCP logins (first line of FILE)\n"
+            "  --timeout SECONDS      give up after this long (default %d)\n"
+            "  -h, --help             this text\n"
+            "\n"
+            "arguments: each ARG is JSON; a bare word that is not valid JSON is a string;\n"
+            "  '-' reads one JSON document from standard input.\n"
+            "output: ints, strings and booleans print bare (strings without quotes), null as\n"
+            "  null, anything else as JSON (indented when standard output is a terminal).\n"
+            "errors: one line per error on standard error, '[ERRNAME] attribute: message'\n"
+            "  (attribute ALL when the error has none).\n"
+            "exit status: 0 success; 1 the node answered with an error; 2 usage error, or no\n"
+            "  node could be reached or answered in time (e.g. [ECONNREFUSED] ALL: ...).\n"
+            "\n"
+            "examples:\n"
+            "  nvmetctl call nvmet.subsys.create '{\"name\": \"nqn.2024-01.com.example:s1\"}'\n"
+            "  nvmetctl call nvmet.subsys.query '[[\"id\", \"=\", 1]]' '{\"get\": true}'\n"
+            "  nvmetctl --url 10.0.0.1:7100,10.0.0.2:7100 --api-key-file key call "
+            "cluster.status\n",
+            ROUNDS, DEFAULT_TIMEOUT_S);
+}
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+static char *slurp(FILE *f)
+{
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    size_t n;
+    while (buf != NULL && (n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (cap - len < 2) {
+            char *nb = realloc(buf, cap * 2);
+            if (nb == NULL) {
+                free(buf);
+                return NULL;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    if (buf != NULL) {
+        buf[len] = '\0';
+    }
+    return buf;
+}
+
+/* One JSON document. json-c cannot finish a bare number or literal at the
+ * very end of its input, so a second try adds a space to end it. */
+static struct nv *json_value(const char *text)
+{
+    struct nv *v = nv_from_json(text);
+    if (v == NULL) {
+        char *t = NULL;
+        if (asprintf(&t, "%s ", text) >= 0) {
+            v = nv_from_json(t);
+            free(t);
+        }
+    }
+    return v;
+}
+
+/* A command-line ARG: JSON, or else the word itself as a string. */
+static struct nv *parse_arg(const char *a, bool *stdin_used)
+{
+    if (strcmp(a, "-") == 0) {
+        if (*stdin_used) {
+            fprintf(stderr, "nvmetctl: '-' (standard input) can be used once\n");
+            return NULL;
+        }
+        *stdin_used = true;
+        char *text = slurp(stdin);
+        struct nv *v = text != NULL ? json_value(text) : NULL;
+        if (v == NULL) {
+            fprintf(stderr, "nvmetctl: standard input is not one JSON document\n");
+        }
+        free(text);
+        return v;
+    }
+    struct nv *v = json_value(a);
+    return v != NULL ? v : nv_str(a);
+}
+
+static char *read_key(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "nvmetctl: --api-key-file %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    char *k = slurp(f);
+    fclose(f);
+    if (k == NULL) {
+        return NULL;
+    }
+    k[strcspn(k, "\n")] = '\0';
+    size_t n = strlen(k);
+    while (n > 0 && (k[n - 1] == '\r' || k[n - 1] == ' ' || k[n - 1] == '\t')) {
+        k[--n] = '\0';
+    }
+    if (n == 0) {
+        fprintf(stderr, "nvmetctl: --api-key-file %s is empty\n", path);
+        free(k);
+        return NULL;
+    }
+    return k;
+}
+
+/* "nvmetctl-" + 16 random hex digits: one per invocation, so that retries
+ * of this call (and only they) share the session key. */
+static void make_client_id(char *out, size_t len)
+{
+    unsigned char r[8] = {0};
+    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)getpid();
+        memcpy(r, &x, sizeof r);
+    }
+    snprintf(out, len, "nvmetctl-%02x%02x%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3], r[4],
+             r[5], r[6], r[7]);
+}
+
+static void print_result(const struct nv *v)
+{
+    switch (v != NULL ? v->t : NV_NIL) {
+    case NV_NIL:
+        puts("null");
+        return;
+    case NV_BOOL:
+        puts(v->u.b ? "true" : "false");
+        return;
+    case NV_INT:
+        printf("%" PRId64 "\n", v->u.i);
+        return;
+    case NV_STR:
+        fwrite(v->u.s.p, 1, v->u.s.len, stdout);
+        putchar('\n');
+        return;
+    default:
+        break;
+    }
+    char *json = nv_to_json(v);
+    if (json == NULL) {
+        fprintf(stderr, "nvmetctl: out of memory\n");
+        return;
+    }
+    struct json_object *o = isatty(STDOUT_FILENO) ? json_tokener_parse(json) : NULL;
+    if (o != NULL) {
+        puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+                                                   JSON_C_TO_STRING_SPACED |
+                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(o);
+    } else {
+        puts(json);
+    }
+    free(json);
+}
+
+/* "[ERRNAME] attribute: message" per validation item; otherwise the
+ * reason as one such line (its own "[ERRNAME] " prefix, if any, kept). */
+static void print_error(const struct nv_err *e)
+{
+    for (size_t i = 0; i < e->n; i++) {
+        const char *attr = e->items[i].attr;
+        fprintf(stderr, "[%s] %s: %s\n", nv_errname(e->items[i].errnum),
+                attr != NULL && attr[0] != '\0' ? attr : "ALL", e->items[i].msg);
+    }
+    if (e->n > 0) {
+        return;
+    }
+    char *reason = nv_err_reason(e);
+    const char *name = nv_errname(e->errnum);
+    const char *msg = reason != NULL ? reason : "unknown error";
+    size_t nl = strlen(name);
+    if (msg[0] == '[' && strncmp(msg + 1, name, nl) == 0 && msg[nl + 1] == ']' &&
+        msg[nl + 2] == ' ') {
+        msg += nl + 3;
+    }
+    fprintf(stderr, "[%s] ALL: %s\n", name, msg);
+    free(reason);
+}
+
+/* Errors after which another node (or the same, a moment later) may
+ * succeed: the call did not run, or it may have and the session key makes
+ * the retry safe. */
+static bool retryable(int rv, const struct nv_err *e)
+{
+    if (rv == -ECONNREFUSED || rv == -ECONNRESET || rv == -ECANCELED) {
+        return true;
+    }
+    if (rv != -EREMOTEIO) {
+        return false;
+    }
+    return e->code == NV_E_NOT_LEADER || e->code == NV_E_NO_QUORUM ||
+           e->errnum == NV_ENOTLEADER || e->errnum == NV_ENOQUORUM ||
+           e->errnum == NV_ELEADERSHIPLOST;
+}
+
+static void sleep_ms(long ms)
+{
+    if (ms > 0) {
+        struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    const char *url = NULL, *sock = NULL, *key_file = NULL;
+    long timeout_s = DEFAULT_TIMEOUT_S;
+    int i = 1;
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return EXIT_OK;
+        }
+        if (strcmp(a, "call") == 0) {
+            break;
+        }
+        const char *names[] = {"--url", "--socket", "--api-key-file", "--timeout"};
+        const char **dst[] = {&url, &sock, &key_file, NULL};
+        const char *val = NULL;
+        int k = 0;
+        for (; k < 4; k++) {
+            size_t nl = strlen(names[k]);
+            if (strcmp(a, names[k]) == 0) {
+                if (i + 1 >= argc) {
+                    fprintf(stderr, "nvmetctl: %s needs a value\n", a);
+                    return EXIT_LOCAL;
+                }
+                val = argv[++i];
+                break;
+            }
+            if (strncmp(a, names[k], nl) == 0 && a[nl] == '=') {
+                val = a + nl + 1;
+                break;
+            }
+        }
+        if (k == 4) {
+            fprintf(stderr, "nvmetctl: unknown option '%s'\n", a);
+            usage(stderr);
+            return EXIT_LOCAL;
+        }
+        if (dst[k] != NULL) {
+            *dst[k] = val;
+        } else {
+            char *end;
+            timeout_s = strtol(val, &end, 10);
+            if (*val == '\0' || *end != '\0' || timeout_s <= 0 || timeout_s > 86400) {
+                fprintf(stderr, "nvmetctl: --timeout wants seconds (1..86400), not '%s'\n", val);
+                return EXIT_LOCAL;
+            }
+        }
+    }
+    if (i >= argc || i + 1 >= argc) {
+        fprintf(stderr, "nvmetctl: missing 'call METHOD'\n");
+        usage(stderr);
+        return EXIT_LOCAL;
+    }
+    if (url != NULL && sock != NULL) {
+        fprintf(stderr, "nvmetctl: give --url or --socket, not both\n");
+        return EXIT_LOCAL;
+    }
+    const char *method = argv[i + 1];
+
+    struct nv *params = nv_arr();
+    bool stdin_used = false;
+    for (int j = i + 2; j < argc; j++) {
+        struct nv *v = parse_arg(argv[j], &stdin_used);
+        if (v == NULL) {
+            nv_free(params);
+            return EXIT_LOCAL;
+        }
+        nv_push(params, v);
+    }
+
+    /* endpoints */
+    char *eps[MAX_ENDPOINTS];
+    size_t n_eps = 0;
+    char *urls = NULL;
+    if (url != NULL) {
+        urls = strdup(url);
+        char *save = NULL;
+        for (char *t = strtok_r(urls, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
+            while (*t == ' ') {
+                t++;
+            }
+            if (*t != '\0' && n_eps < MAX_ENDPOINTS) {
+                eps[n_eps++] = t;
+            }
+        }
+        if (n_eps == 0) {
+            fprintf(stderr, "nvmetctl: --url lists no endpoint\n");
+            free(urls);
+            nv_free(params);
+            return EXIT_LOCAL;
+        }
+    }
+    char unix_ep[4200];
+    if (n_eps == 0) {
+        if (sock == NULL) {
+            sock = getenv("NVMETCTL_SOCKET");
+        }
+        if (sock == NULL || sock[0] == '\0') {
+            sock = getenv("NVMET_SOCKET");
+        }
+        if (sock == NULL || sock[0] == '\0') {
+            sock = DEFAULT_SOCKET;
+        }
+        snprintf(unix_ep, sizeof unix_ep, "unix:%s", sock);
+        eps[n_eps++] = unix_ep;
+    }
+    char *key = NULL;
+    if (key_file != NULL && (key = read_key(key_file)) == NULL) {
+        free(urls);
+        nv_free(params);
+        return EXIT_LOCAL;
+    }
+    char client_id[40];
+    make_client_id(client_id, sizeof client_id);
+
+    long deadline = now_ms() + timeout_s * 1000L;
+    struct nv_err err;
+    nv_err_init(&err);
+    int rv = -ETIMEDOUT;
+    int code = EXIT_LOCAL;
+    bool done = false;
+    size_t at = 0;
+    for (size_t attempt = 0; !done && attempt < ROUNDS * n_eps; attempt++) {
+        long left = deadline - now_ms();
+        if (left <= 0) {
+            break;
+        }
+        struct rpc_sync_opts opts = {.api_key = key,
+                                     .client_id = client_id,
+                                     .msgid = 1,
+                                     .timeout_ms = (unsigned)left};
+        struct nv *result = NULL;
+        rv = rpc_call_sync(eps[at], method, nv_copy(params), &opts, &result, &err);
+        if (rv == 0) {
+            print_result(result);
+            nv_free(result);
+            code = EXIT_OK;
+            done = true;
+            break;
+        }
+        if (!retryable(rv, &err)) {
+            break;
+        }
+        size_t next = (at + 1) % n_eps;
+        /* NOT_LEADER names the leader: go there next if it is listed */
+        for (size_t k = 0; err.leader != NULL && k < n_eps; k++) {
+            if (k != at && strcmp(eps[k], err.leader) == 0) {
+                next = k;
+            }
+        }
+        at = next;
+        if ((attempt + 1) % n_eps == 0 && attempt + 1 < ROUNDS * n_eps) {
+            long pause = 250L * (long)((attempt + 1) / n_eps);
+            left = deadline - now_ms();
+            sleep_ms(pause < left ? pause : left);
+        }
+    }
+    if (!done) {
+        if (!nv_err_isset(&err)) {
+            nv_err_set(&err, NV_E_CALL, ETIMEDOUT, "%s: no answer within %ld s", method,
+                       timeout_s);
+            rv = -ETIMEDOUT;
+        }
+        print_error(&err);
+        code = rv == -EREMOTEIO ? EXIT_REMOTE : EXIT_LOCAL;
+    }
+    nv_err_clear(&err);
+    nv_free(params);
+    free(key);
+    free(urls);
+    return code;
+}
