@@ -59,6 +59,8 @@ static void clear_contents(struct sm_state *s)
 {
     nv_free(s->global);
     s->global = NULL;
+    nv_free(s->cluster);
+    s->cluster = NULL;
     for (int t = 0; t < SM_TABLE_COUNT; t++) {
         for (size_t i = 0; i < s->t[t].n; i++) {
             nv_free(s->t[t].row[i]);
@@ -264,7 +266,8 @@ static void sess_put(struct sm_state *s, const char *client, int64_t seq, struct
 
 bool sm_is_write(const char *method)
 {
-    if (strcmp(method, "nvmet.global.update") == 0 || strcmp(method, "nvmet.global.init") == 0) {
+    if (strcmp(method, "nvmet.global.update") == 0 || strcmp(method, "nvmet.global.init") == 0 ||
+        sm__cluster_is_write(method)) {
         return true;
     }
     const char *dot = strrchr(method, '.');
@@ -428,6 +431,7 @@ int sm_snapshot(const struct sm_state *s, char **buf, size_t *len)
     struct nv *d = nv_map();
     nv_set_int(d, "v", SM_SNAP_VERSION);
     nv_set(d, "global", s->global != NULL ? nv_copy(s->global) : nv_nil());
+    nv_set(d, "cluster", s->cluster != NULL ? nv_copy(s->cluster) : nv_nil());
     for (int t = 0; t < SM_TABLE_COUNT; t++) {
         struct nv *a = nv_arr();
         for (size_t i = 0; i < s->t[t].n; i++) {
@@ -471,8 +475,12 @@ int sm_restore(struct sm_state *s, const void *buf, size_t len, struct nv_err *e
         return -EBADMSG;
     }
     const struct nv *g = nv_get(d, "global");
+    const struct nv *cl = nv_get(d, "cluster");
     const struct nv *ss = nv_get(d, "sessions");
-    bool ok = (nv_is(g, NV_NIL) || nv_is(g, NV_MAP)) && nv_is(ss, NV_ARR);
+    bool ok = (nv_is(g, NV_NIL) || nv_is(g, NV_MAP)) && nv_is(ss, NV_ARR) &&
+              (cl == NULL || nv_is(cl, NV_NIL) ||
+               (nv_is(cl, NV_MAP) && nv_is(nv_get(cl, "nodes"), NV_ARR) &&
+                nv_is(nv_get(cl, "failover"), NV_MAP)));
     for (int t = 0; t < SM_TABLE_COUNT && ok; t++) {
         const struct nv *a = nv_get(d, snap_keys[t]);
         ok = nv_is(a, NV_ARR);
@@ -494,6 +502,7 @@ int sm_restore(struct sm_state *s, const void *buf, size_t len, struct nv_err *e
     clear_contents(s);
     s->generation = gen;
     s->global = nv_is(g, NV_MAP) ? nv_copy(g) : NULL;
+    s->cluster = nv_is(cl, NV_MAP) ? nv_copy(cl) : NULL;
     for (int t = 0; t < SM_TABLE_COUNT; t++) {
         const struct nv *a = nv_get(d, snap_keys[t]);
         for (size_t i = 0; i < nv_len(a); i++) {

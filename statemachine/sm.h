@@ -163,6 +163,22 @@ size_t sm_rows(const struct sm_state *s, enum sm_table t);
 const struct nv *sm_row(const struct sm_state *s, enum sm_table t, size_t i);
 const struct nv *sm_row_by_id(const struct sm_state *s, enum sm_table t, int64_t id);
 
+/* ---- cluster facts ------------------------------------------------ */
+/* Writes (through sm_prepare/sm_apply like the nvmet ones):
+ *   cluster.node.register [{"id", "kind": "data"|"witness", "raft", "rpc"}]
+ *   cluster.node.unregister [id]
+ *   failover.activate [{"node", "term"}]   (node 0 = nobody; older terms refused)
+ *   failover.update [{takeover_delay_ms, fence_command, announce_count,
+ *                     announce_interval_ms, vips: [{address, prefix, interface,
+ *                     node_addresses: {"1": addr, ...}}]}]
+ * Reads: */
+/* {"nodes": [{id, kind, raft, rpc}...] (ascending id), "active": {node, term}|nil,
+ *  "failover": {...}} (borrowed). */
+const struct nv *sm_cluster(const struct sm_state *s);
+const struct nv *sm_cluster_node(const struct sm_state *s, uint64_t id); /* NULL if unknown */
+uint64_t sm_active_node(const struct sm_state *s, uint64_t *term);     /* 0 = none */
+struct nv *sm_failover_config(const struct sm_state *s);               /* owned copy */
+
 /* ---- DH-CHAP key format (shared by validation and target/) ---------- */
 
 /* Decode standard base64 (RFC 4648, '=' padding). Returns the decoded

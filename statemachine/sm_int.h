@@ -31,6 +31,7 @@ struct sm_sess {
 
 struct sm_state {
     struct nv *global; /* NULL until nvmet.global.init (or the first write) */
+    struct nv *cluster; /* {"nodes", "active", "failover"}; NULL = defaults */
     struct sm_rows_tab t[SM_TABLE_COUNT];
     int64_t next_id[SM_TABLE_COUNT]; /* ids are never reused (DESIGN.md) */
     uint64_t generation;
@@ -126,6 +127,12 @@ size_t sm__strchars(const char *s); /* code points of UTF-8 text */
 /* ---- writes (sm_ops.c) ---- */
 /* Run one write. Returns 0, or -1 with x->err set. */
 int sm__exec(struct sm_ex *x, const char *method, const struct nv *params);
+
+/* ---- cluster facts (sm_cluster.c) ---- */
+struct nv *sm__cluster_default(void);
+bool sm__cluster_is_write(const char *method);
+/* 0 / -1 like sm__exec; 1 = not a cluster method. */
+int sm__cluster_exec(struct sm_ex *x, const char *method, const struct nv *params);
 
 /* ---- reads (sm_read.c) ---- */
 struct nv *sm__subsys_entry(const struct sm_state *s, const struct nv *row, bool verbose);

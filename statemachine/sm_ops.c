@@ -1472,6 +1472,10 @@ int sm__exec(struct sm_ex *x, const char *method, const struct nv *params)
         return -1;
     }
     ensure_init(x);
+    int crv = sm__cluster_exec(x, method, params);
+    if (crv <= 0) {
+        return crv;
+    }
     if (strcmp(method, "nvmet.global.init") == 0) {
         if (x->mutate) {
             x->result = sm_global_entry(x->s);

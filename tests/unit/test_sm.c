@@ -470,6 +470,57 @@ static void test_session_bound(void **state)
     sm_free(s);
 }
 
+/* Cluster facts: registry, active node with terms, failover settings. */
+static void test_cluster_facts(void **state)
+{
+    (void)state;
+    struct sm_state *s = sm_new(), *r = sm_new();
+    nv_free(ok(s, r, "cluster.node.register",
+               "[{\"id\": 2, \"kind\": \"data\", \"raft\": \"127.0.0.1:7002\", \"rpc\": "
+               "\"127.0.0.1:8002\"}]"));
+    nv_free(ok(s, r, "cluster.node.register",
+               "[{\"id\": 1, \"kind\": \"witness\", \"raft\": \"127.0.0.1:7001\"}]"));
+    err(s, "cluster.node.register",
+        "[{\"id\": 3, \"kind\": \"data\", \"raft\": \"127.0.0.1:7001\"}]",
+        "[EINVAL] cluster_node_register.raft: Raft address 127.0.0.1:7001 already belongs to node 1");
+    const struct nv *nodes = nv_get(sm_cluster(s), "nodes");
+    assert_int_equal(nv_len(nodes), 2);
+    assert_int_equal(nv_get_int(nv_at(nodes, 0), "id", 0), 1);
+    assert_string_equal(nv_get_str(sm_cluster_node(s, 2), "rpc"), "127.0.0.1:8002");
+    nv_free(ok(s, r, "failover.activate", "[{\"node\": 2, \"term\": 5}]"));
+    err(s, "failover.activate", "[{\"node\": 1, \"term\": 4}]",
+        "[EINVAL] term 4 is older than the active node's term 5");
+    uint64_t term;
+    assert_int_equal(sm_active_node(s, &term), 2);
+    assert_int_equal(term, 5);
+    struct nv *f = ok(s, r, "failover.update",
+                      "[{\"takeover_delay_ms\": 500, \"vips\": [{\"address\": \"198.51.100.100\", "
+                      "\"prefix\": 24, \"interface\": \"eth0\", \"node_addresses\": {\"1\": "
+                      "\"198.51.100.1\", \"2\": \"198.51.100.2\"}}]}]");
+    assert_int_equal(nv_get_int(f, "takeover_delay_ms", 0), 500);
+    assert_int_equal(nv_get_int(f, "announce_count", 0), 3);
+    nv_free(f);
+    err(s, "failover.update", "[{\"vips\": [{\"address\": \"198.51.100.100\", \"prefix\": 33, "
+        "\"interface\": \"eth0\"}]}]",
+        "[EINVAL] failover_update.vips.0.prefix: Input should be less than or equal to 32");
+    char *a, *b;
+    size_t la, lb;
+    sm_snapshot(s, &a, &la);
+    sm_snapshot(r, &b, &lb);
+    assert_int_equal(la, lb);
+    assert_memory_equal(a, b, la);
+    struct sm_state *c = sm_new();
+    struct nv_err e;
+    nv_err_init(&e);
+    assert_int_equal(sm_restore(c, a, la, &e), 0);
+    assert_int_equal(sm_active_node(c, NULL), 2);
+    free(a);
+    free(b);
+    sm_free(c);
+    sm_free(s);
+    sm_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -478,6 +529,7 @@ int main(void)
         cmocka_unit_test(test_updates_and_deletes),
         cmocka_unit_test(test_race_rechecked_on_apply),
         cmocka_unit_test(test_session_bound),
+        cmocka_unit_test(test_cluster_facts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
