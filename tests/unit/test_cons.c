@@ -634,7 +634,7 @@ static void test_snapshot_restart(void **state)
     assert_true(t.fsm.snapshots >= 2);
     struct cons_status st;
     cons_get_status(t.cons, &st);
-    assert_true(st.snapshot_index > 64);
+    assert_true(st.snapshot_index >= 64); /* the newest may still be being written */
     tnode_close(&t);
     tfsm_free(&t.fsm);
 
@@ -718,6 +718,7 @@ static void test_corrupt_dir(void **state)
     } else {
         assert_true(rv < 0);
         assert_null(t.cons);
+        print_message("corrupt dir refused: %d %s\n", rv, msg);
         assert_true(strlen(msg) > 0);
         run_ms(c, 200); /* asynchronous teardown */
     }
