@@ -542,13 +542,14 @@ static void m_address_choices(struct rpc_methods *m, const struct req *r, const 
         return;
     }
     const struct nv *t = nv_at(params, 0), *f = nv_at(params, 1);
-    if (t == NULL) {
-        reply_verr(call, "addr_trtype", EINVAL, "Field required");
-        return;
+    /* the brief calls it without an argument: TCP, the common transport */
+    struct nv tcp = {.t = NV_STR, .u.s = {.p = (char *)"TCP", .len = 3}};
+    if (t == NULL || nv_is(t, NV_NIL)) {
+        t = &tcp;
     }
     if (!nv_is(t, NV_STR) || (strcmp(t->u.s.p, "TCP") != 0 && strcmp(t->u.s.p, "RDMA") != 0 &&
-                              strcmp(t->u.s.p, "FC") != 0)) {
-        reply_verr(call, "addr_trtype", EINVAL, "Input should be 'TCP', 'RDMA' or 'FC'");
+                              strcmp(t->u.s.p, "FC") != 0 && strcmp(t->u.s.p, "LOOP") != 0)) {
+        reply_verr(call, "addr_trtype", EINVAL, "Input should be 'TCP', 'RDMA', 'FC' or 'LOOP'");
         return;
     }
     if (f != NULL && !nv_is(f, NV_BOOL)) {
