@@ -57,10 +57,11 @@ struct nv *nv_from_json(const char *text)
         return NULL;
     }
     size_t len = strlen(text);
-    struct json_object *o = json_tokener_parse_ex(tok, text, (int)len);
+    /* include the NUL: a bare number ("1") is complete only at a delimiter */
+    struct json_object *o = json_tokener_parse_ex(tok, text, (int)len + 1);
     struct nv *v = NULL;
     if (json_tokener_get_error(tok) == json_tokener_success &&
-        json_tokener_get_parse_end(tok) == len) {
+        json_tokener_get_parse_end(tok) >= len) {
         v = from_jc(o);
     } else if (json_tokener_get_error(tok) == json_tokener_success) {
         /* trailing characters: allowed only if they are whitespace */

@@ -103,6 +103,14 @@ static void test_json(void **state)
     nv_free(v);
     nv_free(w);
     assert_null(nv_from_json("[1] x"));
+    /* bare scalars are complete documents (a number ends at the end) */
+    struct nv *one = nv_from_json("1");
+    assert_true(nv_is(one, NV_INT) && one->u.i == 1);
+    nv_free(one);
+    one = nv_from_json("-2.5");
+    assert_true(nv_is(one, NV_FLOAT));
+    nv_free(one);
+    assert_null(nv_from_json("12x"));
     assert_null(nv_from_json("tank/x"));
 }
 
