@@ -36,7 +36,9 @@ struct rpc_server_config {
     const char *api_key_file; /* file holding the API key for TCP logins;
                                * NULL = TCP logins always fail */
     size_t max_frame;         /* bytes of one message; 0 = 4 MiB */
-    unsigned max_inflight;    /* calls in flight per connection; 0 = 64 */
+    unsigned max_inflight;    /* calls in flight per connection (more get
+                               * TOO_MANY); 0 = 1024: clients pipeline
+                               * hundreds of writes on one connection */
     unsigned max_conns;       /* open connections; 0 = 1024 */
     unsigned idle_timeout_ms; /* unauthenticated idle TCP connections are
                                * closed after this; 0 = 30000 */

@@ -485,6 +485,34 @@ static void test_pipelined_out_of_order(void **state)
     answer_free(a, 4);
 }
 
+/* With the default limits, 500 calls pipelined on one connection are all
+ * answered (none refused TOO_MANY). */
+static void test_pipelined_many(void **state)
+{
+    struct srv *sv = *state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct rpc_client *c;
+    assert_int_equal(rpc_client_open(&loop, sv->unix_ep, &c), 0);
+    enum { N = 500 };
+    struct answer *a = calloc(N, sizeof *a);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(rpc_client_call(c, "test.delay", args2(nv_int(i % 7), nv_int(i)),
+                                         1000 + i, answer_cb, &a[i]),
+                         0);
+    }
+    assert_true(run_until(&loop, a, N, 10000));
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(a[i].status, 0);
+        assert_false(nv_err_isset(&a[i].err));
+        assert_int_equal(a[i].result->u.i, i);
+    }
+    rpc_client_close(c);
+    drain_loop(&loop);
+    answer_free(a, N);
+    free(a);
+}
+
 /* Unknown methods get NO_METHOD; validation errors come back whole. */
 static void test_errors(void **state)
 {
@@ -1034,6 +1062,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_pipelined_out_of_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined_many, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tcp_auth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_id, setup, teardown),
