@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "cons.h"
+#include "cons_int.h" /* white-box: feed the raft fsm adapter garbage */
 #include "nv_err.h"
 
 /* ------------------------------------------------------------------ */
@@ -990,6 +991,95 @@ static void test_three_nodes(void **state)
     ctx_free(c);
 }
 
+/* A leader cut off from its followers steps down: what it had in flight
+ * ends with -NV_ELEADERSHIPLOST (outcome unknown), and it stops being
+ * ready. */
+static void test_leadership_lost(void **state)
+{
+    (void)state;
+    struct tctx *c = ctx_new();
+    struct tnode t[3];
+    struct cons_config cc = base_config();
+    cluster_start(c, t, 3, &cc);
+    uint64_t dl = deadline(c, 8000);
+    while (ready_leader(t, 3) < 0 && step(c, dl)) {
+    }
+    int L = ready_leader(t, 3);
+    assert_true(L >= 0);
+    for (int i = 0; i < 3; i++) {
+        if (i != L) {
+            tnode_close(&t[i]);
+        }
+    }
+    struct pcb pcbs[5];
+    propose_range(&t[L], pcbs, 0, 5);
+    dl = deadline(c, 5000);
+    while (!all_called(pcbs, 0, 5) && step(c, dl)) {
+    }
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(pcbs[i].calls, 1);
+        assert_int_equal(pcbs[i].status, -NV_ELEADERSHIPLOST);
+        assert_true(pcbs[i].result_ok);
+    }
+    run_ms(c, 20);
+    assert_false(is_ready(&t[L]));
+    assert_false(t[L].last.ready);
+    assert_true(t[L].last.state != CONS_LEADER);
+    unsigned char b[4] = {1, 2, 3, 4};
+    assert_int_equal(cons_propose(t[L].cons, b, 4, prop_cb, NULL), -NV_ENOTLEADER);
+    for (int i = 0; i < 3; i++) {
+        tnode_close(&t[i]);
+        tfsm_free(&t[i].fsm);
+    }
+    ctx_free(c);
+}
+
+/* Entries that do not decode are logged and skipped, never fatal; a
+ * truncated entry still applies its whole commands. */
+static void test_decode_garbage(void **state)
+{
+    (void)state;
+    struct tctx *c = ctx_new();
+    struct tnode t;
+    tnode_init(c, &t, 1);
+    struct cons_config cc = base_config();
+    tnode_start_single(&t, &cc);
+    wait_ready(&t, 5000);
+    struct raft_fsm *f = &t.cons->rfsm;
+    void *result = (void *)1;
+    unsigned char buf[64];
+    struct raft_buffer rb = {.base = buf, .len = sizeof buf};
+
+    memset(buf, 0xab, sizeof buf); /* bad magic */
+    assert_int_equal(f->apply(f, &rb, &result), 0);
+    assert_null(result);
+    rb.len = 3; /* shorter than the header */
+    assert_int_equal(f->apply(f, &rb, &result), 0);
+    rb.len = sizeof buf;
+    /* magic, count 1000: cannot fit */
+    memset(buf, 0, sizeof buf);
+    buf[0] = 'C', buf[1] = 'N', buf[2] = 'S', buf[3] = '1';
+    buf[4] = 0xe8, buf[5] = 0x03;
+    assert_int_equal(f->apply(f, &rb, &result), 0);
+    /* count 2: "hi", then a length running past the end */
+    buf[4] = 2, buf[5] = 0;
+    buf[8] = 2;
+    buf[12] = 'h', buf[13] = 'i';
+    buf[16] = 200;
+    assert_int_equal(f->apply(f, &rb, &result), 0);
+    assert_int_equal(t.fsm.n, 1);
+    assert_int_equal(t.fsm.cmds[0].len, 2);
+    assert_memory_equal(t.fsm.cmds[0].b, "hi", 2);
+    assert_int_equal(t.fsm.frees, 1);
+
+    /* snapshot restore refuses a bad header and leaves the buffer alone */
+    struct raft_buffer sb = {.base = buf, .len = 8};
+    assert_int_not_equal(f->restore(f, &sb), 0);
+    tnode_close(&t);
+    tfsm_free(&t.fsm);
+    ctx_free(c);
+}
+
 static void test_names(void **state)
 {
     (void)state;
@@ -1015,6 +1105,8 @@ int main(void)
         cmocka_unit_test(test_close_pending),
         cmocka_unit_test(test_big_command),
         cmocka_unit_test(test_three_nodes),
+        cmocka_unit_test(test_leadership_lost),
+        cmocka_unit_test(test_decode_garbage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
