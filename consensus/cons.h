@@ -14,7 +14,14 @@
  *     shutting down -ESHUTDOWN, no memory -ENOMEM, too big -EMSGSIZE, I/O
  *     -EIO, disk full -ENOSPC, membership change in progress -EBUSY,
  *     unknown id -ENOENT, duplicate id/address -EEXIST, no connection
- *     -ENOTCONN, corrupt data dir -EBADMSG, anything else -EPROTO. */
+ *     -ENOTCONN, corrupt data dir -EBADMSG, anything else -EPROTO.
+ *     Also: bad role/parameter -EINVAL, name too long -ENAMETOOLONG; a
+ *     leadership transfer that did not happen within an election timeout
+ *     -ETIMEDOUT.
+ *
+ * Process-wide: cons_start sets SIGPIPE to SIG_IGN if it is still SIG_DFL
+ * (libraft writes to peers that may have gone away). The fsm callbacks run
+ * inside libraft: they must not call cons_close. */
 #ifndef CONS_H
 #define CONS_H
 
@@ -69,7 +76,13 @@ struct cons_config {
 
 /* Start a node: init raft_uv in data_dir, bootstrap if the dir is empty,
  * load snapshot + log, start ticking. Returns 0 or -errno with errmsg set
- * (e.g. "data dir /x belongs to another node (id 2)"). */
+ * (e.g. "data dir /x belongs to node 2, not 1" -EEXIST: the id is kept in
+ * data_dir/node-id; raft address busy -EADDRINUSE).
+ * peers that do not include cfg->id: the node joins an existing cluster -
+ * it does not bootstrap and waits for the leader's cons_add/cons_assign.
+ * A lone voter elects itself and applies its log tail inside cons_start
+ * (fsm->apply may run before *out is set). On a failure after libraft was
+ * initialised the node tears down asynchronously: keep running the loop. */
 int cons_start(struct uv_loop_s *loop, const struct cons_config *cfg, const struct cons_fsm *fsm,
                struct cons_node **out, char *errmsg, size_t errlen);
 
@@ -112,7 +125,9 @@ struct cons_status {
 };
 void cons_get_status(const struct cons_node *n, struct cons_status *st);
 
-/* Called after every change of state/ready/leader (polled every few ms). */
+/* Called after every change of state/ready/leader (polled every few ms),
+ * and when the node becomes caught up (last_applied reaches commit_index).
+ * Never from inside libraft. */
 typedef void (*cons_change_cb)(void *arg, const struct cons_status *st);
 void cons_on_change(struct cons_node *n, cons_change_cb cb, void *arg);
 
