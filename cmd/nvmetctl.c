@@ -237,7 +237,7 @@ static void print_error(const struct nv_err *e)
  * the retry safe. */
 static bool retryable(int rv, const struct nv_err *e)
 {
-    if (rv == -ECONNREFUSED || rv == -ECONNRESET || rv == -ECANCELED) {
+    if (rv == -ECONNREFUSED || rv == -ECONNRESET || rv == -ECANCELED || rv == -ETIMEDOUT) {
         return true;
     }
     if (rv != -EREMOTEIO) {
@@ -384,10 +384,17 @@ int main(int argc, char **argv)
         if (left <= 0) {
             break;
         }
+        /* With several nodes one that hangs (paused, partitioned) must not
+         * eat the whole deadline: each attempt gets a share of it. */
+        long per = left;
+        if (n_eps > 1) {
+            per = left / (long)n_eps;
+            per = per < 1000 ? (left < 1000 ? left : 1000) : per;
+        }
         struct rpc_sync_opts opts = {.api_key = key,
                                      .client_id = client_id,
                                      .msgid = 1,
-                                     .timeout_ms = (unsigned)left};
+                                     .timeout_ms = (unsigned)per};
         struct nv *result = NULL;
         rv = rpc_call_sync(eps[at], method, nv_copy(params), &opts, &result, &err);
         if (rv == 0) {
