@@ -31,78 +31,78 @@
 int cons_err(int rv)
 {
     switch (rv) {
-    case 0:
-        return 0;
-    case RAFT_NOTLEADER:
-        return -NV_ENOTLEADER;
-    case RAFT_LEADERSHIPLOST:
-        return -NV_ELEADERSHIPLOST;
-    case RAFT_SHUTDOWN:
-    case RAFT_CANCELED:
-        return -ESHUTDOWN;
-    case RAFT_NOMEM:
-        return -ENOMEM;
-    case RAFT_TOOBIG:
-        return -EMSGSIZE;
-    case RAFT_IOERR:
-        return -EIO;
-    case RAFT_NOSPACE:
-        return -ENOSPC;
-    case RAFT_CANTCHANGE:
-    case RAFT_BUSY:
-        return -EBUSY;
-    case RAFT_BADID:
-    case RAFT_NOTFOUND:
-        return -ENOENT;
-    case RAFT_DUPLICATEID:
-    case RAFT_DUPLICATEADDRESS:
-        return -EEXIST;
-    case RAFT_NOCONNECTION:
-        return -ENOTCONN;
-    case RAFT_CORRUPT:
-    case RAFT_MALFORMED:
-        return -EBADMSG;
-    case RAFT_BADROLE:
-    case RAFT_INVALID:
-        return -EINVAL;
-    case RAFT_NAMETOOLONG:
-        return -ENAMETOOLONG;
-    default:
-        return -EPROTO;
+        case 0:
+            return 0;
+        case RAFT_NOTLEADER:
+            return -NV_ENOTLEADER;
+        case RAFT_LEADERSHIPLOST:
+            return -NV_ELEADERSHIPLOST;
+        case RAFT_SHUTDOWN:
+        case RAFT_CANCELED:
+            return -ESHUTDOWN;
+        case RAFT_NOMEM:
+            return -ENOMEM;
+        case RAFT_TOOBIG:
+            return -EMSGSIZE;
+        case RAFT_IOERR:
+            return -EIO;
+        case RAFT_NOSPACE:
+            return -ENOSPC;
+        case RAFT_CANTCHANGE:
+        case RAFT_BUSY:
+            return -EBUSY;
+        case RAFT_BADID:
+        case RAFT_NOTFOUND:
+            return -ENOENT;
+        case RAFT_DUPLICATEID:
+        case RAFT_DUPLICATEADDRESS:
+            return -EEXIST;
+        case RAFT_NOCONNECTION:
+            return -ENOTCONN;
+        case RAFT_CORRUPT:
+        case RAFT_MALFORMED:
+            return -EBADMSG;
+        case RAFT_BADROLE:
+        case RAFT_INVALID:
+            return -EINVAL;
+        case RAFT_NAMETOOLONG:
+            return -ENAMETOOLONG;
+        default:
+            return -EPROTO;
     }
 }
 
-const char *cons_state_name(int state)
+const char* cons_state_name(int state)
 {
     switch (state) {
-    case CONS_UNAVAILABLE:
-        return "unavailable";
-    case CONS_FOLLOWER:
-        return "follower";
-    case CONS_CANDIDATE:
-        return "candidate";
-    case CONS_LEADER:
-        return "leader";
-    default:
-        return "unknown";
+        case CONS_UNAVAILABLE:
+            return "unavailable";
+        case CONS_FOLLOWER:
+            return "follower";
+        case CONS_CANDIDATE:
+            return "candidate";
+        case CONS_LEADER:
+            return "leader";
+        default:
+            return "unknown";
     }
 }
 
-const char *cons_role_name(int role)
+const char* cons_role_name(int role)
 {
     switch (role) {
-    case CONS_ROLE_VOTER:
-        return "voter";
-    case CONS_ROLE_STANDBY:
-        return "standby";
-    case CONS_ROLE_SPARE:
-        return "spare";
-    default:
-        return "unknown";
+        case CONS_ROLE_VOTER:
+            return "voter";
+        case CONS_ROLE_STANDBY:
+            return "standby";
+        case CONS_ROLE_SPARE:
+            return "spare";
+        default:
+            return "unknown";
     }
 }
 
-void cons_log(const struct cons_node *n, const char *fmt, ...)
+void cons_log(const struct cons_node* n, const char* fmt, ...)
 {
     char line[512];
     va_list ap;
@@ -116,19 +116,31 @@ void cons_log(const struct cons_node *n, const char *fmt, ...)
 /* libraft 0.15 internals: every read of struct raft fields is here (they
  * were hidden or renamed in 0.16-0.18). */
 
-static struct raft *R(const struct cons_node *n) { return (struct raft *)&n->raft; }
-static uint64_t raft_term_of(const struct cons_node *n) { return R(n)->current_term; }
-static uint64_t raft_commit_of(const struct cons_node *n) { return R(n)->commit_index; }
-static uint64_t raft_snapshot_index_of(const struct cons_node *n)
+static struct raft* R(const struct cons_node* n)
+{
+    return (struct raft*)&n->raft;
+}
+static uint64_t raft_term_of(const struct cons_node* n)
+{
+    return R(n)->current_term;
+}
+static uint64_t raft_commit_of(const struct cons_node* n)
+{
+    return R(n)->commit_index;
+}
+static uint64_t raft_snapshot_index_of(const struct cons_node* n)
 {
     return R(n)->log.snapshot.last_index;
 }
-static bool raft_transferring(const struct cons_node *n) { return R(n)->transfer != NULL; }
-static uint64_t raft_follower_contact(const struct cons_node *n)
+static bool raft_transferring(const struct cons_node* n)
+{
+    return R(n)->transfer != NULL;
+}
+static uint64_t raft_follower_contact(const struct cons_node* n)
 {
     return R(n)->election_timer_start;
 }
-static const struct raft_configuration *raft_conf_of(const struct cons_node *n)
+static const struct raft_configuration* raft_conf_of(const struct cons_node* n)
 {
     return &R(n)->configuration;
 }
@@ -136,15 +148,15 @@ static const struct raft_configuration *raft_conf_of(const struct cons_node *n)
 /* ------------------------------------------------------------------ */
 /* readiness and change reporting */
 
-bool cons_is_ready(const struct cons_node *n)
+bool cons_is_ready(const struct cons_node* n)
 {
     return !n->closing && !n->raft_down && n->ready && raft_state(R(n)) == RAFT_LEADER &&
            raft_term_of(n) == n->ready_term && !raft_transferring(n);
 }
 
-static void ready_cb(struct raft_barrier *req, int status)
+static void ready_cb(struct raft_barrier* req, int status)
 {
-    struct cons_node *n = req->data;
+    struct cons_node* n = req->data;
     n->ready_pending = false;
     if (status == 0 && !n->closing && raft_state(&n->raft) == RAFT_LEADER &&
         raft_term_of(n) == n->ready_pending_term) {
@@ -159,7 +171,7 @@ static void ready_cb(struct raft_barrier *req, int status)
 
 /* After winning an election: commit a barrier in the new term before
  * serving anything (0.15 has no leader no-op entry). */
-static void maybe_start_ready(struct cons_node *n)
+static void maybe_start_ready(struct cons_node* n)
 {
     if (raft_state(&n->raft) != RAFT_LEADER) {
         n->ready = false;
@@ -179,7 +191,7 @@ static void maybe_start_ready(struct cons_node *n)
     } /* else (e.g. transfer in progress): retried at the next poll */
 }
 
-void cons_check_change(struct cons_node *n)
+void cons_check_change(struct cons_node* n)
 {
     if (n->change_cb == NULL || n->raft_down) {
         return;
@@ -200,16 +212,16 @@ void cons_check_change(struct cons_node *n)
     n->change_cb(n->change_arg, &st);
 }
 
-static void poll_cb(uv_timer_t *t)
+static void poll_cb(uv_timer_t* t)
 {
-    struct cons_node *n = t->data;
+    struct cons_node* n = t->data;
     if (n->closing || n->raft_down) {
         return;
     }
     maybe_start_ready(n);
     if (raft_state(&n->raft) == RAFT_FOLLOWER) {
         raft_id lid = 0;
-        const char *laddr = NULL;
+        const char* laddr = NULL;
         raft_leader(&n->raft, &lid, &laddr);
         if (lid != 0 && raft_follower_contact(n) > n->contact_at) {
             n->contact_at = raft_follower_contact(n);
@@ -220,7 +232,7 @@ static void poll_cb(uv_timer_t *t)
     cons_check_change(n);
 }
 
-void cons_on_change(struct cons_node *n, cons_change_cb cb, void *arg)
+void cons_on_change(struct cons_node* n, cons_change_cb cb, void* arg)
 {
     n->change_cb = cb;
     n->change_arg = arg;
@@ -230,18 +242,18 @@ void cons_on_change(struct cons_node *n, cons_change_cb cb, void *arg)
 static int map_state(int s)
 {
     switch (s) {
-    case RAFT_FOLLOWER:
-        return CONS_FOLLOWER;
-    case RAFT_CANDIDATE:
-        return CONS_CANDIDATE;
-    case RAFT_LEADER:
-        return CONS_LEADER;
-    default:
-        return CONS_UNAVAILABLE;
+        case RAFT_FOLLOWER:
+            return CONS_FOLLOWER;
+        case RAFT_CANDIDATE:
+            return CONS_CANDIDATE;
+        case RAFT_LEADER:
+            return CONS_LEADER;
+        default:
+            return CONS_UNAVAILABLE;
     }
 }
 
-void cons_get_status(const struct cons_node *n, struct cons_status *st)
+void cons_get_status(const struct cons_node* n, struct cons_status* st)
 {
     memset(st, 0, sizeof *st);
     if (n == NULL) {
@@ -252,7 +264,7 @@ void cons_get_status(const struct cons_node *n, struct cons_status *st)
     if (n->raft_down) {
         return;
     }
-    struct raft *r = R(n);
+    struct raft* r = R(n);
     st->state = map_state(raft_state(r));
     st->ready = cons_is_ready(n);
     st->term = raft_term_of(n);
@@ -261,7 +273,7 @@ void cons_get_status(const struct cons_node *n, struct cons_status *st)
     st->last_index = raft_last_index(r);
     st->snapshot_index = raft_snapshot_index_of(n);
     raft_id lid = 0;
-    const char *laddr = NULL;
+    const char* laddr = NULL;
     raft_leader(r, &lid, &laddr);
     st->leader_id = lid;
     if (laddr != NULL) {
@@ -275,10 +287,10 @@ void cons_get_status(const struct cons_node *n, struct cons_status *st)
         }
         st->last_contact_ms = now > at ? now - at : 0;
     }
-    const struct raft_configuration *c = raft_conf_of(n);
+    const struct raft_configuration* c = raft_conf_of(n);
     size_t max = sizeof st->members / sizeof st->members[0];
     for (unsigned i = 0; i < c->n && st->n_members < max; i++) {
-        struct cons_member *m = &st->members[st->n_members++];
+        struct cons_member* m = &st->members[st->n_members++];
         m->id = c->servers[i].id;
         snprintf(m->address, sizeof m->address, "%s",
                  c->servers[i].address != NULL ? c->servers[i].address : "");
@@ -289,7 +301,7 @@ void cons_get_status(const struct cons_node *n, struct cons_status *st)
 /* ------------------------------------------------------------------ */
 /* start */
 
-static int mkdir_p(const char *path)
+static int mkdir_p(const char* path)
 {
     char buf[PATH_MAX];
     size_t len = strlen(path);
@@ -315,14 +327,14 @@ static int mkdir_p(const char *path)
 }
 
 /* 0 and *id (0 if the file is missing), or -errno. */
-static int read_node_id(const char *dir, uint64_t *id)
+static int read_node_id(const char* dir, uint64_t* id)
 {
     char path[PATH_MAX];
     *id = 0;
     if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, NODE_ID_FILE) >= sizeof path) {
         return -ENAMETOOLONG;
     }
-    FILE *f = fopen(path, "r");
+    FILE* f = fopen(path, "r");
     if (f == NULL) {
         return errno == ENOENT ? 0 : -errno;
     }
@@ -336,7 +348,7 @@ static int read_node_id(const char *dir, uint64_t *id)
     return 0;
 }
 
-static int write_node_id(const char *dir, uint64_t id)
+static int write_node_id(const char* dir, uint64_t id)
 {
     char path[PATH_MAX], tmp[PATH_MAX];
     if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, NODE_ID_FILE) >= sizeof path ||
@@ -370,19 +382,19 @@ static int write_node_id(const char *dir, uint64_t id)
 }
 
 /* IPv4 "a.b.c.d:port" (what libraft 0.15's transport parses). */
-static int parse_ipv4(const char *address, struct sockaddr_in *sa)
+int cons_parse_ipv4(const char* address, struct sockaddr_in* sa)
 {
     if (address == NULL || strlen(address) >= 64) {
         return -EINVAL;
     }
-    const char *colon = strrchr(address, ':');
+    const char* colon = strrchr(address, ':');
     if (colon == NULL || colon == address || colon[1] == '\0') {
         return -EINVAL;
     }
     char host[64];
     memcpy(host, address, (size_t)(colon - address));
     host[colon - address] = '\0';
-    char *end = NULL;
+    char* end = NULL;
     errno = 0;
     unsigned long port = strtoul(colon + 1, &end, 10);
     if (errno != 0 || *end != '\0' || port == 0 || port > 65535) {
@@ -396,7 +408,7 @@ static int parse_ipv4(const char *address, struct sockaddr_in *sa)
 
 /* libraft reports a busy port only as a bare I/O error from raft_start:
  * look first (bind the way libuv does, then let go). */
-static int probe_bind(const struct sockaddr_in *sa)
+static int probe_bind(const struct sockaddr_in* sa)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -404,12 +416,12 @@ static int probe_bind(const struct sockaddr_in *sa)
     }
     int on = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-    int rv = bind(fd, (const struct sockaddr *)sa, sizeof *sa) < 0 ? -errno : 0;
+    int rv = bind(fd, (const struct sockaddr*)sa, sizeof *sa) < 0 ? -errno : 0;
     close(fd);
     return rv;
 }
 
-static void free_node(struct cons_node *n)
+static void free_node(struct cons_node* n)
 {
     cons_fail_inflight(n, -ESHUTDOWN);
     cons_complete_all(n, &n->proposals, -ESHUTDOWN);
@@ -418,23 +430,23 @@ static void free_node(struct cons_node *n)
     free(n);
 }
 
-static void handle_closed(uv_handle_t *h)
+static void handle_closed(uv_handle_t* h)
 {
-    struct cons_node *n = h->data;
+    struct cons_node* n = h->data;
     if (--n->handles_open > 0) {
         return;
     }
-    void (*done)(void *) = n->close_done;
-    void *arg = n->close_arg;
+    void (*done)(void*) = n->close_done;
+    void* arg = n->close_arg;
     free_node(n);
     if (done != NULL) {
         done(arg);
     }
 }
 
-static void raft_closed_cb(struct raft *r)
+static void raft_closed_cb(struct raft* r)
 {
-    struct cons_node *n = r->data;
+    struct cons_node* n = r->data;
     raft_uv_close(&n->io);
     raft_uv_tcp_close(&n->transport);
     n->raft_down = true;
@@ -444,22 +456,22 @@ static void raft_closed_cb(struct raft *r)
     cons_complete_all(n, &n->barriers, -ESHUTDOWN);
     cons_dispatch(n);
     n->handles_open = 2;
-    uv_close((uv_handle_t *)&n->poll, handle_closed);
-    uv_close((uv_handle_t *)&n->work, handle_closed);
+    uv_close((uv_handle_t*)&n->poll, handle_closed);
+    uv_close((uv_handle_t*)&n->work, handle_closed);
 }
 
 /* Failure after raft_init: libraft owns loop handles, so the node is torn
  * down asynchronously (the caller's loop finishes it). */
-static void start_failed(struct cons_node *n)
+static void start_failed(struct cons_node* n)
 {
     n->closing = true;
     uv_timer_stop(&n->poll);
     raft_close(&n->raft, raft_closed_cb);
 }
 
-static int fail(char *errmsg, size_t errlen, int rv, const char *fmt, ...)
+static int fail(char* errmsg, size_t errlen, int rv, const char* fmt, ...)
     __attribute__((format(printf, 4, 5)));
-static int fail(char *errmsg, size_t errlen, int rv, const char *fmt, ...)
+static int fail(char* errmsg, size_t errlen, int rv, const char* fmt, ...)
 {
     if (errmsg != NULL && errlen > 0) {
         va_list ap;
@@ -470,8 +482,11 @@ static int fail(char *errmsg, size_t errlen, int rv, const char *fmt, ...)
     return rv;
 }
 
-static int bootstrap(struct cons_node *n, const struct cons_config *cfg, bool *fresh,
-                     char *errmsg, size_t errlen)
+static int bootstrap(struct cons_node* n,
+                     const struct cons_config* cfg,
+                     bool* fresh,
+                     char* errmsg,
+                     size_t errlen)
 {
     struct raft_configuration conf;
     raft_configuration_init(&conf);
@@ -482,15 +497,15 @@ static int bootstrap(struct cons_node *n, const struct cons_config *cfg, bool *f
         self = true;
     } else {
         for (size_t i = 0; i < cfg->n_peers && rv == 0; i++) {
-            const struct cons_peer *p = &cfg->peers[i];
+            const struct cons_peer* p = &cfg->peers[i];
             struct sockaddr_in sa;
-            if (p->id == 0 || parse_ipv4(p->address, &sa) < 0 ||
+            if (p->id == 0 || cons_parse_ipv4(p->address, &sa) < 0 ||
                 (p->role != CONS_ROLE_VOTER && p->role != CONS_ROLE_STANDBY &&
                  p->role != CONS_ROLE_SPARE)) {
                 raft_configuration_close(&conf);
                 return fail(errmsg, errlen, -EINVAL,
-                            "peer %zu: bad id, IPv4 address:port or role (id %" PRIu64 ", '%s')",
-                            i, p->id, p->address);
+                            "peer %zu: bad id, IPv4 address:port or role (id %" PRIu64 ", '%s')", i,
+                            p->id, p->address);
             }
             rv = raft_configuration_add(&conf, p->id, p->address, p->role);
             if (p->id == cfg->id) {
@@ -519,8 +534,12 @@ static int bootstrap(struct cons_node *n, const struct cons_config *cfg, bool *f
     return 0;
 }
 
-int cons_start(struct uv_loop_s *loop, const struct cons_config *cfg, const struct cons_fsm *fsm,
-               struct cons_node **out, char *errmsg, size_t errlen)
+int cons_start(struct uv_loop_s* loop,
+               const struct cons_config* cfg,
+               const struct cons_fsm* fsm,
+               struct cons_node** out,
+               char* errmsg,
+               size_t errlen)
 {
     if (errmsg != NULL && errlen > 0) {
         errmsg[0] = '\0';
@@ -539,7 +558,7 @@ int cons_start(struct uv_loop_s *loop, const struct cons_config *cfg, const stru
         return fail(errmsg, errlen, -EINVAL, "no data dir");
     }
     struct sockaddr_in sa;
-    if (parse_ipv4(cfg->address, &sa) < 0) {
+    if (cons_parse_ipv4(cfg->address, &sa) < 0) {
         return fail(errmsg, errlen, -EINVAL, "raft address '%s' is not IPv4 a.b.c.d:port",
                     cfg->address ? cfg->address : "");
     }
@@ -565,8 +584,9 @@ int cons_start(struct uv_loop_s *loop, const struct cons_config *cfg, const stru
                     strerror(-rv));
     }
     if (owner != 0 && owner != cfg->id) {
-        return fail(errmsg, errlen, -EEXIST, "data dir %s belongs to node %" PRIu64 ", not %" PRIu64,
-                    cfg->data_dir, owner, cfg->id);
+        return fail(errmsg, errlen, -EEXIST,
+                    "data dir %s belongs to node %" PRIu64 ", not %" PRIu64, cfg->data_dir, owner,
+                    cfg->id);
     }
     rv = probe_bind(&sa);
     if (rv < 0) {
@@ -579,7 +599,7 @@ int cons_start(struct uv_loop_s *loop, const struct cons_config *cfg, const stru
         signal(SIGPIPE, SIG_IGN);
     }
 
-    struct cons_node *n = calloc(1, sizeof *n);
+    struct cons_node* n = calloc(1, sizeof *n);
     if (n == NULL) {
         return fail(errmsg, errlen, -ENOMEM, "out of memory");
     }
@@ -661,7 +681,7 @@ int cons_start(struct uv_loop_s *loop, const struct cons_config *cfg, const stru
 /* ------------------------------------------------------------------ */
 /* close */
 
-void cons_close(struct cons_node *n, void (*done)(void *arg), void *arg)
+void cons_close(struct cons_node* n, void (*done)(void* arg), void* arg)
 {
     if (n == NULL || n->closing) {
         return;
@@ -677,147 +697,4 @@ void cons_close(struct cons_node *n, void (*done)(void *arg), void *arg)
      * unknown) and the transfer; all land in the done queue. */
     raft_close(&n->raft, raft_closed_cb);
     cons_kick(n);
-}
-
-/* ------------------------------------------------------------------ */
-/* membership */
-
-static struct cons_chg *chg_new(struct cons_node *n, cons_cb cb, void *arg)
-{
-    struct cons_chg *c = calloc(1, sizeof *c);
-    if (c == NULL) {
-        return NULL;
-    }
-    c->waiter = calloc(1, sizeof *c->waiter);
-    if (c->waiter == NULL) {
-        free(c);
-        return NULL;
-    }
-    c->node = n;
-    c->waiter->cb = cb;
-    c->waiter->arg = arg;
-    return c;
-}
-
-static void chg_free(struct cons_chg *c)
-{
-    free(c->waiter);
-    free(c);
-}
-
-static void chg_cb(struct raft_change *req, int status)
-{
-    struct cons_chg *c = req->data;
-    cons_complete(c->node, c->waiter, cons_err(status), NULL);
-    free(c);
-}
-
-static int chg_check(struct cons_node *n)
-{
-    if (n == NULL || n->closing) {
-        return -ESHUTDOWN;
-    }
-    return cons_is_ready(n) ? 0 : -NV_ENOTLEADER;
-}
-
-int cons_add(struct cons_node *n, uint64_t id, const char *address, cons_cb cb, void *arg)
-{
-    int rv = chg_check(n);
-    if (rv < 0) {
-        return rv;
-    }
-    struct sockaddr_in sa;
-    if (id == 0 || parse_ipv4(address, &sa) < 0) {
-        return -EINVAL;
-    }
-    struct cons_chg *c = chg_new(n, cb, arg);
-    if (c == NULL) {
-        return -ENOMEM;
-    }
-    c->u.change.data = c;
-    rv = raft_add(&n->raft, &c->u.change, id, address, chg_cb);
-    if (rv != 0) {
-        chg_free(c);
-        return cons_err(rv);
-    }
-    return 0;
-}
-
-int cons_assign(struct cons_node *n, uint64_t id, int role, cons_cb cb, void *arg)
-{
-    int rv = chg_check(n);
-    if (rv < 0) {
-        return rv;
-    }
-    if (role != CONS_ROLE_VOTER && role != CONS_ROLE_STANDBY && role != CONS_ROLE_SPARE) {
-        return -EINVAL;
-    }
-    struct cons_chg *c = chg_new(n, cb, arg);
-    if (c == NULL) {
-        return -ENOMEM;
-    }
-    c->u.change.data = c;
-    rv = raft_assign(&n->raft, &c->u.change, id, role, chg_cb);
-    if (rv != 0) {
-        chg_free(c);
-        return cons_err(rv);
-    }
-    return 0;
-}
-
-int cons_remove(struct cons_node *n, uint64_t id, cons_cb cb, void *arg)
-{
-    int rv = chg_check(n);
-    if (rv < 0) {
-        return rv;
-    }
-    struct cons_chg *c = chg_new(n, cb, arg);
-    if (c == NULL) {
-        return -ENOMEM;
-    }
-    c->u.change.data = c;
-    rv = raft_remove(&n->raft, &c->u.change, id, chg_cb);
-    if (rv != 0) {
-        chg_free(c);
-        return cons_err(rv);
-    }
-    return 0;
-}
-
-/* libraft's transfer callback has no status: it fires when we learn of the
- * new leader, after an election timeout, or at close. */
-static void transfer_cb(struct raft_transfer *req)
-{
-    struct cons_chg *c = req->data;
-    struct cons_node *n = c->node;
-    int status;
-    if (n->closing) {
-        status = -ESHUTDOWN;
-    } else if (raft_state(&n->raft) != RAFT_LEADER) {
-        status = 0;
-    } else {
-        status = -ETIMEDOUT;
-    }
-    cons_complete(n, c->waiter, status, NULL);
-    free(c);
-}
-
-int cons_transfer(struct cons_node *n, uint64_t id, cons_cb cb, void *arg)
-{
-    int rv = chg_check(n);
-    if (rv < 0) {
-        return rv;
-    }
-    struct cons_chg *c = chg_new(n, cb, arg);
-    if (c == NULL) {
-        return -ENOMEM;
-    }
-    c->u.transfer.data = c;
-    c->target = id;
-    rv = raft_transfer(&n->raft, &c->u.transfer, id, transfer_cb);
-    if (rv != 0) {
-        chg_free(c);
-        return cons_err(rv);
-    }
-    return 0;
 }

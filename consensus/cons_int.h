@@ -26,25 +26,25 @@
 /* A user callback waiting to happen: a proposal (data until it is framed
  * into an entry), a barrier waiter or a membership request. */
 struct cons_cmd {
-    struct cons_cmd *next;
+    struct cons_cmd* next;
     cons_cb cb;
-    void *arg;
+    void* arg;
     int status;
-    void *result;
+    void* result;
     size_t len;
-    void *data;
+    void* data;
 };
 
 struct cons_list {
-    struct cons_cmd *head;
-    struct cons_cmd **tail;
+    struct cons_cmd* head;
+    struct cons_cmd** tail;
     size_t n;
 };
 
 /* One raft_apply carrying several commands. */
 struct cons_batch {
     struct raft_apply req;
-    struct cons_node *node;
+    struct cons_node* node;
     struct cons_batch *prev, *next; /* in flight, ascending index */
     struct cons_list cmds;
     bool applied; /* the fsm adapter saw this entry and filled the results */
@@ -53,7 +53,7 @@ struct cons_batch {
 /* One raft_barrier serving every cons_barrier made in a loop iteration. */
 struct cons_bar {
     struct raft_barrier req;
-    struct cons_node *node;
+    struct cons_node* node;
     struct cons_list waiters;
 };
 
@@ -63,13 +63,13 @@ struct cons_chg {
         struct raft_change change;
         struct raft_transfer transfer;
     } u;
-    struct cons_node *node;
-    struct cons_cmd *waiter;
+    struct cons_node* node;
+    struct cons_cmd* waiter;
     uint64_t target;
 };
 
 struct cons_node {
-    uv_loop_t *loop;
+    uv_loop_t* loop;
     struct raft raft;
     struct raft_io io;
     struct raft_uv_transport transport;
@@ -98,7 +98,7 @@ struct cons_node {
 
     /* Change reporting (no state callback in 0.15: polled). */
     cons_change_cb change_cb;
-    void *change_arg;
+    void* change_arg;
     bool reported;
     int last_state;
     bool last_ready;
@@ -111,28 +111,33 @@ struct cons_node {
     bool closing;
     bool raft_down;
     int handles_open;
-    void (*close_done)(void *arg);
-    void *close_arg;
+    void (*close_done)(void* arg);
+    void* close_arg;
 };
+
+struct sockaddr_in;
 
 /* cons.c */
 int cons_err(int raft_rv);
-bool cons_is_ready(const struct cons_node *n);
-void cons_check_change(struct cons_node *n);
-void cons_log(const struct cons_node *n, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* IPv4 "a.b.c.d:port", what libraft 0.15's transport parses. 0 or -EINVAL. */
+int cons_parse_ipv4(const char* address, struct sockaddr_in* sa);
+bool cons_is_ready(const struct cons_node* n);
+void cons_check_change(struct cons_node* n);
+void cons_log(const struct cons_node* n, const char* fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* cons_log.c */
-void cons_list_init(struct cons_list *l);
-void cons_list_push(struct cons_list *l, struct cons_cmd *c);
-struct cons_cmd *cons_list_pop(struct cons_list *l);
-void cons_list_append(struct cons_list *dst, struct cons_list *src);
+void cons_list_init(struct cons_list* l);
+void cons_list_push(struct cons_list* l, struct cons_cmd* c);
+struct cons_cmd* cons_list_pop(struct cons_list* l);
+void cons_list_append(struct cons_list* dst, struct cons_list* src);
 /* Queue a finished callback (status already translated) and wake the loop. */
-void cons_complete(struct cons_node *n, struct cons_cmd *c, int status, void *result);
-void cons_complete_all(struct cons_node *n, struct cons_list *l, int status);
-void cons_kick(struct cons_node *n);
-void cons_work_cb(uv_idle_t *h);
-void cons_dispatch(struct cons_node *n);
-void cons_fail_inflight(struct cons_node *n, int status);
-void cons_fsm_setup(struct cons_node *n);
+void cons_complete(struct cons_node* n, struct cons_cmd* c, int status, void* result);
+void cons_complete_all(struct cons_node* n, struct cons_list* l, int status);
+void cons_kick(struct cons_node* n);
+void cons_work_cb(uv_idle_t* h);
+void cons_dispatch(struct cons_node* n);
+void cons_fail_inflight(struct cons_node* n, int status);
+void cons_fsm_setup(struct cons_node* n);
 
 #endif

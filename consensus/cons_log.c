@@ -18,7 +18,7 @@
 #include "cons_int.h"
 #include "nv_err.h"
 
-static void put32(unsigned char *p, uint32_t v)
+static void put32(unsigned char* p, uint32_t v)
 {
     p[0] = (unsigned char)v;
     p[1] = (unsigned char)(v >> 8);
@@ -26,35 +26,44 @@ static void put32(unsigned char *p, uint32_t v)
     p[3] = (unsigned char)(v >> 24);
 }
 
-static uint32_t get32(const unsigned char *p)
+static uint32_t get32(const unsigned char* p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-static void put64(unsigned char *p, uint64_t v)
+static void put64(unsigned char* p, uint64_t v)
 {
     put32(p, (uint32_t)v);
     put32(p + 4, (uint32_t)(v >> 32));
 }
 
-static uint64_t get64(const unsigned char *p) { return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32; }
+static uint64_t get64(const unsigned char* p)
+{
+    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
 
-static size_t pad8(size_t len) { return (len + 7) & ~(size_t)7; }
+static size_t pad8(size_t len)
+{
+    return (len + 7) & ~(size_t)7;
+}
 
 /* Bytes one command takes inside an entry. */
-static size_t framed_len(size_t len) { return pad8(4 + len); }
+static size_t framed_len(size_t len)
+{
+    return pad8(4 + len);
+}
 
 /* ------------------------------------------------------------------ */
 /* lists */
 
-void cons_list_init(struct cons_list *l)
+void cons_list_init(struct cons_list* l)
 {
     l->head = NULL;
     l->tail = &l->head;
     l->n = 0;
 }
 
-void cons_list_push(struct cons_list *l, struct cons_cmd *c)
+void cons_list_push(struct cons_list* l, struct cons_cmd* c)
 {
     c->next = NULL;
     *l->tail = c;
@@ -62,9 +71,9 @@ void cons_list_push(struct cons_list *l, struct cons_cmd *c)
     l->n++;
 }
 
-struct cons_cmd *cons_list_pop(struct cons_list *l)
+struct cons_cmd* cons_list_pop(struct cons_list* l)
 {
-    struct cons_cmd *c = l->head;
+    struct cons_cmd* c = l->head;
     if (c != NULL) {
         l->head = c->next;
         if (l->head == NULL) {
@@ -76,7 +85,7 @@ struct cons_cmd *cons_list_pop(struct cons_list *l)
     return c;
 }
 
-void cons_list_append(struct cons_list *dst, struct cons_list *src)
+void cons_list_append(struct cons_list* dst, struct cons_list* src)
 {
     if (src->head == NULL) {
         return;
@@ -90,15 +99,15 @@ void cons_list_append(struct cons_list *dst, struct cons_list *src)
 /* ------------------------------------------------------------------ */
 /* completion and dispatch */
 
-void cons_kick(struct cons_node *n)
+void cons_kick(struct cons_node* n)
 {
-    if (n->handles_open == 0 && !uv_is_active((uv_handle_t *)&n->work) &&
-        !uv_is_closing((uv_handle_t *)&n->work)) {
+    if (n->handles_open == 0 && !uv_is_active((uv_handle_t*)&n->work) &&
+        !uv_is_closing((uv_handle_t*)&n->work)) {
         uv_idle_start(&n->work, cons_work_cb);
     }
 }
 
-void cons_complete(struct cons_node *n, struct cons_cmd *c, int status, void *result)
+void cons_complete(struct cons_node* n, struct cons_cmd* c, int status, void* result)
 {
     free(c->data);
     c->data = NULL;
@@ -111,9 +120,9 @@ void cons_complete(struct cons_node *n, struct cons_cmd *c, int status, void *re
     cons_kick(n);
 }
 
-void cons_complete_all(struct cons_node *n, struct cons_list *l, int status)
+void cons_complete_all(struct cons_node* n, struct cons_list* l, int status)
 {
-    struct cons_cmd *c;
+    struct cons_cmd* c;
     while ((c = cons_list_pop(l)) != NULL) {
         cons_complete(n, c, status, NULL);
     }
@@ -122,13 +131,13 @@ void cons_complete_all(struct cons_node *n, struct cons_list *l, int status)
 /* Run the user callbacks of everything finished. A callback may propose
  * (queued) or close the node (n stays valid until our handles are closed,
  * which completes in a later loop iteration). */
-void cons_dispatch(struct cons_node *n)
+void cons_dispatch(struct cons_node* n)
 {
     if (n->dispatching) {
         return;
     }
     n->dispatching = true;
-    struct cons_cmd *c;
+    struct cons_cmd* c;
     while ((c = cons_list_pop(&n->done)) != NULL) {
         if (c->cb != NULL) {
             c->cb(c->arg, c->status, c->result);
@@ -143,7 +152,7 @@ void cons_dispatch(struct cons_node *n)
 /* ------------------------------------------------------------------ */
 /* flushing queued proposals and barriers */
 
-static void inflight_unlink(struct cons_node *n, struct cons_batch *b)
+static void inflight_unlink(struct cons_node* n, struct cons_batch* b)
 {
     if (b->prev != NULL) {
         b->prev->next = b->next;
@@ -158,13 +167,13 @@ static void inflight_unlink(struct cons_node *n, struct cons_batch *b)
     b->prev = b->next = NULL;
 }
 
-static void batch_cb(struct raft_apply *req, int status, void *result)
+static void batch_cb(struct raft_apply* req, int status, void* result)
 {
     (void)result; /* the results travel in the batch's commands */
-    struct cons_batch *b = req->data;
-    struct cons_node *n = b->node;
+    struct cons_batch* b = req->data;
+    struct cons_node* n = b->node;
     inflight_unlink(n, b);
-    struct cons_cmd *c;
+    struct cons_cmd* c;
     if (b->applied) {
         /* Applied here: each command carries its own outcome (0 + result,
          * or -EBADMSG if the entry did not decode into that many). */
@@ -179,17 +188,17 @@ static void batch_cb(struct raft_apply *req, int status, void *result)
 
 /* Fail every batch still in flight (only after raft_close, should libraft
  * have forgotten one). */
-void cons_fail_inflight(struct cons_node *n, int status)
+void cons_fail_inflight(struct cons_node* n, int status)
 {
     while (n->inflight_head != NULL) {
-        struct cons_batch *b = n->inflight_head;
+        struct cons_batch* b = n->inflight_head;
         inflight_unlink(n, b);
         cons_complete_all(n, &b->cmds, status);
         free(b);
     }
 }
 
-static void flush_proposals(struct cons_node *n)
+static void flush_proposals(struct cons_node* n)
 {
     if (n->proposals.n == 0) {
         return;
@@ -200,7 +209,7 @@ static void flush_proposals(struct cons_node *n)
         cons_complete_all(n, &n->proposals, -NV_ENOTLEADER);
         return;
     }
-    struct cons_batch *b = calloc(1, sizeof *b);
+    struct cons_batch* b = calloc(1, sizeof *b);
     if (b == NULL) {
         return; /* try again next iteration */
     }
@@ -218,7 +227,7 @@ static void flush_proposals(struct cons_node *n)
         cons_list_push(&b->cmds, cons_list_pop(&n->proposals));
     }
 
-    unsigned char *buf = raft_malloc(size);
+    unsigned char* buf = raft_malloc(size);
     if (buf == NULL) {
         cons_complete_all(n, &b->cmds, -ENOMEM);
         free(b);
@@ -227,7 +236,7 @@ static void flush_proposals(struct cons_node *n)
     put32(buf, CONS_ENTRY_MAGIC);
     put32(buf + 4, (uint32_t)b->cmds.n);
     size_t off = CONS_ENTRY_HDR;
-    for (struct cons_cmd *c = b->cmds.head; c != NULL; c = c->next) {
+    for (struct cons_cmd* c = b->cmds.head; c != NULL; c = c->next) {
         size_t fl = framed_len(c->len);
         put32(buf + off, (uint32_t)c->len);
         if (c->len > 0) {
@@ -267,14 +276,14 @@ static void flush_proposals(struct cons_node *n)
     }
 }
 
-static void bar_cb(struct raft_barrier *req, int status)
+static void bar_cb(struct raft_barrier* req, int status)
 {
-    struct cons_bar *b = req->data;
+    struct cons_bar* b = req->data;
     cons_complete_all(b->node, &b->waiters, cons_err(status));
     free(b);
 }
 
-static void flush_barriers(struct cons_node *n)
+static void flush_barriers(struct cons_node* n)
 {
     if (n->barriers.n == 0) {
         return;
@@ -283,7 +292,7 @@ static void flush_barriers(struct cons_node *n)
         cons_complete_all(n, &n->barriers, -NV_ENOTLEADER);
         return;
     }
-    struct cons_bar *b = calloc(1, sizeof *b);
+    struct cons_bar* b = calloc(1, sizeof *b);
     if (b == NULL) {
         return;
     }
@@ -298,9 +307,9 @@ static void flush_barriers(struct cons_node *n)
     }
 }
 
-void cons_work_cb(uv_idle_t *h)
+void cons_work_cb(uv_idle_t* h)
 {
-    struct cons_node *n = h->data;
+    struct cons_node* n = h->data;
     cons_dispatch(n);
     if (n->closing) {
         cons_complete_all(n, &n->proposals, -ESHUTDOWN);
@@ -322,7 +331,7 @@ void cons_work_cb(uv_idle_t *h)
 /* ------------------------------------------------------------------ */
 /* public: propose / barrier */
 
-int cons_propose(struct cons_node *n, const void *buf, size_t len, cons_cb cb, void *arg)
+int cons_propose(struct cons_node* n, const void* buf, size_t len, cons_cb cb, void* arg)
 {
     if (n == NULL || n->closing) {
         return -ESHUTDOWN;
@@ -336,7 +345,7 @@ int cons_propose(struct cons_node *n, const void *buf, size_t len, cons_cb cb, v
     if (!cons_is_ready(n)) {
         return -NV_ENOTLEADER;
     }
-    struct cons_cmd *c = calloc(1, sizeof *c);
+    struct cons_cmd* c = calloc(1, sizeof *c);
     if (c == NULL) {
         return -ENOMEM;
     }
@@ -356,7 +365,7 @@ int cons_propose(struct cons_node *n, const void *buf, size_t len, cons_cb cb, v
     return 0;
 }
 
-int cons_barrier(struct cons_node *n, cons_cb cb, void *arg)
+int cons_barrier(struct cons_node* n, cons_cb cb, void* arg)
 {
     if (n == NULL || n->closing) {
         return -ESHUTDOWN;
@@ -364,7 +373,7 @@ int cons_barrier(struct cons_node *n, cons_cb cb, void *arg)
     if (!cons_is_ready(n)) {
         return -NV_ENOTLEADER;
     }
-    struct cons_cmd *c = calloc(1, sizeof *c);
+    struct cons_cmd* c = calloc(1, sizeof *c);
     if (c == NULL) {
         return -ENOMEM;
     }
@@ -379,9 +388,9 @@ int cons_barrier(struct cons_node *n, cons_cb cb, void *arg)
 /* raft fsm adapters (version 1: libraft frees snapshot buffers) */
 
 /* The in-flight batch whose entry sits at index, if we proposed it. */
-static struct cons_batch *inflight_find(struct cons_node *n, raft_index index)
+static struct cons_batch* inflight_find(struct cons_node* n, raft_index index)
 {
-    for (struct cons_batch *b = n->inflight_head; b != NULL; b = b->next) {
+    for (struct cons_batch* b = n->inflight_head; b != NULL; b = b->next) {
         if (b->req.index == index) {
             return b;
         }
@@ -392,27 +401,27 @@ static struct cons_batch *inflight_find(struct cons_node *n, raft_index index)
     return NULL;
 }
 
-static void drop_result(struct cons_node *n, void *res)
+static void drop_result(struct cons_node* n, void* res)
 {
     if (res != NULL && n->fsm.free_result != NULL) {
         n->fsm.free_result(n->fsm.data, res);
     }
 }
 
-static int fsm_apply(struct raft_fsm *f, const struct raft_buffer *rbuf, void **result)
+static int fsm_apply(struct raft_fsm* f, const struct raft_buffer* rbuf, void** result)
 {
-    struct cons_node *n = f->data;
+    struct cons_node* n = f->data;
     /* libraft applies index last_applied + 1 and only then moves
      * last_applied on (replicationApply, 0.15). */
     raft_index index = n->raft.last_applied + 1;
-    struct cons_batch *b = raft_state(&n->raft) == RAFT_LEADER ? inflight_find(n, index) : NULL;
-    struct cons_cmd *c = b != NULL ? b->cmds.head : NULL;
+    struct cons_batch* b = raft_state(&n->raft) == RAFT_LEADER ? inflight_find(n, index) : NULL;
+    struct cons_cmd* c = b != NULL ? b->cmds.head : NULL;
     *result = NULL;
     if (b != NULL) {
         b->applied = true;
     }
 
-    const unsigned char *p = rbuf->base;
+    const unsigned char* p = rbuf->base;
     size_t size = rbuf->len;
     if (p == NULL || size < CONS_ENTRY_HDR || get32(p) != CONS_ENTRY_MAGIC) {
         cons_log(n, "entry %llu: not a consensus entry (%zu bytes), skipped", index, size);
@@ -435,7 +444,7 @@ static int fsm_apply(struct raft_fsm *f, const struct raft_buffer *rbuf, void **
                      i, len);
             break;
         }
-        void *res = n->fsm.apply(n->fsm.data, p + off + 4, len);
+        void* res = n->fsm.apply(n->fsm.data, p + off + 4, len);
         off += framed_len(len) <= size - off ? framed_len(len) : size - off;
         if (c != NULL) {
             c->status = 0;
@@ -451,10 +460,10 @@ static int fsm_apply(struct raft_fsm *f, const struct raft_buffer *rbuf, void **
     return 0;
 }
 
-static int fsm_snapshot(struct raft_fsm *f, struct raft_buffer *bufs[], unsigned *n_bufs)
+static int fsm_snapshot(struct raft_fsm* f, struct raft_buffer* bufs[], unsigned* n_bufs)
 {
-    struct cons_node *n = f->data;
-    void *data = NULL;
+    struct cons_node* n = f->data;
+    void* data = NULL;
     size_t len = 0;
     int rv = n->fsm.snapshot(n->fsm.data, &data, &len);
     if (rv < 0) {
@@ -462,9 +471,9 @@ static int fsm_snapshot(struct raft_fsm *f, struct raft_buffer *bufs[], unsigned
         cons_log(n, "fsm snapshot failed: %s", strerror(-rv));
         return rv == -ENOMEM ? RAFT_NOMEM : RAFT_IOERR;
     }
-    struct raft_buffer *b = raft_malloc(sizeof *b);
+    struct raft_buffer* b = raft_malloc(sizeof *b);
     size_t total = CONS_SNAP_HDR + pad8(len);
-    unsigned char *base = b != NULL ? raft_malloc(total) : NULL;
+    unsigned char* base = b != NULL ? raft_malloc(total) : NULL;
     if (base == NULL) {
         raft_free(b);
         free(data);
@@ -485,10 +494,10 @@ static int fsm_snapshot(struct raft_fsm *f, struct raft_buffer *bufs[], unsigned
     return 0;
 }
 
-static int fsm_restore(struct raft_fsm *f, struct raft_buffer *buf)
+static int fsm_restore(struct raft_fsm* f, struct raft_buffer* buf)
 {
-    struct cons_node *n = f->data;
-    const unsigned char *p = buf->base;
+    struct cons_node* n = f->data;
+    const unsigned char* p = buf->base;
     if (p == NULL || buf->len < CONS_SNAP_HDR || get32(p) != CONS_SNAP_MAGIC ||
         get64(p + 8) > buf->len - CONS_SNAP_HDR) {
         cons_log(n, "snapshot: bad header (%zu bytes)", buf->len);
@@ -504,7 +513,7 @@ static int fsm_restore(struct raft_fsm *f, struct raft_buffer *buf)
     return 0;
 }
 
-void cons_fsm_setup(struct cons_node *n)
+void cons_fsm_setup(struct cons_node* n)
 {
     memset(&n->rfsm, 0, sizeof n->rfsm);
     n->rfsm.version = 1;

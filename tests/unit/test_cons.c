@@ -29,7 +29,7 @@
 
 struct tcmd {
     size_t len;
-    unsigned char *b;
+    unsigned char* b;
 };
 
 struct tres {
@@ -39,25 +39,25 @@ struct tres {
 };
 
 struct tfsm {
-    struct tcmd *cmds;
+    struct tcmd* cmds;
     size_t n, cap;
     unsigned restores, snapshots, frees;
 };
 
-static void *t_apply(void *data, const void *buf, size_t len)
+static void* t_apply(void* data, const void* buf, size_t len)
 {
-    struct tfsm *f = data;
+    struct tfsm* f = data;
     if (f->n == f->cap) {
         f->cap = f->cap ? f->cap * 2 : 256;
         f->cmds = realloc(f->cmds, f->cap * sizeof *f->cmds);
         assert_non_null(f->cmds);
     }
-    struct tcmd *c = &f->cmds[f->n];
+    struct tcmd* c = &f->cmds[f->n];
     c->len = len;
     c->b = malloc(len + 1);
     assert_non_null(c->b);
     memcpy(c->b, buf, len);
-    struct tres *r = malloc(sizeof *r + len);
+    struct tres* r = malloc(sizeof *r + len);
     assert_non_null(r);
     r->seq = f->n++;
     r->len = len;
@@ -65,14 +65,14 @@ static void *t_apply(void *data, const void *buf, size_t len)
     return r;
 }
 
-static void t_free_result(void *data, void *result)
+static void t_free_result(void* data, void* result)
 {
-    struct tfsm *f = data;
+    struct tfsm* f = data;
     f->frees++;
     free(result);
 }
 
-static void tfsm_clear(struct tfsm *f)
+static void tfsm_clear(struct tfsm* f)
 {
     for (size_t i = 0; i < f->n; i++) {
         free(f->cmds[i].b);
@@ -80,7 +80,7 @@ static void tfsm_clear(struct tfsm *f)
     f->n = 0;
 }
 
-static void tfsm_free(struct tfsm *f)
+static void tfsm_free(struct tfsm* f)
 {
     tfsm_clear(f);
     free(f->cmds);
@@ -88,14 +88,14 @@ static void tfsm_free(struct tfsm *f)
 }
 
 /* [u64 n] then n x ([u32 len][bytes]) */
-static int t_snapshot(void *data, void **buf, size_t *len)
+static int t_snapshot(void* data, void** buf, size_t* len)
 {
-    struct tfsm *f = data;
+    struct tfsm* f = data;
     size_t size = 8;
     for (size_t i = 0; i < f->n; i++) {
         size += 4 + f->cmds[i].len;
     }
-    unsigned char *p = malloc(size);
+    unsigned char* p = malloc(size);
     if (p == NULL) {
         return -ENOMEM;
     }
@@ -114,10 +114,10 @@ static int t_snapshot(void *data, void **buf, size_t *len)
     return 0;
 }
 
-static int t_restore(void *data, const void *buf, size_t len)
+static int t_restore(void* data, const void* buf, size_t len)
 {
-    struct tfsm *f = data;
-    const unsigned char *p = buf;
+    struct tfsm* f = data;
+    const unsigned char* p = buf;
     if (len < 8) {
         return -EINVAL;
     }
@@ -145,7 +145,7 @@ static int t_restore(void *data, const void *buf, size_t len)
 }
 
 /* Command i: odd sizes 1..100, bytes derived from i. */
-static size_t gen(size_t i, unsigned char *out)
+static size_t gen(size_t i, unsigned char* out)
 {
     size_t len = 1 + (i * 37 + i / 7) % 100;
     for (size_t j = 0; j < len; j++) {
@@ -154,7 +154,7 @@ static size_t gen(size_t i, unsigned char *out)
     return len;
 }
 
-static void check_seq(const struct tfsm *f, size_t count)
+static void check_seq(const struct tfsm* f, size_t count)
 {
     unsigned char b[128];
     assert_int_equal(f->n, count);
@@ -174,11 +174,14 @@ struct tctx {
     char root[64];
 };
 
-static void tick_cb(uv_timer_t *t) { (void)t; }
-
-static struct tctx *ctx_new(void)
+static void tick_cb(uv_timer_t* t)
 {
-    struct tctx *c = calloc(1, sizeof *c);
+    (void)t;
+}
+
+static struct tctx* ctx_new(void)
+{
+    struct tctx* c = calloc(1, sizeof *c);
     assert_non_null(c);
     assert_int_equal(uv_loop_init(&c->loop), 0);
     uv_timer_init(&c->loop, &c->tick);
@@ -188,7 +191,7 @@ static struct tctx *ctx_new(void)
     return c;
 }
 
-static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+static int rm_cb(const char* path, const struct stat* sb, int flag, struct FTW* ftw)
 {
     (void)sb;
     (void)flag;
@@ -196,30 +199,30 @@ static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *
     return remove(path);
 }
 
-static void ctx_free(struct tctx *c)
+static void ctx_free(struct tctx* c)
 {
-    uv_close((uv_handle_t *)&c->tick, NULL);
+    uv_close((uv_handle_t*)&c->tick, NULL);
     uv_run(&c->loop, UV_RUN_DEFAULT); /* everything else must already be closing */
     assert_int_equal(uv_loop_close(&c->loop), 0);
     nftw(c->root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
     free(c);
 }
 
-static uint64_t deadline(struct tctx *c, unsigned ms)
+static uint64_t deadline(struct tctx* c, unsigned ms)
 {
     uv_update_time(&c->loop);
     return uv_now(&c->loop) + ms;
 }
 
 /* One loop iteration; false once the deadline has passed. */
-static bool step(struct tctx *c, uint64_t dl)
+static bool step(struct tctx* c, uint64_t dl)
 {
     uv_run(&c->loop, UV_RUN_ONCE);
     uv_update_time(&c->loop);
     return uv_now(&c->loop) < dl;
 }
 
-static void run_ms(struct tctx *c, unsigned ms)
+static void run_ms(struct tctx* c, unsigned ms)
 {
     uint64_t dl = deadline(c, ms);
     while (step(c, dl)) {
@@ -233,7 +236,7 @@ static int port_free(int port)
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int rv = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    int rv = bind(fd, (struct sockaddr*)&sa, sizeof sa);
     close(fd);
     return rv == 0;
 }
@@ -249,8 +252,8 @@ static int pick_port(void)
 }
 
 struct tnode {
-    struct tctx *c;
-    struct cons_node *cons;
+    struct tctx* c;
+    struct cons_node* cons;
     struct tfsm fsm;
     uint64_t id;
     char addr[64];
@@ -260,14 +263,14 @@ struct tnode {
     bool closed;
 };
 
-static void on_change(void *arg, const struct cons_status *st)
+static void on_change(void* arg, const struct cons_status* st)
 {
-    struct tnode *t = arg;
+    struct tnode* t = arg;
     t->changes++;
     t->last = *st;
 }
 
-static void tnode_init(struct tctx *c, struct tnode *t, uint64_t id)
+static void tnode_init(struct tctx* c, struct tnode* t, uint64_t id)
 {
     memset(t, 0, sizeof *t);
     t->c = c;
@@ -285,8 +288,12 @@ static struct cons_config base_config(void)
     return cc;
 }
 
-static int tnode_start(struct tnode *t, const struct cons_config *base, const struct cons_peer *peers,
-                       size_t n_peers, char *msg, size_t msglen)
+static int tnode_start(struct tnode* t,
+                       const struct cons_config* base,
+                       const struct cons_peer* peers,
+                       size_t n_peers,
+                       char* msg,
+                       size_t msglen)
 {
     struct cons_config cc = *base;
     cc.id = t->id;
@@ -308,7 +315,7 @@ static int tnode_start(struct tnode *t, const struct cons_config *base, const st
 }
 
 /* Single node: retry on another port while the chosen one is busy. */
-static void tnode_start_single(struct tnode *t, const struct cons_config *base)
+static void tnode_start_single(struct tnode* t, const struct cons_config* base)
 {
     char msg[256];
     int rv;
@@ -324,14 +331,14 @@ static void tnode_start_single(struct tnode *t, const struct cons_config *base)
     }
 }
 
-static void closed_cb(void *arg)
+static void closed_cb(void* arg)
 {
-    struct tnode *t = arg;
+    struct tnode* t = arg;
     t->closed = true;
     t->cons = NULL;
 }
 
-static void tnode_close(struct tnode *t)
+static void tnode_close(struct tnode* t)
 {
     if (t->cons == NULL) {
         return;
@@ -343,7 +350,7 @@ static void tnode_close(struct tnode *t)
     assert_true(t->closed);
 }
 
-static bool is_ready(struct tnode *t)
+static bool is_ready(struct tnode* t)
 {
     if (t->cons == NULL) {
         return false;
@@ -353,7 +360,7 @@ static bool is_ready(struct tnode *t)
     return st.state == CONS_LEADER && st.ready;
 }
 
-static void wait_ready(struct tnode *t, unsigned ms)
+static void wait_ready(struct tnode* t, unsigned ms)
 {
     uint64_t dl = deadline(t->c, ms);
     while (!is_ready(t) && step(t->c, dl)) {
@@ -362,7 +369,7 @@ static void wait_ready(struct tnode *t, unsigned ms)
 }
 
 /* Index of the single ready leader among nodes, or -1. */
-static int ready_leader(struct tnode *t, int n)
+static int ready_leader(struct tnode* t, int n)
 {
     int found = -1;
     for (int i = 0; i < n; i++) {
@@ -378,7 +385,7 @@ static int ready_leader(struct tnode *t, int n)
 
 /* Three (or n) voters bootstrapped with the same configuration; all ports
  * re-picked if one turns out busy. */
-static void cluster_start(struct tctx *c, struct tnode *t, int n, const struct cons_config *base)
+static void cluster_start(struct tctx* c, struct tnode* t, int n, const struct cons_config* base)
 {
     struct cons_peer peers[8];
     char msg[256];
@@ -418,22 +425,22 @@ static void cluster_start(struct tctx *c, struct tnode *t, int n, const struct c
 /* proposal bookkeeping */
 
 struct pcb {
-    struct tnode *t;
+    struct tnode* t;
     size_t idx; /* command number (gen) */
     int calls;
     int status;
     bool result_ok;
 };
 
-static void prop_cb(void *arg, int status, void *result)
+static void prop_cb(void* arg, int status, void* result)
 {
-    struct pcb *p = arg;
+    struct pcb* p = arg;
     p->calls++;
     p->status = status;
     if (status == 0) {
         unsigned char b[128];
         size_t len = gen(p->idx, b);
-        struct tres *r = result;
+        struct tres* r = result;
         p->result_ok = r != NULL && r->len == len && memcmp(r->b, b, len) == 0;
         free(r);
     } else {
@@ -442,7 +449,7 @@ static void prop_cb(void *arg, int status, void *result)
 }
 
 /* Propose commands [from, to) on t in one loop iteration. */
-static void propose_range(struct tnode *t, struct pcb *pcbs, size_t from, size_t to)
+static void propose_range(struct tnode* t, struct pcb* pcbs, size_t from, size_t to)
 {
     unsigned char b[128];
     for (size_t i = from; i < to; i++) {
@@ -453,7 +460,7 @@ static void propose_range(struct tnode *t, struct pcb *pcbs, size_t from, size_t
     }
 }
 
-static bool all_called(struct pcb *pcbs, size_t from, size_t to)
+static bool all_called(struct pcb* pcbs, size_t from, size_t to)
 {
     for (size_t i = from; i < to; i++) {
         if (pcbs[i].calls == 0) {
@@ -463,7 +470,7 @@ static bool all_called(struct pcb *pcbs, size_t from, size_t to)
     return true;
 }
 
-static void wait_called(struct tctx *c, struct pcb *pcbs, size_t from, size_t to, unsigned ms)
+static void wait_called(struct tctx* c, struct pcb* pcbs, size_t from, size_t to, unsigned ms)
 {
     uint64_t dl = deadline(c, ms);
     while (!all_called(pcbs, from, to) && step(c, dl)) {
@@ -475,7 +482,7 @@ static void wait_called(struct tctx *c, struct pcb *pcbs, size_t from, size_t to
     }
 }
 
-static void wait_fsm(struct tnode *t, size_t count, unsigned ms)
+static void wait_fsm(struct tnode* t, size_t count, unsigned ms)
 {
     uint64_t dl = deadline(t->c, ms);
     while (t->fsm.n < count && step(t->c, dl)) {
@@ -488,15 +495,15 @@ struct simple {
     int status;
 };
 
-static void simple_cb(void *arg, int status, void *result)
+static void simple_cb(void* arg, int status, void* result)
 {
-    struct simple *s = arg;
+    struct simple* s = arg;
     assert_null(result);
     s->calls++;
     s->status = status;
 }
 
-static void wait_simple(struct tctx *c, struct simple *s, unsigned ms)
+static void wait_simple(struct tctx* c, struct simple* s, unsigned ms)
 {
     uint64_t dl = deadline(c, ms);
     while (s->calls == 0 && step(c, dl)) {
@@ -512,10 +519,10 @@ static void wait_simple(struct tctx *c, struct simple *s, unsigned ms)
 /* One node: bootstrap, ready, 1000 odd-sized commands through group
  * commit, each callback with its own result; restart replays the same
  * sequence. */
-static void test_single_propose_restart(void **state)
+static void test_single_propose_restart(void** state)
 {
     (void)state;
-    struct tctx *c = ctx_new();
+    struct tctx* c = ctx_new();
     struct tnode t;
     tnode_init(c, &t, 1);
     struct cons_config cc = base_config();
@@ -545,7 +552,7 @@ static void test_single_propose_restart(void **state)
     assert_int_equal(st.last_contact_ms, 0);
     uint64_t idx0 = st.last_index;
 
-    struct pcb *pcbs = calloc(N_CMDS, sizeof *pcbs);
+    struct pcb* pcbs = calloc(N_CMDS, sizeof *pcbs);
     propose_range(&t, pcbs, 0, N_CMDS); /* one loop iteration: 4 entries of <= 256 */
     wait_called(c, pcbs, 0, N_CMDS, 10000);
     check_seq(&t.fsm, N_CMDS);
@@ -612,10 +619,10 @@ static void test_single_propose_restart(void **state)
 
 /* Threshold 64: snapshots are taken; a restart restores the latest one and
  * replays the log tail, giving the same sequence. */
-static void test_snapshot_restart(void **state)
+static void test_snapshot_restart(void** state)
 {
     (void)state;
-    struct tctx *c = ctx_new();
+    struct tctx* c = ctx_new();
     struct tnode t;
     tnode_init(c, &t, 1);
     struct cons_config cc = base_config();
@@ -624,7 +631,7 @@ static void test_snapshot_restart(void **state)
     tnode_start_single(&t, &cc);
     wait_ready(&t, 5000);
 
-    struct pcb *pcbs = calloc(N_CMDS, sizeof *pcbs);
+    struct pcb* pcbs = calloc(N_CMDS, sizeof *pcbs);
     /* 7 commands per entry: ~143 entries, so at least two snapshots */
     for (size_t i = 0; i < N_CMDS; i += 7) {
         size_t to = i + 7 < N_CMDS ? i + 7 : N_CMDS;
@@ -653,10 +660,10 @@ static void test_snapshot_restart(void **state)
 }
 
 /* A data dir remembers its node id. */
-static void test_wrong_node_id(void **state)
+static void test_wrong_node_id(void** state)
 {
     (void)state;
-    struct tctx *c = ctx_new();
+    struct tctx* c = ctx_new();
     struct tnode t;
     tnode_init(c, &t, 1);
     struct cons_config cc = base_config();
@@ -689,10 +696,10 @@ static void test_wrong_node_id(void **state)
 
 /* A failure after raft_init (unreadable log) is reported and the node
  * tears itself down on the caller's loop. */
-static void test_corrupt_dir(void **state)
+static void test_corrupt_dir(void** state)
 {
     (void)state;
-    struct tctx *c = ctx_new();
+    struct tctx* c = ctx_new();
     struct tnode t;
     tnode_init(c, &t, 1);
     struct cons_config cc = base_config();
@@ -730,12 +737,12 @@ static void test_corrupt_dir(void **state)
 /* Close with proposals queued and in flight: every callback fires once,
  * before done. */
 static int g_done_calls;
-static struct pcb *g_pcbs;
+static struct pcb* g_pcbs;
 static size_t g_n;
 
-static void close_done(void *arg)
+static void close_done(void* arg)
 {
-    struct tnode *t = arg;
+    struct tnode* t = arg;
     t->closed = true;
     t->cons = NULL;
     g_done_calls++;
@@ -744,10 +751,10 @@ static void close_done(void *arg)
     }
 }
 
-static void test_close_pending(void **state)
+static void test_close_pending(void** state)
 {
     (void)state;
-    struct tctx *c = ctx_new();
+    struct tctx* c = ctx_new();
     struct tnode t;
     tnode_init(c, &t, 1);
     struct cons_config cc = base_config();
@@ -793,10 +800,10 @@ static void test_close_pending(void **state)
 }
 
 /* A command bigger than a segment, and the size limit. */
-static void test_big_command(void **state)
+static void test_big_command(void** state)
 {
     (void)state;
-    struct tctx *c = ctx_new();
+    struct tctx* c = ctx_new();
     struct tnode t;
     tnode_init(c, &t, 1);
     struct cons_config cc = base_config();
@@ -804,7 +811,7 @@ static void test_big_command(void **state)
     tnode_start_single(&t, &cc);
     wait_ready(&t, 5000);
     size_t big = (3u << 20) + 5;
-    unsigned char *p = malloc((16u << 20) + 1);
+    unsigned char* p = malloc((16u << 20) + 1);
     for (size_t i = 0; i < big; i++) {
         p[i] = (unsigned char)(i * 7 + 3);
     }
@@ -837,10 +844,10 @@ static void test_big_command(void **state)
 
 /* Three nodes on one loop: one leader, replication, followers refuse,
  * failover, add + assign a 4th node, barrier, transfer. */
-static void test_three_nodes(void **state)
+static void test_three_nodes(void** state)
 {
     (void)state;
-    struct tctx *c = ctx_new();
+    struct tctx* c = ctx_new();
     struct tnode t[4];
     struct cons_config cc = base_config();
     cluster_start(c, t, 3, &cc);
@@ -872,7 +879,7 @@ static void test_three_nodes(void **state)
     }
 
     enum { TOTAL = 600 };
-    struct pcb *pcbs = calloc(TOTAL, sizeof *pcbs);
+    struct pcb* pcbs = calloc(TOTAL, sizeof *pcbs);
     for (size_t i = 0; i < 300; i += 100) {
         propose_range(&t[L], pcbs, i, i + 100);
         run_ms(c, 1);
@@ -994,10 +1001,10 @@ static void test_three_nodes(void **state)
 /* A leader cut off from its followers steps down: what it had in flight
  * ends with -NV_ELEADERSHIPLOST (outcome unknown), and it stops being
  * ready. */
-static void test_leadership_lost(void **state)
+static void test_leadership_lost(void** state)
 {
     (void)state;
-    struct tctx *c = ctx_new();
+    struct tctx* c = ctx_new();
     struct tnode t[3];
     struct cons_config cc = base_config();
     cluster_start(c, t, 3, &cc);
@@ -1036,17 +1043,17 @@ static void test_leadership_lost(void **state)
 
 /* Entries that do not decode are logged and skipped, never fatal; a
  * truncated entry still applies its whole commands. */
-static void test_decode_garbage(void **state)
+static void test_decode_garbage(void** state)
 {
     (void)state;
-    struct tctx *c = ctx_new();
+    struct tctx* c = ctx_new();
     struct tnode t;
     tnode_init(c, &t, 1);
     struct cons_config cc = base_config();
     tnode_start_single(&t, &cc);
     wait_ready(&t, 5000);
-    struct raft_fsm *f = &t.cons->rfsm;
-    void *result = (void *)1;
+    struct raft_fsm* f = &t.cons->rfsm;
+    void* result = (void*)1;
     unsigned char buf[64];
     struct raft_buffer rb = {.base = buf, .len = sizeof buf};
 
@@ -1080,7 +1087,7 @@ static void test_decode_garbage(void **state)
     ctx_free(c);
 }
 
-static void test_names(void **state)
+static void test_names(void** state)
 {
     (void)state;
     assert_string_equal(cons_state_name(CONS_LEADER), "leader");
