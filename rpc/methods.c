@@ -177,6 +177,21 @@ static void m_write(struct rpc_methods *m, const struct req *r, const struct nv 
         return;
     }
     const struct sm_state *s = node->state(node->ctx);
+    /* a retry of a write that was already applied: its first answer */
+    struct sm_result *prev = sm_session_result(s, r->client_id, r->seq);
+    if (prev != NULL) {
+        struct write_req *w = calloc(1, sizeof *w);
+        if (w == NULL) {
+            sm_result_free(prev);
+            methods_reply_errno(m, call, -ENOMEM);
+            return;
+        }
+        w->m = m;
+        w->call = call;
+        w->res = prev;
+        write_reply(w);
+        return;
+    }
     struct nv *cmd = NULL;
     struct nv_err e;
     nv_err_init(&e);

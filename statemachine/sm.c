@@ -424,6 +424,15 @@ struct sm_result *sm_apply(struct sm_state *s, const void *buf, size_t len)
     return r;
 }
 
+struct sm_result *sm_session_result(const struct sm_state *s, const char *client_id, int64_t seq)
+{
+    if (client_id == NULL || seq < 0) {
+        return NULL;
+    }
+    const struct nv *prev = sess_find(s, client_id, seq);
+    return prev != NULL ? result_from_stored(prev, true) : NULL;
+}
+
 /* ---- snapshot ---- */
 
 int sm_snapshot(const struct sm_state *s, char **buf, size_t *len)

@@ -135,6 +135,11 @@ struct sm_result *sm_apply(struct sm_state *s, const void *buf, size_t len);
 /* The global row exists (nvmet.global.init or any write was applied). */
 bool sm_initialized(const struct sm_state *s);
 
+/* The remembered result of an applied (client_id, seq) write, or NULL.
+ * The leader answers a retry from here before validating it again (the
+ * retry of a create would otherwise fail as a duplicate). Owned. */
+struct sm_result *sm_session_result(const struct sm_state *s, const char *client_id, int64_t seq);
+
 /* Incremented by every apply that changed the configuration. */
 uint64_t sm_generation(const struct sm_state *s);
 
