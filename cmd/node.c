@@ -35,15 +35,6 @@ void node_log(const struct node *n, int level, const char *fmt, ...)
 /* ------------------------------------------------------------------ */
 /* rendering */
 
-static struct tgt_view node_view(const struct node *n)
-{
-    /* Single data node (or no failover decision yet): render everything.
-     * The failover module decides ACTIVE/STANDBY in HA clusters. */
-    struct tgt_view v = {.role = n->cfg.witness ? TGT_WITNESS : TGT_SINGLE, .node_slot = 0,
-                         .ha = false};
-    return v;
-}
-
 static void resolve_waiters(struct node *n, bool all)
 {
     struct render_waiter **pp = &n->waiters;
@@ -103,6 +94,8 @@ static void schedule_render(struct node *n)
         uv_timer_start(&n->render_timer, render_timer_cb, 0, 0);
     }
 }
+
+void node_render_soon(struct node *n) { schedule_render(n); }
 
 static void sweep_timer_cb(uv_timer_t *t)
 {
@@ -230,6 +223,7 @@ static void on_change(void *arg, const struct cons_status *st)
     if (st->state == CONS_LEADER && st->ready) {
         propose_init(n);
     }
+    node_cluster_tick(n);
 }
 
 /* ------------------------------------------------------------------ */
@@ -264,11 +258,7 @@ static bool rn_is_leader(void *ctx)
     return st.state == CONS_LEADER && st.ready;
 }
 
-static const char *rn_leader_rpc(void *ctx)
-{
-    (void)ctx;
-    return NULL; /* RPC addresses of other members: cluster issue */
-}
+static const char *rn_leader_rpc(void *ctx) { return node_leader_rpc(ctx); }
 
 /* The API key nodes use to log in to each other (the same key file as
  * clients'); NULL without one: followers then answer NOT_LEADER. */
@@ -361,7 +351,8 @@ static int start_consensus(struct node *n, char *msg, size_t msglen)
                              .n_peers = n->n_peers,
                              .election_timeout_ms = n->cfg.election_timeout_ms,
                              .snapshot_threshold = n->cfg.snapshot_threshold,
-                             .pre_vote = true};
+                             .pre_vote = true,
+                             .join = n->cfg.join != NULL};
     struct cons_fsm fsm = {.apply = fsm_apply,
                            .free_result = fsm_free_result,
                            .snapshot = fsm_snapshot,
@@ -391,7 +382,9 @@ static int start_rpc(struct node *n, char *msg, size_t msglen)
                                  .cluster_status = node_cluster_status,
                                  .sessions = rn_sessions,
                                  .address_choices = node_address_choices,
-                                 .generate_key = rn_generate_key};
+                                 .generate_key = rn_generate_key,
+                                 .failover_status = node_failover_status,
+                                 .membership = node_membership};
     struct rpc_server_config rc = {.unix_path = n->cfg.socket,
                                    .tcp_addr = n->cfg.rpc,
                                    .api_key_file = n->cfg.api_key_file};
@@ -428,6 +421,10 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, struct node **out
     n->render_timer.data = n;
     uv_timer_init(loop, &n->sweep_timer);
     n->sweep_timer.data = n;
+    uv_timer_init(loop, &n->cluster_timer);
+    n->cluster_timer.data = n;
+    uv_timer_init(loop, &n->join_timer);
+    n->join_timer.data = n;
     uv_signal_init(loop, &n->sig_int);
     n->sig_int.data = n;
     uv_signal_init(loop, &n->sig_term);
@@ -449,6 +446,8 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, struct node **out
         uv_timer_start(&n->sweep_timer, sweep_timer_cb, cfg->sweep_interval_ms,
                        cfg->sweep_interval_ms);
     }
+    node_cluster_start(n);
+    node_join_start(n);
     uv_signal_start(&n->sig_int, on_signal, SIGINT);
     uv_signal_start(&n->sig_term, on_signal, SIGTERM);
     node_log(n, NODE_LOG_INFO, "started: raft %s, rpc %s, socket %s, data %s", cfg->raft,
@@ -506,8 +505,10 @@ void node_stop(struct node *n, void (*done)(void *arg), void *arg)
     n->stop_done = done;
     n->stop_arg = arg;
     resolve_waiters(n, true);
-    /* 4 handles + (consensus, then rpc) */
-    n->closing = 5;
+    /* 6 handles + (consensus, then rpc) */
+    n->closing = 7;
+    node_cluster_stop(n, handle_closed);
+    uv_close((uv_handle_t *)&n->join_timer, handle_closed);
     uv_close((uv_handle_t *)&n->render_timer, handle_closed);
     uv_close((uv_handle_t *)&n->sweep_timer, handle_closed);
     uv_close((uv_handle_t *)&n->sig_int, handle_closed);

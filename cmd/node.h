@@ -20,6 +20,7 @@ struct node_config {
     char *socket;   /* unix socket path */
     char *configfs; /* directory holding nvmet/ */
     char *cluster;  /* "1=ip:port,2=ip:port,..." or NULL (single node) */
+    char *join;     /* RPC address of a member to join through, or NULL */
     bool witness;
     char *api_key_file;
     char *device_root;    /* prefix for device checks and FILE backing files */

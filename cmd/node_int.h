@@ -49,12 +49,55 @@ struct node {
 
     char cluster_key[256];
     bool init_proposed;
+
+    /* cluster (node_cluster.c, node_member.c) */
+    uv_timer_t cluster_timer;
+    char leader_rpc_buf[128];
+    bool reg_busy;
+    uint64_t reg_next_ms;
+    struct rpc_client *reg_client;
+    bool activate_busy;
+    uint64_t activate_term;
+    uint64_t prev_active;   /* the active node before this node's activation */
+    uint64_t acquire_at_ms; /* ACTIVE from then on (0 = not planned) */
+    bool fenced, fence_running;
+    uint64_t fence_next_ms;
+    uv_process_t fence_proc;
+    bool transfer_busy;
+    bool passive_requested;
+    uint64_t passive_since_ms;
+    enum tgt_role role;
+    bool role_known;
+    unsigned slot;
+    uv_timer_t join_timer;
+    struct rpc_client *join_client;
+    bool joined;
     bool stopping;
     uv_signal_t sig_int, sig_term;
     void (*stop_done)(void *arg);
     void *stop_arg;
     int closing; /* handles still closing */
 };
+
+/* node.c */
+void node_render_soon(struct node *n);
+
+/* node_cluster.c */
+void node_cluster_start(struct node *n);
+void node_cluster_stop(struct node *n, uv_close_cb closed);
+void node_cluster_tick(struct node *n);
+const char *node_leader_rpc(struct node *n);
+struct tgt_view node_view(const struct node *n);
+struct nv *node_failover_status(void *ctx, struct nv_err *err);
+int node_propose_own(struct node *n, const char *method, struct nv *params,
+                     void (*done)(struct node *n, int status, struct sm_result *r, void *arg),
+                     void *arg);
+
+/* node_member.c */
+int node_membership(void *ctx, const char *op, const struct nv *params,
+                    void (*cb)(void *arg, struct nv *result, const struct nv_err *err), void *arg,
+                    struct nv_err *err);
+void node_join_start(struct node *n);
 
 /* node_status.c */
 void node_env_init(struct node *n);

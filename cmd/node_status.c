@@ -36,7 +36,7 @@ void node_config_free(struct node_config *c)
     char **strs[] = {&c->data_dir,     &c->raft,        &c->rpc,
                      &c->socket,       &c->configfs,    &c->cluster,
                      &c->api_key_file, &c->device_root, &c->emulate_kernel,
-                     &c->debugfs,      &c->log_level};
+                     &c->debugfs,      &c->log_level,   &c->join};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         free(*strs[i]);
         *strs[i] = NULL;
@@ -64,6 +64,7 @@ static const struct key_def keys[] = {
     KS("socket", socket),
     KS("configfs", configfs),
     KS("cluster", cluster),
+    KS("join", join),
     {"witness", K_BOOL, offsetof(struct node_config, witness), 0},
     KS("api-key-file", api_key_file),
     KS("device-root", device_root),

@@ -25,6 +25,8 @@ static void usage(FILE *f)
             "  --raft IP:PORT         this node's Raft address (IPv4)\n"
             "  --cluster ID=IP:PORT,..  initial members (same list on every node;\n"
             "                         omit for a single-node cluster)\n"
+            "  --join HOST:PORT       join an existing cluster through the RPC\n"
+            "                         address of one of its members (needs the API key)\n"
             "  --socket PATH          unix socket for local clients, root only\n"
             "                         (default /run/nvmet-ha/nvmetd.sock)\n"
             "  --rpc HOST:PORT        TCP listener; clients log in with the API key\n"

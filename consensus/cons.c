@@ -518,7 +518,7 @@ static int bootstrap(struct cons_node* n,
         return fail(errmsg, errlen, cons_err(rv), "initial configuration: %s", raft_strerror(rv));
     }
     *fresh = false;
-    if (self) {
+    if (self && !cfg->join) {
         /* A node missing from the peers joins an existing cluster: it starts
          * empty and waits for cons_add/cons_assign from the leader. */
         rv = raft_bootstrap(&n->raft, &conf);

@@ -65,6 +65,9 @@ struct cons_config {
      * NULL/0 = a one-member cluster of this node. */
     const struct cons_peer *peers;
     size_t n_peers;
+    /* Join an existing cluster: never bootstrap; wait for the leader's
+     * cons_add/cons_assign (the same as peers that leave this node out). */
+    bool join;
     unsigned election_timeout_ms; /* 0 = 1000 */
     unsigned heartbeat_ms;        /* 0 = election_timeout / 10 */
     unsigned snapshot_threshold;  /* 0 = 8192 entries */

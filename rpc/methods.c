@@ -586,26 +586,6 @@ static void m_address_choices(struct rpc_methods *m, const struct req *r, const 
     nv_err_clear(&e);
 }
 
-static void m_cluster_status(struct rpc_methods *m, const struct req *r, const struct nv *params)
-{
-    struct rpc_call *call = r->call;
-    if (!check_nargs(call, params, 0)) {
-        return;
-    }
-    struct nv_err e;
-    nv_err_init(&e);
-    struct nv *out = m->node->cluster_status ? m->node->cluster_status(m->node->ctx, &e) : NULL;
-    if (out == NULL) {
-        if (!nv_err_isset(&e)) {
-            nv_err_call(&e, ENOTSUP, "cluster status is not available");
-        }
-        rpc_reply_error(call, &e);
-    } else {
-        rpc_reply(call, out);
-    }
-    nv_err_clear(&e);
-}
-
 /* ------------------------------------------------------------------ */
 /* registration */
 
@@ -621,6 +601,16 @@ static const struct method_def fixed_methods[] = {
     {"nvmet.host.dhchap_hash_choices", m_hash_choices},
     {"cluster.status", m_cluster_status},
     {"cluster.forward", m_forwarded},
+    {"cluster.node.register", m_write},
+    {"cluster.node.add", m_membership},
+    {"cluster.node.remove", m_membership},
+    {"cluster.node.promote", m_membership},
+    {"failover.become_passive", m_membership},
+    {"failover.status", m_failover_status},
+    {"failover.status_details", m_failover_status},
+    {"failover.disabled_reasons", m_failover_status},
+    {"failover.config", m_failover_config},
+    {"failover.update", m_write},
 };
 
 /* Per CRUD service: these verbs. */

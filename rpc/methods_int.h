@@ -64,6 +64,12 @@ void fwd_call(struct rpc_methods *m, const struct req *r, const struct nv *param
 void m_forwarded(struct rpc_methods *m, const struct req *r, const struct nv *params);
 void fwd_close(struct rpc_methods *m);
 
+/* methods_cluster.c */
+void m_cluster_status(struct rpc_methods *m, const struct req *r, const struct nv *params);
+void m_failover_status(struct rpc_methods *m, const struct req *r, const struct nv *params);
+void m_failover_config(struct rpc_methods *m, const struct req *r, const struct nv *params);
+void m_membership(struct rpc_methods *m, const struct req *r, const struct nv *params);
+
 /* methods.c */
 method_fn methods_lookup(struct rpc_methods *m, const char *name);
 void methods_reply_errno(struct rpc_methods *m, struct rpc_call *call, int status);

@@ -126,6 +126,16 @@ struct rpc_node {
     struct nv *(*address_choices)(void *ctx, const char *trtype, bool force_ana, struct nv_err *err);
     int (*generate_key)(void *ctx, const char *hash, const char *nqn, char *out, size_t outlen,
                         struct nv_err *err);
+    /* {"status": "MASTER"|"BACKUP"|"SINGLE", "disabled_reasons": [...], ...}
+     * (owned) or NULL = a single node. */
+    struct nv *(*failover_status)(void *ctx, struct nv_err *err);
+    /* Membership on the leader: op is the method name (cluster.node.add,
+     * .remove, .promote, failover.become_passive), params its arguments.
+     * 0: cb(arg, result or NULL, err or NULL) exactly once, later.
+     * <0: nothing happens (err may say why). */
+    int (*membership)(void *ctx, const char *op, const struct nv *params,
+                      void (*cb)(void *arg, struct nv *result, const struct nv_err *err),
+                      void *arg, struct nv_err *err);
 };
 
 /* Register every product method on s. node is borrowed until
