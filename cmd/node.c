@@ -336,10 +336,62 @@ static int start_target(struct node *n, char *msg, size_t msglen)
     return 0;
 }
 
+static int cmp_peer(const void *a, const void *b)
+{
+    const struct cons_peer *x = a, *y = b;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* The bootstrap list in a canonical form ("1=a:p,2=b:q"), kept in the data
+ * dir: a restart with another list, or a data dir of another cluster, is
+ * refused instead of silently forming a different cluster. */
+static int check_cluster_list(struct node *n, bool write, char *msg, size_t msglen)
+{
+    if (n->n_peers == 0) {
+        return 0;
+    }
+    qsort(n->peers, n->n_peers, sizeof *n->peers, cmp_peer);
+    size_t o = 0;
+    for (size_t i = 0; i < n->n_peers && o < sizeof n->cluster_list; i++) {
+        o += (size_t)snprintf(n->cluster_list + o, sizeof n->cluster_list - o, "%s%llu=%s",
+                              i ? "," : "", (unsigned long long)n->peers[i].id,
+                              n->peers[i].address);
+    }
+    char path[4200], have[sizeof n->cluster_list] = "";
+    snprintf(path, sizeof path, "%s/cluster-list", n->cfg.data_dir);
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+        if (fgets(have, sizeof have, f) == NULL) {
+            have[0] = '\0';
+        }
+        fclose(f);
+        have[strcspn(have, "\n")] = '\0';
+        if (strcmp(have, n->cluster_list) != 0) {
+            snprintf(msg, msglen,
+                     "data dir %s belongs to the cluster %s, not %s: start with the same "
+                     "--cluster list (or an empty data dir)",
+                     n->cfg.data_dir, have, n->cluster_list);
+            return -EEXIST;
+        }
+        return 0;
+    }
+    if (write) {
+        f = fopen(path, "w");
+        if (f != NULL) {
+            fprintf(f, "%s\n", n->cluster_list);
+            fclose(f);
+        }
+    }
+    return 0;
+}
+
 static int start_consensus(struct node *n, char *msg, size_t msglen)
 {
     if (n->cfg.cluster != NULL) {
         int rv = node_parse_cluster(n->cfg.cluster, &n->peers, &n->n_peers, msg, msglen);
+        if (rv == 0) {
+            rv = check_cluster_list(n, false, msg, msglen);
+        }
         if (rv < 0) {
             return rv;
         }
@@ -362,6 +414,7 @@ static int start_consensus(struct node *n, char *msg, size_t msglen)
     if (rv < 0) {
         return rv;
     }
+    check_cluster_list(n, true, msg, msglen);
     cons_on_change(n->cons, on_change, n);
     return 0;
 }

@@ -127,6 +127,11 @@ static struct nv *my_entry(const struct node *n)
     } else {
         nv_set_nil(e, "rpc");
     }
+    if (n->cluster_list[0] != '\0') {
+        nv_set_str(e, "members", n->cluster_list);
+    } else {
+        nv_set_nil(e, "members");
+    }
     return e;
 }
 
@@ -331,6 +336,17 @@ void node_cluster_tick(struct node *n)
     cons_get_status(n->cons, &st);
     n->env.ha = data_voters(n, &st) >= 2;
     check_registration(n, &st);
+    /* every member must have been started with the same --cluster list */
+    const char *lead_list = nv_get_str(sm_cluster_node(n->sm, st.leader_id), "members");
+    bool mismatch = lead_list != NULL && n->cluster_list[0] != '\0' &&
+                    strcmp(lead_list, n->cluster_list) != 0;
+    if (mismatch && !n->list_mismatch) {
+        node_log(n, NODE_LOG_ERROR,
+                 "--cluster differs from the leader's: this node has %s, node %" PRIu64
+                 " has %s",
+                 n->cluster_list, st.leader_id, lead_list);
+    }
+    n->list_mismatch = mismatch;
     bool leader = st.state == CONS_LEADER && st.ready;
     if (n->passive_requested && (!leader || now_ms(n) > n->passive_since_ms + 10000)) {
         n->passive_requested = false;
@@ -350,9 +366,15 @@ void node_cluster_tick(struct node *n)
         n->role_known = true;
         node_render_soon(n);
     }
-    /* the ANA slot: 1 for the lowest data node id, 2 for the next */
+    /* the ANA slot: 1 for the lowest data node id, 2 for the next; only in
+     * ANA mode (IP takeover needs no controller-id split, and the trees of
+     * the data nodes stay identical) */
+    bool ana = nv_get_bool(sm_global_row(n->sm), "ana", false);
+    for (size_t i = 0; i < sm_rows(n->sm, SM_SUBSYS) && !ana; i++) {
+        ana = nv_get_bool(sm_row(n->sm, SM_SUBSYS, i), "ana", false);
+    }
     unsigned slot = 0, rank = 0;
-    for (size_t i = 0; i < st.n_members && n->env.ha; i++) {
+    for (size_t i = 0; i < st.n_members && n->env.ha && ana; i++) {
         if (!member_is_witness(n, st.members[i].id) && st.members[i].role == CONS_ROLE_VOTER) {
             rank++;
             if (st.members[i].id == n->cfg.id) {

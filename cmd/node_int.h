@@ -48,6 +48,8 @@ struct node {
     struct render_waiter *waiters, **waiters_tail;
 
     char cluster_key[256];
+    char cluster_list[2048]; /* canonical --cluster list, "" without one */
+    bool list_mismatch;      /* the leader was started with another list */
     bool init_proposed;
 
     /* cluster (node_cluster.c, node_member.c) */

@@ -383,6 +383,9 @@ struct nv *node_cluster_status(void *ctx, struct nv_err *err)
     nv_set_int(me, "snapshot_index", (int64_t)st.snapshot_index);
     nv_set_int(me, "last_contact_ms", (int64_t)st.last_contact_ms);
     nv_set(me, "render", render_status(n));
+    struct nv *fo = node_failover_status(n, NULL);
+    nv_set(me, "failover", fo);
+    nv_set_bool(me, "cluster_list_mismatch", n->list_mismatch);
 
     struct nv *members = nv_arr();
     for (size_t i = 0; i < st.n_members && i < sizeof st.members / sizeof st.members[0]; i++) {

@@ -73,6 +73,10 @@ static void agg_finish(struct agg *a)
         const struct nv *st = nv_get(a->peers, key);
         if (st != NULL) {
             nv_set(m, "status", nv_copy(st));
+        } else if (nv_get_int(m, "id", 0) == nv_get_int(a->local, "id", -1)) {
+            struct nv *self = nv_copy(nv_get(a->local, "node"));
+            nv_set_bool(self, "reachable", true);
+            nv_set(m, "status", self);
         }
     }
     for (size_t i = 0; i < a->n; i++) {

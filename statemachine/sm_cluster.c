@@ -76,6 +76,7 @@ static const struct sm_field reg_fields[] = {{"id", SF_INT, SF_REQ | SF_MIN, 1, 
                                              {"kind", SF_ENUM, SF_REQ, 0, 0, kinds},
                                              {"raft", SF_NESTR, SF_REQ, 0, 0, NULL},
                                              {"rpc", SF_STR, SF_NULL, 0, 0, NULL},
+                                             {"members", SF_STR, SF_NULL, 0, 0, NULL},
                                              {NULL, 0, 0, 0, 0, NULL}};
 
 /* cluster.node.register {id, kind, raft, rpc}: insert or replace. */
@@ -91,6 +92,9 @@ static int node_register(struct sm_ex *x, const struct nv *params)
     }
     if (nv_get(d, "rpc") == NULL) {
         nv_set_nil(d, "rpc");
+    }
+    if (nv_get(d, "members") == NULL) {
+        nv_set_nil(d, "members");
     }
     /* another member with the same Raft address is a mistake */
     const struct nv *nodes = nv_get(sm_cluster(x->s), "nodes");

@@ -153,7 +153,7 @@ int h_node_start(struct h_node *n, const char *const *extra)
         }
         struct nv_err e;
         nv_err_init(&e);
-        struct nv *r = h_call(n, "cluster.status", NULL, &e);
+        struct nv *r = h_call(n, "cluster.status", "[{\"local\": true}]", &e);
         nv_err_clear(&e);
         if (r != NULL) {
             bool ready = nv_get_bool(nv_get(r, "node"), "ready", false);
@@ -293,7 +293,7 @@ int h_wait_rendered(const struct h_node *n, int timeout_ms)
     while (now_ms() < deadline) {
         struct nv_err e;
         nv_err_init(&e);
-        struct nv *r = h_call(n, "cluster.status", NULL, &e);
+        struct nv *r = h_call(n, "cluster.status", "[{\"local\": true}]", &e);
         nv_err_clear(&e);
         bool ok = nv_get_bool(nv_get(nv_get(r, "node"), "render"), "matches", false);
         nv_free(r);
