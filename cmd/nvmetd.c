@@ -33,7 +33,7 @@ static void usage(FILE *f)
             "  --api-key-file FILE    the API key for TCP clients\n"
             "  --configfs DIR         directory holding nvmet/ (default /sys/kernel/config);\n"
             "                         a directory that is not configfs is emulated\n"
-            "  --emulate-kernel VER   emulated kernel profile: 6.12 (default) or 6.1\n"
+            "  --emulate-kernel VER   emulated kernel profile: 6.12 (default), 6.13 or 6.1\n"
             "  --device-root DIR      look devices and FILE backing files up under DIR\n"
             "  --debugfs DIR          debugfs for nvmet.global.sessions\n"
             "  --witness              vote in Raft, never render configfs\n"

@@ -296,7 +296,7 @@ static const struct {
     {"firmware", "attr_firmware (Linux 6.2 or later)", TGT_P612},
     {"dhchap", "DH-CHAP support (CONFIG_NVME_TARGET_AUTH)", TGT_P612},
     {"loop", "nvme-loop (CONFIG_NVME_TARGET_LOOP)", TGT_P612},
-    {"resv_enable", "resv_enable (reservations)", TGT_P612},
+    {"resv_enable", "resv_enable (reservations, Linux 6.13 or later)", TGT_P613},
     {"max_queue_size", "param_max_queue_size", TGT_P612},
 };
 
@@ -427,7 +427,9 @@ struct nv *tgt_features(struct tgt *t)
     }
     bool have_nvmet = true;
     if (t->emulated) {
-        nv_set_str(f, "kernel", t->profile == TGT_P61 ? "6.1" : "6.12");
+        nv_set_str(f, "kernel", t->profile == TGT_PROFILE_61    ? "6.1"
+                                : t->profile == TGT_PROFILE_613 ? "6.13"
+                                                                : "6.12");
         for (size_t i = 0; i < sizeof features / sizeof features[0]; i++) {
             nv_set_bool(f, features[i].key, (features[i].profiles & t->profile) != 0);
         }

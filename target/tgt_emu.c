@@ -53,9 +53,11 @@ static const struct en_def types[EN__COUNT] = {
 int tgt__emu_profile(const char *name, unsigned *profile)
 {
     if (name == NULL || name[0] == '\0' || strcmp(name, "6.12") == 0) {
-        *profile = TGT_P612;
+        *profile = TGT_PROFILE_612;
+    } else if (strcmp(name, "6.13") == 0) {
+        *profile = TGT_PROFILE_613;
     } else if (strcmp(name, "6.1") == 0) {
-        *profile = TGT_P61;
+        *profile = TGT_PROFILE_61;
     } else {
         return -EINVAL;
     }
@@ -665,6 +667,29 @@ static int port_enable_check(struct tgt *t, const char *port)
     return 0;
 }
 
+/* What nvmet_enable_port does to a port's parameters when its first
+ * subsystem is linked: the transport's inline data default (tcp 4 pages,
+ * rdma 1 page, others 0) and the queue size default. */
+static void port_enable_defaults(struct tgt *t, const char *port)
+{
+    char v[64], p[4096], rel[4096];
+    if (tgt__emu_get(t, port, "param_inline_data_size", v, sizeof v) == 0 && v[0] == '-') {
+        char tr[16] = "";
+        tgt__emu_get(t, port, "addr_trtype", tr, sizeof tr);
+        const char *d = strcmp(tr, "tcp") == 0 ? "16384\n" : strcmp(tr, "rdma") == 0 ? "4096\n" : "0\n";
+        snprintf(rel, sizeof rel, "%s/param_inline_data_size", port);
+        if (tgt__path(t, rel, p, sizeof p) == 0) {
+            write_plain(p, d, strlen(d), 0644);
+        }
+    }
+    if (tgt__emu_get(t, port, "param_max_queue_size", v, sizeof v) == 0 && v[0] == '-') {
+        snprintf(rel, sizeof rel, "%s/param_max_queue_size", port);
+        if (tgt__path(t, rel, p, sizeof p) == 0) {
+            write_plain(p, "1024\n", 5, 0644);
+        }
+    }
+}
+
 static int emu_symlink(struct tgt *t, const char *target, const char *rel)
 {
     char dir[4096];
@@ -721,6 +746,19 @@ static int emu_symlink(struct tgt *t, const char *target, const char *rel)
         rv = port_enable_check(t, owner);
         if (rv < 0) {
             return rv;
+        }
+        port_enable_defaults(t, owner);
+    }
+    if (dtype == EN_PS_GRP) {
+        /* a subsystem exported over nvme-loop gets passthru clear_ids=1
+         * (seen on Debian's 6.12: the host side shares the kernel) */
+        char tr[16] = "";
+        tgt__emu_get(t, owner, "addr_trtype", tr, sizeof tr);
+        char crel[4096], cp[4096];
+        snprintf(crel, sizeof crel, "subsystems/%s/passthru/clear_ids", tname);
+        if (strcmp(tr, "loop") == 0 && tgt__path(t, crel, cp, sizeof cp) == 0 &&
+            access(cp, F_OK) == 0) {
+            write_plain(cp, "1\n", 2, 0644);
         }
     }
     char p[4096];

@@ -510,12 +510,12 @@ static const struct emu_file ns_files[] = {
     {"enable", TGT_PALL, "0", NULL, st_ns_enable, 0},
     {"buffered_io", TGT_PALL, "0", NULL, st_bool, EF_NS_INVAL},
     {"revalidate_size", TGT_PALL, NULL, NULL, st_revalidate, EF_WO},
-    {"resv_enable", TGT_P612, "0", NULL, st_bool, EF_NS_INVAL},
+    {"resv_enable", TGT_P613, "0", NULL, st_bool, EF_NS_INVAL},
     F_END,
 };
 
 static const struct emu_file passthru_files[] = {
-    {"device_path", TGT_P612, "", NULL, st_path, 0},
+    {"device_path", TGT_P612, "(null)", NULL, st_path, 0},
     {"enable", TGT_P612, "0", NULL, st_bool, 0},
     {"admin_timeout", TGT_P612, "0", NULL, st_int, 0},
     {"io_timeout", TGT_P612, "0", NULL, st_int, 0},
@@ -567,9 +567,17 @@ static const struct emu_file host_files[] = {
     F_END,
 };
 
+/* nvmet/ itself (the discovery NQN became configurable in 6.x) */
+static const struct emu_file root_files[] = {
+    {"discovery_nqn", TGT_P612, "nqn.2014-08.org.nvmexpress.discovery", NULL, st_path, 0},
+    F_END,
+};
+
 const struct emu_file *tgt__emu_files(enum emu_type type)
 {
     switch (type) {
+    case EN_ROOT:
+        return root_files;
     case EN_SUBSYS:
         return subsys_files;
     case EN_NS:

@@ -50,8 +50,13 @@ extern const struct tgt_ops tgt__emu_ops;
 
 /* Emulated kernel profiles (nvmet-configfs.md §1, §10). */
 #define TGT_P61 0x1u
-#define TGT_P612 0x2u
+#define TGT_P613 0x4u               /* 6.13 and later: reservations (resv_enable) */
+#define TGT_P612 (0x2u | TGT_P613) /* as masks: 6.12 "and later" */
 #define TGT_PALL (TGT_P61 | TGT_P612)
+/* the profile values (one bit each) */
+#define TGT_PROFILE_61 TGT_P61
+#define TGT_PROFILE_612 0x2u
+#define TGT_PROFILE_613 TGT_P613
 
 /* ---- object tree ---------------------------------------------------- */
 

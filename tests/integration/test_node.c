@@ -193,7 +193,6 @@ static void test_complete_setup_tree(void **state)
     expect_file(root, "subsystems/" SUBNQN "/namespaces/1/device_uuid", uuid);
     expect_file(root, "subsystems/" SUBNQN "/namespaces/1/device_nguid", nguid);
     expect_file(root, "subsystems/" SUBNQN "/namespaces/1/buffered_io", "0");
-    expect_file(root, "subsystems/" SUBNQN "/namespaces/1/resv_enable", "1");
     expect_file(root, "subsystems/" SUBNQN "/namespaces/1/ana_grpid", "1");
     expect_file(root, "subsystems/" SUBNQN "/namespaces/1/enable", "1");
     assert_int_equal(count_entries(root, "subsystems/" SUBNQN "/namespaces"), 1);

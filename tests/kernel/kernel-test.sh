@@ -39,7 +39,7 @@ echo "== host: the same calls on the emulated configfs (profile $PROFILE)"
 H=$(mktemp -d /tmp/nvmet-fidelity-XXXXXX)
 mkdir -p "$H/cfs"
 HAVE_LOOP=0
-grep -aq 'TEST PASS: loop port$' "$OUT/console.log" && HAVE_LOOP=1
+tr -d '\r' < "$OUT/console.log" | grep -aq '^TEST PASS: loop port$' && HAVE_LOOP=1
 MODE=host WORK="$H/work" CFS="$H/cfs" DEVROOT="$H/root" EMULATE=$PROFILE HAVE_LOOP=$HAVE_LOOP \
     NVMETD="$BUILD/cmd/nvmetd" NVMETCTL="$BUILD/cmd/nvmetctl" DUMP="$OUT/host-trees.txt" \
     RAFT="127.0.0.1:$(( 20000 + RANDOM % 20000 ))" sh "$HERE/scenario.sh" > "$OUT/host.log" 2>&1

@@ -50,7 +50,7 @@ dump() {
             t=$(readlink "$p"); echo "$p -> ${t##*/}"
         elif [ -d "$p" ]; then
             echo "$p/"
-        elif [ -r "$p" ] && v=$(cat "$p" 2> /dev/null); then
+        elif [ "$(stat -c %a "$p" 2> /dev/null)" != 200 ] && v=$(cat "$p" 2> /dev/null); then
             v=$(echo "$v" | sed 's/ *$//')
             case "$n" in dhchap_key | dhchap_ctrl_key)
                 [ -n "$v" ] && v="${v%%:*}:$(echo "$v" | cut -d: -f2):len${#v}" ;;
@@ -117,8 +117,16 @@ find_dev() { # NQN NSID -> /dev/nvmeXnY (polls up to 5 s)
     done
     return 1
 }
-ctrl_of() { # /dev/nvmeXnY -> /dev/nvmeX
-    b=${1#/dev/}; echo "/dev/$(ls "/sys/block/$b/device/" 2> /dev/null >/dev/null && basename "$(readlink -f "/sys/block/$b/device")")"
+ctrl_of() { # /dev/nvmeXnY -> /dev/nvmeZ (a controller of the subsystem holding it)
+    b=${1#/dev/}
+    for s in /sys/class/nvme-subsystem/nvme-subsys*; do
+        [ -e "$s/$b" ] || continue
+        for c in "$s"/nvme*; do
+            c=${c##*/}
+            case "$c" in nvme*c*n* | nvme*n*) ;; nvme[0-9]*) echo "/dev/$c"; return 0 ;; esac
+        done
+    done
+    echo "/dev/${b%n*}" # without native multipath the controller is nvmeX
 }
 io_check() { # LABEL: both namespaces, sizes, a pattern through NVMe and in the backing files
     t=$1

@@ -30,7 +30,7 @@ struct ctx {
 static int setup(void **state)
 {
     struct ctx *c = calloc(1, sizeof *c);
-    fx_setup(&c->f, NULL);
+    fx_setup(&c->f, "6.13"); /* the newest profile: every attribute */
     rs_init(&c->rs, true);
     *state = c;
     return 0;

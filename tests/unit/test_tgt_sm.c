@@ -74,7 +74,7 @@ static struct nv *call(struct ctx *c, const char *method, const char *params)
 static int setup(void **state)
 {
     struct ctx *c = calloc(1, sizeof *c);
-    fx_setup(&c->f, NULL);
+    fx_setup(&c->f, "6.13"); /* the newest profile: every attribute */
     c->s = sm_new();
     assert_non_null(c->s);
     fx_device(&c->f, "/dev/zvol/tank/nvme/ns1");
