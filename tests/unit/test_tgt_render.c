@@ -98,7 +98,8 @@ static void test_complete_setup_tree(void **state)
     fx_expect(&c->f, "ports/1/addr_traddr", "0.0.0.0");
     fx_expect(&c->f, "ports/1/addr_adrfam", "ipv4");
     fx_expect(&c->f, "ports/1/param_pi_enable", "0");
-    fx_expect(&c->f, "ports/1/param_inline_data_size", "-1");
+    /* the kernel fills the transport default in when the port is enabled */
+    fx_expect(&c->f, "ports/1/param_inline_data_size", "16384");
     fx_expect(&c->f, "ports/1/ana_groups/1/ana_state", "optimized");
     fx_expect_link(&c->f, "ports/1/subsystems/" SUBNQN, SUB);
     assert_int_equal(fx_count(&c->f, "ports/1/subsystems"), 1);
