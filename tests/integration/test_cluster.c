@@ -51,7 +51,7 @@ static long now_ms(void)
 
 static int start_node(struct cl *c, int i, const char *const *more)
 {
-    const char *args[16];
+    const char *args[16] = {0};
     size_t k = 0;
     args[k++] = "--cluster";
     args[k++] = c->list;
@@ -76,7 +76,7 @@ static void cluster_up(struct cl *c, int count, int witness_idx, const char *con
                               c->n[i].rpc_port);
     }
     for (int i = 0; i < count; i++) {
-        const char *args[16];
+        const char *args[16] = {0};
         size_t k = 0;
         if (i == witness_idx) {
             args[k++] = "--witness";
