@@ -106,7 +106,15 @@ static int start_daemon(const char *dir, struct daemon *d)
 {
     char data[512], cfs[512], log[512], raft[64];
     snprintf(data, sizeof data, "%s/data", dir);
-    snprintf(cfs, sizeof cfs, "%s/configfs", dir);
+    /* configfs is memory: the emulated tree lives on tmpfs when there is
+     * one, so the bench measures us and the data dir, not ext4's inode
+     * allocator (the Raft log stays in DIR, on the disk under test) */
+    struct stat shm;
+    if (stat("/dev/shm", &shm) == 0 && S_ISDIR(shm.st_mode)) {
+        snprintf(cfs, sizeof cfs, "/dev/shm/nvmet-bench-cfs-%d", (int)getpid());
+    } else {
+        snprintf(cfs, sizeof cfs, "%s/configfs", dir);
+    }
     snprintf(log, sizeof log, "%s/nvmetd.log", dir);
     snprintf(d->sock, sizeof d->sock, "%s/nvmetd.sock", dir);
     snprintf(raft, sizeof raft, "127.0.0.1:%d", free_port());

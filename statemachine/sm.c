@@ -55,6 +55,8 @@ struct sm_state *sm_new(void)
     return s;
 }
 
+static void hidx_free(struct sm_hidx *ix);
+
 static void clear_contents(struct sm_state *s)
 {
     nv_free(s->global);
@@ -68,6 +70,9 @@ static void clear_contents(struct sm_state *s)
         free(s->t[t].row);
         s->t[t] = (struct sm_rows_tab){0};
         s->next_id[t] = 0;
+    }
+    for (size_t i = 0; i < SM_NIDX; i++) {
+        hidx_free(&s->idx[i]);
     }
     for (size_t i = 0; i < SM_SESSIONS; i++) {
         free(s->sess[i].client);
@@ -93,6 +98,106 @@ void sm_free(struct sm_state *s)
 bool sm_initialized(const struct sm_state *s) { return s->global != NULL; }
 
 uint64_t sm_generation(const struct sm_state *s) { return s->generation; }
+
+/* ---- unique-column indexes ---- */
+
+static const struct {
+    enum sm_table t;
+    const char *col;
+} idx_cols[SM_NIDX] = {{SM_SUBSYS, "name"},           {SM_SUBSYS, "subnqn"},
+                       {SM_SUBSYS, "serial"},         {SM_NAMESPACE, "device_path"},
+                       {SM_NAMESPACE, "device_uuid"}, {SM_NAMESPACE, "device_nguid"},
+                       {SM_HOST, "hostnqn"}};
+
+static size_t str_hash(const char *k)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const unsigned char *p = (const unsigned char *)k; *p != '\0'; p++) {
+        h = (h ^ *p) * 1099511628211ULL;
+    }
+    return (size_t)(h ^ (h >> 31));
+}
+
+static void hidx_add(struct sm_hidx *ix, const char *key, int64_t id)
+{
+    if (ix->n + 1 > ix->nb * 2) {
+        size_t nb = ix->nb ? ix->nb * 4 : 64;
+        struct sm_hnode **b = calloc(nb, sizeof *b);
+        if (b == NULL) {
+            abort();
+        }
+        for (size_t i = 0; i < ix->nb; i++) {
+            for (struct sm_hnode *e = ix->b[i], *nx; e != NULL; e = nx) {
+                nx = e->next;
+                size_t h = str_hash(e->key) & (nb - 1);
+                e->next = b[h];
+                b[h] = e;
+            }
+        }
+        free(ix->b);
+        ix->b = b;
+        ix->nb = nb;
+    }
+    size_t l = strlen(key);
+    struct sm_hnode *e = malloc(sizeof *e + l + 1);
+    if (e == NULL) {
+        abort();
+    }
+    memcpy(e->key, key, l + 1);
+    e->id = id;
+    size_t h = str_hash(key) & (ix->nb - 1);
+    e->next = ix->b[h];
+    ix->b[h] = e;
+    ix->n++;
+}
+
+static void hidx_del(struct sm_hidx *ix, const char *key, int64_t id)
+{
+    if (ix->nb == 0) {
+        return;
+    }
+    struct sm_hnode **pp = &ix->b[str_hash(key) & (ix->nb - 1)];
+    for (; *pp != NULL; pp = &(*pp)->next) {
+        if ((*pp)->id == id && strcmp((*pp)->key, key) == 0) {
+            struct sm_hnode *e = *pp;
+            *pp = e->next;
+            free(e);
+            ix->n--;
+            return;
+        }
+    }
+}
+
+static void hidx_free(struct sm_hidx *ix)
+{
+    for (size_t i = 0; i < ix->nb; i++) {
+        for (struct sm_hnode *e = ix->b[i], *nx; e != NULL; e = nx) {
+            nx = e->next;
+            free(e);
+        }
+    }
+    free(ix->b);
+    *ix = (struct sm_hidx){0};
+}
+
+static void index_row(struct sm_state *s, enum sm_table t, const struct nv *row, bool add)
+{
+    int64_t id = nv_get_int(row, "id", 0);
+    for (size_t i = 0; i < SM_NIDX; i++) {
+        if (idx_cols[i].t != t) {
+            continue;
+        }
+        const char *v = nv_get_str(row, idx_cols[i].col);
+        if (v == NULL) {
+            continue;
+        }
+        if (add) {
+            hidx_add(&s->idx[i], v, id);
+        } else {
+            hidx_del(&s->idx[i], v, id);
+        }
+    }
+}
 
 /* ---- rows ---- */
 
@@ -154,6 +259,7 @@ void sm__insert(struct sm_state *s, enum sm_table t, struct nv *row)
     memmove(tb->row + i + 1, tb->row + i, (tb->n - i) * sizeof *tb->row);
     tb->row[i] = row;
     tb->n++;
+    index_row(s, t, row, true);
 }
 
 void sm__replace(struct sm_state *s, enum sm_table t, struct nv *row)
@@ -163,8 +269,10 @@ void sm__replace(struct sm_state *s, enum sm_table t, struct nv *row)
         sm__insert(s, t, row);
         return;
     }
+    index_row(s, t, s->t[t].row[i], false);
     nv_free(s->t[t].row[i]);
     s->t[t].row[i] = row;
+    index_row(s, t, row, true);
 }
 
 void sm__remove(struct sm_state *s, enum sm_table t, int64_t id)
@@ -174,6 +282,7 @@ void sm__remove(struct sm_state *s, enum sm_table t, int64_t id)
     if (i == tb->n) {
         return;
     }
+    index_row(s, t, tb->row[i], false);
     nv_free(tb->row[i]);
     memmove(tb->row + i, tb->row + i + 1, (tb->n - i - 1) * sizeof *tb->row);
     tb->n--;
@@ -191,6 +300,35 @@ void sm__global_default(struct sm_state *s, const char *basenqn)
     nv_set_bool(g, "enabled", false);
     nv_free(s->global);
     s->global = g;
+}
+
+const struct nv *sm__unique(const struct sm_state *s, enum sm_table t, const char *col,
+                            const char *val, int64_t self)
+{
+    for (size_t i = 0; i < SM_NIDX; i++) {
+        if (idx_cols[i].t != t || strcmp(idx_cols[i].col, col) != 0) {
+            continue;
+        }
+        const struct sm_hidx *ix = &s->idx[i];
+        if (ix->nb == 0) {
+            return NULL;
+        }
+        for (const struct sm_hnode *e = ix->b[str_hash(val) & (ix->nb - 1)]; e != NULL;
+             e = e->next) {
+            if (e->id != self && strcmp(e->key, val) == 0) {
+                return sm__find(s, t, e->id);
+            }
+        }
+        return NULL;
+    }
+    for (size_t i = 0; i < s->t[t].n; i++) {
+        const struct nv *r = s->t[t].row[i];
+        const char *v = nv_get_str(r, col);
+        if (v != NULL && strcmp(v, val) == 0 && nv_get_int(r, "id", 0) != self) {
+            return r;
+        }
+    }
+    return NULL;
 }
 
 const struct nv *sm_global_row(const struct sm_state *s) { return s->global; }

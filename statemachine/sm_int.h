@@ -29,11 +29,25 @@ struct sm_sess {
     bool used;
 };
 
+/* Hash index of one unique text column (name, subnqn, hostnqn, ...): the
+ * uniqueness checks cost O(1) instead of a scan of the table. */
+struct sm_hnode {
+    struct sm_hnode *next;
+    int64_t id;
+    char key[];
+};
+struct sm_hidx {
+    struct sm_hnode **b;
+    size_t nb, n;
+};
+#define SM_NIDX 7
+
 struct sm_state {
     struct nv *global; /* NULL until nvmet.global.init (or the first write) */
     struct nv *cluster; /* {"nodes", "active", "failover"}; NULL = defaults */
     struct sm_rows_tab t[SM_TABLE_COUNT];
     int64_t next_id[SM_TABLE_COUNT]; /* ids are never reused (DESIGN.md) */
+    struct sm_hidx idx[SM_NIDX];
     uint64_t generation;
     struct sm_sess *sess; /* ring of SM_SESSIONS */
     size_t sess_head;     /* next slot to (re)use: the oldest when full */
@@ -66,6 +80,10 @@ void sm__insert(struct sm_state *s, enum sm_table t, struct nv *row); /* takes r
 void sm__replace(struct sm_state *s, enum sm_table t, struct nv *row); /* same id */
 void sm__remove(struct sm_state *s, enum sm_table t, int64_t id);
 void sm__global_default(struct sm_state *s, const char *basenqn);
+/* The row of table t whose unique column col equals val, other than id
+ * self; NULL if none. Indexed columns are O(1), others a scan. */
+const struct nv *sm__unique(const struct sm_state *s, enum sm_table t, const char *col,
+                            const char *val, int64_t self);
 
 /* ---- environment through the recording (sm_ops.c) ---- */
 void sm__random(struct sm_ex *x, unsigned char *buf, size_t len);

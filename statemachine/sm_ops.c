@@ -197,14 +197,7 @@ static void remove_with(struct sm_state *s, enum sm_table t, const char *col, in
 static const struct nv *unique_hit(const struct sm_state *s, enum sm_table t, const char *col,
                                    const char *val, int64_t self)
 {
-    for (size_t i = 0; i < s->t[t].n; i++) {
-        const struct nv *r = s->t[t].row[i];
-        const char *v = nv_get_str(r, col);
-        if (v != NULL && strcmp(v, val) == 0 && nv_get_int(r, "id", 0) != self) {
-            return r;
-        }
-    }
-    return NULL;
+    return sm__unique(s, t, col, val, self);
 }
 
 /* ---- global ---- */

@@ -49,6 +49,12 @@ static long now_ms(void)
     return tv.tv_sec * 1000L + tv.tv_usec / 1000;
 }
 
+/* the cluster of the running test, stopped by the teardown also when an
+ * assertion failed halfway */
+static struct cl *current;
+
+static int teardown(void **state);
+
 static int start_node(struct cl *c, int i, const char *const *more)
 {
     const char *args[16] = {0};
@@ -65,6 +71,7 @@ static int start_node(struct cl *c, int i, const char *const *more)
 /* count nodes; node witness_idx (or -1) is a witness. */
 static void cluster_up(struct cl *c, int count, int witness_idx, const char *const *more)
 {
+    current = c;
     h_tmpdir(c->base, sizeof c->base);
     c->count = count;
     size_t o = 0, u = 0;
@@ -97,7 +104,19 @@ static void cluster_down(struct cl *c)
             h_node_wait(&c->n[i]);
         }
     }
-    h_rmrf(c->base);
+    if (c->base[0] != '\0') {
+        h_rmrf(c->base);
+    }
+    current = NULL;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (current != NULL) {
+        cluster_down(current);
+    }
+    return 0;
 }
 
 /* nvmetctl --url URLS --api-key-file K call METHOD [a1 [a2]]; *out stdout. */
@@ -567,12 +586,12 @@ static void test_mismatched_lists(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_any_node_answers),
-        cmocka_unit_test(test_leader_killed),
-        cmocka_unit_test(test_no_quorum),
-        cmocka_unit_test(test_witness),
-        cmocka_unit_test(test_membership_and_catch_up),
-        cmocka_unit_test(test_mismatched_lists),
+        cmocka_unit_test_teardown(test_any_node_answers, teardown),
+        cmocka_unit_test_teardown(test_leader_killed, teardown),
+        cmocka_unit_test_teardown(test_no_quorum, teardown),
+        cmocka_unit_test_teardown(test_witness, teardown),
+        cmocka_unit_test_teardown(test_membership_and_catch_up, teardown),
+        cmocka_unit_test_teardown(test_mismatched_lists, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

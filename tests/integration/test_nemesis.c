@@ -43,6 +43,26 @@ struct world {
     int crashes;
 };
 
+static struct world *current;
+
+/* stop every node of the test, also after a failed assertion */
+static int teardown(void **state)
+{
+    (void)state;
+    if (current != NULL) {
+        for (int i = 0; i < NODES; i++) {
+            if (current->n[i].pid > 0) {
+                kill(current->n[i].pid, SIGCONT);
+                h_node_kill(&current->n[i], SIGKILL);
+                h_node_wait(&current->n[i]);
+            }
+        }
+        h_rmrf(current->base);
+        current = NULL;
+    }
+    return 0;
+}
+
 static int start(struct world *w, int i)
 {
     const char *args[] = {"--cluster", w->list, "--election-timeout", "500", NULL};
@@ -116,9 +136,10 @@ static void test_nemesis(void **state)
     (void)state;
     const char *env = getenv("NVMET_NEMESIS_SECONDS");
     int seconds = env != NULL ? atoi(env) : 40;
-    struct world w;
+    static struct world w;
     memset(&w, 0, sizeof w);
     h_tmpdir(w.base, sizeof w.base);
+    current = &w;
     size_t o = 0, u = 0;
     for (int i = 0; i < NODES; i++) {
         h_node_init(&w.n[i], w.base, i + 1);
@@ -295,10 +316,11 @@ static void test_nemesis(void **state)
         h_node_wait(&w.n[i]);
     }
     h_rmrf(w.base);
+    current = NULL;
 }
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_nemesis)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test_teardown(test_nemesis, teardown)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
