@@ -1,14 +1,22 @@
 /* nvmet-bench: measures, in one run on one disk,
- *   (a) the fdatasync floor of the data dir's file system,
- *   (b) the full path of nvmet.subsys.create (client -> RPC -> validate ->
- *       Raft -> apply -> configfs render -> reply) with 1 and with 64
- *       concurrent clients: throughput and p50/p99/p999 latency.
+ *   (a) the fdatasync floor of the data dir's file system;
+ *   (b) libraft alone: the size of one nvmet.subsys.create command through
+ *       consensus/ with a no-op state machine (1, 3, 5 nodes; 1 and 64
+ *       proposers);
+ *   (c) the full path of nvmet.subsys.create (client -> RPC -> validate ->
+ *       Raft -> apply -> configfs render -> reply) on 1, 3 and 5 nvmetd
+ *       processes with 1 and 64 concurrent clients: throughput and
+ *       p50/p99/p999, plus request-to-rendered-on-every-node for a sample
+ *       of the creates (an upper bound of commit-to-rendered);
+ *   (d) the cold start of a node holding 4096 namespaces in 128 subsystems
+ *       (restart -> replay -> tree rendered) and its RSS.
  *
- *   nvmet-bench [--dir DIR] [--n1 N] [--n64 N] [--clients C]
+ *   nvmet-bench [--dir DIR] [--n1 N] [--n64 N] [--quick]
  *
- * It starts its own nvmetd (emulated configfs under DIR) and kills only
- * that process. Numbers are indicative on a shared machine: compare the
- * ratios of one run. */
+ * DIR holds the Raft data (the disk under test); the emulated configfs
+ * trees live on tmpfs (/dev/shm) like the real configfs lives in memory.
+ * It starts its own nvmetd processes and kills only those. Numbers from a
+ * shared machine are indicative: compare the ratios of one run. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -19,16 +27,19 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
+#include "bench.h"
 #include "nv.h"
 #include "nv_err.h"
 #include "rpc.h"
+#include "sm.h"
 
-static double now_us(void)
+double bench_now_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -41,7 +52,7 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static double pct(double *v, size_t n, double p)
+double bench_pct(const double *v, size_t n, double p)
 {
     if (n == 0) {
         return 0;
@@ -50,43 +61,16 @@ static double pct(double *v, size_t n, double p)
     return v[i < n ? i : n - 1];
 }
 
-static void report(const char *name, double *lat, size_t n, double secs)
+void bench_report(const char *name, double *lat, size_t n, double secs)
 {
     qsort(lat, n, sizeof *lat, cmp_double);
-    printf("%-34s %7zu ops %9.0f ops/s   p50 %8.3f ms   p99 %8.3f ms   p999 %8.3f ms\n", name, n,
-           secs > 0 ? (double)n / secs : 0, pct(lat, n, 0.50) / 1000, pct(lat, n, 0.99) / 1000,
-           pct(lat, n, 0.999) / 1000);
+    printf("%-44s %6zu ops %8.0f ops/s  p50 %8.3f ms  p99 %8.3f ms  p999 %8.3f ms\n", name, n,
+           secs > 0 ? (double)n / secs : 0, bench_pct(lat, n, 0.50) / 1000,
+           bench_pct(lat, n, 0.99) / 1000, bench_pct(lat, n, 0.999) / 1000);
+    fflush(stdout);
 }
 
-/* (a) the floor: 4 KiB write + fdatasync on the data dir's file system. */
-static void fdatasync_floor(const char *dir, int n)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/fdatasync-probe", dir);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (fd < 0) {
-        perror(path);
-        return;
-    }
-    char buf[4096];
-    memset(buf, 'x', sizeof buf);
-    double *lat = calloc((size_t)n, sizeof *lat);
-    double t0 = now_us();
-    for (int i = 0; i < n; i++) {
-        double s = now_us();
-        if (pwrite(fd, buf, sizeof buf, (off_t)(i % 256) * 4096) < 0 || fdatasync(fd) < 0) {
-            perror("fdatasync probe");
-            break;
-        }
-        lat[i] = now_us() - s;
-    }
-    report("fdatasync floor (4 KiB)", lat, (size_t)n, (now_us() - t0) / 1e6);
-    free(lat);
-    close(fd);
-    unlink(path);
-}
-
-static int free_port(void)
+int bench_free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -97,76 +81,233 @@ static int free_port(void)
     return ntohs(a.sin_port);
 }
 
-struct daemon {
-    pid_t pid;
-    char sock[512];
-};
-
-static int start_daemon(const char *dir, struct daemon *d)
+/* (a) 4 KiB write + fdatasync on the data dir's file system. */
+static double fdatasync_floor(const char *dir, int n)
 {
-    char data[512], cfs[512], log[512], raft[64];
-    snprintf(data, sizeof data, "%s/data", dir);
-    /* configfs is memory: the emulated tree lives on tmpfs when there is
-     * one, so the bench measures us and the data dir, not ext4's inode
-     * allocator (the Raft log stays in DIR, on the disk under test) */
-    struct stat shm;
-    if (stat("/dev/shm", &shm) == 0 && S_ISDIR(shm.st_mode)) {
-        snprintf(cfs, sizeof cfs, "/dev/shm/nvmet-bench-cfs-%d", (int)getpid());
-    } else {
-        snprintf(cfs, sizeof cfs, "%s/configfs", dir);
+    char path[512];
+    snprintf(path, sizeof path, "%s/fdatasync-probe", dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0) {
+        perror(path);
+        return 0;
     }
-    snprintf(log, sizeof log, "%s/nvmetd.log", dir);
-    snprintf(d->sock, sizeof d->sock, "%s/nvmetd.sock", dir);
-    snprintf(raft, sizeof raft, "127.0.0.1:%d", free_port());
-    mkdir(cfs, 0755);
-    d->pid = fork();
-    if (d->pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 2);
-        execl(NVMETD_BIN, NVMETD_BIN, "--id", "1", "--data-dir", data, "--raft", raft,
-              "--socket", d->sock, "--configfs", cfs, "--log-level", "error", (char *)NULL);
-        _exit(127);
+    char buf[4096];
+    memset(buf, 'x', sizeof buf);
+    double *lat = calloc((size_t)n, sizeof *lat);
+    double t0 = bench_now_us();
+    for (int i = 0; i < n; i++) {
+        double s = bench_now_us();
+        if (pwrite(fd, buf, sizeof buf, (off_t)(i % 256) * 4096) < 0 || fdatasync(fd) < 0) {
+            perror("fdatasync probe");
+            break;
+        }
+        lat[i] = bench_now_us() - s;
     }
+    bench_report("(a) fdatasync floor (4 KiB)", lat, (size_t)n, (bench_now_us() - t0) / 1e6);
+    double p50 = bench_pct(lat, (size_t)n, 0.5);
+    free(lat);
+    close(fd);
+    unlink(path);
+    return p50;
+}
+
+/* One loopback round trip of an RPC (core.ping), for the latency target. */
+static double rpc_rtt(const char *sock)
+{
     char ep[600];
-    snprintf(ep, sizeof ep, "unix:%s", d->sock);
-    for (int i = 0; i < 500; i++) {
+    snprintf(ep, sizeof ep, "unix:%s", sock);
+    double best = 1e9;
+    for (int i = 0; i < 200; i++) {
         struct nv *r = NULL;
         struct nv_err e;
         nv_err_init(&e);
         struct rpc_sync_opts o = {.msgid = -1, .timeout_ms = 1000};
-        if (rpc_call_sync(ep, "cluster.status", nv_arr(), &o, &r, &e) == 0) {
-            bool ready = nv_get_bool(nv_get(r, "node"), "ready", false);
-            nv_free(r);
-            if (ready) {
-                /* render what follows: enable the target */
-                struct nv *p = nv_arr(), *m = nv_map();
-                nv_set_bool(m, "enabled", true);
-                nv_push(p, m);
-                rpc_call_sync(ep, "nvmet.global.update", p, &o, &r, &e);
-                nv_free(r);
-                nv_err_clear(&e);
-                return 0;
-            }
+        double s = bench_now_us();
+        if (rpc_call_sync(ep, "core.ping", nv_arr(), &o, &r, &e) == 0) {
+            double d = bench_now_us() - s;
+            best = d < best ? d : best;
         }
+        nv_free(r);
         nv_err_clear(&e);
-        usleep(20000);
     }
-    fprintf(stderr, "nvmet-bench: nvmetd did not start (see %s)\n", log);
-    return -1;
+    return best;
 }
 
-/* (b) closed-loop clients: each connection keeps one create in flight. */
+/* ---- nvmetd processes ---- */
+
+struct node {
+    pid_t pid;
+    char dir[512], sock[600], cfs[600], data[600], log[600], dev[600];
+    int raft_port;
+};
+
+struct cluster {
+    struct node n[5];
+    int count;
+    char list[512];
+    int leader;
+};
+
+static void mkdirs(const char *p)
+{
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", p);
+    for (char *s = buf + 1; *s != '\0'; s++) {
+        if (*s == '/') {
+            *s = '\0';
+            mkdir(buf, 0755);
+            *s = '/';
+        }
+    }
+    mkdir(buf, 0755);
+}
+
+static void node_paths(struct node *n, const char *dir, const char *tag, int id)
+{
+    snprintf(n->dir, sizeof n->dir, "%s/%s-node%d", dir, tag, id);
+    snprintf(n->sock, sizeof n->sock, "%s/nvmetd.sock", n->dir);
+    snprintf(n->data, sizeof n->data, "%s/data", n->dir);
+    snprintf(n->log, sizeof n->log, "%s/nvmetd.log", n->dir);
+    snprintf(n->dev, sizeof n->dev, "%s/root", n->dir);
+    snprintf(n->cfs, sizeof n->cfs, "/dev/shm/nvmet-bench-%d-%s-node%d", (int)getpid(), tag, id);
+    mkdirs(n->dir);
+    mkdirs(n->cfs);
+    n->raft_port = bench_free_port();
+}
+
+static void node_exec(struct node *n, int id, const char *list)
+{
+    char sid[16], raft[64];
+    snprintf(sid, sizeof sid, "%d", id);
+    snprintf(raft, sizeof raft, "127.0.0.1:%d", n->raft_port);
+    n->pid = fork();
+    if (n->pid == 0) {
+        int fd = open(n->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(fd, 2);
+        const char *argv[32] = {NVMETD_BIN, "--id", sid, "--data-dir", n->data, "--raft", raft,
+                                "--socket", n->sock, "--configfs", n->cfs, "--device-root",
+                                n->dev, "--log-level", "error"};
+        size_t k = 15;
+        if (list != NULL) {
+            argv[k++] = "--cluster";
+            argv[k++] = list;
+        }
+        argv[k] = NULL;
+        execv(NVMETD_BIN, (char *const *)argv);
+        _exit(127);
+    }
+}
+
+static struct nv *call(const struct node *n, const char *method, struct nv *params,
+                       struct nv_err *e)
+{
+    char ep[700];
+    snprintf(ep, sizeof ep, "unix:%s", n->sock);
+    struct nv *r = NULL;
+    struct rpc_sync_opts o = {.msgid = -1, .timeout_ms = 5000};
+    nv_err_init(e);
+    if (rpc_call_sync(ep, method, params != NULL ? params : nv_arr(), &o, &r, e) < 0) {
+        return NULL;
+    }
+    return r;
+}
+
+static bool node_ready(const struct node *n, bool *leader)
+{
+    struct nv_err e;
+    struct nv *p = nv_arr(), *o = nv_map();
+    nv_set_bool(o, "local", true);
+    nv_push(p, o);
+    struct nv *r = call(n, "cluster.status", p, &e);
+    nv_err_clear(&e);
+    if (r == NULL) {
+        return false;
+    }
+    *leader = nv_get_bool(nv_get(r, "node"), "ready", false);
+    nv_free(r);
+    return true;
+}
+
+static int cluster_start(struct cluster *c, const char *dir, const char *tag, int count)
+{
+    memset(c, 0, sizeof *c);
+    c->count = count;
+    size_t o = 0;
+    for (int i = 0; i < count; i++) {
+        node_paths(&c->n[i], dir, tag, i + 1);
+        o += (size_t)snprintf(c->list + o, sizeof c->list - o, "%s%d=127.0.0.1:%d", i ? "," : "",
+                              i + 1, c->n[i].raft_port);
+    }
+    for (int i = 0; i < count; i++) {
+        node_exec(&c->n[i], i + 1, count > 1 ? c->list : NULL);
+    }
+    double t0 = bench_now_us();
+    c->leader = -1;
+    while (c->leader < 0 && bench_now_us() - t0 < 30e6) {
+        for (int i = 0; i < count && c->leader < 0; i++) {
+            bool lead = false;
+            if (node_ready(&c->n[i], &lead) && lead) {
+                c->leader = i;
+            }
+        }
+        usleep(20000);
+    }
+    if (c->leader < 0) {
+        fprintf(stderr, "nvmet-bench: no leader (see %s)\n", c->n[0].log);
+        return -1;
+    }
+    struct nv_err e;
+    struct nv *p = nv_arr(), *m = nv_map();
+    nv_set_bool(m, "enabled", true);
+    nv_push(p, m);
+    nv_free(call(&c->n[c->leader], "nvmet.global.update", p, &e));
+    nv_err_clear(&e);
+    return 0;
+}
+
+static void cluster_stop(struct cluster *c)
+{
+    for (int i = 0; i < c->count; i++) {
+        if (c->n[i].pid > 0) {
+            kill(c->n[i].pid, SIGTERM);
+            int st;
+            waitpid(c->n[i].pid, &st, 0);
+            c->n[i].pid = 0;
+        }
+        char cmd[700];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", c->n[i].cfs);
+        if (system(cmd) != 0) {
+            fprintf(stderr, "nvmet-bench: could not remove %s\n", c->n[i].cfs);
+        }
+    }
+}
+
+/* ---- (c) closed-loop clients ---- */
+
+struct sample {
+    double sent, acked;
+    char name[96];
+    bool done;
+};
+
 struct load {
     uv_loop_t *loop;
+    const struct cluster *c;
     int total, issued, done, failed;
     double *lat;
     const char *prefix;
+    struct sample *samples;
+    size_t nsamples, sample_every;
+    double *render_lat;
+    size_t nrender;
+    uv_timer_t poll;
 };
 
 struct client {
     struct load *l;
     struct rpc_client *c;
     double started;
+    int index;
 };
 
 static void issue(struct client *c);
@@ -184,7 +325,12 @@ static void created(void *arg, int status, const struct nv *result, const struct
             free(r);
         }
     }
-    l->lat[l->done++] = now_us() - c->started;
+    double now = bench_now_us();
+    l->lat[l->done++] = now - c->started;
+    if (l->sample_every > 0 && c->index % (int)l->sample_every == 0) {
+        struct sample *s = &l->samples[c->index / (int)l->sample_every];
+        s->acked = now;
+    }
     issue(c);
 }
 
@@ -196,24 +342,72 @@ static void issue(struct client *c)
         return;
     }
     struct nv *p = nv_arr(), *m = nv_map();
-    nv_set(m, "name", nv_strf("%s-%d", l->prefix, l->issued));
+    char name[96];
+    snprintf(name, sizeof name, "nqn.2024-01.com.example:%s-%d", l->prefix, l->issued);
+    nv_set_str(m, "name", name);
     nv_push(p, m);
-    l->issued++;
-    c->started = now_us();
+    c->index = l->issued++;
+    c->started = bench_now_us();
+    if (l->sample_every > 0 && c->index % (int)l->sample_every == 0) {
+        struct sample *s = &l->samples[c->index / (int)l->sample_every];
+        s->sent = c->started;
+        snprintf(s->name, sizeof s->name, "%s", name);
+        l->nsamples = (size_t)(c->index / (int)l->sample_every) + 1;
+    }
     rpc_client_call(c->c, "nvmet.subsys.create", p, -1, created, c);
 }
 
-static void run_load(const char *sock, const char *name, const char *prefix, int clients,
-                     int total)
+/* The sampled creates: rendered on every node yet? */
+static void poll_rendered(uv_timer_t *t)
+{
+    struct load *l = t->data;
+    for (size_t i = 0; i < l->nsamples; i++) {
+        struct sample *s = &l->samples[i];
+        if (s->done || s->sent == 0) {
+            continue;
+        }
+        bool all = true;
+        for (int k = 0; k < l->c->count && all; k++) {
+            char p[900];
+            struct stat st;
+            snprintf(p, sizeof p, "%s/nvmet/subsystems/%s", l->c->n[k].cfs, s->name);
+            all = stat(p, &st) == 0;
+        }
+        if (all) {
+            s->done = true;
+            l->render_lat[l->nrender++] = bench_now_us() - s->sent;
+        }
+    }
+    if (l->done >= l->total) {
+        bool pending = false;
+        for (size_t i = 0; i < l->nsamples; i++) {
+            pending = pending || !l->samples[i].done;
+        }
+        if (!pending || bench_now_us() - l->samples[0].sent > 120e6) {
+            uv_close((uv_handle_t *)t, NULL);
+        }
+    }
+}
+
+static double run_load(const struct cluster *cl, const char *name, const char *prefix,
+                       int clients, int total, bool render_samples)
 {
     uv_loop_t loop;
     uv_loop_init(&loop);
-    struct load l = {.loop = &loop, .total = total, .prefix = prefix};
+    struct load l = {.loop = &loop, .c = cl, .total = total, .prefix = prefix};
     l.lat = calloc((size_t)total, sizeof *l.lat);
+    if (render_samples) {
+        l.sample_every = total >= 400 ? (size_t)total / 200 : 1;
+        l.samples = calloc((size_t)total / l.sample_every + 2, sizeof *l.samples);
+        l.render_lat = calloc((size_t)total / l.sample_every + 2, sizeof *l.render_lat);
+        uv_timer_init(&loop, &l.poll);
+        l.poll.data = &l;
+        uv_timer_start(&l.poll, poll_rendered, 1, 1);
+    }
     struct client *cs = calloc((size_t)clients, sizeof *cs);
-    char ep[600];
-    snprintf(ep, sizeof ep, "unix:%s", sock);
-    double t0 = now_us();
+    char ep[700];
+    snprintf(ep, sizeof ep, "unix:%s", cl->n[cl->leader].sock);
+    double t0 = bench_now_us();
     for (int i = 0; i < clients; i++) {
         cs[i].l = &l;
         if (rpc_client_open(&loop, ep, &cs[i].c) < 0) {
@@ -222,25 +416,185 @@ static void run_load(const char *sock, const char *name, const char *prefix, int
         }
         issue(&cs[i]);
     }
-    uv_run(&loop, UV_RUN_DEFAULT);
-    double secs = (now_us() - t0) / 1e6;
-    report(name, l.lat, (size_t)l.done, secs);
+    while (l.done < total) {
+        uv_run(&loop, UV_RUN_ONCE);
+    }
+    double secs = (bench_now_us() - t0) / 1e6;
+    bench_report(name, l.lat, (size_t)l.done, secs);
+    double ops = secs > 0 ? l.done / secs : 0;
     if (l.failed > 0) {
         printf("  (%d failed)\n", l.failed);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT); /* the render poll finishes */
+    if (render_samples) {
+        qsort(l.render_lat, l.nrender, sizeof *l.render_lat, cmp_double);
+        printf("%-44s %6zu smp                 p50 %8.3f ms  p99 %8.3f ms  (request -> on every "
+               "node)\n",
+               "    rendered on every node", l.nrender, bench_pct(l.render_lat, l.nrender, 0.5) / 1000,
+               bench_pct(l.render_lat, l.nrender, 0.99) / 1000);
     }
     uv_loop_close(&loop);
     free(cs);
     free(l.lat);
+    free(l.samples);
+    free(l.render_lat);
+    return ops;
+}
+
+/* ---- (d) cold start ---- */
+
+void bench_count(void *arg, int status, const struct nv *r, const struct nv_err *e);
+
+static long rss_kib(pid_t pid, const char *key)
+{
+    char p[64], line[256];
+    snprintf(p, sizeof p, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(p, "r");
+    long v = -1;
+    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+        if (strncmp(line, key, strlen(key)) == 0) {
+            v = atol(line + strlen(key) + 1);
+        }
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+    return v;
+}
+
+static bool rendered(const struct node *n)
+{
+    struct nv_err e;
+    struct nv *p = nv_arr(), *o = nv_map();
+    nv_set_bool(o, "local", true);
+    nv_push(p, o);
+    struct nv *r = call(n, "cluster.status", p, &e);
+    nv_err_clear(&e);
+    const struct nv *render = nv_get(nv_get(r, "node"), "render");
+    bool ok = nv_get_bool(render, "matches", false) &&
+              nv_get_int(render, "rendered_generation", -1) == nv_get_int(render, "generation", -2) &&
+              nv_get_bool(nv_get(r, "node"), "ready", false);
+    nv_free(r);
+    return ok;
+}
+
+static void cold_start(const char *dir, int subsystems, int per_subsys)
+{
+    struct cluster c;
+    if (cluster_start(&c, dir, "cold", 1) < 0) {
+        return;
+    }
+    struct node *n = &c.n[0];
+    char zdir[700];
+    snprintf(zdir, sizeof zdir, "%s/dev/zvol/tank", n->dev);
+    mkdirs(zdir);
+    int total = subsystems * per_subsys;
+    for (int i = 0; i < total; i++) {
+        char p[800];
+        snprintf(p, sizeof p, "%s/v%d", zdir, i);
+        mknod(p, S_IFBLK | 0600, makedev(7, (unsigned)(i % 250)));
+    }
+    /* the configuration, pipelined over one connection */
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    char ep[700];
+    snprintf(ep, sizeof ep, "unix:%s", n->sock);
+    struct rpc_client *cl;
+    rpc_client_open(&loop, ep, &cl);
+    int done = 0;
+    double t0 = bench_now_us();
+    for (int s = 0; s < subsystems; s++) {
+        struct nv *p = nv_arr(), *m = nv_map();
+        nv_set(m, "name", nv_strf("nqn.2024-01.com.example:cold-%d", s));
+        nv_push(p, m);
+        rpc_client_call(cl, "nvmet.subsys.create", p, -1, bench_count, &done);
+    }
+    while (done < subsystems) {
+        uv_run(&loop, UV_RUN_ONCE);
+    }
+    int sent = 0;
+    while (done < subsystems + total) {
+        while (sent < total && sent + subsystems - done < 256) {
+            struct nv *p = nv_arr(), *m = nv_map();
+            nv_set_int(m, "subsys", sent / per_subsys + 1);
+            nv_set(m, "device", nv_strf("zvol/tank/v%d", sent));
+            nv_push(p, m);
+            rpc_client_call(cl, "nvmet.namespace.create", p, -1, bench_count, &done);
+            sent++;
+        }
+        uv_run(&loop, UV_RUN_ONCE);
+    }
+    rpc_client_close(cl);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    printf("(d) configured %d namespaces in %d subsystems in %.1f s\n", total, subsystems,
+           (bench_now_us() - t0) / 1e6);
+    /* restart: replay and render */
+    kill(n->pid, SIGTERM);
+    int st;
+    waitpid(n->pid, &st, 0);
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'/nvmet '%s'/.nvmet-emu", n->cfs, n->cfs);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "nvmet-bench: could not empty %s\n", n->cfs);
+    }
+    t0 = bench_now_us();
+    node_exec(n, 1, NULL);
+    while (!rendered(n) && bench_now_us() - t0 < 120e6) {
+        usleep(5000);
+    }
+    double secs = (bench_now_us() - t0) / 1e6;
+    printf("(d) cold start with %d namespaces: %.2f s to the rendered tree, RSS %ld KiB (peak "
+           "%ld KiB)\n",
+           total, secs, rss_kib(n->pid, "VmRSS:"), rss_kib(n->pid, "VmHWM:"));
+    fflush(stdout);
+    cluster_stop(&c);
+}
+
+void bench_count(void *arg, int status, const struct nv *r, const struct nv_err *e)
+{
+    (void)r;
+    int *done = arg;
+    (*done)++;
+    if ((status < 0 || e != NULL) && *done < 5) {
+        char *reason = e != NULL ? nv_err_reason(e) : NULL;
+        fprintf(stderr, "nvmet-bench: call failed: %s\n", reason ? reason : "transport");
+        free(reason);
+    }
+}
+
+/* The size of one encoded subsys.create, for (b). */
+static size_t create_size(void)
+{
+    struct sm_state *s = sm_new();
+    struct nv *p = nv_arr(), *m = nv_map(), *cmd = NULL;
+    nv_set_str(m, "name", "nqn.2024-01.com.example:many-12345");
+    nv_push(p, m);
+    struct nv_err e;
+    nv_err_init(&e);
+    size_t len = 256;
+    if (sm_prepare(s, "nvmet.subsys.create", p, NULL, &cmd, &e) == 0) {
+        char *buf;
+        if (sm_command_encode(cmd, "0123456789abcdef", 12345, &buf, &len) == 0) {
+            free(buf);
+        }
+    }
+    nv_free(cmd);
+    nv_free(p);
+    nv_err_clear(&e);
+    sm_free(s);
+    return len;
 }
 
 int main(int argc, char **argv)
 {
     const char *dir = NULL;
-    int n1 = 2000, n64 = 20000, clients = 64;
+    int n1 = 1000, n64 = 10000;
+    bool quick = false;
     static const struct option opts[] = {{"dir", required_argument, NULL, 'd'},
                                          {"n1", required_argument, NULL, '1'},
                                          {"n64", required_argument, NULL, '6'},
-                                         {"clients", required_argument, NULL, 'c'},
+                                         {"quick", no_argument, NULL, 'q'},
                                          {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -254,11 +608,13 @@ int main(int argc, char **argv)
         case '6':
             n64 = atoi(optarg);
             break;
-        case 'c':
-            clients = atoi(optarg);
+        case 'q':
+            quick = true;
+            n1 = 200;
+            n64 = 2000;
             break;
         default:
-            fprintf(stderr, "usage: nvmet-bench [--dir DIR] [--n1 N] [--n64 N] [--clients C]\n");
+            fprintf(stderr, "usage: nvmet-bench [--dir DIR] [--n1 N] [--n64 N] [--quick]\n");
             return 2;
         }
     }
@@ -272,19 +628,41 @@ int main(int argc, char **argv)
         dir = tmp;
     }
     signal(SIGPIPE, SIG_IGN);
-    printf("nvmet-bench: data dir %s\n", dir);
-    fdatasync_floor(dir, 500);
-    struct daemon d;
-    if (start_daemon(dir, &d) < 0) {
-        return 1;
+    size_t esize = create_size();
+    printf("nvmet-bench: data dir %s, one create = %zu bytes in the log\n", dir, esize);
+    double floor_us = fdatasync_floor(dir, 500);
+    const int sizes[] = {1, 3, 5};
+    for (size_t i = 0; i < 3; i++) {
+        bench_raft(dir, sizes[i], 1, quick ? 500 : n1, esize);
+        bench_raft(dir, sizes[i], 64, quick ? 5000 : n64 * 4, esize);
     }
-    run_load(d.sock, "subsys.create, 1 client", "one", 1, n1);
-    char label[64];
-    snprintf(label, sizeof label, "subsys.create, %d clients", clients);
-    run_load(d.sock, label, "many", clients, n64);
-    kill(d.pid, SIGTERM);
-    int st;
-    waitpid(d.pid, &st, 0);
+    for (size_t i = 0; i < 3; i++) {
+        struct cluster c;
+        char tag[16];
+        snprintf(tag, sizeof tag, "full%d", sizes[i]);
+        if (cluster_start(&c, dir, tag, sizes[i]) < 0) {
+            cluster_stop(&c);
+            return 1;
+        }
+        if (i == 0) {
+            double rtt = rpc_rtt(c.n[c.leader].sock);
+            printf("    loopback RPC round trip (core.ping, best): %.3f ms; latency target 2 x "
+                   "(floor + rtt) = %.3f ms\n",
+                   rtt / 1000, 2 * (floor_us + rtt) / 1000);
+        }
+        char label[96];
+        snprintf(label, sizeof label, "(c) full path, %d node%s, 1 client", sizes[i],
+                 sizes[i] > 1 ? "s" : "");
+        char prefix[32];
+        snprintf(prefix, sizeof prefix, "one%d", sizes[i]);
+        run_load(&c, label, prefix, 1, n1, sizes[i] > 1);
+        snprintf(label, sizeof label, "(c) full path, %d node%s, 64 clients", sizes[i],
+                 sizes[i] > 1 ? "s" : "");
+        snprintf(prefix, sizeof prefix, "many%d", sizes[i]);
+        run_load(&c, label, prefix, 64, n64, sizes[i] > 1);
+        cluster_stop(&c);
+    }
+    cold_start(dir, 128, quick ? 8 : 32);
     if (dir == tmp) {
         char cmd[400];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);

@@ -180,10 +180,10 @@ static void check_registration(struct node *n, const struct cons_status *st)
         nv_free(want);
         return;
     }
-    n->reg_next_ms = now_ms(n) + REG_RETRY_MS;
     if (st->state == CONS_LEADER && st->ready) {
         struct nv *p = nv_arr();
         nv_push(p, want);
+        n->reg_next_ms = now_ms(n) + REG_RETRY_MS;
         if (node_propose_own(n, "cluster.node.register", p, reg_done, NULL) == 0) {
             n->reg_busy = true;
         }
@@ -195,6 +195,7 @@ static void check_registration(struct node *n, const struct cons_status *st)
         nv_free(want);
         return;
     }
+    n->reg_next_ms = now_ms(n) + REG_RETRY_MS;
     if (rpc_client_open(n->loop, leader, &n->reg_client) < 0) {
         n->reg_client = NULL;
         nv_free(want);

@@ -236,8 +236,16 @@ int64_t sm__next_id(const struct sm_state *s, enum sm_table t)
     return next > after_last ? next : after_last;
 }
 
+void sm__stamp(struct sm_state *s, struct nv *row)
+{
+    if (!s->restoring) {
+        nv_set_int(row, "_v", ++s->row_ver);
+    }
+}
+
 void sm__insert(struct sm_state *s, enum sm_table t, struct nv *row)
 {
+    sm__stamp(s, row);
     struct sm_rows_tab *tb = &s->t[t];
     if (tb->n == tb->cap) {
         size_t nc = tb->cap ? tb->cap * 2 : 16;
@@ -264,6 +272,7 @@ void sm__insert(struct sm_state *s, enum sm_table t, struct nv *row)
 
 void sm__replace(struct sm_state *s, enum sm_table t, struct nv *row)
 {
+    sm__stamp(s, row);
     size_t i = sm__index(s, t, row_id(row));
     if (i == s->t[t].n) {
         sm__insert(s, t, row);
@@ -298,6 +307,7 @@ void sm__global_default(struct sm_state *s, const char *basenqn)
     nv_set_bool(g, "rdma", false);
     nv_set_bool(g, "xport_referral", true);
     nv_set_bool(g, "enabled", false);
+    sm__stamp(s, g);
     nv_free(s->global);
     s->global = g;
 }
@@ -591,6 +601,7 @@ int sm_snapshot(const struct sm_state *s, char **buf, size_t *len)
         nv_push(ids, nv_int(sm__next_id(s, (enum sm_table)t)));
     }
     nv_set(d, "next_id", ids);
+    nv_set_int(d, "row_ver", s->row_ver);
     /* sessions oldest first, so eviction order survives a restore */
     struct nv *ss = nv_arr();
     for (size_t k = 0; k < SM_SESSIONS; k++) {
@@ -650,6 +661,8 @@ int sm_restore(struct sm_state *s, const void *buf, size_t len, struct nv_err *e
     s->generation = gen;
     s->global = nv_is(g, NV_MAP) ? nv_copy(g) : NULL;
     s->cluster = nv_is(cl, NV_MAP) ? nv_copy(cl) : NULL;
+    s->row_ver = nv_get_int(d, "row_ver", 0);
+    s->restoring = true;
     for (int t = 0; t < SM_TABLE_COUNT; t++) {
         const struct nv *a = nv_get(d, snap_keys[t]);
         for (size_t i = 0; i < nv_len(a); i++) {
@@ -663,6 +676,7 @@ int sm_restore(struct sm_state *s, const void *buf, size_t len, struct nv_err *e
             s->next_id[t] = v->u.i;
         }
     }
+    s->restoring = false;
     for (size_t i = 0; i < nv_len(ss) && i < SM_SESSIONS; i++) {
         const struct nv *it = nv_at(ss, i);
         sess_put(s, nv_at(it, 0)->u.s.p, nv_at(it, 1)->u.i, nv_copy(nv_at(it, 2)));

@@ -48,6 +48,9 @@ struct sm_state {
     struct sm_rows_tab t[SM_TABLE_COUNT];
     int64_t next_id[SM_TABLE_COUNT]; /* ids are never reused (DESIGN.md) */
     struct sm_hidx idx[SM_NIDX];
+    int64_t row_ver;  /* every written row gets "_v" = ++row_ver (target/ reuses
+                       * what it rendered from an unchanged row) */
+    bool restoring;
     uint64_t generation;
     struct sm_sess *sess; /* ring of SM_SESSIONS */
     size_t sess_head;     /* next slot to (re)use: the oldest when full */
@@ -80,6 +83,7 @@ void sm__insert(struct sm_state *s, enum sm_table t, struct nv *row); /* takes r
 void sm__replace(struct sm_state *s, enum sm_table t, struct nv *row); /* same id */
 void sm__remove(struct sm_state *s, enum sm_table t, int64_t id);
 void sm__global_default(struct sm_state *s, const char *basenqn);
+void sm__stamp(struct sm_state *s, struct nv *row);
 /* The row of table t whose unique column col equals val, other than id
  * self; NULL if none. Indexed columns are O(1), others a scan. */
 const struct nv *sm__unique(const struct sm_state *s, enum sm_table t, const char *col,

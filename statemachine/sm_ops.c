@@ -278,6 +278,7 @@ static int global_update(struct sm_ex *x, const struct nv *params)
     }
     if (x->mutate) {
         struct nv *m = merged(x->s->global, d);
+        sm__stamp(x->s, m);
         nv_free(x->s->global);
         x->s->global = m;
         x->changed = true;

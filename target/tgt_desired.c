@@ -21,8 +21,62 @@
 struct builder {
     struct tgt_build b;
     struct ttree *tr;
-    int err; /* -ENOMEM */
+    int err;       /* -ENOMEM */
+    bool share;    /* reuse unchanged objects of the last tree */
+    uint64_t view; /* digest of the view and the global row's version */
 };
+
+/* ---- reuse of unchanged objects ------------------------------------------------ */
+
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+    h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+    return h * 0xff51afd7ed558ccdULL;
+}
+
+static int64_t ver(const struct nv *row)
+{
+    return row != NULL ? nv_get_int(row, "_v", -1) : -1;
+}
+
+/* The inputs of an object besides its own row: related rows and the view. */
+static uint64_t digest(const struct builder *bd, const struct nv *a, const struct nv *b)
+{
+    return mix(mix(bd->view, (uint64_t)ver(a)), (uint64_t)ver(b));
+}
+
+/* Put the last tree's object at path into the desired tree if it was built
+ * from the same inputs. */
+static bool reuse(struct builder *bd, const char *path, enum tgt_kind kind, int64_t v1,
+                  uint64_t v2)
+{
+    if (!bd->share || v1 < 0 || bd->b.t->last == NULL) {
+        return false;
+    }
+    struct tobj *lo = tgt__tree_find(bd->b.t->last, path);
+    if (lo == NULL || lo->kind != kind || lo->v1 != v1 || lo->v2 != v2 ||
+        (lo->flags & (TO_DIRTY | TO_GHOST | TO_FAILED | TO_SHARED))) {
+        return false;
+    }
+    if (tgt__tree_find(bd->tr, path) != NULL) {
+        return true; /* a duplicate row: one object is enough */
+    }
+    lo->flags |= TO_SHARED;
+    if (tgt__tree_add(bd->tr, lo) < 0) {
+        lo->flags &= ~TO_SHARED;
+        bd->err = -ENOMEM;
+    }
+    return true;
+}
+
+static struct tobj *stamp(struct tobj *o, int64_t v1, uint64_t v2)
+{
+    if (o != NULL) {
+        o->v1 = v1;
+        o->v2 = v2;
+    }
+    return o;
+}
 
 /* A name that can be one configfs directory (the kernel would also refuse
  * the others, but with a confusing ENOENT from the wrong parent). */
@@ -93,7 +147,11 @@ static void build_subsystems(struct builder *bd)
             add_problem(bd, path, msg);
             continue;
         }
-        add_obj(bd, make_obj(bd, TK_SUBSYS, path, NULL, row, NULL));
+        int64_t v1 = ver(row);
+        uint64_t v2 = digest(bd, NULL, NULL);
+        if (!reuse(bd, path, TK_SUBSYS, v1, v2)) {
+            add_obj(bd, stamp(make_obj(bd, TK_SUBSYS, path, NULL, row, NULL), v1, v2));
+        }
     }
 }
 
@@ -112,7 +170,11 @@ static void build_hosts(struct builder *bd)
             add_problem(bd, path, msg);
             continue;
         }
-        add_obj(bd, make_obj(bd, TK_HOST, path, NULL, row, NULL));
+        int64_t v1 = ver(row);
+        uint64_t v2 = digest(bd, NULL, NULL);
+        if (!reuse(bd, path, TK_HOST, v1, v2)) {
+            add_obj(bd, stamp(make_obj(bd, TK_HOST, path, NULL, row, NULL), v1, v2));
+        }
     }
 }
 
@@ -137,7 +199,11 @@ static void build_ports(struct builder *bd)
         }
         char path[64];
         snprintf(path, sizeof path, "ports/%" PRId64, nv_get_int(row, "index", 0));
-        add_obj(bd, make_obj(bd, TK_PORT, path, NULL, row, NULL));
+        int64_t v1 = ver(row);
+        uint64_t v2 = digest(bd, NULL, NULL);
+        if (!reuse(bd, path, TK_PORT, v1, v2)) {
+            add_obj(bd, stamp(make_obj(bd, TK_PORT, path, NULL, row, NULL), v1, v2));
+        }
     }
 }
 
@@ -192,7 +258,11 @@ static void build_host_links(struct builder *bd)
         char path[1024], target[512];
         snprintf(path, sizeof path, "subsystems/%s/allowed_hosts/%s", sn, hn);
         snprintf(target, sizeof target, "hosts/%s", hn);
-        add_obj(bd, make_obj(bd, TK_HOSTLINK, path, target, row, NULL));
+        int64_t v1 = ver(row);
+        uint64_t v2 = digest(bd, h, s);
+        if (!reuse(bd, path, TK_HOSTLINK, v1, v2)) {
+            add_obj(bd, stamp(make_obj(bd, TK_HOSTLINK, path, target, row, NULL), v1, v2));
+        }
     }
 }
 
@@ -218,7 +288,11 @@ static void build_port_links(struct builder *bd)
         snprintf(path, sizeof path, "ports/%" PRId64 "/subsystems/%s", nv_get_int(p, "index", 0),
                  sn);
         snprintf(target, sizeof target, "subsystems/%s", sn);
-        add_obj(bd, make_obj(bd, TK_PORTLINK, path, target, row, NULL));
+        int64_t v1 = ver(row);
+        uint64_t v2 = digest(bd, p, s);
+        if (!reuse(bd, path, TK_PORTLINK, v1, v2)) {
+            add_obj(bd, stamp(make_obj(bd, TK_PORTLINK, path, target, row, NULL), v1, v2));
+        }
     }
 }
 
@@ -235,7 +309,12 @@ static void build_namespaces(struct builder *bd)
         }
         char path[600];
         snprintf(path, sizeof path, "subsystems/%s/namespaces/%" PRId64, sn, nsid);
-        struct tobj *o = make_obj(bd, TK_NS, path, NULL, row, s);
+        int64_t v1 = ver(row);
+        uint64_t v2 = digest(bd, s, NULL);
+        if (reuse(bd, path, TK_NS, v1, v2)) {
+            continue;
+        }
+        struct tobj *o = stamp(make_obj(bd, TK_NS, path, NULL, row, s), v1, v2);
         const char *type = nv_get_str(row, "device_type");
         if (o != NULL && type != NULL && strcmp(type, "FILE") == 0) {
             o->backing = strdup(nv_get_str(row, "device_path"));
@@ -248,9 +327,12 @@ static void build_namespaces(struct builder *bd)
     }
 }
 
-struct ttree *tgt__build(const struct tgt *t, const struct tgt_rows *r, const struct tgt_view *v)
+static struct ttree *build(const struct tgt *t, const struct tgt_rows *r, const struct tgt_view *v,
+                           bool share)
 {
-    struct builder bd = {.b = {.t = t, .rows = r, .view = v}, .tr = tgt__tree_new()};
+    struct builder bd = {.b = {.t = t, .rows = r, .view = v}, .tr = tgt__tree_new(),
+                         .share = share};
+    bd.view = mix(mix(mix((uint64_t)v->role, v->node_slot), v->ha), (uint64_t)ver(r->global));
     if (bd.tr == NULL) {
         return NULL;
     }
@@ -271,6 +353,17 @@ struct ttree *tgt__build(const struct tgt *t, const struct tgt_rows *r, const st
         return NULL;
     }
     return bd.tr;
+}
+
+struct ttree *tgt__build(const struct tgt *t, const struct tgt_rows *r, const struct tgt_view *v)
+{
+    return build(t, r, v, false);
+}
+
+struct ttree *tgt__build_shared(const struct tgt *t, const struct tgt_rows *r,
+                                const struct tgt_view *v)
+{
+    return build(t, r, v, true);
 }
 
 /* ---- rows ------------------------------------------------------------------- */

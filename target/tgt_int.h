@@ -90,6 +90,11 @@ struct tobj {
     struct tval *attrs; /* in write order */
     char *backing;      /* FILE namespaces: backing file (without device_root) */
     int64_t filesize;   /* FILE namespaces: -1 when not set */
+    /* what it was built from: the source row's version ("_v" of sm rows,
+     * -1 = unknown) and a digest of the other inputs (related rows' versions,
+     * the view); equal values mean an equal object (tgt_desired.c) */
+    int64_t v1;
+    uint64_t v2;
 };
 
 #define TO_DIRTY 0x1u  /* last tree: the last pass did not finish this object */
@@ -97,6 +102,8 @@ struct tobj {
 #define TO_TODO 0x4u   /* pass: to be applied */
 #define TO_FORCED 0x8u /* pass: removed by this pass on purpose (no drift) */
 #define TO_FAILED 0x10u
+#define TO_SHARED 0x20u /* pass: the desired tree reuses the last tree's object
+                         * (owned by the last tree until finish; obj_free skips it) */
 
 struct ttree {
     struct tobj **o;
@@ -195,6 +202,12 @@ struct tgt_build {
 
 /* The desired tree for (rows, view). Never NULL except out of memory. */
 struct ttree *tgt__build(const struct tgt *t, const struct tgt_rows *r, const struct tgt_view *v);
+/* The same, reusing the objects of t->last whose inputs did not change
+ * (marked TO_SHARED): the cost of a pass follows the changes, not the size
+ * of the configuration. Only for the reconcile pass, which hands the
+ * objects over in finish. */
+struct ttree *tgt__build_shared(const struct tgt *t, const struct tgt_rows *r,
+                                const struct tgt_view *v);
 int tgt__reconcile_rows(struct tgt *t, const struct tgt_rows *r, const struct tgt_view *v,
                         bool sweep, struct tgt_report *rep);
 struct nv *tgt__desired_nv(struct tgt *t, const struct tgt_rows *r, const struct tgt_view *v);

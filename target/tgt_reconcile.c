@@ -116,7 +116,7 @@ static void finish(struct tgt_pass *p)
 {
     for (size_t i = 0; i < p->want->n; i++) {
         struct tobj *o = p->want->o[i];
-        o->flags = (o->flags & TO_FAILED) ? TO_DIRTY : 0;
+        o->flags = ((o->flags & TO_FAILED) ? TO_DIRTY : 0) | (o->flags & TO_SHARED);
     }
     for (size_t i = 0; i < p->ghosts->n; i++) {
         struct tobj *g = p->ghosts->o[i];
@@ -124,9 +124,21 @@ static void finish(struct tgt_pass *p)
         tgt__tree_add(p->want, g);
     }
     p->ghosts->n = 0;
-    tgt__tree_free(p->t->last);
+    tgt__tree_free(p->t->last); /* the shared objects stay: want owns them now */
+    for (size_t i = 0; i < p->want->n; i++) {
+        p->want->o[i]->flags &= ~TO_SHARED;
+    }
     p->t->last = p->want;
     p->want = NULL;
+}
+
+/* A pass that ends without finish: the objects want borrowed from the last
+ * tree go back to it. */
+static void unshare(struct tgt *t)
+{
+    for (size_t i = 0; t->last != NULL && i < t->last->n; i++) {
+        t->last->o[i]->flags &= ~TO_SHARED;
+    }
 }
 
 int tgt__reconcile_rows(struct tgt *t, const struct tgt_rows *r, const struct tgt_view *v,
@@ -139,7 +151,7 @@ int tgt__reconcile_rows(struct tgt *t, const struct tgt_rows *r, const struct tg
     tgt_report_clear(rep);
     struct tgt_pass p = {.t = t, .rep = rep, .last = t->last, .expect = t->last != NULL};
     t->rep = rep;
-    p.want = tgt__build(t, r, v);
+    p.want = tgt__build_shared(t, r, v);
     p.ghosts = tgt__tree_new();
     if (p.want == NULL || p.ghosts == NULL) {
         tgt__problem(&rep->problems, "nvmet", "render: out of memory");
@@ -202,6 +214,9 @@ int tgt__reconcile_rows(struct tgt *t, const struct tgt_rows *r, const struct tg
     finish(&p);
 out:
     tgt__tree_free(p.want);
+    if (p.want != NULL) {
+        unshare(t);
+    }
     tgt__tree_free(p.live);
     tgt__tree_free(p.ghosts);
     free(p.gone);

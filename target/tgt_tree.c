@@ -30,6 +30,7 @@ struct tobj *tgt__obj_new(enum tgt_kind kind, const char *path, const char *targ
     }
     o->kind = kind;
     o->filesize = -1;
+    o->v1 = -1;
     o->path = strdup(path);
     o->target = target != NULL ? strdup(target) : NULL;
     if (o->path == NULL || (target != NULL && o->target == NULL)) {
@@ -41,8 +42,8 @@ struct tobj *tgt__obj_new(enum tgt_kind kind, const char *path, const char *targ
 
 void tgt__obj_free(struct tobj *o)
 {
-    if (o == NULL) {
-        return;
+    if (o == NULL || (o->flags & TO_SHARED)) {
+        return; /* still owned by the last tree */
     }
     for (size_t i = 0; i < o->nattr; i++) {
         free(o->attrs[i].v);

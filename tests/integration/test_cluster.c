@@ -245,7 +245,7 @@ static char *tree_digest(const struct h_node *n)
     char cmd[1024];
     snprintf(cmd, sizeof cmd,
              "cd %s && find nvmet -path 'nvmet/ports/*/subsystems/*' -prune -o -path "
-             "'nvmet/ports/*/ana_groups' -prune -o -path '*/namespaces/*/enable' -prune -o "
+             "'nvmet/ports/*/ana_groups' -prune -o -path '*/namespaces/*/enable' -prune -o -name 'param_inline_data_size' -prune -o -name 'param_max_queue_size' -prune -o "
              "-print | sort | while read f; do if [ -f \"$f\" ]; then printf '%%s=' \"$f\"; "
              "cat \"$f\"; else echo \"$f\"; fi; done | md5sum",
              n->configfs);

@@ -296,7 +296,7 @@ static void test_nemesis(void **state)
     snprintf(cmd, sizeof cmd,
              "for d in %s/node*/configfs; do (cd $d && find nvmet -path 'nvmet/ports/*/subsystems/*' "
              "-prune -o -path 'nvmet/ports/*/ana_groups' -prune -o -path '*/namespaces/*/enable' "
-             "-prune -o -print | sort | while read f; do if [ -f \"$f\" ]; then printf '%%s=' "
+             "-prune -o -name 'param_*_size' -prune -o -print | sort | while read f; do if [ -f \"$f\" ]; then printf '%%s=' "
              "\"$f\"; cat \"$f\"; else echo \"$f\"; fi; done | md5sum); done | sort -u | wc -l | "
              "grep -qx 1",
              w.base);
