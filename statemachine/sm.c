@@ -236,10 +236,18 @@ int64_t sm__next_id(const struct sm_state *s, enum sm_table t)
     return next > after_last ? next : after_last;
 }
 
+/* "_v" goes first in the row: target/ reads it for every row of every pass */
 void sm__stamp(struct sm_state *s, struct nv *row)
 {
-    if (!s->restoring) {
-        nv_set_int(row, "_v", ++s->row_ver);
+    if (s->restoring) {
+        return;
+    }
+    nv_set_int(row, "_v", ++s->row_ver);
+    size_t n = row->u.m.n;
+    if (n > 1 && strcmp(row->u.m.kv[n - 1].k, "_v") == 0) {
+        struct nv_kv v = row->u.m.kv[n - 1];
+        memmove(row->u.m.kv + 1, row->u.m.kv, (n - 1) * sizeof *row->u.m.kv);
+        row->u.m.kv[0] = v;
     }
 }
 

@@ -92,6 +92,9 @@ void tgt_close(struct tgt *t)
         return;
     }
     tgt__tree_free(t->last);
+    for (int k = 0; k < TK__END; k++) {
+        free(t->ridx[k].o);
+    }
     nv_free(t->features);
     free(t->root);
     free(t->device_root);

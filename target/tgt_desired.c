@@ -45,33 +45,71 @@ static uint64_t digest(const struct builder *bd, const struct nv *a, const struc
     return mix(mix(bd->view, (uint64_t)ver(a)), (uint64_t)ver(b));
 }
 
-/* Put the last tree's object at path into the desired tree if it was built
- * from the same inputs. */
-static bool reuse(struct builder *bd, const char *path, enum tgt_kind kind, int64_t v1,
+/* Put the last tree's object built from row id into the desired tree if it
+ * was built from the same inputs. The rows come in ascending id order and
+ * so does t->ridx[kind]: *cur walks along (no path lookups). */
+static bool reuse(struct builder *bd, size_t *cur, enum tgt_kind kind, int64_t id, int64_t v1,
                   uint64_t v2)
 {
     if (!bd->share || v1 < 0 || bd->b.t->last == NULL) {
         return false;
     }
-    struct tobj *lo = tgt__tree_find(bd->b.t->last, path);
-    if (lo == NULL || lo->kind != kind || lo->v1 != v1 || lo->v2 != v2 ||
-        (lo->flags & (TO_DIRTY | TO_GHOST | TO_FAILED | TO_SHARED))) {
-        return false;
+    struct tgt *t = (struct tgt *)bd->b.t;
+    size_t n = t->ridx[kind].n;
+    struct tobj **objs = t->ridx[kind].o;
+    while (*cur < n && objs[*cur]->src_id < id) {
+        (*cur)++;
     }
-    if (tgt__tree_find(bd->tr, path) != NULL) {
-        return true; /* a duplicate row: one object is enough */
+    for (size_t j = *cur; j < n && objs[j]->src_id == id; j++) {
+        struct tobj *lo = objs[j];
+        if (lo->v1 != v1 || lo->v2 != v2 ||
+            (lo->flags & (TO_DIRTY | TO_GHOST | TO_FAILED | TO_SHARED))) {
+            continue;
+        }
+        lo->flags |= TO_SHARED;
+        int rv = tgt__tree_add(bd->tr, lo);
+        if (rv < 0) {
+            lo->flags &= ~TO_SHARED;
+            if (rv == -ENOMEM) {
+                bd->err = rv;
+            }
+        }
+        return true;
     }
-    lo->flags |= TO_SHARED;
-    if (tgt__tree_add(bd->tr, lo) < 0) {
-        lo->flags &= ~TO_SHARED;
-        bd->err = -ENOMEM;
-    }
-    return true;
+    return false;
 }
 
-static struct tobj *stamp(struct tobj *o, int64_t v1, uint64_t v2)
+void tgt__reuse_index(struct tgt *t)
+{
+    for (int k = 0; k < TK__END; k++) {
+        t->ridx[k].n = 0;
+    }
+    for (size_t i = 0; t->last != NULL && i < t->last->n; i++) {
+        struct tobj *o = t->last->o[i];
+        if (o->v1 < 0 || o->kind <= 0 || o->kind >= TK__END) {
+            continue;
+        }
+        size_t *n = &t->ridx[o->kind].n, *cap = &t->ridx[o->kind].cap;
+        if (*n > 0 && t->ridx[o->kind].o[*n - 1]->src_id > o->src_id) {
+            continue; /* out of order (a ghost): not reusable */
+        }
+        if (*n == *cap) {
+            size_t nc = *cap ? *cap * 2 : 64;
+            struct tobj **v = realloc(t->ridx[o->kind].o, nc * sizeof *v);
+            if (v == NULL) {
+                continue;
+            }
+            t->ridx[o->kind].o = v;
+            *cap = nc;
+        }
+        t->ridx[o->kind].o[(*n)++] = o;
+    }
+}
+
+static struct tobj *stamp(struct tobj *o, int64_t id, int64_t v1, uint64_t v2)
 {
     if (o != NULL) {
+        o->src_id = id;
         o->v1 = v1;
         o->v2 = v2;
     }
@@ -135,8 +173,14 @@ static void add_obj(struct builder *bd, struct tobj *o)
 static void build_subsystems(struct builder *bd)
 {
     const struct tgt_rows *r = bd->b.rows;
+    size_t cur = 0;
     for (size_t i = 0; i < r->n[SM_SUBSYS]; i++) {
         const struct nv *row = r->row[SM_SUBSYS][i];
+        int64_t v1 = ver(row), id = nv_get_int(row, "id", 0);
+        uint64_t v2 = digest(bd, NULL, NULL);
+        if (reuse(bd, &cur, TK_SUBSYS, id, v1, v2)) {
+            continue; /* unchanged since the last pass */
+        }
         const char *nqn = nv_get_str(row, "subnqn");
         char path[512];
         snprintf(path, sizeof path, "subsystems/%s", nqn ? nqn : "");
@@ -147,19 +191,21 @@ static void build_subsystems(struct builder *bd)
             add_problem(bd, path, msg);
             continue;
         }
-        int64_t v1 = ver(row);
-        uint64_t v2 = digest(bd, NULL, NULL);
-        if (!reuse(bd, path, TK_SUBSYS, v1, v2)) {
-            add_obj(bd, stamp(make_obj(bd, TK_SUBSYS, path, NULL, row, NULL), v1, v2));
-        }
+        add_obj(bd, stamp(make_obj(bd, TK_SUBSYS, path, NULL, row, NULL), id, v1, v2));
     }
 }
 
 static void build_hosts(struct builder *bd)
 {
     const struct tgt_rows *r = bd->b.rows;
+    size_t cur = 0;
     for (size_t i = 0; i < r->n[SM_HOST]; i++) {
         const struct nv *row = r->row[SM_HOST][i];
+        int64_t v1 = ver(row), id = nv_get_int(row, "id", 0);
+        uint64_t v2 = digest(bd, NULL, NULL);
+        if (reuse(bd, &cur, TK_HOST, id, v1, v2)) {
+            continue;
+        }
         const char *nqn = nv_get_str(row, "hostnqn");
         char path[512];
         snprintf(path, sizeof path, "hosts/%s", nqn ? nqn : "");
@@ -170,11 +216,7 @@ static void build_hosts(struct builder *bd)
             add_problem(bd, path, msg);
             continue;
         }
-        int64_t v1 = ver(row);
-        uint64_t v2 = digest(bd, NULL, NULL);
-        if (!reuse(bd, path, TK_HOST, v1, v2)) {
-            add_obj(bd, stamp(make_obj(bd, TK_HOST, path, NULL, row, NULL), v1, v2));
-        }
+        add_obj(bd, stamp(make_obj(bd, TK_HOST, path, NULL, row, NULL), id, v1, v2));
     }
 }
 
@@ -192,18 +234,20 @@ static bool port_rendered(const struct builder *bd, const struct nv *port)
 static void build_ports(struct builder *bd)
 {
     const struct tgt_rows *r = bd->b.rows;
+    size_t cur = 0;
     for (size_t i = 0; i < r->n[SM_PORT]; i++) {
         const struct nv *row = r->row[SM_PORT][i];
         if (!port_rendered(bd, row)) {
             continue;
         }
+        int64_t v1 = ver(row), id = nv_get_int(row, "id", 0);
+        uint64_t v2 = digest(bd, NULL, NULL);
+        if (reuse(bd, &cur, TK_PORT, id, v1, v2)) {
+            continue;
+        }
         char path[64];
         snprintf(path, sizeof path, "ports/%" PRId64, nv_get_int(row, "index", 0));
-        int64_t v1 = ver(row);
-        uint64_t v2 = digest(bd, NULL, NULL);
-        if (!reuse(bd, path, TK_PORT, v1, v2)) {
-            add_obj(bd, stamp(make_obj(bd, TK_PORT, path, NULL, row, NULL), v1, v2));
-        }
+        add_obj(bd, stamp(make_obj(bd, TK_PORT, path, NULL, row, NULL), id, v1, v2));
     }
 }
 
@@ -247,10 +291,16 @@ static void build_referrals(struct builder *bd)
 static void build_host_links(struct builder *bd)
 {
     const struct tgt_rows *r = bd->b.rows;
+    size_t cur = 0;
     for (size_t i = 0; i < r->n[SM_HOST_SUBSYS]; i++) {
         const struct nv *row = r->row[SM_HOST_SUBSYS][i];
         const struct nv *h = tgt__row_by_id(r, SM_HOST, nv_get_int(row, "host_id", 0));
         const struct nv *s = tgt__row_by_id(r, SM_SUBSYS, nv_get_int(row, "subsys_id", 0));
+        int64_t v1 = ver(row), id = nv_get_int(row, "id", 0);
+        uint64_t v2 = digest(bd, h, s);
+        if (h != NULL && s != NULL && reuse(bd, &cur, TK_HOSTLINK, id, v1, v2)) {
+            continue;
+        }
         const char *hn = nv_get_str(h, "hostnqn"), *sn = nv_get_str(s, "subnqn");
         if (!dir_name_ok(hn) || !dir_name_ok(sn) || nv_get_bool(s, "allow_any_host", false)) {
             continue;
@@ -258,11 +308,7 @@ static void build_host_links(struct builder *bd)
         char path[1024], target[512];
         snprintf(path, sizeof path, "subsystems/%s/allowed_hosts/%s", sn, hn);
         snprintf(target, sizeof target, "hosts/%s", hn);
-        int64_t v1 = ver(row);
-        uint64_t v2 = digest(bd, h, s);
-        if (!reuse(bd, path, TK_HOSTLINK, v1, v2)) {
-            add_obj(bd, stamp(make_obj(bd, TK_HOSTLINK, path, target, row, NULL), v1, v2));
-        }
+        add_obj(bd, stamp(make_obj(bd, TK_HOSTLINK, path, target, row, NULL), id, v1, v2));
     }
 }
 
@@ -272,6 +318,7 @@ static void build_host_links(struct builder *bd)
 static void build_port_links(struct builder *bd)
 {
     const struct tgt_rows *r = bd->b.rows;
+    size_t cur = 0;
     if (bd->b.view->role == TGT_STANDBY) {
         return;
     }
@@ -279,6 +326,11 @@ static void build_port_links(struct builder *bd)
         const struct nv *row = r->row[SM_PORT_SUBSYS][i];
         const struct nv *p = tgt__row_by_id(r, SM_PORT, nv_get_int(row, "port_id", 0));
         const struct nv *s = tgt__row_by_id(r, SM_SUBSYS, nv_get_int(row, "subsys_id", 0));
+        int64_t v1 = ver(row), id = nv_get_int(row, "id", 0);
+        uint64_t v2 = digest(bd, p, s);
+        if (p != NULL && s != NULL && reuse(bd, &cur, TK_PORTLINK, id, v1, v2)) {
+            continue;
+        }
         const char *sn = nv_get_str(s, "subnqn");
         if (p == NULL || !dir_name_ok(sn) || !nv_get_bool(p, "enabled", false) ||
             !port_rendered(bd, p)) {
@@ -288,20 +340,22 @@ static void build_port_links(struct builder *bd)
         snprintf(path, sizeof path, "ports/%" PRId64 "/subsystems/%s", nv_get_int(p, "index", 0),
                  sn);
         snprintf(target, sizeof target, "subsystems/%s", sn);
-        int64_t v1 = ver(row);
-        uint64_t v2 = digest(bd, p, s);
-        if (!reuse(bd, path, TK_PORTLINK, v1, v2)) {
-            add_obj(bd, stamp(make_obj(bd, TK_PORTLINK, path, target, row, NULL), v1, v2));
-        }
+        add_obj(bd, stamp(make_obj(bd, TK_PORTLINK, path, target, row, NULL), id, v1, v2));
     }
 }
 
 static void build_namespaces(struct builder *bd)
 {
     const struct tgt_rows *r = bd->b.rows;
+    size_t cur = 0;
     for (size_t i = 0; i < r->n[SM_NAMESPACE]; i++) {
         const struct nv *row = r->row[SM_NAMESPACE][i];
         const struct nv *s = tgt__row_by_id(r, SM_SUBSYS, nv_get_int(row, "subsys_id", 0));
+        int64_t v1 = ver(row), id = nv_get_int(row, "id", 0);
+        uint64_t v2 = digest(bd, s, NULL);
+        if (s != NULL && reuse(bd, &cur, TK_NS, id, v1, v2)) {
+            continue;
+        }
         const char *sn = nv_get_str(s, "subnqn");
         int64_t nsid = nv_get_int(row, "nsid", 0);
         if (!dir_name_ok(sn) || nsid <= 0) {
@@ -309,12 +363,7 @@ static void build_namespaces(struct builder *bd)
         }
         char path[600];
         snprintf(path, sizeof path, "subsystems/%s/namespaces/%" PRId64, sn, nsid);
-        int64_t v1 = ver(row);
-        uint64_t v2 = digest(bd, s, NULL);
-        if (reuse(bd, path, TK_NS, v1, v2)) {
-            continue;
-        }
-        struct tobj *o = stamp(make_obj(bd, TK_NS, path, NULL, row, s), v1, v2);
+        struct tobj *o = stamp(make_obj(bd, TK_NS, path, NULL, row, s), id, v1, v2);
         const char *type = nv_get_str(row, "device_type");
         if (o != NULL && type != NULL && strcmp(type, "FILE") == 0) {
             o->backing = strdup(nv_get_str(row, "device_path"));
@@ -330,15 +379,14 @@ static void build_namespaces(struct builder *bd)
 static struct ttree *build(const struct tgt *t, const struct tgt_rows *r, const struct tgt_view *v,
                            bool share)
 {
-    struct builder bd = {.b = {.t = t, .rows = r, .view = v}, .tr = tgt__tree_new(),
-                         .share = share};
+    struct builder bd = {
+        .b = {.t = t, .rows = r, .view = v}, .tr = tgt__tree_new(), .share = share};
     bd.view = mix(mix(mix((uint64_t)v->role, v->node_slot), v->ha), (uint64_t)ver(r->global));
     if (bd.tr == NULL) {
         return NULL;
     }
     /* global.enabled=false and the witness desire an empty nvmet/ */
-    if (r->global == NULL || !nv_get_bool(r->global, "enabled", false) ||
-        v->role == TGT_WITNESS) {
+    if (r->global == NULL || !nv_get_bool(r->global, "enabled", false) || v->role == TGT_WITNESS) {
         return bd.tr;
     }
     build_subsystems(&bd);

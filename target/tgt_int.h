@@ -95,6 +95,8 @@ struct tobj {
      * the view); equal values mean an equal object (tgt_desired.c) */
     int64_t v1;
     uint64_t v2;
+    int64_t src_id; /* the source row's id (reuse index order) */
+    size_t hash;    /* of path, computed once */
 };
 
 #define TO_DIRTY 0x1u  /* last tree: the last pass did not finish this object */
@@ -248,7 +250,15 @@ struct tgt {
     unsigned modprobed;     /* modules already tried (bit per module) */
     int modprobe_timeout_ms;
     struct nv *features; /* cached (real configfs) */
+    /* the objects of t->last built from one row, per kind in row (id)
+     * order: the builder walks them next to the rows (tgt_desired.c) */
+    struct {
+        struct tobj **o;
+        size_t n, cap;
+    } ridx[TK__END];
 };
+/* Rebuild t->ridx from t->last (after a pass). */
+void tgt__reuse_index(struct tgt *t);
 
 /* Thin wrappers over t->ops that count into t->rep (0 / -errno). */
 int tgt__mkdir(struct tgt *t, const char *rel);

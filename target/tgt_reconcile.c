@@ -130,6 +130,7 @@ static void finish(struct tgt_pass *p)
     }
     p->t->last = p->want;
     p->want = NULL;
+    tgt__reuse_index(p->t);
 }
 
 /* A pass that ends without finish: the objects want borrowed from the last
@@ -183,6 +184,9 @@ int tgt__reconcile_rows(struct tgt *t, const struct tgt_rows *r, const struct tg
     /* what to apply */
     for (size_t i = 0; i < p.want->n; i++) {
         struct tobj *o = p.want->o[i];
+        if (!p.sweep && (o->flags & TO_SHARED) && !(o->flags & TO_DIRTY)) {
+            continue; /* the same object as last time */
+        }
         const struct tobj *lo = tgt__tree_find(p.last, o->path);
         if (p.sweep || lo == NULL || (lo->flags & TO_DIRTY) || !tgt__obj_equal(o, lo)) {
             o->flags |= TO_TODO;
@@ -191,6 +195,9 @@ int tgt__reconcile_rows(struct tgt *t, const struct tgt_rows *r, const struct tg
     /* what to remove */
     const struct ttree *src = p.sweep ? p.live : p.last;
     for (size_t i = 0; src != NULL && i < src->n; i++) {
+        if (!p.sweep && (src->o[i]->flags & TO_SHARED)) {
+            continue; /* still desired */
+        }
         if (tgt__tree_find(p.want, src->o[i]->path) == NULL && add_gone(&p, src->o[i]) < 0) {
             rep->errors++;
         }

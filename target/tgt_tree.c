@@ -31,6 +31,7 @@ struct tobj *tgt__obj_new(enum tgt_kind kind, const char *path, const char *targ
     o->kind = kind;
     o->filesize = -1;
     o->v1 = -1;
+    o->hash = hash_path(path);
     o->path = strdup(path);
     o->target = target != NULL ? strdup(target) : NULL;
     if (o->path == NULL || (target != NULL && o->target == NULL)) {
@@ -124,7 +125,7 @@ static int rehash(struct ttree *tr, size_t nslot)
         return -ENOMEM;
     }
     for (size_t i = 0; i < tr->n; i++) {
-        size_t h = hash_path(tr->o[i]->path) & (nslot - 1);
+        size_t h = tr->o[i]->hash & (nslot - 1);
         while (slot[h] != 0) {
             h = (h + 1) & (nslot - 1);
         }
@@ -141,10 +142,11 @@ struct tobj *tgt__tree_find(const struct ttree *tr, const char *path)
     if (tr == NULL || tr->nslot == 0) {
         return NULL;
     }
-    size_t h = hash_path(path) & (tr->nslot - 1);
+    size_t full = hash_path(path);
+    size_t h = full & (tr->nslot - 1);
     while (tr->slot[h] != 0) {
         struct tobj *o = tr->o[tr->slot[h] - 1];
-        if (strcmp(o->path, path) == 0) {
+        if (o->hash == full && strcmp(o->path, path) == 0) {
             return o;
         }
         h = (h + 1) & (tr->nslot - 1);
@@ -157,9 +159,14 @@ int tgt__tree_add(struct ttree *tr, struct tobj *o)
     if (o == NULL) {
         return -ENOMEM;
     }
-    if (tgt__tree_find(tr, o->path) != NULL) {
-        tgt__obj_free(o);
-        return -EEXIST;
+    if (tr->nslot > 0) {
+        for (size_t h = o->hash & (tr->nslot - 1); tr->slot[h] != 0; h = (h + 1) & (tr->nslot - 1)) {
+            const struct tobj *x = tr->o[tr->slot[h] - 1];
+            if (x->hash == o->hash && strcmp(x->path, o->path) == 0) {
+                tgt__obj_free(o);
+                return -EEXIST;
+            }
+        }
     }
     if (tr->n == tr->cap) {
         size_t cap = tr->cap ? tr->cap * 2 : 64;
@@ -180,7 +187,7 @@ int tgt__tree_add(struct ttree *tr, struct tobj *o)
         }
     }
     tr->o[tr->n] = o;
-    size_t h = hash_path(o->path) & (tr->nslot - 1);
+    size_t h = o->hash & (tr->nslot - 1);
     while (tr->slot[h] != 0) {
         h = (h + 1) & (tr->nslot - 1);
     }
