@@ -437,6 +437,9 @@ static int start_rpc(struct node *n, char *msg, size_t msglen)
                                  .address_choices = node_address_choices,
                                  .generate_key = rn_generate_key,
                                  .failover_status = node_failover_status,
+                                 .refuse = node_refuse,
+                                 .id = n->cfg.id,
+                                 .is_member = node_is_member,
                                  .membership = node_membership};
     struct rpc_server_config rc = {.unix_path = n->cfg.socket,
                                    .tcp_addr = n->cfg.rpc,

@@ -412,6 +412,46 @@ void node_cluster_stop(struct node *n, uv_close_cb closed)
     }
 }
 
+bool node_is_member(void *ctx, uint64_t id)
+{
+    struct node *n = ctx;
+    if (n->cons == NULL) {
+        return true;
+    }
+    struct cons_status st;
+    cons_get_status(n->cons, &st);
+    for (size_t i = 0; i < st.n_members; i++) {
+        if (st.members[i].id == id) {
+            return true;
+        }
+    }
+    return st.n_members == 0;
+}
+
+const char *node_refuse(void *ctx)
+{
+    struct node *n = ctx;
+    if (n->cons == NULL) {
+        return NULL;
+    }
+    struct cons_status st;
+    cons_get_status(n->cons, &st);
+    if (st.n_members == 0) {
+        return n->cfg.join != NULL && !n->joined
+                   ? "This node has not joined the cluster yet (--join in progress)"
+                   : NULL;
+    }
+    for (size_t i = 0; i < st.n_members; i++) {
+        if (st.members[i].id == n->cfg.id) {
+            return NULL;
+        }
+    }
+    snprintf(n->refuse_buf, sizeof n->refuse_buf,
+             "Node %llu is not a member of the cluster (removed, or not joined yet)",
+             (unsigned long long)n->cfg.id);
+    return n->refuse_buf;
+}
+
 struct tgt_view node_view(const struct node *n)
 {
     struct tgt_view v = {.role = n->role_known ? n->role : (n->cfg.witness ? TGT_WITNESS : TGT_STANDBY),

@@ -55,6 +55,7 @@ struct node {
     /* cluster (node_cluster.c, node_member.c) */
     uv_timer_t cluster_timer;
     char leader_rpc_buf[128];
+    char refuse_buf[160];
     bool reg_busy;
     uint64_t reg_next_ms;
     struct rpc_client *reg_client;
@@ -90,6 +91,8 @@ void node_cluster_stop(struct node *n, uv_close_cb closed);
 void node_cluster_tick(struct node *n);
 const char *node_leader_rpc(struct node *n);
 struct tgt_view node_view(const struct node *n);
+const char *node_refuse(void *ctx);
+bool node_is_member(void *ctx, uint64_t id);
 struct nv *node_failover_status(void *ctx, struct nv_err *err);
 int node_propose_own(struct node *n, const char *method, struct nv *params,
                      void (*done)(struct node *n, int status, struct sm_result *r, void *arg),

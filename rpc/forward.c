@@ -104,6 +104,9 @@ void fwd_call(struct rpc_methods *m, const struct req *r, const struct nv *param
     nv_set(arg, "params", nv_copy(params));
     nv_set(arg, "client_id", r->client_id ? nv_str(r->client_id) : nv_nil());
     nv_set_int(arg, "seq", r->seq);
+    if (m->node->id != 0) {
+        nv_set_int(arg, "node", (int64_t)m->node->id); /* the leader checks membership */
+    }
     struct nv *p = nv_arr();
     nv_push(p, arg);
     struct fwd_req *f = calloc(1, sizeof *f);
@@ -134,6 +137,14 @@ void m_forwarded(struct rpc_methods *m, const struct req *r, const struct nv *pa
                !nv_is(seq, NV_INT)) {
         nv_err_set(&e, NV_E_BAD_REQUEST, EINVAL,
                    "cluster.forward expects [{\"method\", \"params\", \"client_id\", \"seq\"}]");
+    }
+    const struct nv *from = nv_get(a, "node");
+    if (!nv_err_isset(&e) && nv_is(from, NV_INT) && m->node->is_member != NULL &&
+        !m->node->is_member(m->node->ctx, (uint64_t)from->u.i)) {
+        /* a removed node may still believe it is a follower */
+        nv_err_set(&e, NV_E_NO_QUORUM, NV_ENOQUORUM,
+                   "Node %lld is not a member of the cluster (removed): its calls are refused",
+                   (long long)from->u.i);
     }
     method_fn fn = nv_err_isset(&e) ? NULL : methods_lookup(m, method);
     if (!nv_err_isset(&e) && (fn == NULL || strcmp(method, "cluster.forward") == 0)) {

@@ -626,6 +626,20 @@ static void dispatch(struct rpc_call *call, const struct nv *params, void *ctx)
                     .method = rpc_call_method(call),
                     .client_id = rpc_call_client_id(call),
                     .seq = rpc_call_msgid(call)};
+    /* a node outside the cluster (removed, or not yet joined) serves only
+     * its own status: it must not forward or answer for the cluster */
+    const struct rpc_node *node = b->m->node;
+    const char *why = node->refuse != NULL ? node->refuse(node->ctx) : NULL;
+    if (why != NULL && strcmp(r.method, "cluster.status") != 0 &&
+        strcmp(r.method, "failover.status") != 0 &&
+        strcmp(r.method, "failover.status_details") != 0) {
+        struct nv_err e;
+        nv_err_init(&e);
+        nv_err_set(&e, NV_E_NO_QUORUM, NV_ENOQUORUM, "%s", why);
+        rpc_reply_error(call, &e);
+        nv_err_clear(&e);
+        return;
+    }
     b->fn(b->m, &r, params);
 }
 

@@ -133,6 +133,13 @@ struct rpc_node {
      * .remove, .promote, failover.become_passive), params its arguments.
      * 0: cb(arg, result or NULL, err or NULL) exactly once, later.
      * <0: nothing happens (err may say why). */
+    /* This node's id (sent along with forwarded calls), 0 = none, and the
+     * leader's membership test for the calls forwarded to it. */
+    uint64_t id;
+    bool (*is_member)(void *ctx, uint64_t id);
+    /* Non-NULL: why this node serves no cluster calls now (it was removed,
+     * or has not joined yet); NULL function or result = serving. */
+    const char *(*refuse)(void *ctx);
     int (*membership)(void *ctx, const char *op, const struct nv *params,
                       void (*cb)(void *arg, struct nv *result, const struct nv_err *err),
                       void *arg, struct nv_err *err);

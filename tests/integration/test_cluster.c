@@ -532,6 +532,14 @@ static void test_membership_and_catch_up(void **state)
     s = local_status(&c.n[0]);
     assert_int_equal(nv_len(nv_get(s, "members")), 3);
     nv_free(s);
+    /* the removed node still runs: its writes are refused */
+    struct h_out o;
+    h_ctl(&c.n[3], &o, "nvmet.subsys.create", "{\"name\": \"nqn.2024-01.com.example:late\"}",
+          (char *)NULL);
+    printf("# a write to the removed node: %s", o.err);
+    assert_int_equal(o.code, 1);
+    assert_non_null(strstr(o.err, "not a member"));
+    h_out_free(&o);
     cluster_down(&c);
 }
 
