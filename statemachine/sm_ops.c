@@ -156,6 +156,49 @@ static void finish_write(struct sm_ex *x, enum sm_table t, int64_t id)
     x->result = id > 0 ? sm_entry(x->s, t, id, NULL) : nv_bool(true);
 }
 
+/* The end of every create/update: d (the validated input) goes; n (the
+ * new row) is stored under a new or the old id, or dropped on failure or
+ * in a dry run. */
+static int commit_row(struct sm_ex *x, enum sm_table t, struct nv *d, struct nv *n, bool create,
+                      int64_t id)
+{
+    nv_free(d);
+    if (failed(x)) {
+        nv_free(n);
+        return -1;
+    }
+    if (!x->mutate) {
+        nv_free(n);
+        return 0;
+    }
+    if (create) {
+        id = sm__next_id(x->s, t);
+        nv_set_int(n, "id", id);
+    }
+    sm__replace(x->s, t, n);
+    finish_write(x, t, id);
+    return 0;
+}
+
+/* [data] for create, [id, data] for update; data must be present. */
+static bool write_args(struct sm_ex *x, const struct nv *params, bool create, const char *pfx,
+                       int64_t *id, const struct nv **in)
+{
+    *id = 0;
+    if (!argc_ok(x, params, create ? 1 : 2)) {
+        return false;
+    }
+    if (!create && !sm__arg_int("id", nv_at(params, 0), id, x->err)) {
+        return false;
+    }
+    *in = nv_at(params, create ? 0 : 1);
+    if (*in == NULL) {
+        nv_err_add(x->err, pfx, EINVAL, "Field required");
+        return false;
+    }
+    return true;
+}
+
 /* "a,b,c,..." of up to 3 names/numbers. */
 static void first3(char *out, size_t len, const char *const *items, size_t n)
 {
@@ -349,16 +392,9 @@ static bool subsys_exposed(const struct sm_state *s, int64_t id)
 static int subsys_write(struct sm_ex *x, const struct nv *params, bool create)
 {
     const char *pfx = create ? "nvmet_subsys_create" : "nvmet_subsys_update";
-    if (!argc_ok(x, params, create ? 1 : 2)) {
-        return -1;
-    }
-    int64_t id = 0;
-    const struct nv *in = nv_at(params, create ? 0 : 1);
-    if (!create && !sm__arg_int("id", nv_at(params, 0), &id, x->err)) {
-        return -1;
-    }
-    if (in == NULL) {
-        nv_err_add(x->err, pfx, EINVAL, "Field required");
+    int64_t id;
+    const struct nv *in;
+    if (!write_args(x, params, create, pfx, &id, &in)) {
         return -1;
     }
     struct sm_field f[sizeof subsys_fields / sizeof subsys_fields[0]];
@@ -455,22 +491,7 @@ static int subsys_write(struct sm_ex *x, const struct nv *params, bool create)
             nv_set_str(n, "serial", hex);
         }
     }
-    nv_free(d);
-    if (failed(x)) {
-        nv_free(n);
-        return -1;
-    }
-    if (x->mutate) {
-        if (create) {
-            id = sm__next_id(x->s, SM_SUBSYS);
-            nv_set_int(n, "id", id);
-        }
-        sm__replace(x->s, SM_SUBSYS, n);
-        finish_write(x, SM_SUBSYS, id);
-    } else {
-        nv_free(n);
-    }
-    return 0;
+    return commit_row(x, SM_SUBSYS, d, n, create, id);
 }
 
 static const struct sm_field force_fields[] = {{"force", SF_BOOL, 0, 0, 0, NULL},
@@ -709,16 +730,9 @@ static int ns_write(struct sm_ex *x, const struct nv *params, bool create)
 {
     const char *pfx = create ? "nvmet_namespace_create" : "nvmet_namespace_update";
     char attr[160];
-    if (!argc_ok(x, params, create ? 1 : 2)) {
-        return -1;
-    }
-    int64_t id = 0;
-    if (!create && !sm__arg_int("id", nv_at(params, 0), &id, x->err)) {
-        return -1;
-    }
-    const struct nv *in = nv_at(params, create ? 0 : 1);
-    if (in == NULL) {
-        nv_err_add(x->err, pfx, EINVAL, "Field required");
+    int64_t id;
+    const struct nv *in;
+    if (!write_args(x, params, create, pfx, &id, &in)) {
         return -1;
     }
     struct nv *d = sm__model(pfx, ns_fields, in, x->err);
@@ -866,22 +880,7 @@ static int ns_write(struct sm_ex *x, const struct nv *params, bool create)
             nv_set_int(n, "nsid", want);
         }
     }
-    nv_free(d);
-    if (failed(x)) {
-        nv_free(n);
-        return -1;
-    }
-    if (x->mutate) {
-        if (create) {
-            id = sm__next_id(x->s, SM_NAMESPACE);
-            nv_set_int(n, "id", id);
-        }
-        sm__replace(x->s, SM_NAMESPACE, n);
-        finish_write(x, SM_NAMESPACE, id);
-    } else {
-        nv_free(n);
-    }
-    return 0;
+    return commit_row(x, SM_NAMESPACE, d, n, create, id);
 }
 
 static int ns_delete(struct sm_ex *x, const struct nv *params)
@@ -1239,16 +1238,9 @@ static int host_write(struct sm_ex *x, const struct nv *params, bool create)
 {
     const char *pfx = create ? "nvmet_host_create" : "nvmet_host_update";
     char attr[160];
-    if (!argc_ok(x, params, create ? 1 : 2)) {
-        return -1;
-    }
-    int64_t id = 0;
-    if (!create && !sm__arg_int("id", nv_at(params, 0), &id, x->err)) {
-        return -1;
-    }
-    const struct nv *in = nv_at(params, create ? 0 : 1);
-    if (in == NULL) {
-        nv_err_add(x->err, pfx, EINVAL, "Field required");
+    int64_t id;
+    const struct nv *in;
+    if (!write_args(x, params, create, pfx, &id, &in)) {
         return -1;
     }
     if (!sm__is_model(pfx, in, x->err)) {
@@ -1313,22 +1305,7 @@ static int host_write(struct sm_ex *x, const struct nv *params, bool create)
             nv_err_add(x->err, attr, EINVAL, "%s", m);
         }
     }
-    nv_free(d);
-    if (failed(x)) {
-        nv_free(n);
-        return -1;
-    }
-    if (x->mutate) {
-        if (create) {
-            id = sm__next_id(x->s, SM_HOST);
-            nv_set_int(n, "id", id);
-        }
-        sm__replace(x->s, SM_HOST, n);
-        finish_write(x, SM_HOST, id);
-    } else {
-        nv_free(n);
-    }
-    return 0;
+    return commit_row(x, SM_HOST, d, n, create, id);
 }
 
 static int host_delete(struct sm_ex *x, const struct nv *params)
@@ -1363,16 +1340,9 @@ static int link_write(struct sm_ex *x, const struct nv *params, enum sm_table t,
     enum sm_table ot = host ? SM_HOST : SM_PORT;
     char pfx[64], attr[160];
     snprintf(pfx, sizeof pfx, "nvmet_%s_subsys_%s", other, create ? "create" : "update");
-    if (!argc_ok(x, params, create ? 1 : 2)) {
-        return -1;
-    }
-    int64_t id = 0;
-    if (!create && !sm__arg_int("id", nv_at(params, 0), &id, x->err)) {
-        return -1;
-    }
-    const struct nv *in = nv_at(params, create ? 0 : 1);
-    if (in == NULL) {
-        nv_err_add(x->err, pfx, EINVAL, "Field required");
+    int64_t id;
+    const struct nv *in;
+    if (!write_args(x, params, create, pfx, &id, &in)) {
         return -1;
     }
     const struct sm_field f[] = {{ocol, SF_INT, 0, 0, 0, NULL},
@@ -1427,21 +1397,7 @@ static int link_write(struct sm_ex *x, const struct nv *params, enum sm_table t,
             break;
         }
     }
-    if (failed(x)) {
-        nv_free(n);
-        return -1;
-    }
-    if (x->mutate) {
-        if (create) {
-            id = sm__next_id(x->s, t);
-            nv_set_int(n, "id", id);
-        }
-        sm__replace(x->s, t, n);
-        finish_write(x, t, id);
-    } else {
-        nv_free(n);
-    }
-    return 0;
+    return commit_row(x, t, NULL, n, create, id);
 }
 
 static int link_delete(struct sm_ex *x, const struct nv *params, enum sm_table t)
