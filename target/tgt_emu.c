@@ -749,18 +749,6 @@ static int emu_symlink(struct tgt *t, const char *target, const char *rel)
         }
         port_enable_defaults(t, owner);
     }
-    if (dtype == EN_PS_GRP) {
-        /* a subsystem exported over nvme-loop gets passthru clear_ids=1
-         * (seen on Debian's 6.12: the host side shares the kernel) */
-        char tr[16] = "";
-        tgt__emu_get(t, owner, "addr_trtype", tr, sizeof tr);
-        char crel[4096], cp[4096];
-        snprintf(crel, sizeof crel, "subsystems/%s/passthru/clear_ids", tname);
-        if (strcmp(tr, "loop") == 0 && tgt__path(t, crel, cp, sizeof cp) == 0 &&
-            access(cp, F_OK) == 0) {
-            write_plain(cp, "1\n", 2, 0644);
-        }
-    }
     char p[4096];
     rv = tgt__path(t, rel, p, sizeof p);
     if (rv < 0) {

@@ -54,6 +54,8 @@ dump() {
             v=$(echo "$v" | sed 's/ *$//')
             case "$n" in dhchap_key | dhchap_ctrl_key)
                 [ -n "$v" ] && v="${v%%:*}:$(echo "$v" | cut -d: -f2):len${#v}" ;;
+            clear_ids) # set by the kernel when a host connects over nvme-loop:
+                v="(host side)" ;; # a fact of the host, not of the configuration
             esac
             echo "$p = $v"
         else
