@@ -385,6 +385,13 @@ static int check_cluster_list(struct node *n, bool write, char *msg, size_t msgl
     return 0;
 }
 
+static unsigned heartbeat_ms(unsigned election_ms)
+{
+    unsigned e = election_ms ? election_ms : 1000;
+    unsigned h = e / 40;
+    return h < 10 ? 10 : h;
+}
+
 static int start_consensus(struct node *n, char *msg, size_t msglen)
 {
     if (n->cfg.cluster != NULL) {
@@ -402,6 +409,11 @@ static int start_consensus(struct node *n, char *msg, size_t msglen)
                              .peers = n->peers,
                              .n_peers = n->n_peers,
                              .election_timeout_ms = n->cfg.election_timeout_ms,
+                             /* followers learn the commit index with the next
+                              * append or heartbeat: a short heartbeat bounds
+                              * commit-to-rendered on every node when the
+                              * leader goes idle */
+                             .heartbeat_ms = heartbeat_ms(n->cfg.election_timeout_ms),
                              .snapshot_threshold = n->cfg.snapshot_threshold,
                              .pre_vote = true,
                              .join = n->cfg.join != NULL};

@@ -266,16 +266,26 @@ static void transfer_done(void *arg, int status, void *result)
     }
 }
 
-/* A data voter to hand leadership to (not this node, not a witness). */
-static uint64_t pick_data_voter(const struct node *n, const struct cons_status *st)
+/* A data voter to hand leadership to (not this node, not a witness); each
+ * call takes the next one after the last tried, so a dead candidate does
+ * not block the hand-off. */
+static uint64_t pick_data_voter(struct node *n, const struct cons_status *st)
 {
+    uint64_t first = 0, next = 0;
     for (size_t i = 0; i < st->n_members; i++) {
         const struct cons_member *m = &st->members[i];
-        if (m->id != n->cfg.id && m->role == CONS_ROLE_VOTER && !member_is_witness(n, m->id)) {
-            return m->id;
+        if (m->id == n->cfg.id || m->role != CONS_ROLE_VOTER || member_is_witness(n, m->id)) {
+            continue;
+        }
+        if (first == 0 || m->id < first) {
+            first = m->id;
+        }
+        if (m->id > n->transfer_last && (next == 0 || m->id < next)) {
+            next = m->id;
         }
     }
-    return 0;
+    n->transfer_last = next != 0 ? next : first;
+    return n->transfer_last;
 }
 
 static enum tgt_role decide_role(struct node *n, const struct cons_status *st)

@@ -67,6 +67,7 @@ struct node {
     uint64_t fence_next_ms;
     uv_process_t fence_proc;
     bool transfer_busy;
+    uint64_t transfer_last; /* the last hand-off candidate tried */
     bool passive_requested;
     uint64_t passive_since_ms;
     enum tgt_role role;

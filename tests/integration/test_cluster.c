@@ -432,7 +432,7 @@ static void test_membership_and_catch_up(void **state)
 {
     (void)state;
     struct cl c = {0};
-    const char *more[] = {"--snapshot-threshold", "128", "--election-timeout", "1000", NULL};
+    const char *more[] = {"--snapshot-threshold", "64", "--election-timeout", "1000", NULL};
     cluster_up(&c, 3, -1, more);
     assert_true(wait_leader(&c, 10000) >= 0);
     usleep(1500000);
@@ -440,7 +440,7 @@ static void test_membership_and_catch_up(void **state)
     h_node_init(&c.n[3], c.base, 4);
     char join[64];
     snprintf(join, sizeof join, "127.0.0.1:%d", c.n[0].rpc_port);
-    const char *jargs[] = {"--join", join, "--snapshot-threshold", "128",
+    const char *jargs[] = {"--join", join, "--snapshot-threshold", "64",
                            "--election-timeout", "1000", NULL};
     assert_int_equal(h_node_start(&c.n[3], jargs), 0);
     long deadline = now_ms() + 20000;
@@ -470,7 +470,7 @@ static void test_membership_and_catch_up(void **state)
     struct rpc_client *cli;
     assert_int_equal(rpc_client_open(&loop, ep, &cli), 0);
     int done = 0, failed = 0, n_retry = 0;
-    const int total = 20000, window = 512;
+    const int total = 20000, window = 64; /* several Raft entries per window */
     int *retry = calloc(total, sizeof *retry);
     int sent = 0, inflight_base = 0;
     long t0 = now_ms();
