@@ -228,7 +228,7 @@ static void fence_exit(uv_process_t *p, int64_t status, int sig)
     struct node *n = p->data;
     n->fence_running = false;
     if (status == 0 && sig == 0) {
-        n->fenced = true;
+        fo_fenced(&n->fo);
         node_log(n, NODE_LOG_INFO, "fence command succeeded");
     } else {
         node_log(n, NODE_LOG_ERROR, "fence command failed (status %" PRId64 ", signal %d)",
@@ -290,52 +290,46 @@ static uint64_t pick_data_voter(struct node *n, const struct cons_status *st)
 
 static enum tgt_role decide_role(struct node *n, const struct cons_status *st)
 {
-    if (n->cfg.witness) {
-        return TGT_WITNESS;
-    }
-    if (data_voters(n, st) < 2) {
-        return TGT_SINGLE;
-    }
-    bool leader = st->state == CONS_LEADER && st->ready;
-    uint64_t term = 0;
-    uint64_t active = sm_active_node(n->sm, &term);
-    if (!leader || n->passive_requested) {
-        n->acquire_at_ms = 0;
-        n->fenced = false;
-        return TGT_STANDBY;
-    }
-    if (active != n->cfg.id) {
-        if (!n->activate_busy) {
-            n->prev_active = active;
-            n->activate_term = st->term;
-            struct nv *p = nv_arr();
-            struct nv *a = nv_map();
-            nv_set_int(a, "node", (int64_t)n->cfg.id);
-            nv_set_int(a, "term", (int64_t)st->term);
-            nv_push(p, a);
-            if (node_propose_own(n, "failover.activate", p, activate_done, NULL) == 0) {
-                n->activate_busy = true;
-            }
+    const struct nv *fo = nv_get(sm_cluster(n->sm), "failover");
+    const char *fence = nv_get_str(fo, "fence_command");
+    struct fo_input in = {.self = n->cfg.id,
+                          .witness = n->cfg.witness,
+                          .data_voters = data_voters(n, st),
+                          .ready_leader = st->state == CONS_LEADER && st->ready,
+                          .term = st->term,
+                          .active = sm_active_node(n->sm, NULL),
+                          .passive_requested = n->passive_requested,
+                          .activate_in_flight = n->activate_busy,
+                          .fence_configured = fence != NULL,
+                          .takeover_delay_ms = (uint64_t)nv_get_int(fo, "takeover_delay_ms", 1500),
+                          .now_ms = now_ms(n)};
+    struct fo_decision d = fo_decide(&n->fo, &in);
+    if (d.actions & FO_ACT_ACTIVATE) {
+        n->activate_term = st->term;
+        struct nv *p = nv_arr();
+        struct nv *a = nv_map();
+        nv_set_int(a, "node", (int64_t)n->cfg.id);
+        nv_set_int(a, "term", (int64_t)st->term);
+        nv_push(p, a);
+        if (node_propose_own(n, "failover.activate", p, activate_done, NULL) == 0) {
+            n->activate_busy = true;
         }
-        return TGT_STANDBY;
     }
-    if (n->acquire_at_ms == 0) {
-        /* taking over from another node: wait until it must have stepped down */
-        const struct nv *fo = nv_get(sm_cluster(n->sm), "failover");
-        uint64_t delay = (uint64_t)nv_get_int(fo, "takeover_delay_ms", 1500);
-        bool other = n->prev_active != 0 && n->prev_active != n->cfg.id;
-        n->acquire_at_ms = now_ms(n) + (other ? delay : 0) + 1;
-        n->fenced = false;
-    }
-    if (now_ms(n) < n->acquire_at_ms) {
-        return TGT_STANDBY;
-    }
-    const char *fence = nv_get_str(nv_get(sm_cluster(n->sm), "failover"), "fence_command");
-    if (fence != NULL && !n->fenced && n->prev_active != 0 && n->prev_active != n->cfg.id) {
+    if (d.actions & FO_ACT_FENCE) {
         run_fence(n, fence);
-        return TGT_STANDBY;
     }
-    return TGT_ACTIVE;
+    if ((d.actions & FO_ACT_HANDOFF) && !n->transfer_busy) {
+        uint64_t to = pick_data_voter(n, st);
+        if (to != 0 && cons_transfer(n->cons, to, transfer_done, n) == 0) {
+            n->transfer_busy = true;
+            node_log(n, NODE_LOG_INFO, "witness leader: handing leadership to node %" PRIu64, to);
+        }
+    }
+    static const enum tgt_role roles[] = {[FO_SINGLE] = TGT_SINGLE,
+                                          [FO_ACTIVE] = TGT_ACTIVE,
+                                          [FO_STANDBY] = TGT_STANDBY,
+                                          [FO_WITNESS] = TGT_WITNESS};
+    return roles[d.role];
 }
 
 void node_cluster_tick(struct node *n)
@@ -362,17 +356,10 @@ void node_cluster_tick(struct node *n)
     if (n->passive_requested && (!leader || now_ms(n) > n->passive_since_ms + 10000)) {
         n->passive_requested = false;
     }
-    if (n->cfg.witness && leader && !n->transfer_busy) {
-        uint64_t to = pick_data_voter(n, &st);
-        if (to != 0 && cons_transfer(n->cons, to, transfer_done, n) == 0) {
-            n->transfer_busy = true;
-            node_log(n, NODE_LOG_INFO, "witness leader: handing leadership to node %" PRIu64, to);
-        }
-    }
     enum tgt_role role = decide_role(n, &st);
     if (role != n->role || !n->role_known) {
         static const char *const names[] = {"SINGLE", "ACTIVE", "STANDBY", "WITNESS"};
-        node_log(n, NODE_LOG_INFO, "role: %s", (unsigned)role < 4 ? names[role] : "?");
+        node_log(n, NODE_LOG_INFO, "role: %s", names[role]);
         n->role = role;
         n->role_known = true;
         node_render_soon(n);

@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include "cons.h"
+#include "fo.h"
 #include "node.h"
 #include "rpc.h"
 #include "sm.h"
@@ -61,9 +62,8 @@ struct node {
     struct rpc_client *reg_client;
     bool activate_busy;
     uint64_t activate_term;
-    uint64_t prev_active;   /* the active node before this node's activation */
-    uint64_t acquire_at_ms; /* ACTIVE from then on (0 = not planned) */
-    bool fenced, fence_running;
+    struct fo_state fo;     /* the failover decision's memory (failover/) */
+    bool fence_running;
     uint64_t fence_next_ms;
     uv_process_t fence_proc;
     bool transfer_busy;
