@@ -367,10 +367,16 @@ void node_cluster_tick(struct node *n)
     /* the ANA slot: 1 for the lowest data node id, 2 for the next; only in
      * ANA mode (IP takeover needs no controller-id split, and the trees of
      * the data nodes stay identical) */
-    bool ana = nv_get_bool(sm_global_row(n->sm), "ana", false);
-    for (size_t i = 0; i < sm_rows(n->sm, SM_SUBSYS) && !ana; i++) {
-        ana = nv_get_bool(sm_row(n->sm, SM_SUBSYS, i), "ana", false);
+    if (n->ana_gen != sm_generation(n->sm) || n->ana_gen == 0) {
+        /* a scan of the subsystems, once per change of the configuration */
+        bool any = nv_get_bool(sm_global_row(n->sm), "ana", false);
+        for (size_t i = 0; i < sm_rows(n->sm, SM_SUBSYS) && !any; i++) {
+            any = nv_get_bool(sm_row(n->sm, SM_SUBSYS, i), "ana", false);
+        }
+        n->ana_any = any;
+        n->ana_gen = sm_generation(n->sm);
     }
+    bool ana = n->ana_any;
     unsigned slot = 0, rank = 0;
     for (size_t i = 0; i < st.n_members && n->env.ha && ana; i++) {
         if (!member_is_witness(n, st.members[i].id) && st.members[i].role == CONS_ROLE_VOTER) {

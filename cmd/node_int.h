@@ -73,6 +73,8 @@ struct node {
     enum tgt_role role;
     bool role_known;
     unsigned slot;
+    bool ana_any;     /* global ana or a subsystem with ana (cached) */
+    uint64_t ana_gen; /* sm_generation the cache is for */
     uv_timer_t join_timer;
     struct rpc_client *join_client;
     bool joined;
