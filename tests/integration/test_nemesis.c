@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -159,10 +160,48 @@ static void test_nemesis(void **state)
     /* enabled target, so the trees have content to compare */
     struct nv_err e;
     nv_err_init(&e);
-    nv_free(h_call(&w.n[leader_of(&w)], "nvmet.global.update", "[{\"enabled\": true}]", &e));
+    int l0 = leader_of(&w);
+    nv_free(h_call(&w.n[l0], "nvmet.global.update", "[{\"enabled\": true}]", &e));
     nv_err_clear(&e);
+    /* a port linked to a subsystem: only the active node may hold the link */
+    static const char *const setup[][2] = {
+        {"nvmet.subsys.create", "[{\"name\": \"nqn.2024-01.com.example:nemesis\"}]"},
+        {"nvmet.port.create", "[{\"addr_trtype\": \"TCP\", \"addr_traddr\": \"198.51.100.10\"}]"},
+        {"nvmet.port_subsys.create", "[{\"port\": 1, \"subsys\": 1}]"}};
+    for (size_t i = 0; i < 3; i++) {
+        nv_err_init(&e);
+        struct nv *r = h_call(&w.n[l0], setup[i][0], setup[i][1], &e);
+        assert_non_null(r);
+        nv_free(r);
+        nv_err_clear(&e);
+    }
 
     long until = now_ms() + seconds * 1000L;
+    /* the owner monitor: every 20 ms, how many nodes link the port */
+    char monf[300];
+    snprintf(monf, sizeof monf, "%s/owners.txt", w.base);
+    pid_t mon = fork();
+    if (mon == 0) {
+        FILE *out = fopen(monf, "w");
+        long samples = 0, two = 0, none = 0;
+        while (now_ms() < until + 2000) {
+            int owners = 0;
+            for (int i = 0; i < NODES; i++) {
+                char p[600];
+                snprintf(p, sizeof p, "%s/nvmet/ports/1/subsystems/nqn.2024-01.com.example:nemesis",
+                         w.n[i].configfs);
+                struct stat st;
+                owners += lstat(p, &st) == 0;
+            }
+            samples++;
+            two += owners > 1;
+            none += owners == 0;
+            usleep(20000);
+        }
+        fprintf(out, "%ld %ld %ld\n", samples, two, none);
+        fclose(out);
+        _exit(0);
+    }
     pid_t wp[WRITERS];
     char outs[WRITERS][300];
     for (int k = 0; k < WRITERS; k++) {
@@ -188,35 +227,45 @@ static void test_nemesis(void **state)
         }
         faults[kind]++;
         switch (kind) {
-        case 0:
-        case 1:
-            h_node_kill(&w.n[victim], SIGKILL);
-            h_node_wait(&w.n[victim]);
-            w.down[victim] = true;
-            usleep(1000000);
-            start(&w, victim);
-            break;
-        case 2:
-            kill(w.n[victim].pid, SIGSTOP);
-            w.paused[victim] = true;
-            usleep(1500000);
-            kill(w.n[victim].pid, SIGCONT);
-            w.paused[victim] = false;
-            break;
-        default:
-            h_node_kill(&w.n[victim], SIGTERM);
-            w.down[victim] = true;
-            if (h_node_wait(&w.n[victim]) != 0) {
-                fprintf(stderr, "node %d: SIGTERM exit was not clean\n", victim + 1);
-                w.crashes++;
-            }
-            start(&w, victim);
-            break;
+            case 0:
+            case 1:
+                h_node_kill(&w.n[victim], SIGKILL);
+                h_node_wait(&w.n[victim]);
+                w.down[victim] = true;
+                usleep(1000000);
+                start(&w, victim);
+                break;
+            case 2:
+                kill(w.n[victim].pid, SIGSTOP);
+                w.paused[victim] = true;
+                usleep(1500000);
+                kill(w.n[victim].pid, SIGCONT);
+                w.paused[victim] = false;
+                break;
+            default:
+                h_node_kill(&w.n[victim], SIGTERM);
+                w.down[victim] = true;
+                if (h_node_wait(&w.n[victim]) != 0) {
+                    fprintf(stderr, "node %d: SIGTERM exit was not clean\n", victim + 1);
+                    w.crashes++;
+                }
+                start(&w, victim);
+                break;
         }
     }
     for (int k = 0; k < WRITERS; k++) {
         int st;
         waitpid(wp[k], &st, 0);
+    }
+    int mst;
+    waitpid(mon, &mst, 0);
+    long samples = 0, two_owners = 0, no_owner = 0;
+    FILE *mf = fopen(monf, "r");
+    if (mf != NULL) {
+        if (fscanf(mf, "%ld %ld %ld", &samples, &two_owners, &no_owner) != 3) {
+            samples = 0;
+        }
+        fclose(mf);
     }
     reap_unexpected(&w);
     for (int i = 0; i < NODES; i++) {
@@ -293,19 +342,26 @@ static void test_nemesis(void **state)
         assert_int_equal(h_wait_rendered(&w.n[i], 20000), 0);
     }
     char cmd[2048];
-    snprintf(cmd, sizeof cmd,
-             "for d in %s/node*/configfs; do (cd $d && find nvmet -path 'nvmet/ports/*/subsystems/*' "
-             "-prune -o -path 'nvmet/ports/*/ana_groups' -prune -o -path '*/namespaces/*/enable' "
-             "-prune -o -name 'param_*_size' -prune -o -print | sort | while read f; do if [ -f \"$f\" ]; then printf '%%s=' "
-             "\"$f\"; cat \"$f\"; else echo \"$f\"; fi; done | md5sum); done | sort -u | wc -l | "
-             "grep -qx 1",
-             w.base);
+    snprintf(
+        cmd, sizeof cmd,
+        "for d in %s/node*/configfs; do (cd $d && find nvmet -path 'nvmet/ports/*/subsystems/*' "
+        "-prune -o -path 'nvmet/ports/*/ana_groups' -prune -o -path '*/namespaces/*/enable' "
+        "-prune -o -name 'param_*_size' -prune -o -print | sort | while read f; do if [ -f \"$f\" "
+        "]; then printf '%%s=' "
+        "\"$f\"; cat \"$f\"; else echo \"$f\"; fi; done | md5sum); done | sort -u | wc -l | "
+        "grep -qx 1",
+        w.base);
     int trees_same = system(cmd) == 0;
-    printf("# nemesis %d s: %d operations, %d acknowledged, %d failed (%d refused as duplicates), "
-           "%zu rows; faults: %d %s, %d %s, %d %s, %d %s; %d crashes\n",
-           seconds, ops, acked, failed, dups, total_rows, faults[0], names[0], faults[1], names[1],
-           faults[2], names[2], faults[3], names[3], w.crashes);
+    printf(
+        "# nemesis %d s: %d operations, %d acknowledged, %d failed (%d refused as duplicates), "
+        "%zu rows; faults: %d %s, %d %s, %d %s, %d %s; %d crashes\n",
+        seconds, ops, acked, failed, dups, total_rows, faults[0], names[0], faults[1], names[1],
+        faults[2], names[2], faults[3], names[3], w.crashes);
+    printf("# port owners sampled %ld times: %ld with two owners, %ld with none (failovers)\n",
+           samples, two_owners, no_owner);
     nv_free(all);
+    assert_true(samples > 0);
+    assert_int_equal(two_owners, 0);
     assert_int_equal(missing, 0);
     assert_int_equal(dups, 0);
     assert_int_equal(w.crashes, 0);
