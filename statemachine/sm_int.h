@@ -146,9 +146,60 @@ char *sm__normpath(const char *p);
 const char *sm__dhchap_key_error(const char *key);
 size_t sm__strchars(const char *s); /* code points of UTF-8 text */
 
-/* ---- writes (sm_ops.c) ---- */
+/* ---- writes (sm_ops.c: shared steps and the dispatch; sm_subsys.c,
+ * sm_namespace.c, sm_port.c, sm_host.c: one service each) ---- */
+#define SM_ACTIVE_MSG "Cannot change %s on an active %s.  Disable first to allow change."
+extern const char sm__hexd[];
+extern const struct sm_field sm__force_fields[]; /* delete options {force} */
+extern const struct sm_field sm__remove_fields[]; /* namespace.delete {remove} */
+
 /* Run one write. Returns 0, or -1 with x->err set. */
 int sm__exec(struct sm_ex *x, const char *method, const struct nv *params);
+
+bool sm__failed(struct sm_ex *x);          /* x->err holds an error */
+bool sm__running(const struct sm_state *s); /* global.enabled: "disable first" rules apply */
+const char *sm__basenqn(const struct sm_state *s);
+bool sm__same(const struct nv *a, const struct nv *b); /* nil == absent */
+bool sm__env_flag(struct sm_ex *x, const char *key);   /* "#ha", "#rdma": recorded */
+/* "Too many arguments (expected max, found n)" */
+bool sm__argc_ok(struct sm_ex *x, const struct nv *params, size_t max);
+/* The row, or InstanceNotFound "<Verbose> <id> does not exist". */
+const struct nv *sm__existing(struct sm_ex *x, enum sm_table t, int64_t id);
+struct nv *sm__merged(const struct nv *old, const struct nv *data); /* owned */
+/* {"subsys": 1} == {"subsys_id": 1}: alt moves to canon (d mutated). */
+bool sm__alias(struct sm_ex *x, struct nv *d, const char *prefix, const char *canon,
+               const char *alt, bool required);
+void sm__finish(struct sm_ex *x, enum sm_table t, int64_t id); /* result: entry or true */
+/* Store n (taken) under a new id (create) or id; d taken; -1 if x failed. */
+int sm__commit_row(struct sm_ex *x, enum sm_table t, struct nv *d, struct nv *n, bool create,
+                   int64_t id);
+/* [data] / [id, data] of a create/update; in borrowed from params. */
+bool sm__write_args(struct sm_ex *x, const struct nv *params, bool create, const char *pfx,
+                    int64_t *id, const struct nv **in);
+/* [id, options]: the options flag (force/remove) 0/1, or -1 on error. */
+int sm__delete_args(struct sm_ex *x, const struct nv *params, const struct sm_field *opt,
+                    int64_t *id);
+void sm__first3(char *out, size_t len, const char *const *items, size_t n);
+/* Rows of t whose column col == id (up to max of them into out, may be NULL). */
+size_t sm__rows_with(const struct sm_state *s, enum sm_table t, const char *col, int64_t id,
+                     const struct nv **out, size_t max);
+void sm__remove_with(struct sm_state *s, enum sm_table t, const char *col, int64_t id);
+int sm__cmp_i64(const void *a, const void *b);
+/* "{what} used by 1 subsystem: a" / "... used by n subsystems: a,b,c,..." */
+void sm__used_by(struct sm_ex *x, const char *attr, const char *what, enum sm_table link,
+                 const char *col, int64_t id);
+
+int sm__subsys_write(struct sm_ex *x, const struct nv *params, bool create);
+int sm__subsys_delete(struct sm_ex *x, const struct nv *params);
+int sm__ns_write(struct sm_ex *x, const struct nv *params, bool create);
+int sm__ns_delete(struct sm_ex *x, const struct nv *params);
+int sm__port_create(struct sm_ex *x, const struct nv *params);
+int sm__port_update(struct sm_ex *x, const struct nv *params);
+int sm__port_delete(struct sm_ex *x, const struct nv *params);
+int sm__host_write(struct sm_ex *x, const struct nv *params, bool create);
+int sm__host_delete(struct sm_ex *x, const struct nv *params);
+int sm__link_write(struct sm_ex *x, const struct nv *params, enum sm_table t, bool create);
+int sm__link_delete(struct sm_ex *x, const struct nv *params, enum sm_table t);
 
 /* ---- cluster facts (sm_cluster.c) ---- */
 struct nv *sm__cluster_default(void);
