@@ -18,23 +18,37 @@
 
 #include "nv.h"
 #include "nv_err.h"
+#include "query_int.h"
 #include "rpc.h"
 
 #define MAX_DEPTH 64
 #define MAX_LIMIT 10000
 
 enum op {
-    OP_EQ, OP_NE, OP_GT, OP_GE, OP_LT, OP_LE, OP_RE, OP_IN, OP_NIN, OP_RIN, OP_RNIN,
-    OP_SW, OP_NSW, OP_EW, OP_NEW
+    OP_EQ,
+    OP_NE,
+    OP_GT,
+    OP_GE,
+    OP_LT,
+    OP_LE,
+    OP_RE,
+    OP_IN,
+    OP_NIN,
+    OP_RIN,
+    OP_RNIN,
+    OP_SW,
+    OP_NSW,
+    OP_EW,
+    OP_NEW
 };
 
 static const struct {
     const char *name;
     enum op op;
 } op_names[] = {
-    {"=", OP_EQ},   {"!=", OP_NE},    {">", OP_GT},   {">=", OP_GE},  {"<", OP_LT},
-    {"<=", OP_LE},  {"~", OP_RE},     {"in", OP_IN},  {"nin", OP_NIN}, {"rin", OP_RIN},
-    {"rnin", OP_RNIN}, {"^", OP_SW},  {"!^", OP_NSW}, {"$", OP_EW},   {"!$", OP_NEW},
+    {"=", OP_EQ},      {"!=", OP_NE}, {">", OP_GT},   {">=", OP_GE},   {"<", OP_LT},
+    {"<=", OP_LE},     {"~", OP_RE},  {"in", OP_IN},  {"nin", OP_NIN}, {"rin", OP_RIN},
+    {"rnin", OP_RNIN}, {"^", OP_SW},  {"!^", OP_NSW}, {"$", OP_EW},    {"!$", OP_NEW},
 };
 
 /* "=" or "C=" etc. Returns 0 and the op, or -1 for an unknown operator. */
@@ -52,261 +66,6 @@ static int parse_op(const char *s, enum op *op, bool *ci)
         }
     }
     return -1;
-}
-
-/* ------------------------------------------------------------------ */
-/* field paths: "a.b.0.*", "\." escapes a dot */
-
-struct path {
-    char **comp;
-    size_t n;
-};
-
-static void path_free(struct path *p)
-{
-    for (size_t i = 0; i < p->n; i++) {
-        free(p->comp[i]);
-    }
-    free(p->comp);
-    p->comp = NULL;
-    p->n = 0;
-}
-
-static int path_parse(const char *s, struct path *p)
-{
-    p->comp = NULL;
-    p->n = 0;
-    size_t len = strlen(s);
-    char *cur = malloc(len + 1);
-    if (cur == NULL) {
-        return -ENOMEM;
-    }
-    size_t k = 0;
-    for (size_t i = 0; i <= len; i++) {
-        if (i < len && s[i] == '\\' && s[i + 1] == '.') {
-            cur[k++] = '.';
-            i++;
-            continue;
-        }
-        if (i == len || s[i] == '.') {
-            cur[k] = '\0';
-            char **c = realloc(p->comp, (p->n + 1) * sizeof *c);
-            if (c == NULL) {
-                free(cur);
-                path_free(p);
-                return -ENOMEM;
-            }
-            p->comp = c;
-            p->comp[p->n++] = strdup(cur);
-            k = 0;
-            continue;
-        }
-        cur[k++] = s[i];
-    }
-    free(cur);
-    return 0;
-}
-
-static bool is_index(const char *c, size_t *idx)
-{
-    if (*c == '\0') {
-        return false;
-    }
-    size_t v = 0;
-    for (const char *p = c; *p; p++) {
-        if (*p < '0' || *p > '9') {
-            return false;
-        }
-        v = v * 10 + (size_t)(*p - '0');
-    }
-    *idx = v;
-    return true;
-}
-
-/* ------------------------------------------------------------------ */
-/* Python-like comparisons */
-
-struct qerr {
-    bool set;
-    char msg[256];
-};
-
-static const char *py_type(const struct nv *v)
-{
-    if (v == NULL) {
-        return "NoneType";
-    }
-    switch (v->t) {
-    case NV_NIL:
-        return "NoneType";
-    case NV_BOOL:
-        return "bool";
-    case NV_INT:
-        return "int";
-    case NV_FLOAT:
-        return "float";
-    case NV_STR:
-        return "str";
-    case NV_ARR:
-        return "list";
-    case NV_MAP:
-        return "dict";
-    }
-    return "object";
-}
-
-static bool is_num(const struct nv *v)
-{
-    return v != NULL && (v->t == NV_INT || v->t == NV_FLOAT || v->t == NV_BOOL);
-}
-
-static double num(const struct nv *v)
-{
-    return v->t == NV_INT ? (double)v->u.i : v->t == NV_FLOAT ? v->u.f : (v->u.b ? 1.0 : 0.0);
-}
-
-static int casecmp_n(const char *a, size_t al, const char *b, size_t bl, bool ci)
-{
-    size_t n = al < bl ? al : bl;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
-        if (ci) {
-            x = (unsigned char)((x >= 'A' && x <= 'Z') ? x + 32 : x);
-            y = (unsigned char)((y >= 'A' && y <= 'Z') ? y + 32 : y);
-        }
-        if (x != y) {
-            return x < y ? -1 : 1;
-        }
-    }
-    return al < bl ? -1 : al > bl;
-}
-
-/* Python ==, with casefolding of strings when ci. */
-static bool py_eq(const struct nv *a, const struct nv *b, bool ci)
-{
-    bool an = a == NULL || a->t == NV_NIL, bn = b == NULL || b->t == NV_NIL;
-    if (an || bn) {
-        return an && bn;
-    }
-    if (is_num(a) && is_num(b)) {
-        if (a->t == NV_INT && b->t == NV_INT) {
-            return a->u.i == b->u.i;
-        }
-        return num(a) == num(b);
-    }
-    if (a->t != b->t) {
-        return false;
-    }
-    switch (a->t) {
-    case NV_STR:
-        return casecmp_n(a->u.s.p, a->u.s.len, b->u.s.p, b->u.s.len, ci) == 0;
-    case NV_ARR:
-        if (a->u.a.n != b->u.a.n) {
-            return false;
-        }
-        for (size_t i = 0; i < a->u.a.n; i++) {
-            if (!py_eq(a->u.a.v[i], b->u.a.v[i], ci)) {
-                return false;
-            }
-        }
-        return true;
-    case NV_MAP:
-        if (a->u.m.n != b->u.m.n) {
-            return false;
-        }
-        for (size_t i = 0; i < a->u.m.n; i++) {
-            if (!py_eq(a->u.m.kv[i].v, nv_get(b, a->u.m.kv[i].k), ci)) {
-                return false;
-            }
-        }
-        return true;
-    default:
-        return false;
-    }
-}
-
-/* Python ordering: -1/0/1, or a TypeError in e. */
-static int py_cmp(const struct nv *a, const struct nv *b, const char *opname, bool ci,
-                  struct qerr *e)
-{
-    if (is_num(a) && is_num(b)) {
-        if (a->t == NV_INT && b->t == NV_INT) {
-            return a->u.i < b->u.i ? -1 : a->u.i > b->u.i;
-        }
-        double x = num(a), y = num(b);
-        return x < y ? -1 : x > y;
-    }
-    if (a != NULL && b != NULL && a->t == NV_STR && b->t == NV_STR) {
-        return casecmp_n(a->u.s.p, a->u.s.len, b->u.s.p, b->u.s.len, ci);
-    }
-    if (a != NULL && b != NULL && a->t == NV_ARR && b->t == NV_ARR) {
-        size_t n = a->u.a.n < b->u.a.n ? a->u.a.n : b->u.a.n;
-        for (size_t i = 0; i < n; i++) {
-            if (py_eq(a->u.a.v[i], b->u.a.v[i], ci)) {
-                continue;
-            }
-            return py_cmp(a->u.a.v[i], b->u.a.v[i], opname, ci, e);
-        }
-        return a->u.a.n < b->u.a.n ? -1 : a->u.a.n > b->u.a.n;
-    }
-    if (!e->set) {
-        e->set = true;
-        snprintf(e->msg, sizeof e->msg,
-                 "'%s' not supported between instances of '%s' and '%s'", opname, py_type(a),
-                 py_type(b));
-    }
-    return 0;
-}
-
-/* `needle in hay` (list membership or substring). */
-static bool py_in(const struct nv *needle, const struct nv *hay, bool ci, struct qerr *e)
-{
-    if (hay != NULL && hay->t == NV_ARR) {
-        for (size_t i = 0; i < hay->u.a.n; i++) {
-            if (py_eq(needle, hay->u.a.v[i], ci)) {
-                return true;
-            }
-        }
-        return false;
-    }
-    if (hay != NULL && hay->t == NV_STR) {
-        if (needle == NULL || needle->t != NV_STR) {
-            if (!e->set) {
-                e->set = true;
-                snprintf(e->msg, sizeof e->msg,
-                         "'in <string>' requires string as left operand, not %s",
-                         py_type(needle));
-            }
-            return false;
-        }
-        if (needle->u.s.len > hay->u.s.len) {
-            return false;
-        }
-        for (size_t i = 0; i + needle->u.s.len <= hay->u.s.len; i++) {
-            if (casecmp_n(hay->u.s.p + i, needle->u.s.len, needle->u.s.p, needle->u.s.len, ci) ==
-                0) {
-                return true;
-            }
-        }
-        return false;
-    }
-    if (hay != NULL && hay->t == NV_MAP) {
-        return needle != NULL && needle->t == NV_STR && nv_get(hay, needle->u.s.p) != NULL;
-    }
-    if (!e->set) {
-        e->set = true;
-        snprintf(e->msg, sizeof e->msg, "argument of type '%s' is not iterable", py_type(hay));
-    }
-    return false;
-}
-
-static bool py_starts(const struct nv *x, const struct nv *y, bool ci, bool ends)
-{
-    if (x == NULL || x->t != NV_STR || y == NULL || y->t != NV_STR || y->u.s.len > x->u.s.len) {
-        return false;
-    }
-    const char *p = ends ? x->u.s.p + x->u.s.len - y->u.s.len : x->u.s.p;
-    return casecmp_n(p, y->u.s.len, y->u.s.p, y->u.s.len, ci) == 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -328,7 +87,7 @@ struct cond {
 
 static void cond_free(struct cond *c)
 {
-    path_free(&c->path);
+    q__path_free(&c->path);
     if (c->has_re) {
         regfree(&c->re);
     }
@@ -378,7 +137,7 @@ static int compile_cond(const struct nv *f, struct cond *c, int depth, struct nv
         return -EINVAL;
     }
     if (!nv_is(f, NV_ARR)) {
-        filter_error(err, "filter_list: filter must be a list, not %s", py_type(f));
+        filter_error(err, "filter_list: filter must be a list, not %s", q__py_type(f));
         return -EINVAL;
     }
     size_t n = nv_len(f);
@@ -409,12 +168,12 @@ static int compile_cond(const struct nv *f, struct cond *c, int depth, struct nv
     }
     const struct nv *field = nv_at(f, 0), *opv = nv_at(f, 1);
     if (!nv_is(field, NV_STR)) {
-        filter_error(err, "filter_list: field name must be a string, not %s", py_type(field));
+        filter_error(err, "filter_list: field name must be a string, not %s", q__py_type(field));
         return -EINVAL;
     }
     if (!nv_is(opv, NV_STR) || parse_op(opv->u.s.p, &c->op, &c->ci) < 0) {
         filter_error(err, "filter_list: unknown operator '%s'",
-                     nv_is(opv, NV_STR) ? opv->u.s.p : py_type(opv));
+                     nv_is(opv, NV_STR) ? opv->u.s.p : q__py_type(opv));
         return -EINVAL;
     }
     if (strstr(field->u.s.p, ".$date") != NULL) {
@@ -423,13 +182,13 @@ static int compile_cond(const struct nv *f, struct cond *c, int depth, struct nv
     }
     c->kind = C_LEAF;
     c->value = nv_at(f, 2);
-    if (path_parse(field->u.s.p, &c->path) < 0) {
+    if (q__path_parse(field->u.s.p, &c->path) < 0) {
         return -ENOMEM;
     }
     if (c->op == OP_RE) {
         if (!nv_is(c->value, NV_STR)) {
             filter_error(err, "filter_list: regular expression must be a string, not %s",
-                         py_type(c->value));
+                         q__py_type(c->value));
             return -EINVAL;
         }
         size_t l = c->value->u.s.len;
@@ -473,44 +232,44 @@ static bool eval_op(const struct cond *c, const struct nv *x, struct qerr *e)
     const struct nv *y = c->value;
     bool xnil = x == NULL || x->t == NV_NIL;
     switch (c->op) {
-    case OP_EQ:
-        return py_eq(x, y, c->ci);
-    case OP_NE:
-        return !py_eq(x, y, c->ci);
-    case OP_GT:
-        return py_cmp(x, y, ">", c->ci, e) > 0;
-    case OP_GE:
-        return py_cmp(x, y, ">=", c->ci, e) >= 0;
-    case OP_LT:
-        return py_cmp(x, y, "<", c->ci, e) < 0;
-    case OP_LE:
-        return py_cmp(x, y, "<=", c->ci, e) <= 0;
-    case OP_RE:
-        if (!xnil && x->t != NV_STR) {
-            if (!e->set) {
-                e->set = true;
-                snprintf(e->msg, sizeof e->msg, "expected string or bytes-like object, got '%s'",
-                         py_type(x));
+        case OP_EQ:
+            return q__py_eq(x, y, c->ci);
+        case OP_NE:
+            return !q__py_eq(x, y, c->ci);
+        case OP_GT:
+            return q__py_cmp(x, y, ">", c->ci, e) > 0;
+        case OP_GE:
+            return q__py_cmp(x, y, ">=", c->ci, e) >= 0;
+        case OP_LT:
+            return q__py_cmp(x, y, "<", c->ci, e) < 0;
+        case OP_LE:
+            return q__py_cmp(x, y, "<=", c->ci, e) <= 0;
+        case OP_RE:
+            if (!xnil && x->t != NV_STR) {
+                if (!e->set) {
+                    e->set = true;
+                    snprintf(e->msg, sizeof e->msg,
+                             "expected string or bytes-like object, got '%s'", q__py_type(x));
+                }
+                return false;
             }
-            return false;
-        }
-        return regexec(&c->re, xnil ? "" : x->u.s.p, 0, NULL, 0) == 0;
-    case OP_IN:
-        return py_in(x, y, c->ci, e);
-    case OP_NIN:
-        return !xnil && !py_in(x, y, c->ci, e);
-    case OP_RIN:
-        return !xnil && py_in(y, x, c->ci, e);
-    case OP_RNIN:
-        return !xnil && !py_in(y, x, c->ci, e);
-    case OP_SW:
-        return py_starts(x, y, c->ci, false);
-    case OP_NSW:
-        return !xnil && x->t == NV_STR && !py_starts(x, y, c->ci, false);
-    case OP_EW:
-        return py_starts(x, y, c->ci, true);
-    case OP_NEW:
-        return !xnil && x->t == NV_STR && !py_starts(x, y, c->ci, true);
+            return regexec(&c->re, xnil ? "" : x->u.s.p, 0, NULL, 0) == 0;
+        case OP_IN:
+            return q__py_in(x, y, c->ci, e);
+        case OP_NIN:
+            return !xnil && !q__py_in(x, y, c->ci, e);
+        case OP_RIN:
+            return !xnil && q__py_in(y, x, c->ci, e);
+        case OP_RNIN:
+            return !xnil && !q__py_in(y, x, c->ci, e);
+        case OP_SW:
+            return q__py_starts(x, y, c->ci, false);
+        case OP_NSW:
+            return !xnil && x->t == NV_STR && !q__py_starts(x, y, c->ci, false);
+        case OP_EW:
+            return q__py_starts(x, y, c->ci, true);
+        case OP_NEW:
+            return !xnil && x->t == NV_STR && !q__py_starts(x, y, c->ci, true);
     }
     return false;
 }
@@ -541,7 +300,7 @@ static bool eval_path(const struct cond *c, const struct nv *v, size_t i, struct
             }
             return false;
         }
-        if (is_index(comp, &idx)) {
+        if (q__is_index(comp, &idx)) {
             return eval_path(c, idx < v->u.a.n ? v->u.a.v[idx] : &nil, i + 1, e);
         }
     }
@@ -551,22 +310,22 @@ static bool eval_path(const struct cond *c, const struct nv *v, size_t i, struct
 static bool eval(const struct cond *c, const struct nv *item, struct qerr *e)
 {
     switch (c->kind) {
-    case C_LEAF:
-        return eval_path(c, item, 0, e);
-    case C_OR:
-        for (size_t i = 0; i < c->nkids; i++) {
-            if (eval(&c->kids[i], item, e)) {
-                return true;
+        case C_LEAF:
+            return eval_path(c, item, 0, e);
+        case C_OR:
+            for (size_t i = 0; i < c->nkids; i++) {
+                if (eval(&c->kids[i], item, e)) {
+                    return true;
+                }
             }
-        }
-        return false;
-    case C_AND:
-        for (size_t i = 0; i < c->nkids; i++) {
-            if (!eval(&c->kids[i], item, e)) {
-                return false;
+            return false;
+        case C_AND:
+            for (size_t i = 0; i < c->nkids; i++) {
+                if (!eval(&c->kids[i], item, e)) {
+                    return false;
+                }
             }
-        }
-        return true;
+            return true;
     }
     return false;
 }
@@ -582,8 +341,13 @@ struct opts {
 
 static bool opt_type(const struct nv *v, enum nv_type t, const char *key, struct nv_err *err)
 {
-    static const char *const what[] = {"", "a valid boolean", "a valid integer", "a valid number",
-                                       "a valid string", "a valid list", "a valid dictionary"};
+    static const char *const what[] = {"",
+                                       "a valid boolean",
+                                       "a valid integer",
+                                       "a valid number",
+                                       "a valid string",
+                                       "a valid list",
+                                       "a valid dictionary"};
     if (nv_is(v, t)) {
         return true;
     }
@@ -695,7 +459,7 @@ static int select_one(const struct nv *item, const char *spec, const char *alias
                       struct qerr *e)
 {
     struct path p;
-    if (path_parse(spec, &p) < 0) {
+    if (q__path_parse(spec, &p) < 0) {
         return -ENOMEM;
     }
     const struct nv *v = item;
@@ -706,7 +470,7 @@ static int select_one(const struct nv *item, const char *spec, const char *alias
                 snprintf(e->msg, sizeof e->msg,
                          "filter_list: selecting by list index is not supported");
             }
-            path_free(&p);
+            q__path_free(&p);
             return 0;
         }
         v = v->t == NV_MAP ? nv_get(v, p.comp[i]) : NULL;
@@ -727,7 +491,7 @@ static int select_one(const struct nv *item, const char *spec, const char *alias
             nv_set(m, p.comp[p.n - 1], nv_copy(v));
         }
     }
-    path_free(&p);
+    q__path_free(&p);
     return 0;
 }
 
@@ -764,7 +528,7 @@ static const struct nv *path_value(const struct nv *v, const struct path *p)
         size_t idx;
         if (v->t == NV_MAP) {
             v = nv_get(v, p->comp[i]);
-        } else if (v->t == NV_ARR && is_index(p->comp[i], &idx)) {
+        } else if (v->t == NV_ARR && q__is_index(p->comp[i], &idx)) {
             v = idx < v->u.a.n ? v->u.a.v[idx] : NULL;
         } else {
             v = NULL;
@@ -773,12 +537,11 @@ static const struct nv *path_value(const struct nv *v, const struct path *p)
     return v;
 }
 
-static int key_cmp(const struct sort_key *k, const struct nv *a, const struct nv *b,
-                   struct qerr *e)
+static int key_cmp(const struct sort_key *k, const struct nv *a, const struct nv *b, struct qerr *e)
 {
     const struct nv *x = path_value(a, &k->path), *y = path_value(b, &k->path);
     /* Python: sorted(key=...) compares with '<' */
-    int c = py_cmp(x, y, "<", false, e);
+    int c = q__py_cmp(x, y, "<", false, e);
     return k->desc ? -c : c;
 }
 
@@ -859,11 +622,11 @@ static void order(struct nv **v, size_t n, const struct nv *order_by, struct qer
             s++;
         }
         k.null_key = s;
-        if (path_parse(s, &k.path) < 0) {
+        if (q__path_parse(s, &k.path) < 0) {
             return;
         }
         sort_by(v, n, &k, e);
-        path_free(&k.path);
+        q__path_free(&k.path);
     }
 }
 
