@@ -1,5 +1,5 @@
 /* The query engine's value semantics (truenas-nvmet.md §8.1): field paths
- * ("a.b.0.*", "\\." escapes a dot) and Python-like equality, ordering,
+ * ("a.b.0.*", "\." escapes a dot) and Python-like equality, ordering,
  * membership and prefix tests. */
 #include <ctype.h>
 #include <errno.h>
