@@ -30,93 +30,7 @@
 #include "nv_err.h"
 #include "rpc.h"
 
-#define DEFAULT_MAX_FRAME (4u << 20)
-/* Pipelining clients (nvmetctl's crash test: 500 creates on one
- * connection) must not hit TOO_MANY; only authenticated peers can hold
- * calls in flight (NOAUTH methods answer at once). */
-#define DEFAULT_MAX_INFLIGHT 1024u
-#define DEFAULT_MAX_CONNS 1024u
-#define DEFAULT_IDLE_MS 30000u
-#define READ_CHUNK (16u << 10)     /* free space offered to each read */
-#define KEEP_BUF (256u << 10)      /* an idle connection keeps at most this */
-#define MAX_DEPTH 30               /* nesting; msgpack-c's own limit is 32 */
-#define WQ_HIGH (16u << 20)        /* stop reading while this much output waits */
-#define WQ_LOW (1u << 20)          /* ...and resume below this */
-#define CLIENT_ID_MAX 256
-#define MAX_SUBS 64
-#define KEY_MAX 4096
-
-/* ------------------------------------------------------------------ */
-/* types */
-
-struct method {
-    char *name;
-    rpc_method_fn fn;
-    void *ctx;
-    unsigned flags;
-};
-
-/* Where the scan of the current message stands (offsets relative to its
- * first byte). left[i] = items still to come in the container at depth i. */
-struct frame_scan {
-    size_t pos;
-    unsigned depth;
-    uint64_t left[MAX_DEPTH];
-};
-
-struct conn {
-    struct rpc_server *srv; /* NULL once every handle is closed */
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } h;
-    uv_timer_t idle; /* TCP only: unauthenticated idle limit */
-    bool is_tcp, authed, closing, counted, read_paused;
-    unsigned nclose; /* handles still closing */
-    unsigned refs;   /* self (while open) + calls + writes */
-    unsigned inflight;
-    char *client_id;
-    char *subs[MAX_SUBS];
-    unsigned n_subs;
-    char *buf; /* read buffer: [off, len) not yet consumed */
-    size_t off, len, cap;
-    struct frame_scan sc;
-    char peer[64];
-    struct conn *prev, *next;
-};
-
-struct rpc_call {
-    struct conn *c;
-    int64_t msgid;
-    char *method;
-    char *client_id; /* the connection's id when the call arrived */
-    struct nv *params;
-};
-
-struct rpc_server {
-    uv_loop_t *loop;
-    char *unix_path, *tcp_addr, *key_file;
-    size_t max_frame;
-    unsigned max_inflight, max_conns, idle_ms;
-    uv_pipe_t pipe;
-    uv_tcp_t tcp;
-    bool has_pipe, has_tcp, unix_bound, closing;
-    unsigned refs; /* 1 while open + listeners + connections */
-    struct method *methods;
-    size_t n_methods, cap_methods;
-    struct conn *conns;
-    struct rpc_server_stats st;
-    void (*done)(void *arg);
-    void *done_arg;
-};
-
-struct wreq {
-    uv_write_t req;
-    uv_buf_t buf;
-    struct conn *c;
-};
+#include "server_int.h"
 
 /* ------------------------------------------------------------------ */
 /* small helpers */
@@ -132,7 +46,7 @@ static void ignore_sigpipe(void)
     }
 }
 
-static void srv_log(const struct conn *c, const char *what, const char *detail)
+void srv__log(const struct conn *c, const char *what, const char *detail)
 {
     fprintf(stderr, "rpc: %s: %s%s%s\n", c->peer, what, detail ? ": " : "", detail ? detail : "");
 }
@@ -199,136 +113,6 @@ static int resolve(uv_loop_t *loop, const char *host, int port, struct sockaddr_
 }
 
 /* ------------------------------------------------------------------ */
-/* framing: where does one msgpack object end? */
-
-enum { SCAN_MORE, SCAN_DONE, SCAN_BAD, SCAN_BIG };
-
-static uint64_t be(const uint8_t *p, size_t n)
-{
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; i++) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
-
-/* The item starting at p: header bytes, then either body bytes (str, bin,
- * ext payload) or child items (array, map). 0 = need more bytes. */
-static int item_head(const uint8_t *p, size_t avail, size_t *hdr, uint64_t *body,
-                     uint64_t *items)
-{
-    uint8_t b = p[0];
-    size_t lenbytes = 0, extra = 0;
-    enum { FIXED, BODY, ARRAY, MAP } kind = FIXED;
-    *body = 0;
-    *items = 0;
-    *hdr = 1;
-    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
-        return 1;
-    }
-    if (b <= 0x8f) {
-        *items = 2u * (b & 0x0fu);
-        return 1;
-    }
-    if (b <= 0x9f) {
-        *items = b & 0x0fu;
-        return 1;
-    }
-    if (b <= 0xbf) {
-        *body = b & 0x1fu;
-        return 1;
-    }
-    switch (b) {
-    case 0xc4: case 0xd9: kind = BODY; lenbytes = 1; break;
-    case 0xc5: case 0xda: kind = BODY; lenbytes = 2; break;
-    case 0xc6: case 0xdb: kind = BODY; lenbytes = 4; break;
-    case 0xc7: kind = BODY; lenbytes = 1; extra = 1; break;
-    case 0xc8: kind = BODY; lenbytes = 2; extra = 1; break;
-    case 0xc9: kind = BODY; lenbytes = 4; extra = 1; break;
-    case 0xcc: case 0xd0: *hdr = 2; return 1;
-    case 0xcd: case 0xd1: *hdr = 3; return 1;
-    case 0xca: case 0xce: case 0xd2: *hdr = 5; return 1;
-    case 0xcb: case 0xcf: case 0xd3: *hdr = 9; return 1;
-    case 0xd4: *hdr = 3; return 1;
-    case 0xd5: *hdr = 4; return 1;
-    case 0xd6: *hdr = 6; return 1;
-    case 0xd7: *hdr = 10; return 1;
-    case 0xd8: *hdr = 18; return 1;
-    case 0xdc: kind = ARRAY; lenbytes = 2; break;
-    case 0xdd: kind = ARRAY; lenbytes = 4; break;
-    case 0xde: kind = MAP; lenbytes = 2; break;
-    case 0xdf: kind = MAP; lenbytes = 4; break;
-    default: /* 0xc1: never used */
-        return -1;
-    }
-    if (avail < 1 + lenbytes) {
-        return 0;
-    }
-    uint64_t n = be(p + 1, lenbytes);
-    *hdr = 1 + lenbytes + extra;
-    if (kind == BODY) {
-        *body = n;
-    } else if (kind == ARRAY) {
-        *items = n;
-    } else {
-        *items = 2 * n;
-    }
-    (void)FIXED;
-    return 1;
-}
-
-/* Advance over buf[0, len) (the current message so far). A message must be
- * an array; every announced size is checked against max before waiting
- * for its bytes (each child item takes at least one byte). */
-static int frame_scan(struct frame_scan *s, const uint8_t *buf, size_t len, size_t max,
-                      const char **why)
-{
-    if (s->pos == 0 && len > 0 && !(buf[0] >= 0x90 && buf[0] <= 0x9f) && buf[0] != 0xdc &&
-        buf[0] != 0xdd) {
-        *why = "message is not an array";
-        return SCAN_BAD;
-    }
-    for (;;) {
-        if (s->pos >= len) {
-            return SCAN_MORE;
-        }
-        size_t hdr;
-        uint64_t body, items;
-        int r = item_head(buf + s->pos, len - s->pos, &hdr, &body, &items);
-        if (r < 0) {
-            *why = "invalid msgpack type byte";
-            return SCAN_BAD;
-        }
-        if (r == 0) {
-            return SCAN_MORE;
-        }
-        if ((uint64_t)s->pos + hdr + body > max || (uint64_t)s->pos + hdr + items > max) {
-            *why = "message larger than the frame limit";
-            return SCAN_BIG;
-        }
-        if (s->pos + hdr + body > len) {
-            return SCAN_MORE;
-        }
-        s->pos += hdr + (size_t)body;
-        if (items > 0) {
-            if (s->depth == MAX_DEPTH) {
-                *why = "message nested too deeply";
-                return SCAN_BAD;
-            }
-            s->left[s->depth++] = items;
-            continue;
-        }
-        /* an item completed: so may its containers */
-        while (s->depth > 0 && --s->left[s->depth - 1] == 0) {
-            s->depth--;
-        }
-        if (s->depth == 0) {
-            return SCAN_DONE;
-        }
-    }
-}
-
-/* ------------------------------------------------------------------ */
 /* server lifetime */
 
 static void srv_unref(struct rpc_server *s)
@@ -351,12 +135,18 @@ static void srv_unref(struct rpc_server *s)
     }
 }
 
-static void listener_closed(uv_handle_t *h) { srv_unref(h->data); }
+static void listener_closed(uv_handle_t *h)
+{
+    srv_unref(h->data);
+}
 
 /* ------------------------------------------------------------------ */
 /* connections */
 
-static void conn_ref(struct conn *c) { c->refs++; }
+static void conn_ref(struct conn *c)
+{
+    c->refs++;
+}
 
 static void conn_unref(struct conn *c)
 {
@@ -403,7 +193,7 @@ static void conn_close(struct conn *c, const char *why)
     }
     c->closing = true;
     if (why != NULL) {
-        srv_log(c, "closing", why);
+        srv__log(c, "closing", why);
     }
     c->nclose = 1;
     if (c->is_tcp) {
@@ -528,8 +318,7 @@ static void dispatch(struct conn *c, int64_t msgid, const char *method, struct n
     const struct method *m = find_method(s, method);
     if (!c->authed && (m == NULL || !(m->flags & RPC_M_NOAUTH))) {
         nv_free(params);
-        send_error_set(c, msgid, NV_E_NOT_AUTHENTICATED, NV_ENOTAUTHENTICATED,
-                       "Not authenticated");
+        send_error_set(c, msgid, NV_E_NOT_AUTHENTICATED, NV_ENOTAUTHENTICATED, "Not authenticated");
         return;
     }
     if (m == NULL) {
@@ -594,9 +383,9 @@ static void handle_message(struct conn *c, const char *p, size_t n)
             why = "msgid is not an integer";
         }
     }
-    if (why == NULL && (a[2].type != MSGPACK_OBJECT_STR || a[2].via.str.size == 0 ||
-                        a[2].via.str.size > 255 ||
-                        memchr(a[2].via.str.ptr, '\0', a[2].via.str.size) != NULL)) {
+    if (why == NULL &&
+        (a[2].type != MSGPACK_OBJECT_STR || a[2].via.str.size == 0 || a[2].via.str.size > 255 ||
+         memchr(a[2].via.str.ptr, '\0', a[2].via.str.size) != NULL)) {
         why = "method is not a name";
     }
     if (why != NULL) {
@@ -626,7 +415,8 @@ static void process(struct conn *c)
     size_t max = c->srv->max_frame;
     while (!c->closing && c->off < c->len) {
         const char *why = NULL;
-        int r = frame_scan(&c->sc, (const uint8_t *)c->buf + c->off, c->len - c->off, max, &why);
+        int r =
+            srv__frame_scan(&c->sc, (const uint8_t *)c->buf + c->off, c->len - c->off, max, &why);
         if (r == SCAN_MORE) {
             break;
         }
@@ -805,168 +595,21 @@ void rpc_reply_error(struct rpc_call *call, const struct nv_err *err)
     call_free(call);
 }
 
-const char *rpc_call_method(const struct rpc_call *call) { return call->method; }
-int64_t rpc_call_msgid(const struct rpc_call *call) { return call->msgid; }
-const char *rpc_call_client_id(const struct rpc_call *call) { return call->client_id; }
-bool rpc_call_trusted(const struct rpc_call *call) { return call->c->authed; }
-
-/* ------------------------------------------------------------------ */
-/* built-in methods */
-
-static void reply_invalid(struct rpc_call *call, const char *attr, const char *msg)
+const char *rpc_call_method(const struct rpc_call *call)
 {
-    struct nv_err e;
-    nv_err_init(&e);
-    nv_err_add(&e, attr, EINVAL, "%s", msg);
-    rpc_reply_error(call, &e);
-    nv_err_clear(&e);
+    return call->method;
 }
-
-static void m_ping(struct rpc_call *call, const struct nv *params, void *ctx)
+int64_t rpc_call_msgid(const struct rpc_call *call)
 {
-    (void)params;
-    (void)ctx;
-    rpc_reply(call, nv_str("pong"));
+    return call->msgid;
 }
-
-/* The key file's first line (trailing newline and spaces removed), or
- * NULL when unreadable or empty. Read at each login: a rotated key takes
- * effect without a restart. */
-static char *read_key(const char *path)
+const char *rpc_call_client_id(const struct rpc_call *call)
 {
-    if (path == NULL) {
-        return NULL;
-    }
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        fprintf(stderr, "rpc: API key file %s: %s\n", path, strerror(errno));
-        return NULL;
-    }
-    char *key = calloc(1, KEY_MAX + 1);
-    size_t n = key != NULL ? fread(key, 1, KEY_MAX, f) : 0;
-    fclose(f);
-    if (key == NULL) {
-        return NULL;
-    }
-    key[n] = '\0';
-    char *nl = strchr(key, '\n');
-    if (nl != NULL) {
-        *nl = '\0';
-    }
-    n = strlen(key);
-    while (n > 0 && (key[n - 1] == '\r' || key[n - 1] == ' ' || key[n - 1] == '\t')) {
-        key[--n] = '\0';
-    }
-    if (n == 0) {
-        free(key);
-        return NULL;
-    }
-    return key;
+    return call->client_id;
 }
-
-/* Constant time in the secret: the loop runs over the GIVEN key's length
- * and touches the secret at every step whatever matched so far. */
-static bool key_equal(const char *secret, size_t slen, const char *given, size_t glen)
+bool rpc_call_trusted(const struct rpc_call *call)
 {
-    volatile unsigned char diff = (unsigned char)(slen != glen);
-    for (size_t i = 0; i < glen; i++) {
-        diff |= (unsigned char)(secret[i % slen] ^ given[i]);
-    }
-    return diff == 0;
-}
-
-static void m_login(struct rpc_call *call, const struct nv *params, void *ctx)
-{
-    struct rpc_server *s = ctx;
-    const struct nv *k = nv_at(params, 0);
-    if (nv_len(params) != 1 || !nv_is(k, NV_STR)) {
-        reply_invalid(call, "auth_login_with_api_key.api_key", "Input should be a valid string");
-        return;
-    }
-    struct conn *c = call->c;
-    if (c->authed) {
-        rpc_reply(call, nv_bool(true));
-        return;
-    }
-    char *secret = read_key(s->key_file);
-    bool ok = secret != NULL && key_equal(secret, strlen(secret), k->u.s.p, k->u.s.len);
-    free(secret);
-    if (ok) {
-        c->authed = true;
-        uv_timer_stop(&c->idle);
-    } else {
-        srv_log(c, "login with a wrong API key", NULL);
-    }
-    rpc_reply(call, nv_bool(ok));
-}
-
-static void m_set_options(struct rpc_call *call, const struct nv *params, void *ctx)
-{
-    (void)ctx;
-    const struct nv *o = nv_at(params, 0);
-    if (nv_len(params) != 1 || !nv_is(o, NV_MAP)) {
-        reply_invalid(call, "core_set_options.options", "Input should be a valid dictionary");
-        return;
-    }
-    const struct nv *id = nv_get(o, "client_id");
-    if (id != NULL && !nv_is(id, NV_NIL) &&
-        (!nv_is(id, NV_STR) || id->u.s.len == 0 || id->u.s.len > CLIENT_ID_MAX ||
-         strlen(id->u.s.p) != id->u.s.len)) {
-        reply_invalid(call, "core_set_options.options.client_id",
-                      "client_id must be a string of 1 to 256 characters");
-        return;
-    }
-    if (id != NULL) {
-        struct conn *c = call->c;
-        free(c->client_id);
-        c->client_id = nv_is(id, NV_STR) ? strdup(id->u.s.p) : NULL;
-    }
-    rpc_reply(call, NULL);
-}
-
-static void m_subscribe(struct rpc_call *call, const struct nv *params, void *ctx)
-{
-    (void)ctx;
-    const struct nv *name = nv_at(params, 0);
-    if (nv_len(params) != 1 || !nv_is(name, NV_STR) || name->u.s.len == 0) {
-        reply_invalid(call, "core_subscribe.name", "Input should be a valid string");
-        return;
-    }
-    struct conn *c = call->c;
-    for (unsigned i = 0; i < c->n_subs; i++) {
-        if (strcmp(c->subs[i], name->u.s.p) == 0) {
-            rpc_reply(call, nv_bool(true));
-            return;
-        }
-    }
-    if (c->n_subs == MAX_SUBS) {
-        reply_invalid(call, "core_subscribe.name", "Too many subscriptions on this connection");
-        return;
-    }
-    c->subs[c->n_subs] = strdup(name->u.s.p);
-    if (c->subs[c->n_subs] != NULL) {
-        c->n_subs++;
-    }
-    rpc_reply(call, nv_bool(true));
-}
-
-static void m_unsubscribe(struct rpc_call *call, const struct nv *params, void *ctx)
-{
-    (void)ctx;
-    const struct nv *name = nv_at(params, 0);
-    if (nv_len(params) != 1 || !nv_is(name, NV_STR)) {
-        reply_invalid(call, "core_unsubscribe.name", "Input should be a valid string");
-        return;
-    }
-    struct conn *c = call->c;
-    for (unsigned i = 0; i < c->n_subs; i++) {
-        if (strcmp(c->subs[i], name->u.s.p) == 0) {
-            free(c->subs[i]);
-            c->subs[i] = c->subs[--c->n_subs];
-            break;
-        }
-    }
-    rpc_reply(call, nv_bool(true));
+    return call->c->authed;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1106,11 +749,12 @@ int rpc_server_start(struct uv_loop_s *loop, const struct rpc_server_config *cfg
         snprintf(errmsg, errlen, "rpc: no listener configured");
         rv = -EINVAL;
     }
-    rv = rv == 0 ? rpc_server_register(s, "auth.login_with_api_key", m_login, s, RPC_M_NOAUTH) : rv;
-    rv = rv == 0 ? rpc_server_register(s, "core.ping", m_ping, s, RPC_M_NOAUTH) : rv;
-    rv = rv == 0 ? rpc_server_register(s, "core.set_options", m_set_options, s, 0) : rv;
-    rv = rv == 0 ? rpc_server_register(s, "core.subscribe", m_subscribe, s, 0) : rv;
-    rv = rv == 0 ? rpc_server_register(s, "core.unsubscribe", m_unsubscribe, s, 0) : rv;
+    rv = rv == 0 ? rpc_server_register(s, "auth.login_with_api_key", srv__m_login, s, RPC_M_NOAUTH)
+                 : rv;
+    rv = rv == 0 ? rpc_server_register(s, "core.ping", srv__m_ping, s, RPC_M_NOAUTH) : rv;
+    rv = rv == 0 ? rpc_server_register(s, "core.set_options", srv__m_set_options, s, 0) : rv;
+    rv = rv == 0 ? rpc_server_register(s, "core.subscribe", srv__m_subscribe, s, 0) : rv;
+    rv = rv == 0 ? rpc_server_register(s, "core.unsubscribe", srv__m_unsubscribe, s, 0) : rv;
     if (rv == 0 && s->unix_path != NULL) {
         rv = listen_unix(s, errmsg, errlen);
     }
@@ -1183,4 +827,7 @@ void rpc_server_close(struct rpc_server *s, void (*done)(void *arg), void *arg)
     srv_unref(s); /* the "open" reference */
 }
 
-void rpc_server_get_stats(const struct rpc_server *s, struct rpc_server_stats *st) { *st = s->st; }
+void rpc_server_get_stats(const struct rpc_server *s, struct rpc_server_stats *st)
+{
+    *st = s->st;
+}

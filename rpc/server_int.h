@@ -1,0 +1,119 @@
+/* rpc server internals shared by server.c (listeners, connections,
+ * dispatch), server_frame.c (the msgpack frame scanner) and
+ * server_builtin.c (auth.*, core.*). */
+#ifndef SERVER_INT_H
+#define SERVER_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "rpc.h"
+
+#define DEFAULT_MAX_FRAME (4u << 20)
+/* Pipelining clients (nvmetctl's crash test: 500 creates on one
+ * connection) must not hit TOO_MANY; only authenticated peers can hold
+ * calls in flight (NOAUTH methods answer at once). */
+#define DEFAULT_MAX_INFLIGHT 1024u
+#define DEFAULT_MAX_CONNS 1024u
+#define DEFAULT_IDLE_MS 30000u
+#define READ_CHUNK (16u << 10) /* free space offered to each read */
+#define KEEP_BUF (256u << 10)  /* an idle connection keeps at most this */
+#define MAX_DEPTH 30           /* nesting; msgpack-c's own limit is 32 */
+#define WQ_HIGH (16u << 20)    /* stop reading while this much output waits */
+#define WQ_LOW (1u << 20)      /* ...and resume below this */
+#define CLIENT_ID_MAX 256
+#define MAX_SUBS 64
+#define KEY_MAX 4096
+
+/* ------------------------------------------------------------------ */
+/* types */
+
+struct method {
+    char *name;
+    rpc_method_fn fn;
+    void *ctx;
+    unsigned flags;
+};
+
+/* Where the scan of the current message stands (offsets relative to its
+ * first byte). left[i] = items still to come in the container at depth i. */
+struct frame_scan {
+    size_t pos;
+    unsigned depth;
+    uint64_t left[MAX_DEPTH];
+};
+
+struct conn {
+    struct rpc_server *srv; /* NULL once every handle is closed */
+    union {
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } h;
+    uv_timer_t idle; /* TCP only: unauthenticated idle limit */
+    bool is_tcp, authed, closing, counted, read_paused;
+    unsigned nclose; /* handles still closing */
+    unsigned refs;   /* self (while open) + calls + writes */
+    unsigned inflight;
+    char *client_id;
+    char *subs[MAX_SUBS];
+    unsigned n_subs;
+    char *buf; /* read buffer: [off, len) not yet consumed */
+    size_t off, len, cap;
+    struct frame_scan sc;
+    char peer[64];
+    struct conn *prev, *next;
+};
+
+struct rpc_call {
+    struct conn *c;
+    int64_t msgid;
+    char *method;
+    char *client_id; /* the connection's id when the call arrived */
+    struct nv *params;
+};
+
+struct rpc_server {
+    uv_loop_t *loop;
+    char *unix_path, *tcp_addr, *key_file;
+    size_t max_frame;
+    unsigned max_inflight, max_conns, idle_ms;
+    uv_pipe_t pipe;
+    uv_tcp_t tcp;
+    bool has_pipe, has_tcp, unix_bound, closing;
+    unsigned refs; /* 1 while open + listeners + connections */
+    struct method *methods;
+    size_t n_methods, cap_methods;
+    struct conn *conns;
+    struct rpc_server_stats st;
+    void (*done)(void *arg);
+    void *done_arg;
+};
+
+struct wreq {
+    uv_write_t req;
+    uv_buf_t buf;
+    struct conn *c;
+};
+
+/* server_frame.c: advance the scan over buf[0, len) (the current message
+ * so far): SCAN_MORE (incomplete), SCAN_DONE (s->pos bytes make one
+ * message), SCAN_BAD (not a msgpack array / malformed), SCAN_BIG (a size
+ * above max). */
+enum { SCAN_MORE, SCAN_DONE, SCAN_BAD, SCAN_BIG };
+int srv__frame_scan(struct frame_scan *s, const uint8_t *buf, size_t len, size_t max,
+                    const char **why);
+/* server_builtin.c */
+void srv__m_ping(struct rpc_call *call, const struct nv *params, void *ctx);
+void srv__m_login(struct rpc_call *call, const struct nv *params, void *ctx);
+void srv__m_set_options(struct rpc_call *call, const struct nv *params, void *ctx);
+void srv__m_subscribe(struct rpc_call *call, const struct nv *params, void *ctx);
+void srv__m_unsubscribe(struct rpc_call *call, const struct nv *params, void *ctx);
+/* server.c */
+void srv__log(const struct conn *c, const char *what, const char *detail);
+
+#endif
