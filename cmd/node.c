@@ -59,6 +59,7 @@ static void render_now(struct node *n)
     if (n->tgt == NULL || !n->caught_up) {
         return;
     }
+    uint64_t t0 = uv_hrtime();
     struct tgt_view v = node_view(n);
     struct tgt_report rep = {0};
     uint64_t gen = sm_generation(n->sm);
@@ -83,10 +84,16 @@ static void render_now(struct node *n)
     rep.problems = NULL;
     tgt_report_clear(&rep);
     n->rendered_gen = gen;
+    node_log(n, NODE_LOG_DEBUG, "render pass %llu: %.3f ms, %s",
+             (unsigned long long)n->render_passes, (double)(uv_hrtime() - t0) / 1e6,
+             sweep ? "sweep" : "incremental");
     resolve_waiters(n, false);
 }
 
-static void render_timer_cb(uv_timer_t *t) { render_now(t->data); }
+static void render_timer_cb(uv_timer_t *t)
+{
+    render_now(t->data);
+}
 
 static void schedule_render(struct node *n)
 {
@@ -95,7 +102,10 @@ static void schedule_render(struct node *n)
     }
 }
 
-void node_render_soon(struct node *n) { schedule_render(n); }
+void node_render_soon(struct node *n)
+{
+    schedule_render(n);
+}
 
 static void sweep_timer_cb(uv_timer_t *t)
 {
@@ -229,8 +239,14 @@ static void on_change(void *arg, const struct cons_status *st)
 /* ------------------------------------------------------------------ */
 /* struct rpc_node */
 
-static const struct sm_state *rn_state(void *ctx) { return ((struct node *)ctx)->sm; }
-static const struct sm_env *rn_env(void *ctx) { return &((struct node *)ctx)->env; }
+static const struct sm_state *rn_state(void *ctx)
+{
+    return ((struct node *)ctx)->sm;
+}
+static const struct sm_env *rn_env(void *ctx)
+{
+    return &((struct node *)ctx)->env;
+}
 
 /* After node_stop the consensus node is gone (n->cons == NULL) while the
  * rpc server still drains: every entry point checks. */
@@ -258,7 +274,10 @@ static bool rn_is_leader(void *ctx)
     return st.state == CONS_LEADER && st.ready;
 }
 
-static const char *rn_leader_rpc(void *ctx) { return node_leader_rpc(ctx); }
+static const char *rn_leader_rpc(void *ctx)
+{
+    return node_leader_rpc(ctx);
+}
 
 /* The API key nodes use to log in to each other (the same key file as
  * clients'); NULL without one: followers then answer NOT_LEADER. */
@@ -353,9 +372,9 @@ static int check_cluster_list(struct node *n, bool write, char *msg, size_t msgl
     qsort(n->peers, n->n_peers, sizeof *n->peers, cmp_peer);
     size_t o = 0;
     for (size_t i = 0; i < n->n_peers && o < sizeof n->cluster_list; i++) {
-        o += (size_t)snprintf(n->cluster_list + o, sizeof n->cluster_list - o, "%s%llu=%s",
-                              i ? "," : "", (unsigned long long)n->peers[i].id,
-                              n->peers[i].address);
+        o +=
+            (size_t)snprintf(n->cluster_list + o, sizeof n->cluster_list - o, "%s%llu=%s",
+                             i ? "," : "", (unsigned long long)n->peers[i].id, n->peers[i].address);
     }
     char path[4200], have[sizeof n->cluster_list] = "";
     snprintf(path, sizeof path, "%s/cluster-list", n->cfg.data_dir);
@@ -453,9 +472,8 @@ static int start_rpc(struct node *n, char *msg, size_t msglen)
                                  .id = n->cfg.id,
                                  .is_member = node_is_member,
                                  .membership = node_membership};
-    struct rpc_server_config rc = {.unix_path = n->cfg.socket,
-                                   .tcp_addr = n->cfg.rpc,
-                                   .api_key_file = n->cfg.api_key_file};
+    struct rpc_server_config rc = {
+        .unix_path = n->cfg.socket, .tcp_addr = n->cfg.rpc, .api_key_file = n->cfg.api_key_file};
     int rv = rpc_server_start(n->loop, &rc, &n->rpc, msg, msglen);
     if (rv < 0) {
         return rv;
@@ -548,8 +566,14 @@ static void stop_finish(struct node *n)
     }
 }
 
-static void handle_closed(uv_handle_t *h) { stop_finish(h->data); }
-static void module_closed(void *arg) { stop_finish(arg); }
+static void handle_closed(uv_handle_t *h)
+{
+    stop_finish(h->data);
+}
+static void module_closed(void *arg)
+{
+    stop_finish(arg);
+}
 
 static void consensus_closed(void *arg)
 {
