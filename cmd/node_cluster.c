@@ -23,7 +23,10 @@
 #define TICK_MS 200
 #define REG_RETRY_MS 1000
 
-static uint64_t now_ms(const struct node *n) { return uv_now(n->loop); }
+static uint64_t now_ms(const struct node *n)
+{
+    return uv_now(n->loop);
+}
 
 static bool member_is_witness(const struct node *n, uint64_t id)
 {
@@ -80,8 +83,8 @@ static void own_done(void *arg, int status, void *result)
 }
 
 int node_propose_own(struct node *n, const char *method, struct nv *params,
-                       void (*done)(struct node *n, int status, struct sm_result *r, void *arg),
-                       void *arg)
+                     void (*done)(struct node *n, int status, struct sm_result *r, void *arg),
+                     void *arg)
 {
     struct nv *cmd = NULL;
     struct nv_err e;
@@ -163,12 +166,6 @@ static void reg_remote_done(void *arg, int status, const struct nv *result,
     }
 }
 
-static void reg_login_done(void *arg, int status, const struct nv *result,
-                           const struct nv_err *err)
-{
-    (void)arg, (void)status, (void)result, (void)err; /* a refusal shows on the call */
-}
-
 static void check_registration(struct node *n, const struct cons_status *st)
 {
     if (n->reg_busy || now_ms(n) < n->reg_next_ms) {
@@ -202,9 +199,7 @@ static void check_registration(struct node *n, const struct cons_status *st)
         return;
     }
     n->reg_busy = true;
-    struct nv *lp = nv_arr();
-    nv_push(lp, nv_str(key));
-    rpc_client_call(n->reg_client, "auth.login_with_api_key", lp, -1, reg_login_done, n);
+    rpc_client_login(n->reg_client, key);
     struct nv *p = nv_arr();
     nv_push(p, want);
     rpc_client_call(n->reg_client, "cluster.node.register", p, -1, reg_remote_done, n);
@@ -231,8 +226,8 @@ static void fence_exit(uv_process_t *p, int64_t status, int sig)
         fo_fenced(&n->fo);
         node_log(n, NODE_LOG_INFO, "fence command succeeded");
     } else {
-        node_log(n, NODE_LOG_ERROR, "fence command failed (status %" PRId64 ", signal %d)",
-                 status, sig);
+        node_log(n, NODE_LOG_ERROR, "fence command failed (status %" PRId64 ", signal %d)", status,
+                 sig);
         n->fence_next_ms = now_ms(n) + 1000;
     }
     uv_close((uv_handle_t *)p, NULL);
@@ -343,12 +338,11 @@ void node_cluster_tick(struct node *n)
     check_registration(n, &st);
     /* every member must have been started with the same --cluster list */
     const char *lead_list = nv_get_str(sm_cluster_node(n->sm, st.leader_id), "members");
-    bool mismatch = lead_list != NULL && n->cluster_list[0] != '\0' &&
-                    strcmp(lead_list, n->cluster_list) != 0;
+    bool mismatch =
+        lead_list != NULL && n->cluster_list[0] != '\0' && strcmp(lead_list, n->cluster_list) != 0;
     if (mismatch && !n->list_mismatch) {
         node_log(n, NODE_LOG_ERROR,
-                 "--cluster differs from the leader's: this node has %s, node %" PRIu64
-                 " has %s",
+                 "--cluster differs from the leader's: this node has %s, node %" PRIu64 " has %s",
                  n->cluster_list, st.leader_id, lead_list);
     }
     n->list_mismatch = mismatch;
@@ -392,7 +386,10 @@ void node_cluster_tick(struct node *n)
     }
 }
 
-static void tick_cb(uv_timer_t *t) { node_cluster_tick(t->data); }
+static void tick_cb(uv_timer_t *t)
+{
+    node_cluster_tick(t->data);
+}
 
 void node_cluster_start(struct node *n)
 {
@@ -457,9 +454,10 @@ const char *node_refuse(void *ctx)
 
 struct tgt_view node_view(const struct node *n)
 {
-    struct tgt_view v = {.role = n->role_known ? n->role : (n->cfg.witness ? TGT_WITNESS : TGT_STANDBY),
-                         .node_slot = n->slot,
-                         .ha = n->env.ha};
+    struct tgt_view v = {
+        .role = n->role_known ? n->role : (n->cfg.witness ? TGT_WITNESS : TGT_STANDBY),
+        .node_slot = n->slot,
+        .ha = n->env.ha};
     if (!n->role_known && !n->cfg.witness) {
         /* before the first decision: a single node renders everything */
         v.role = TGT_SINGLE;
@@ -477,9 +475,9 @@ struct nv *node_failover_status(void *ctx, struct nv_err *err)
         cons_get_status(n->cons, &st);
     }
     struct nv *o = nv_map();
-    const char *status = n->role == TGT_ACTIVE ? "MASTER"
+    const char *status = n->role == TGT_ACTIVE                     ? "MASTER"
                          : n->role == TGT_SINGLE || !n->role_known ? "SINGLE"
-                                                                    : "BACKUP";
+                                                                   : "BACKUP";
     nv_set_str(o, "status", status);
     uint64_t term = 0, active = sm_active_node(n->sm, &term);
     nv_set(o, "active_node", active ? nv_int((int64_t)active) : nv_nil());

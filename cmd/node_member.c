@@ -151,7 +151,7 @@ static int start_add(struct mop *m, const struct nv *params, struct nv_err *err)
         nv_err_add(err, "cluster_node_add.rpc", EINVAL, "Input should be a valid string");
     }
     if (kind != NULL && !(nv_is(kind, NV_STR) && (strcmp(kind->u.s.p, "data") == 0 ||
-                                                 strcmp(kind->u.s.p, "witness") == 0))) {
+                                                  strcmp(kind->u.s.p, "witness") == 0))) {
         nv_err_add(err, "cluster_node_add.kind", EINVAL, "Input should be 'data' or 'witness'");
     }
     if (voter != NULL && !nv_is(voter, NV_BOOL)) {
@@ -349,11 +349,6 @@ static void join_done(void *arg, int status, const struct nv *result, const stru
     }
 }
 
-static void join_login(void *arg, int status, const struct nv *result, const struct nv_err *err)
-{
-    (void)arg, (void)status, (void)result, (void)err;
-}
-
 static void join_tick(uv_timer_t *t)
 {
     struct node *n = t->data;
@@ -375,9 +370,7 @@ static void join_tick(uv_timer_t *t)
         return;
     }
     if (key != NULL) {
-        struct nv *lp = nv_arr();
-        nv_push(lp, nv_str(key));
-        rpc_client_call(n->join_client, "auth.login_with_api_key", lp, -1, join_login, n);
+        rpc_client_login(n->join_client, key);
     }
     struct nv *e = nv_map();
     nv_set_int(e, "id", (int64_t)n->cfg.id);

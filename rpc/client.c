@@ -561,6 +561,18 @@ int rpc_client_call(struct rpc_client *c, const char *method, struct nv *params,
     return 0;
 }
 
+static void login_ignored(void *arg, int status, const struct nv *result, const struct nv_err *err)
+{
+    (void)arg, (void)status, (void)result, (void)err; /* seen on the next calls */
+}
+
+int rpc_client_login(struct rpc_client *c, const char *api_key)
+{
+    struct nv *p = nv_arr();
+    nv_push(p, nv_str(api_key));
+    return rpc_client_call(c, "auth.login_with_api_key", p, -1, login_ignored, NULL);
+}
+
 void rpc_client_on_notify(struct rpc_client *c,
                           void (*cb)(void *arg, const char *method, const struct nv *params),
                           void *arg)

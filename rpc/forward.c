@@ -34,16 +34,6 @@ struct fwd_req {
     struct rpc_call *call;
 };
 
-static void login_done(void *arg, int status, const struct nv *result, const struct nv_err *err)
-{
-    (void)arg;
-    (void)status;
-    (void)result;
-    (void)err;
-    /* A refused login shows as NOT_AUTHENTICATED on the forwarded calls,
-     * which are relayed to the client as they are. */
-}
-
 static void fwd_done(void *arg, int status, const struct nv *result, const struct nv_err *err)
 {
     struct fwd_req *f = arg;
@@ -80,11 +70,9 @@ static int fwd_connect(struct rpc_methods *m, const char *addr)
         return rv;
     }
     snprintf(fw->addr, sizeof fw->addr, "%s", addr);
-    /* Requests on one connection are handled in order: the login is done
-     * before the first forwarded call is looked at. */
-    struct nv *p = nv_arr();
-    nv_push(p, nv_str(node->cluster_key(node->ctx)));
-    rv = rpc_client_call(fw->c, "auth.login_with_api_key", p, -1, login_done, NULL);
+    /* A refused login shows as NOT_AUTHENTICATED on the forwarded calls,
+     * which are relayed to the client as they are. */
+    rv = rpc_client_login(fw->c, node->cluster_key(node->ctx));
     if (rv < 0) {
         rpc_client_close(fw->c);
         fw->c = NULL;

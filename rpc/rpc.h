@@ -174,6 +174,10 @@ void rpc_client_on_notify(struct rpc_client *c,
                           void (*cb)(void *arg, const char *method, const struct nv *params),
                           void *arg);
 void rpc_client_close(struct rpc_client *c); /* pending calls fail with -ECANCELED */
+/* Queue auth.login_with_api_key [api_key] (copied). A server handles the
+ * calls of one connection in order, so the calls queued after it run
+ * logged in; a refused key shows as NOT_AUTHENTICATED on them. */
+int rpc_client_login(struct rpc_client *c, const char *api_key);
 
 /* Blocking convenience on a private loop: connect, optionally log in with
  * the API key and set the client id, make one call, close.

@@ -26,6 +26,20 @@ static const struct sm_field host_fields[] = {{"hostnqn", SF_NQN, SF_REQ, 0, 0, 
                                               {"dhchap_hash", SF_ENUM, 0, 0, 0, hashes},
                                               {NULL, 0, 0, 0, 0, NULL}};
 
+/* A new host's stored row before the client's keys (reference §5.1). */
+static struct nv *host_defaults(void)
+{
+    struct nv *n = nv_map();
+    nv_set_int(n, "id", 0);
+    nv_set_str(n, "hostnqn", "");
+    nv_set_str(n, "description", "");
+    nv_set_nil(n, "dhchap_key");
+    nv_set_nil(n, "dhchap_ctrl_key");
+    nv_set_nil(n, "dhchap_dhgroup");
+    nv_set_str(n, "dhchap_hash", "SHA-256");
+    return n;
+}
+
 int sm__host_write(struct sm_ex *x, const struct nv *params, bool create)
 {
     const char *pfx = create ? "nvmet_host_create" : "nvmet_host_update";
@@ -54,25 +68,11 @@ int sm__host_write(struct sm_ex *x, const struct nv *params, bool create)
     if (d == NULL) {
         return -1;
     }
-    const struct nv *old = NULL;
-    if (!create && (old = sm__existing(x, SM_HOST, id)) == NULL) {
+    const struct nv *old;
+    struct nv *n = sm__new_row(x, SM_HOST, create, id, create ? host_defaults() : NULL, d, &old);
+    if (n == NULL) {
         nv_free(d);
         return -1;
-    }
-    struct nv *n;
-    if (create) {
-        struct nv *base = nv_map();
-        nv_set_int(base, "id", 0);
-        nv_set_str(base, "hostnqn", "");
-        nv_set_str(base, "description", "");
-        nv_set_nil(base, "dhchap_key");
-        nv_set_nil(base, "dhchap_ctrl_key");
-        nv_set_nil(base, "dhchap_dhgroup");
-        nv_set_str(base, "dhchap_hash", "SHA-256");
-        n = sm__merged(base, d);
-        nv_free(base);
-    } else {
-        n = sm__merged(old, d);
     }
     /* bi-directional authentication needs the host key (the reference's
      * intended model check, enforced here) */
@@ -152,21 +152,19 @@ int sm__link_write(struct sm_ex *x, const struct nv *params, enum sm_table t, bo
         nv_free(d);
         return -1;
     }
-    const struct nv *old = NULL;
-    if (!create && (old = sm__existing(x, t, id)) == NULL) {
-        nv_free(d);
+    struct nv *base = NULL;
+    if (create) {
+        base = nv_map();
+        nv_set_int(base, "id", 0);
+        nv_set_int(base, ocol, 0);
+        nv_set_int(base, "subsys_id", 0);
+    }
+    const struct nv *old;
+    struct nv *n = sm__new_row(x, t, create, id, base, d, &old);
+    nv_free(d);
+    if (n == NULL) {
         return -1;
     }
-    struct nv *n;
-    if (create) {
-        n = nv_map();
-        nv_set_int(n, "id", 0);
-        nv_set_int(n, ocol, nv_get_int(d, ocol, 0));
-        nv_set_int(n, "subsys_id", nv_get_int(d, "subsys_id", 0));
-    } else {
-        n = sm__merged(old, d);
-    }
-    nv_free(d);
     int64_t oid = nv_get_int(n, ocol, 0), sid = nv_get_int(n, "subsys_id", 0);
     if (sm__find(x->s, ot, oid) == NULL) {
         snprintf(attr, sizeof attr, "%s.%s", pfx, ocol);

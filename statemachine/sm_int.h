@@ -170,6 +170,10 @@ struct nv *sm__merged(const struct nv *old, const struct nv *data); /* owned */
 bool sm__alias(struct sm_ex *x, struct nv *d, const char *prefix, const char *canon,
                const char *alt, bool required);
 void sm__finish(struct sm_ex *x, enum sm_table t, int64_t id); /* result: entry or true */
+/* The new row of a create (base: the defaults, taken) or an update (the
+ * stored row, *old) with d over it; NULL if the row to update is absent. */
+struct nv *sm__new_row(struct sm_ex *x, enum sm_table t, bool create, int64_t id, struct nv *base,
+                       const struct nv *d, const struct nv **old);
 /* Store n (taken) under a new id (create) or id; d taken; -1 if x failed. */
 int sm__commit_row(struct sm_ex *x, enum sm_table t, struct nv *d, struct nv *n, bool create,
                    int64_t id);

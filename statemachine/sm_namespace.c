@@ -151,6 +151,24 @@ static void ns_uuid_generate(struct sm_ex *x, struct nv *n, const char *key, int
     nv_err_call(x->err, EFAULT, "Failed to generate a %s for subsystem", key);
 }
 
+/* A new namespace's stored row before the client's keys (reference §3.1). */
+static struct nv *defaults(void)
+{
+    struct nv *n = nv_map();
+    nv_set_int(n, "id", 0);
+    nv_set_nil(n, "nsid");
+    nv_set_int(n, "subsys_id", 0);
+    nv_set_str(n, "device_type", "ZVOL");
+    nv_set_str(n, "device_path", "");
+    nv_set_nil(n, "dataset");
+    nv_set_nil(n, "relative_path");
+    nv_set_nil(n, "filesize");
+    nv_set_nil(n, "device_uuid");
+    nv_set_nil(n, "device_nguid");
+    nv_set_bool(n, "enabled", true);
+    return n;
+}
+
 int sm__ns_write(struct sm_ex *x, const struct nv *params, bool create)
 {
     const char *pfx = create ? "nvmet_namespace_create" : "nvmet_namespace_update";
@@ -168,29 +186,13 @@ int sm__ns_write(struct sm_ex *x, const struct nv *params, bool create)
         nv_free(d);
         return -1;
     }
-    const struct nv *old = NULL;
-    if (!create && (old = sm__existing(x, SM_NAMESPACE, id)) == NULL) {
+    const struct nv *old;
+    struct nv *n = sm__new_row(x, SM_NAMESPACE, create, id, create ? defaults() : NULL, d, &old);
+    if (n == NULL) {
         nv_free(d);
         return -1;
     }
-    struct nv *n;
-    if (create) {
-        struct nv *base = nv_map();
-        nv_set_int(base, "id", 0);
-        nv_set_nil(base, "nsid");
-        nv_set_int(base, "subsys_id", 0);
-        nv_set_str(base, "device_type", "ZVOL");
-        nv_set_str(base, "device_path", "");
-        nv_set_nil(base, "dataset");
-        nv_set_nil(base, "relative_path");
-        nv_set_nil(base, "filesize");
-        nv_set_nil(base, "device_uuid");
-        nv_set_nil(base, "device_nguid");
-        nv_set_bool(base, "enabled", true);
-        n = sm__merged(base, d);
-        nv_free(base);
-    } else {
-        n = sm__merged(old, d);
+    if (!create) {
         /* the subsystem of a namespace never changes (reference §3.2) */
         nv_set_int(n, "subsys_id", nv_get_int(old, "subsys_id", 0));
     }

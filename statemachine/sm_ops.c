@@ -181,6 +181,22 @@ int sm__commit_row(struct sm_ex *x, enum sm_table t, struct nv *d, struct nv *n,
     return 0;
 }
 
+/* The row a create/update writes: base (the service's defaults, taken;
+ * create) or the stored row (update), with the validated keys of d over
+ * it. NULL if the row to update does not exist (the error is set). */
+struct nv *sm__new_row(struct sm_ex *x, enum sm_table t, bool create, int64_t id, struct nv *base,
+                       const struct nv *d, const struct nv **old)
+{
+    *old = NULL;
+    if (!create && (*old = sm__existing(x, t, id)) == NULL) {
+        nv_free(base);
+        return NULL;
+    }
+    struct nv *n = sm__merged(create ? base : *old, d);
+    nv_free(base);
+    return n;
+}
+
 /* [data] for create, [id, data] for update; data must be present. */
 bool sm__write_args(struct sm_ex *x, const struct nv *params, bool create, const char *pfx,
                     int64_t *id, const struct nv **in)

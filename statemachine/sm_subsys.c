@@ -67,6 +67,22 @@ static bool subsys_exposed(const struct sm_state *s, int64_t id)
     return false;
 }
 
+/* A new subsystem's stored row before the client's keys (reference §2.1). */
+static struct nv *defaults(void)
+{
+    struct nv *n = nv_map();
+    nv_set_int(n, "id", 0);
+    nv_set_str(n, "name", "");
+    nv_set_nil(n, "subnqn");
+    nv_set_nil(n, "serial");
+    nv_set_bool(n, "allow_any_host", false);
+    nv_set_nil(n, "pi_enable");
+    nv_set_nil(n, "qid_max");
+    nv_set_nil(n, "ieee_oui");
+    nv_set_nil(n, "ana");
+    return n;
+}
+
 int sm__subsys_write(struct sm_ex *x, const struct nv *params, bool create)
 {
     const char *pfx = create ? "nvmet_subsys_create" : "nvmet_subsys_update";
@@ -84,28 +100,11 @@ int sm__subsys_write(struct sm_ex *x, const struct nv *params, bool create)
     if (d == NULL) {
         return -1;
     }
-    const struct nv *old = NULL;
-    if (!create && (old = sm__existing(x, SM_SUBSYS, id)) == NULL) {
+    const struct nv *old;
+    struct nv *n = sm__new_row(x, SM_SUBSYS, create, id, create ? defaults() : NULL, d, &old);
+    if (n == NULL) {
         nv_free(d);
         return -1;
-    }
-    struct nv *n;
-    if (create) {
-        n = nv_map();
-        nv_set_int(n, "id", 0);
-        nv_set_str(n, "name", "");
-        nv_set_nil(n, "subnqn");
-        nv_set_nil(n, "serial");
-        nv_set_bool(n, "allow_any_host", false);
-        nv_set_nil(n, "pi_enable");
-        nv_set_nil(n, "qid_max");
-        nv_set_nil(n, "ieee_oui");
-        nv_set_nil(n, "ana");
-        struct nv *m = sm__merged(n, d);
-        nv_free(n);
-        n = m;
-    } else {
-        n = sm__merged(old, d);
     }
     char attr[160];
     const char *name = nv_get_str(n, "name");
