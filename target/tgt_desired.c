@@ -174,10 +174,10 @@ static void build_subsystems(struct builder *bd)
 {
     const struct tgt_rows *r = bd->b.rows;
     size_t cur = 0;
+    const uint64_t v2 = digest(bd, NULL, NULL); /* the same for every row */
     for (size_t i = 0; i < r->n[SM_SUBSYS]; i++) {
         const struct nv *row = r->row[SM_SUBSYS][i];
         int64_t v1 = ver(row), id = nv_get_int(row, "id", 0);
-        uint64_t v2 = digest(bd, NULL, NULL);
         if (reuse(bd, &cur, TK_SUBSYS, id, v1, v2)) {
             continue; /* unchanged since the last pass */
         }
@@ -199,10 +199,10 @@ static void build_hosts(struct builder *bd)
 {
     const struct tgt_rows *r = bd->b.rows;
     size_t cur = 0;
+    const uint64_t v2 = digest(bd, NULL, NULL); /* the same for every row */
     for (size_t i = 0; i < r->n[SM_HOST]; i++) {
         const struct nv *row = r->row[SM_HOST][i];
         int64_t v1 = ver(row), id = nv_get_int(row, "id", 0);
-        uint64_t v2 = digest(bd, NULL, NULL);
         if (reuse(bd, &cur, TK_HOST, id, v1, v2)) {
             continue;
         }
@@ -235,13 +235,13 @@ static void build_ports(struct builder *bd)
 {
     const struct tgt_rows *r = bd->b.rows;
     size_t cur = 0;
+    const uint64_t v2 = digest(bd, NULL, NULL); /* the same for every row */
     for (size_t i = 0; i < r->n[SM_PORT]; i++) {
         const struct nv *row = r->row[SM_PORT][i];
         if (!port_rendered(bd, row)) {
             continue;
         }
         int64_t v1 = ver(row), id = nv_get_int(row, "id", 0);
-        uint64_t v2 = digest(bd, NULL, NULL);
         if (reuse(bd, &cur, TK_PORT, id, v1, v2)) {
             continue;
         }
