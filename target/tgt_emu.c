@@ -176,21 +176,21 @@ static int check_item_name(enum emu_type type, const char *name)
     unsigned long long v;
     int rv;
     switch (type) {
-    case EN_SUBSYS:
-        return strcmp(name, DISCOVERY_NQN) == 0 ? -EINVAL : 0;
-    case EN_NS:
-        rv = kstrtoull0(name, 0xffffffffull, &v);
-        if (rv < 0) {
-            return rv;
-        }
-        return v == 0 || v == 0xffffffffull ? -EINVAL : 0;
-    case EN_PORT:
-        return kstrtoull0(name, 0xffff, &v) < 0 ? -EINVAL : 0;
-    case EN_ANA:
-        rv = kstrtoull0(name, 0xffffffffull, &v);
-        return rv < 0 || v == 0 || v > 128 ? -EINVAL : 0;
-    default:
-        return 0;
+        case EN_SUBSYS:
+            return strcmp(name, DISCOVERY_NQN) == 0 ? -EINVAL : 0;
+        case EN_NS:
+            rv = kstrtoull0(name, 0xffffffffull, &v);
+            if (rv < 0) {
+                return rv;
+            }
+            return v == 0 || v == 0xffffffffull ? -EINVAL : 0;
+        case EN_PORT:
+            return kstrtoull0(name, 0xffff, &v) < 0 ? -EINVAL : 0;
+        case EN_ANA:
+            rv = kstrtoull0(name, 0xffffffffull, &v);
+            return rv < 0 || v == 0 || v > 128 ? -EINVAL : 0;
+        default:
+            return 0;
     }
 }
 
@@ -210,18 +210,22 @@ static int write_plain(const char *path, const char *data, size_t len, mode_t mo
 
 /* What a real mkdir materialises: the attribute files with the kernel's
  * defaults and the default groups, recursively. */
-static int populate(struct tgt *t, enum emu_type type, const char *rel)
+static int remove_tree(const char *path);
+
+/* Create the attribute files and default groups of a new object of this
+ * type in the directory abs (the object's place is rel: what the init
+ * functions see). */
+static int populate(struct tgt *t, enum emu_type type, const char *rel, const char *abs)
 {
     const struct emu_file *f = tgt__emu_files(type);
     for (; f != NULL && f->name != NULL; f++) {
         if (!(f->profiles & t->profile)) {
             continue;
         }
-        char frel[4096], p[4096], val[512];
-        snprintf(frel, sizeof frel, "%s/%s", rel, f->name);
-        int rv = tgt__path(t, frel, p, sizeof p);
-        if (rv < 0) {
-            return rv;
+        char p[4096], val[512];
+        int rv = 0;
+        if ((size_t)snprintf(p, sizeof p, "%s/%s", abs, f->name) >= sizeof p) {
+            return -ENAMETOOLONG;
         }
         if (f->flags & EF_WO) {
             rv = write_plain(p, "", 0, 0200);
@@ -241,19 +245,19 @@ static int populate(struct tgt *t, enum emu_type type, const char *rel)
         }
     }
     for (int i = 0; i < EN__COUNT; i++) {
-        if (types[i].dname == NULL || types[i].parent != type || !(types[i].profiles & t->profile)) {
+        if (types[i].dname == NULL || types[i].parent != type ||
+            !(types[i].profiles & t->profile)) {
             continue;
         }
         char crel[4096], p[4096];
         snprintf(crel, sizeof crel, "%s/%s", rel, types[i].dname);
-        int rv = tgt__path(t, crel, p, sizeof p);
-        if (rv < 0) {
-            return rv;
+        if ((size_t)snprintf(p, sizeof p, "%s/%s", abs, types[i].dname) >= sizeof p) {
+            return -ENAMETOOLONG;
         }
         if (mkdir(p, 0755) < 0 && errno != EEXIST) {
             return -errno;
         }
-        rv = populate(t, (enum emu_type)i, crel);
+        int rv = populate(t, (enum emu_type)i, crel, p);
         if (rv < 0) {
             return rv;
         }
@@ -277,7 +281,12 @@ int tgt__emu_load(struct tgt *t)
     mkdir(st, 0755);
     snprintf(st, sizeof st, "%s/" TGT_EMU_STATE_DIR "/identified", t->root);
     mkdir(st, 0755);
-    return populate(t, EN_ROOT, "");
+    /* an object whose mkdir was cut short (killed process) never appeared */
+    char stage[4096];
+    snprintf(stage, sizeof stage, "%s/" TGT_EMU_STATE_DIR "/staging", t->root);
+    remove_tree(stage);
+    mkdir(stage, 0755);
+    return populate(t, EN_ROOT, "", p);
 }
 
 static int emu_mkdir(struct tgt *t, const char *rel)
@@ -312,10 +321,30 @@ static int emu_mkdir(struct tgt *t, const char *rel)
     if (strlen(name) > 255) {
         return -ENAMETOOLONG;
     }
-    if (mkdir(p, 0755) < 0) {
+    /* configfs makes the directory with its attribute files at once: build
+     * it aside and rename it into place, so a process killed halfway leaves
+     * nothing half-made in the tree */
+    struct stat st;
+    if (lstat(p, &st) == 0) {
+        return -EEXIST;
+    }
+    char stage[4096];
+    if ((size_t)snprintf(stage, sizeof stage, "%s/" TGT_EMU_STATE_DIR "/staging/%d-%s", t->root,
+                         (int)getpid(), name) >= sizeof stage) {
+        return -ENAMETOOLONG;
+    }
+    remove_tree(stage); /* a leftover of this name */
+    if (mkdir(stage, 0755) < 0) {
         return -errno;
     }
-    return populate(t, type, rel);
+    rv = populate(t, type, rel, stage);
+    if (rv == 0 && rename(stage, p) < 0) {
+        rv = -errno;
+    }
+    if (rv < 0) {
+        remove_tree(stage);
+    }
+    return rv;
 }
 
 /* ---- removal -------------------------------------------------------------- */
@@ -481,8 +510,7 @@ static const struct emu_file *find_file(const struct tgt *t, enum emu_type type,
     if (type == EN_NONE) {
         return NULL;
     }
-    for (const struct emu_file *f = tgt__emu_files(type); f != NULL && f->name != NULL;
-         f++) {
+    for (const struct emu_file *f = tgt__emu_files(type); f != NULL && f->name != NULL; f++) {
         if ((f->profiles & t->profile) && strcmp(f->name, name) == 0) {
             return f;
         }
@@ -676,7 +704,9 @@ static void port_enable_defaults(struct tgt *t, const char *port)
     if (tgt__emu_get(t, port, "param_inline_data_size", v, sizeof v) == 0 && v[0] == '-') {
         char tr[16] = "";
         tgt__emu_get(t, port, "addr_trtype", tr, sizeof tr);
-        const char *d = strcmp(tr, "tcp") == 0 ? "16384\n" : strcmp(tr, "rdma") == 0 ? "4096\n" : "0\n";
+        const char *d = strcmp(tr, "tcp") == 0    ? "16384\n"
+                        : strcmp(tr, "rdma") == 0 ? "4096\n"
+                                                  : "0\n";
         snprintf(rel, sizeof rel, "%s/param_inline_data_size", port);
         if (tgt__path(t, rel, p, sizeof p) == 0) {
             write_plain(p, d, strlen(d), 0644);

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "nv.h"
+#include "nv_err.h"
 #include "test_tgt_util.h"
 
 #define S "subsystems/nqn.2024-01.com.example:s"
@@ -357,10 +358,37 @@ static void test_identity_lock(void **state)
     assert_int_equal(tgt__write(t, S "/attr_serial", "NEW"), 0);
 }
 
+/* mkdir builds the object aside and renames it into place: no staging
+ * leftovers, and a leftover of a killed process goes at the next open. */
+static void test_mkdir_is_atomic(void **state)
+{
+    struct fx *f = *state;
+    char stage[700], left[800];
+    snprintf(stage, sizeof stage, "%s/.nvmet-emu/staging", f->root);
+    assert_int_equal(tgt__mkdir(f->t, "hosts/nqn.2024-01.com.example:h1"), 0);
+    fx_expect(f, "hosts/nqn.2024-01.com.example:h1/dhchap_hash", "hmac(sha256)");
+    char cmd[900];
+    snprintf(cmd, sizeof cmd, "test -z \"$(ls -A '%s')\"", stage);
+    assert_int_equal(system(cmd), 0);
+    /* a half-made object of a killed process */
+    snprintf(left, sizeof left, "%s/1234-nqn.2024-01.com.example:h2", stage);
+    assert_int_equal(mkdir(left, 0755), 0);
+    tgt_close(f->t);
+    struct tgt_config cfg = {.root = f->root, .device_root = f->devroot, .emulate_kernel = "6.12"};
+    struct nv_err e;
+    nv_err_init(&e);
+    assert_int_equal(tgt_open(&cfg, &f->t, &e), 0);
+    nv_err_clear(&e);
+    assert_int_equal(system(cmd), 0);
+    assert_false(fx_exists(f, "hosts/nqn.2024-01.com.example:h2"));
+    fx_expect(f, "hosts/nqn.2024-01.com.example:h1/dhchap_hash", "hmac(sha256)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_mkdir_materialises_612, setup612, teardown),
+        cmocka_unit_test_setup_teardown(test_mkdir_is_atomic, setup612, teardown),
         cmocka_unit_test_setup_teardown(test_profile_61_files, setup61, teardown),
         cmocka_unit_test_setup_teardown(test_refuses_wrong_order, setup612, teardown),
         cmocka_unit_test_setup_teardown(test_refuses_links, setup612, teardown),
