@@ -342,16 +342,31 @@ static void test_nemesis(void **state)
         assert_int_equal(h_wait_rendered(&w.n[i], 20000), 0);
     }
     char cmd[2048];
-    snprintf(
-        cmd, sizeof cmd,
-        "for d in %s/node*/configfs; do (cd $d && find nvmet -path 'nvmet/ports/*/subsystems/*' "
-        "-prune -o -path 'nvmet/ports/*/ana_groups' -prune -o -path '*/namespaces/*/enable' "
-        "-prune -o -name 'param_*_size' -prune -o -print | sort | while read f; do if [ -f \"$f\" "
-        "]; then printf '%%s=' "
-        "\"$f\"; cat \"$f\"; else echo \"$f\"; fi; done | md5sum); done | sort -u | wc -l | "
-        "grep -qx 1",
-        w.base);
-    int trees_same = system(cmd) == 0;
+    /* every node's tree without the role-decided parts, as "path=value"
+     * lines in <base>/treeN.txt; equal once all rendered the same state
+     * (a restarted node may still be on its first sweep: bounded wait) */
+    snprintf(cmd, sizeof cmd,
+             "for i in 1 2 3; do (cd %s/node$i/configfs && find nvmet -path "
+             "'nvmet/ports/*/subsystems/*' -prune -o -path 'nvmet/ports/*/ana_groups' -prune -o "
+             "-path '*/namespaces/*/enable' -prune -o -name 'param_*_size' -prune -o -print | "
+             "sort | while read f; do if [ -f \"$f\" ]; then printf '%%s=' \"$f\"; cat \"$f\"; "
+             "else echo \"$f\"; fi; done > ../../tree$i.txt); done; cd %s && cmp -s tree1.txt "
+             "tree2.txt && cmp -s tree1.txt tree3.txt",
+             w.base, w.base);
+    int trees_same = 0;
+    for (long until_same = now_ms() + 15000; !trees_same && now_ms() < until_same;) {
+        trees_same = system(cmd) == 0;
+        if (!trees_same) {
+            usleep(200000);
+        }
+    }
+    if (!trees_same) {
+        snprintf(cmd, sizeof cmd,
+                 "cd %s && diff tree1.txt tree2.txt >&2; diff tree1.txt tree3.txt >&2", w.base);
+        if (system(cmd) != 0) {
+            fprintf(stderr, "(the trees above differ)\n");
+        }
+    }
     printf(
         "# nemesis %d s: %d operations, %d acknowledged, %d failed (%d refused as duplicates), "
         "%zu rows; faults: %d %s, %d %s, %d %s, %d %s; %d crashes\n",
