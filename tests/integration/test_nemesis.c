@@ -245,8 +245,11 @@ static void test_nemesis(void **state)
             default:
                 h_node_kill(&w.n[victim], SIGTERM);
                 w.down[victim] = true;
-                if (h_node_wait(&w.n[victim]) != 0) {
-                    fprintf(stderr, "node %d: SIGTERM exit was not clean\n", victim + 1);
+                int rc = h_node_wait(&w.n[victim]);
+                if (rc != 0) {
+                    fprintf(stderr, "node %d: SIGTERM exit was not clean (status %d)\n", victim + 1,
+                            rc);
+                    h_node_print_log(&w.n[victim]);
                     w.crashes++;
                 }
                 start(&w, victim);
