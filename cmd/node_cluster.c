@@ -283,7 +283,7 @@ static uint64_t pick_data_voter(struct node *n, const struct cons_status *st)
     return n->transfer_last;
 }
 
-static enum tgt_role decide_role(struct node *n, const struct cons_status *st)
+static enum fo_role decide_role(struct node *n, const struct cons_status *st)
 {
     const struct nv *fo = nv_get(sm_cluster(n->sm), "failover");
     const char *fence = nv_get_str(fo, "fence_command");
@@ -320,11 +320,7 @@ static enum tgt_role decide_role(struct node *n, const struct cons_status *st)
             node_log(n, NODE_LOG_INFO, "witness leader: handing leadership to node %" PRIu64, to);
         }
     }
-    static const enum tgt_role roles[] = {[FO_SINGLE] = TGT_SINGLE,
-                                          [FO_ACTIVE] = TGT_ACTIVE,
-                                          [FO_STANDBY] = TGT_STANDBY,
-                                          [FO_WITNESS] = TGT_WITNESS};
-    return roles[d.role];
+    return d.role;
 }
 
 void node_cluster_tick(struct node *n)
@@ -350,7 +346,7 @@ void node_cluster_tick(struct node *n)
     if (n->passive_requested && (!leader || now_ms(n) > n->passive_since_ms + 10000)) {
         n->passive_requested = false;
     }
-    enum tgt_role role = decide_role(n, &st);
+    enum fo_role role = decide_role(n, &st);
     if (role != n->role || !n->role_known) {
         static const char *const names[] = {"SINGLE", "ACTIVE", "STANDBY", "WITNESS"};
         node_log(n, NODE_LOG_INFO, "role: %s", names[role]);
@@ -454,14 +450,13 @@ const char *node_refuse(void *ctx)
 
 struct tgt_view node_view(const struct node *n)
 {
-    struct tgt_view v = {
-        .role = n->role_known ? n->role : (n->cfg.witness ? TGT_WITNESS : TGT_STANDBY),
-        .node_slot = n->slot,
-        .ha = n->env.ha};
-    if (!n->role_known && !n->cfg.witness) {
-        /* before the first decision: a single node renders everything */
-        v.role = TGT_SINGLE;
-    }
+    enum fo_role role = n->role_known ? n->role : (n->cfg.witness ? FO_WITNESS : FO_SINGLE);
+    struct tgt_view v = {.empty = role == FO_WITNESS,
+                         .active = role == FO_ACTIVE || role == FO_SINGLE,
+                         .ha = n->env.ha,
+                         .node_id = n->cfg.id,
+                         .node_slot = n->slot,
+                         .n_slots = n->slot ? 2 : 0};
     return v;
 }
 
@@ -475,8 +470,8 @@ struct nv *node_failover_status(void *ctx, struct nv_err *err)
         cons_get_status(n->cons, &st);
     }
     struct nv *o = nv_map();
-    const char *status = n->role == TGT_ACTIVE                     ? "MASTER"
-                         : n->role == TGT_SINGLE || !n->role_known ? "SINGLE"
+    const char *status = n->role == FO_ACTIVE                     ? "MASTER"
+                         : n->role == FO_SINGLE || !n->role_known ? "SINGLE"
                                                                    : "BACKUP";
     nv_set_str(o, "status", status);
     uint64_t term = 0, active = sm_active_node(n->sm, &term);

@@ -70,7 +70,7 @@ struct node {
     uint64_t transfer_last; /* the last hand-off candidate tried */
     bool passive_requested;
     uint64_t passive_since_ms;
-    enum tgt_role role;
+    enum fo_role role;
     bool role_known;
     unsigned slot;
     bool ana_any;     /* global ana or a subsystem with ana (cached) */

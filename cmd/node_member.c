@@ -309,7 +309,7 @@ int node_membership(void *ctx, const char *op, const struct nv *params, mop_cb c
             nv_err_add(err, "id", ENOENT, "Node %" PRIu64 " is not a member", m->id);
         }
     } else if (strcmp(op, "failover.become_passive") == 0) {
-        if (n->role != TGT_ACTIVE) {
+        if (n->role != FO_ACTIVE) {
             nv_err_call(err, EINVAL, "This node is not the active controller");
             rv = -EINVAL;
         } else {

@@ -609,6 +609,9 @@ static const struct method_def fixed_methods[] = {
     {"failover.status", m_failover_status},
     {"failover.status_details", m_failover_status},
     {"failover.disabled_reasons", m_failover_status},
+    /* TrueNAS HA names, answered the same */
+    {"failover.disabled.reasons", m_failover_status},
+    {"failover.node", m_failover_status},
     {"failover.config", m_failover_config},
     {"failover.update", m_write},
 };

@@ -252,9 +252,14 @@ void m_failover_status(struct rpc_methods *m, const struct req *r, const struct 
     nv_err_init(&e);
     struct nv *st = m->node->failover_status ? m->node->failover_status(m->node->ctx, &e) : NULL;
     if (st == NULL) {
-        rpc_reply(r->call, nv_str("SINGLE"));
-    } else if (strcmp(r->method, "failover.disabled_reasons") == 0) {
+        rpc_reply(r->call, nv_str(strcmp(r->method, "failover.node") == 0 ? "MANUAL" : "SINGLE"));
+    } else if (strcmp(r->method, "failover.disabled_reasons") == 0 ||
+               strcmp(r->method, "failover.disabled.reasons") == 0) {
         rpc_reply(r->call, nv_copy(nv_get(st, "disabled_reasons")));
+        nv_free(st);
+    } else if (strcmp(r->method, "failover.node") == 0) {
+        const char *node = nv_get_str(st, "node");
+        rpc_reply(r->call, nv_str(node != NULL ? node : "MANUAL"));
         nv_free(st);
     } else if (strcmp(r->method, "failover.status_details") == 0) {
         rpc_reply(r->call, st);

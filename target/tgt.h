@@ -36,23 +36,28 @@ struct tgt_config {
                                  * no loop, no resv_enable) */
 };
 
-enum tgt_role {
-    TGT_SINGLE,  /* one data node (or the active node without HA): everything */
-    TGT_ACTIVE,  /* HA active controller: VIP ports linked, ANA optimized */
-    TGT_STANDBY, /* HA standby: VIP ports unlinked, namespaces enable=0 or ANA inaccessible */
-    TGT_WITNESS  /* renders nothing */
-};
-
-/* How this node renders: the role decided by failover/ and ANA facts.
- * ANA mode (global/subsys ana: per-node ports index+5000, ANA groups 2/3,
- * their states, ANA referrals) is not rendered yet: every namespace has
- * ana_grpid 1 and ports are IP-takeover ports; node_slot already splits
- * the controller ids. */
+/* How this node renders: what failover/ decided for it (the one role enum
+ * lives there; target/ sees only what each role means for the tree).
+ *   empty     an empty nvmet/ (a witness never runs the target);
+ *   active    this node owns the data path: it links the ports that are
+ *             not per-node ANA ports (IP takeover: the VIP ports), enables
+ *             the namespaces and reports its ANA group optimized; a
+ *             standby keeps the configuration with those unlinked,
+ *             namespaces enable=0 and its ANA group inaccessible;
+ *   ha        failover is licensed (at least two data nodes);
+ *   node_id   this node's id (its entry in a VIP's node_addresses);
+ *   node_slot ANA mode: this node's 1-based rank among the data nodes
+ *             (ANA group node_slot + 1, its controller-id range), 0 = no
+ *             split; slot_ids[0..n_slots-1] are the data nodes by rank. */
+#define TGT_MAX_SLOTS 8
 struct tgt_view {
-    enum tgt_role role;
-    unsigned node_slot; /* ANA: 1 = node A (grp 2, cntlid_max 31999), 2 = node B
-                         * (grp 3, cntlid_min 32000), 0 = no split */
-    bool ha;            /* failover licensed (>= 2 data nodes) */
+    bool empty;
+    bool active;
+    bool ha;
+    uint64_t node_id;
+    unsigned node_slot;
+    unsigned n_slots;
+    uint64_t slot_ids[TGT_MAX_SLOTS];
 };
 
 /* Open the backend (cfg and its strings are copied). Real configfs:
@@ -93,7 +98,7 @@ void tgt_report_clear(struct tgt_report *r);
  *   and touches only what changed (cheap; the normal path after applies);
  * sweep=true: reads the whole live tree and repairs every difference
  *   (after a restart, periodically, and to repair drift).
- * global.enabled=false (or role TGT_WITNESS) desires an empty nvmet/ tree.
+ * global.enabled=false (or view->empty) desires an empty nvmet/ tree.
  * Errors on one object do not stop the others: they are listed in
  * rep->problems (messages like "render port 1: write addr_traddr:
  * Permission denied") and the function returns the number of errors

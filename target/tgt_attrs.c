@@ -258,8 +258,7 @@ static int fn_ns_enable(const struct tgt_build *b, const struct nv *row, const s
                         char *out, size_t len)
 {
     (void)aux;
-    bool on = nv_get_bool(row, "enabled", false) &&
-              (b->view->role == TGT_SINGLE || b->view->role == TGT_ACTIVE);
+    bool on = nv_get_bool(row, "enabled", false) && b->view->active;
     snprintf(out, len, "%s", on ? "1" : "0");
     return 1;
 }

@@ -319,7 +319,7 @@ static void build_port_links(struct builder *bd)
 {
     const struct tgt_rows *r = bd->b.rows;
     size_t cur = 0;
-    if (bd->b.view->role == TGT_STANDBY) {
+    if (!bd->b.view->active) {
         return;
     }
     for (size_t i = 0; i < r->n[SM_PORT_SUBSYS]; i++) {
@@ -381,12 +381,17 @@ static struct ttree *build(const struct tgt *t, const struct tgt_rows *r, const 
 {
     struct builder bd = {
         .b = {.t = t, .rows = r, .view = v}, .tr = tgt__tree_new(), .share = share};
-    bd.view = mix(mix(mix((uint64_t)v->role, v->node_slot), v->ha), (uint64_t)ver(r->global));
+    uint64_t vh = mix(mix(mix(v->empty, v->active), v->ha), v->node_id);
+    vh = mix(mix(vh, v->node_slot), v->n_slots);
+    for (unsigned i = 0; i < v->n_slots && i < TGT_MAX_SLOTS; i++) {
+        vh = mix(vh, v->slot_ids[i]);
+    }
+    bd.view = mix(vh, (uint64_t)ver(r->global));
     if (bd.tr == NULL) {
         return NULL;
     }
     /* global.enabled=false and the witness desire an empty nvmet/ */
-    if (r->global == NULL || !nv_get_bool(r->global, "enabled", false) || v->role == TGT_WITNESS) {
+    if (r->global == NULL || !nv_get_bool(r->global, "enabled", false) || v->empty) {
         return bd.tr;
     }
     build_subsystems(&bd);

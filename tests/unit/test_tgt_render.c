@@ -20,7 +20,7 @@
 #define SUB "subsystems/" SUBNQN
 #define NS1 SUB "/namespaces/1"
 
-static const struct tgt_view single = {.role = TGT_SINGLE};
+static const struct tgt_view single = {.active = true};
 
 struct ctx {
     struct fx f;

@@ -21,7 +21,7 @@
 #define NS1 SUB "/namespaces/1"
 #define KEY "DHHC-1:00:ia6zGodOr4SEG0Zzaw398rpY0wqipUWj4jWjUh4HWUz6aQ2n:"
 
-static const struct tgt_view single = {.role = TGT_SINGLE};
+static const struct tgt_view single = {.active = true};
 
 struct ctx {
     struct fx f;
@@ -67,8 +67,8 @@ static void test_standby_role(void **state)
 {
     struct ctx *c = *state;
     struct tgt_report rep = {0};
-    const struct tgt_view standby = {.role = TGT_STANDBY, .ha = true};
-    const struct tgt_view active = {.role = TGT_ACTIVE, .ha = true};
+    const struct tgt_view standby = {.active = false, .ha = true};
+    const struct tgt_view active = {.active = true, .ha = true};
     assert_int_equal(fx_pass(&c->f, &c->rs, &active, false, &rep), 0);
     fx_expect(&c->f, NS1 "/enable", "1");
     assert_int_equal(fx_pass(&c->f, &c->rs, &standby, false, &rep), 0);
@@ -89,7 +89,7 @@ static void test_witness_renders_nothing(void **state)
 {
     struct ctx *c = *state;
     struct tgt_report rep = {0};
-    const struct tgt_view witness = {.role = TGT_WITNESS};
+    const struct tgt_view witness = {.empty = true};
     assert_int_equal(fx_pass(&c->f, &c->rs, &single, false, &rep), 0);
     assert_int_equal(fx_pass(&c->f, &c->rs, &witness, false, &rep), 0);
     assert_int_equal(fx_count(&c->f, "subsystems"), 0);
@@ -107,8 +107,8 @@ static void test_cntlid_split(void **state)
 {
     struct ctx *c = *state;
     struct tgt_report rep = {0};
-    const struct tgt_view a = {.role = TGT_ACTIVE, .node_slot = 1, .ha = true};
-    const struct tgt_view b = {.role = TGT_ACTIVE, .node_slot = 2, .ha = true};
+    const struct tgt_view a = {.active = true, .node_slot = 1, .n_slots = 2, .ha = true};
+    const struct tgt_view b = {.active = true, .node_slot = 2, .n_slots = 2, .ha = true};
     assert_int_equal(fx_pass(&c->f, &c->rs, &a, false, &rep), 0);
     fx_expect(&c->f, SUB "/attr_cntlid_min", "1");
     fx_expect(&c->f, SUB "/attr_cntlid_max", "31999");
