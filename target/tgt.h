@@ -42,13 +42,17 @@ struct tgt_config {
  *   active    this node owns the data path: it links the ports that are
  *             not per-node ANA ports (IP takeover: the VIP ports), enables
  *             the namespaces and reports its ANA group optimized; a
- *             standby keeps the configuration with those unlinked,
- *             namespaces enable=0 and its ANA group inaccessible;
+ *             standby keeps the configuration with those unlinked, the
+ *             namespaces of subsystems without ANA enable=0 (with ANA
+ *             they stay enabled: the inaccessible group refuses I/O) and
+ *             its ANA group inaccessible;
  *   ha        failover is licensed (at least two data nodes);
  *   node_id   this node's id (its entry in a VIP's node_addresses);
  *   node_slot ANA mode: this node's 1-based rank among the data nodes
  *             (ANA group node_slot + 1, its controller-id range), 0 = no
- *             split; slot_ids[0..n_slots-1] are the data nodes by rank. */
+ *             split; slot_ids[0..n_slots-1] are the data nodes by rank
+ *             (each ANA port refers hosts to the same port on the
+ *             others, at their node_addresses). */
 #define TGT_MAX_SLOTS 8
 struct tgt_view {
     bool empty;

@@ -2,10 +2,7 @@
  * attribute the renderer manages with how its value is formatted from the
  * row, when it is written, which kernel feature it needs, how a live value
  * compares, and which kernel lock applies (truenas-nvmet.md §6.2-§6.8,
- * nvmet-configfs.md §2). Adding an attribute is adding a row here.
- *
- * ANA (a later issue): ana_grpid is 1 for every namespace; fn_ana_grpid
- * is where 2 (node A) / 3 (node B) go for subsystems with effective ANA. */
+ * nvmet-configfs.md §2). Adding an attribute is adding a row here. */
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -25,11 +22,11 @@
 
 static const struct tgt_map trtype_map[] = {
     {"TCP", "tcp"}, {"RDMA", "rdma"}, {"FC", "fc"}, {"LOOP", "loop"}, {NULL, NULL}};
-static const struct tgt_map adrfam_map[] = {
-    {"IPV4", "ipv4"}, {"IPV6", "ipv6"}, {"FC", "fc"}, {"IB", "ib"}, {"LOOP", "loop"}, {NULL, NULL}};
-static const struct tgt_map dhgroup_map[] = {
-    {"2048-BIT", "ffdhe2048"}, {"3072-BIT", "ffdhe3072"}, {"4096-BIT", "ffdhe4096"},
-    {"6144-BIT", "ffdhe6144"}, {"8192-BIT", "ffdhe8192"}, {NULL, NULL}};
+static const struct tgt_map adrfam_map[] = {{"IPV4", "ipv4"}, {"IPV6", "ipv6"}, {"FC", "fc"},
+                                            {"IB", "ib"},     {"LOOP", "loop"}, {NULL, NULL}};
+static const struct tgt_map dhgroup_map[] = {{"2048-BIT", "ffdhe2048"}, {"3072-BIT", "ffdhe3072"},
+                                             {"4096-BIT", "ffdhe4096"}, {"6144-BIT", "ffdhe6144"},
+                                             {"8192-BIT", "ffdhe8192"}, {NULL, NULL}};
 static const struct tgt_map hash_map[] = {{"SHA-256", "hmac(sha256)"},
                                           {"SHA-384", "hmac(sha384)"},
                                           {"SHA-512", "hmac(sha512)"},
@@ -66,8 +63,8 @@ static int fn_firmware(const struct tgt_build *b, const struct nv *row, const st
 /* The OUI is stored as text ("0x0a1b2c" or "0a1b2c"): always hex. The
  * kernel parses with base 0 (a bare "012345" would be octal) and shows
  * "0x%06x", so write that form. */
-static int fn_oui(const struct tgt_build *b, const struct nv *row, const struct nv *aux,
-                  char *out, size_t len)
+static int fn_oui(const struct tgt_build *b, const struct nv *row, const struct nv *aux, char *out,
+                  size_t len)
 {
     (void)b, (void)aux;
     const struct nv *v = nv_get(row, "ieee_oui");
@@ -93,20 +90,48 @@ static int fn_oui(const struct tgt_build *b, const struct nv *row, const struct 
     return 1;
 }
 
-/* Controller id ranges split per node so one NQN can be multipathed across
- * the two controllers (reference §0: A <= 31999, B >= 32000). Both bounds
- * are rendered so that a node changing its slot ends up with a valid range. */
+/* Controller ids are split per node slot so that one subsystem NQN can be
+ * multipathed across the data nodes without two controllers of the
+ * subsystem sharing an id (a host keys its paths by cntlid). The kernel
+ * allows 1..65519 (NVME_CNTLID_MAX). Two slots keep the fixed split
+ * (slot 1: 1..31999, slot 2: 32000..65519); n_slots > 2 split 1..65519
+ * evenly: size = 65519 / n_slots, slot k gets (k-1)*size+1 .. k*size and
+ * the last slot also takes the remainder up to 65519. No slot (0), or a
+ * slot beyond n_slots: nothing is rendered. Both bounds are rendered so
+ * that a node changing its slot ends up with a valid range. */
+static bool cntlid_range(const struct tgt_view *v, unsigned *lo, unsigned *hi)
+{
+    const unsigned max = 65519;
+    unsigned k = v->node_slot, n = v->n_slots;
+    if (k == 0) {
+        return false;
+    }
+    if (n <= 2) {
+        if (k > 2) {
+            return false;
+        }
+        *lo = k == 1 ? 1 : 32000;
+        *hi = k == 1 ? 31999 : max;
+        return true;
+    }
+    if (k > n) {
+        return false;
+    }
+    unsigned size = max / n;
+    *lo = (k - 1) * size + 1;
+    *hi = k == n ? max : k * size;
+    return true;
+}
+
 static int fn_cntlid_min(const struct tgt_build *b, const struct nv *row, const struct nv *aux,
                          char *out, size_t len)
 {
     (void)row, (void)aux;
-    if (b->view->node_slot == 1) {
-        snprintf(out, len, "1");
-    } else if (b->view->node_slot == 2) {
-        snprintf(out, len, "32000");
-    } else {
+    unsigned lo, hi;
+    if (!cntlid_range(b->view, &lo, &hi)) {
         return 0;
     }
+    snprintf(out, len, "%u", lo);
     return 1;
 }
 
@@ -114,13 +139,11 @@ static int fn_cntlid_max(const struct tgt_build *b, const struct nv *row, const 
                          char *out, size_t len)
 {
     (void)row, (void)aux;
-    if (b->view->node_slot == 1) {
-        snprintf(out, len, "31999");
-    } else if (b->view->node_slot == 2) {
-        snprintf(out, len, "65519");
-    } else {
+    unsigned lo, hi;
+    if (!cntlid_range(b->view, &lo, &hi)) {
         return 0;
     }
+    snprintf(out, len, "%u", hi);
     return 1;
 }
 
@@ -233,39 +256,64 @@ static int fn_buffered_io(const struct tgt_build *b, const struct nv *row, const
     return 1;
 }
 
-static int fn_one(const struct tgt_build *b, const struct nv *row, const struct nv *aux,
-                  char *out, size_t len)
+static int fn_one(const struct tgt_build *b, const struct nv *row, const struct nv *aux, char *out,
+                  size_t len)
 {
     (void)b, (void)row, (void)aux;
     snprintf(out, len, "1");
     return 1;
 }
 
-/* ANA group of a namespace: 1 until ANA mode is rendered (then 2 on node
- * A, 3 on node B for subsystems with effective ANA). */
+/* ANA group of a namespace (aux: its subsystem row): this node's group
+ * for subsystems with effective ANA, else the kernel's default group 1.
+ * The kernel takes any id 1..128 here without checking that a port has
+ * that group; a namespace whose group no port has is reported
+ * inaccessible on every port. So the group is made first (ports and
+ * their groups come before namespaces in the stage order) and the
+ * namespace is back in group 1 before the group goes (updates run before
+ * removals). */
 static int fn_ana_grpid(const struct tgt_build *b, const struct nv *row, const struct nv *aux,
                         char *out, size_t len)
 {
-    (void)b, (void)row, (void)aux;
-    snprintf(out, len, "1");
+    (void)row;
+    unsigned g = tgt__ana_group(b->view);
+    snprintf(out, len, "%u", g != 0 && tgt__subsys_ana(b, aux) ? g : 1u);
     return 1;
 }
 
-/* Namespaces serve I/O only on a node that owns the data path: the single
- * node or the active controller. The standby keeps them configured with
- * enable=0 (reference §6.8). */
+/* Namespaces serve I/O on a node that owns the data path: the single node
+ * or the active controller. A standby keeps them configured with enable=0
+ * (reference §6.8), except in subsystems with effective ANA (aux: the
+ * subsystem row): there the standby's ANA group is inaccessible, which
+ * already refuses I/O, and an enabled namespace keeps the path present on
+ * the host, so a Linux host fails over on the ANA change event alone,
+ * without rescanning namespaces. */
 static int fn_ns_enable(const struct tgt_build *b, const struct nv *row, const struct nv *aux,
                         char *out, size_t len)
 {
-    (void)aux;
-    bool on = nv_get_bool(row, "enabled", false) && b->view->active;
+    bool serving = b->view->active || tgt__subsys_ana(b, aux);
+    bool on = nv_get_bool(row, "enabled", false) && serving;
     snprintf(out, len, "%s", on ? "1" : "0");
+    return 1;
+}
+
+/* This node's ANA group on every port: optimized on the active node,
+ * inaccessible on the others (hosts keep the path and wait for the
+ * change). */
+static int fn_ana_state(const struct tgt_build *b, const struct nv *row, const struct nv *aux,
+                        char *out, size_t len)
+{
+    (void)row, (void)aux;
+    snprintf(out, len, "%s", b->view->active ? "optimized" : "inaccessible");
     return 1;
 }
 
 /* ---- tables --------------------------------------------------------------- */
 
-#define A_END {NULL, TA_STR, NULL, NULL, NULL, NULL, TA_ALWAYS, TA_NEED_FILE, NULL, 0, 0}
+#define A_END                                                                     \
+    {                                                                             \
+        NULL, TA_STR, NULL, NULL, NULL, NULL, TA_ALWAYS, TA_NEED_FILE, NULL, 0, 0 \
+    }
 
 /* reference §6.2: identity attributes before anything links the subsystem */
 static const struct tgt_attr subsys_attrs[] = {
@@ -275,8 +323,8 @@ static const struct tgt_attr subsys_attrs[] = {
      NULL, TA_CMP_TEXT, TA_LOCK_NONE},
     {"attr_pi_enable", TA_BOOL, "pi_enable", "0", NULL, NULL, TA_ALWAYS, TA_NEED_FILE, NULL,
      TA_CMP_TEXT, TA_LOCK_NONE},
-    {"attr_qid_max", TA_INT, "qid_max", NULL, NULL, NULL, TA_IF_SET, TA_NEED_FILE, NULL,
-     TA_CMP_NUM, TA_LOCK_NONE},
+    {"attr_qid_max", TA_INT, "qid_max", NULL, NULL, NULL, TA_IF_SET, TA_NEED_FILE, NULL, TA_CMP_NUM,
+     TA_LOCK_NONE},
     {"attr_ieee_oui", TA_FN, "ieee_oui", NULL, NULL, fn_oui, TA_IF_SET, TA_REPORT, "ieee_oui",
      TA_CMP_NUM, TA_LOCK_IDENTITY},
     {"attr_cntlid_min", TA_FN, NULL, NULL, NULL, fn_cntlid_min, TA_ALWAYS, TA_NEED_FILE, NULL,
@@ -340,20 +388,27 @@ static const struct tgt_attr referral_attrs[] = {
 /* reference §6.8; path/uuid/nguid/buffered_io/resv_enable only while
  * enable=0, so enable is written last */
 static const struct tgt_attr ns_attrs[] = {
-    {"device_uuid", TA_FN, "device_uuid", NULL, NULL, fn_device_uuid, TA_ALWAYS, TA_NEED_FILE,
-     NULL, TA_CMP_UUID, TA_LOCK_ENABLED},
+    {"device_uuid", TA_FN, "device_uuid", NULL, NULL, fn_device_uuid, TA_ALWAYS, TA_NEED_FILE, NULL,
+     TA_CMP_UUID, TA_LOCK_ENABLED},
     {"device_nguid", TA_FN, "device_nguid", NULL, NULL, fn_device_nguid, TA_ALWAYS, TA_NEED_FILE,
      NULL, TA_CMP_UUID, TA_LOCK_ENABLED},
-    {"device_path", TA_FN, "device_path", NULL, NULL, fn_device_path, TA_ALWAYS, TA_NEED_FILE,
-     NULL, TA_CMP_TEXT, TA_LOCK_ENABLED},
-    {"buffered_io", TA_FN, "device_type", NULL, NULL, fn_buffered_io, TA_ALWAYS, TA_NEED_FILE,
-     NULL, TA_CMP_TEXT, TA_LOCK_ENABLED},
+    {"device_path", TA_FN, "device_path", NULL, NULL, fn_device_path, TA_ALWAYS, TA_NEED_FILE, NULL,
+     TA_CMP_TEXT, TA_LOCK_ENABLED},
+    {"buffered_io", TA_FN, "device_type", NULL, NULL, fn_buffered_io, TA_ALWAYS, TA_NEED_FILE, NULL,
+     TA_CMP_TEXT, TA_LOCK_ENABLED},
     {"resv_enable", TA_FN, NULL, NULL, NULL, fn_one, TA_ALWAYS, TA_OPTIONAL, "resv_enable",
      TA_CMP_TEXT, TA_LOCK_ENABLED},
-    {"ana_grpid", TA_FN, NULL, NULL, NULL, fn_ana_grpid, TA_ALWAYS, TA_NEED_FILE, NULL,
-     TA_CMP_NUM, TA_LOCK_NONE},
+    {"ana_grpid", TA_FN, NULL, NULL, NULL, fn_ana_grpid, TA_ALWAYS, TA_NEED_FILE, NULL, TA_CMP_NUM,
+     TA_LOCK_NONE},
     {"enable", TA_FN, "enabled", NULL, NULL, fn_ns_enable, TA_ALWAYS, TA_NEED_FILE, NULL,
      TA_CMP_TEXT, TA_LOCK_ENABLE},
+    A_END,
+};
+
+/* ports/<p>/ana_groups/<g> */
+static const struct tgt_attr anagrp_attrs[] = {
+    {"ana_state", TA_FN, NULL, NULL, NULL, fn_ana_state, TA_ALWAYS, TA_NEED_FILE, NULL, TA_CMP_TEXT,
+     TA_LOCK_NONE},
     A_END,
 };
 
@@ -362,18 +417,20 @@ static const struct tgt_attr no_attrs[] = {A_END};
 const struct tgt_attr *tgt__attrs(enum tgt_kind kind)
 {
     switch (kind) {
-    case TK_SUBSYS:
-        return subsys_attrs;
-    case TK_HOST:
-        return host_attrs;
-    case TK_PORT:
-        return port_attrs;
-    case TK_REFERRAL:
-        return referral_attrs;
-    case TK_NS:
-        return ns_attrs;
-    default:
-        return no_attrs;
+        case TK_SUBSYS:
+            return subsys_attrs;
+        case TK_HOST:
+            return host_attrs;
+        case TK_PORT:
+            return port_attrs;
+        case TK_ANAGRP:
+            return anagrp_attrs;
+        case TK_REFERRAL:
+            return referral_attrs;
+        case TK_NS:
+            return ns_attrs;
+        default:
+            return no_attrs;
     }
 }
 
@@ -397,8 +454,7 @@ static bool uuid_same(const char *a, const char *b)
         while (*b == '-' || *b == ':') {
             b++;
         }
-        if (*a == '\0' || *b == '\0' || isspace((unsigned char)*a) ||
-            isspace((unsigned char)*b)) {
+        if (*a == '\0' || *b == '\0' || isspace((unsigned char)*a) || isspace((unsigned char)*b)) {
             return (*a == '\0' || isspace((unsigned char)*a)) &&
                    (*b == '\0' || isspace((unsigned char)*b));
         }
@@ -424,18 +480,18 @@ bool tgt__attr_same(const struct tgt_attr *d, const char *live, const char *want
 {
     size_t ll = trimmed_len(live), wl = trimmed_len(want);
     switch (d->cmp) {
-    case TA_CMP_UUID:
-        return uuid_same(live, want);
-    case TA_CMP_NUM: {
-        long long a, b;
-        if (num_parse(live, &a) && num_parse(want, &b)) {
-            return a == b;
+        case TA_CMP_UUID:
+            return uuid_same(live, want);
+        case TA_CMP_NUM: {
+            long long a, b;
+            if (num_parse(live, &a) && num_parse(want, &b)) {
+                return a == b;
+            }
+            break;
         }
-        break;
-    }
-    case TA_CMP_PADDED: /* attr_serial reads back space padded to 20 */
-    case TA_CMP_TEXT:
-        break;
+        case TA_CMP_PADDED: /* attr_serial reads back space padded to 20 */
+        case TA_CMP_TEXT:
+            break;
     }
     return ll == wl && memcmp(live, want, ll) == 0;
 }
@@ -464,34 +520,34 @@ int tgt__render_attr(const struct tgt_build *b, const struct tgt_attr *d, const 
         return 1;
     }
     switch (d->fmt) {
-    case TA_STR:
-        if (!nv_is(v, NV_STR)) {
-            break;
+        case TA_STR:
+            if (!nv_is(v, NV_STR)) {
+                break;
+            }
+            snprintf(out, len, "%s", v->u.s.p);
+            return 1;
+        case TA_BOOL:
+            if (!nv_is(v, NV_BOOL)) {
+                break;
+            }
+            snprintf(out, len, "%s", v->u.b ? "1" : "0");
+            return 1;
+        case TA_INT:
+            if (!nv_is(v, NV_INT)) {
+                break;
+            }
+            snprintf(out, len, "%" PRId64, v->u.i);
+            return 1;
+        case TA_MAP: {
+            const char *m = nv_is(v, NV_STR) ? map_value(d->map, v->u.s.p) : NULL;
+            if (m == NULL) {
+                break;
+            }
+            snprintf(out, len, "%s", m);
+            return 1;
         }
-        snprintf(out, len, "%s", v->u.s.p);
-        return 1;
-    case TA_BOOL:
-        if (!nv_is(v, NV_BOOL)) {
+        case TA_FN:
             break;
-        }
-        snprintf(out, len, "%s", v->u.b ? "1" : "0");
-        return 1;
-    case TA_INT:
-        if (!nv_is(v, NV_INT)) {
-            break;
-        }
-        snprintf(out, len, "%" PRId64, v->u.i);
-        return 1;
-    case TA_MAP: {
-        const char *m = nv_is(v, NV_STR) ? map_value(d->map, v->u.s.p) : NULL;
-        if (m == NULL) {
-            break;
-        }
-        snprintf(out, len, "%s", m);
-        return 1;
-    }
-    case TA_FN:
-        break;
     }
     char *dump = nv_dump(v);
     snprintf(out, len, "%s: unexpected value %s", d->key, dump ? dump : "?");

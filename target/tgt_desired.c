@@ -2,13 +2,18 @@
  * the stage order of truenas-nvmet.md §6.1 and renders every object's
  * attributes from the tables of tgt_attrs.c.
  *
- * ANA (global ana / subsys ana, per-node ports index+5000, ANA group
- * states 2/3, ANA referrals) is not rendered yet: every namespace gets
- * ana_grpid 1 and every port is a plain (IP-takeover) port. The inputs
- * for it are here already (view->node_slot, view->ha, the rows); it slots
- * in as TK_ANAGRP objects, a second port key per port and fn_ana_grpid. */
+ * Two port modes live side by side. IP takeover: ports/<index> listens on
+ * the configured address (a VIP that moves to the active node), only the
+ * active node links subsystems to it. ANA (failover licensed, effective
+ * ANA on a subsystem): ports/<index + 5000> listens on each data node's
+ * own address of that VIP, every data node links it, each node reports
+ * its own ANA group (node_slot + 1) on every port as optimized (active) or
+ * inaccessible, and each ANA port refers hosts to the same port on the
+ * other data nodes. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,12 +23,18 @@
 
 /* ---- the builder ------------------------------------------------------------- */
 
+#define PU_PLAIN 0x1u /* rendered as ports/<index> (IP takeover) */
+#define PU_ANA 0x2u   /* rendered as ports/<index + 5000> (ANA) */
+
 struct builder {
     struct tgt_build b;
     struct ttree *tr;
-    int err;       /* -ENOMEM */
-    bool share;    /* reuse unchanged objects of the last tree */
-    uint64_t view; /* digest of the view and the global row's version */
+    int err;            /* -ENOMEM */
+    bool share;         /* reuse unchanged objects of the last tree */
+    uint64_t view;      /* digest of the view, the global row's version, the
+                         * failover VIPs and whether ANA is active */
+    unsigned group;     /* this node's ANA group on every port, 0 = none */
+    unsigned char *use; /* per port row (index in rows): PU_PLAIN | PU_ANA */
 };
 
 /* ---- reuse of unchanged objects ------------------------------------------------ */
@@ -231,57 +242,383 @@ static bool port_rendered(const struct builder *bd, const struct nv *port)
     return port != NULL;
 }
 
+/* ---- ANA ------------------------------------------------------------------- */
+
+bool tgt__subsys_ana(const struct tgt_build *b, const struct nv *subsys)
+{
+    if (!b->view->ha || subsys == NULL) {
+        return false;
+    }
+    const struct nv *a = nv_get(subsys, "ana");
+    if (nv_is(a, NV_BOOL)) {
+        return a->u.b;
+    }
+    return nv_get_bool(b->rows->global, "ana", false);
+}
+
+unsigned tgt__ana_group(const struct tgt_view *v)
+{
+    unsigned g = v->node_slot + 1;
+    return v->node_slot == 0 || v->node_slot > TGT_MAX_SLOTS || g > TGT_ANA_MAX_GRPID ? 0 : g;
+}
+
+/* Index of the row with this id in its table (rows ascend by id), or -1. */
+static ptrdiff_t row_index(const struct tgt_rows *r, enum sm_table t, int64_t id)
+{
+    size_t lo = 0, hi = r->n[t];
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int64_t m = nv_get_int(r->row[t][mid], "id", 0);
+        if (m == id) {
+            return (ptrdiff_t)mid;
+        }
+        if (m < id) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return -1;
+}
+
+/* Which forms each port is rendered in. Not HA: IP takeover only. HA with
+ * global ana on: every port is an ANA port, and the ports of subsystems
+ * with ana=false are also plain ports; with global ana off: every port is
+ * plain, and the ports of subsystems with ana=true are also ANA ports.
+ * Both follow from: a port is ANA if global ana is on or a linked
+ * subsystem has effective ANA, plain if global ana is off or a linked
+ * subsystem has none. */
+static int port_usage(struct builder *bd)
+{
+    const struct tgt_rows *r = bd->b.rows;
+    size_t n = r->n[SM_PORT];
+    bd->use = calloc(n ? n : 1, 1);
+    if (bd->use == NULL) {
+        return -ENOMEM;
+    }
+    bool ha = bd->b.view->ha, global = ha && nv_get_bool(r->global, "ana", false);
+    for (size_t i = 0; i < n; i++) {
+        bd->use[i] = global ? PU_ANA : PU_PLAIN;
+    }
+    for (size_t i = 0; ha && i < r->n[SM_PORT_SUBSYS]; i++) {
+        const struct nv *ps = r->row[SM_PORT_SUBSYS][i];
+        const struct nv *s = tgt__row_by_id(r, SM_SUBSYS, nv_get_int(ps, "subsys_id", 0));
+        ptrdiff_t p = row_index(r, SM_PORT, nv_get_int(ps, "port_id", 0));
+        if (s != NULL && p >= 0) {
+            bd->use[p] |= tgt__subsys_ana(&bd->b, s) ? PU_ANA : PU_PLAIN;
+        }
+    }
+    return 0;
+}
+
+static bool any_subsys_ana(const struct builder *bd)
+{
+    const struct tgt_rows *r = bd->b.rows;
+    for (size_t i = 0; i < r->n[SM_SUBSYS]; i++) {
+        if (tgt__subsys_ana(&bd->b, r->row[SM_SUBSYS][i])) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static uint64_t str_digest(uint64_t h, const char *s)
+{
+    uint64_t x = 1469598103934665603ull;
+    for (; s != NULL && *s != '\0'; s++) {
+        x = (x ^ (unsigned char)*s) * 1099511628211ull;
+    }
+    return mix(h, x);
+}
+
+/* Everything of the failover VIPs an ANA port or referral can read. */
+static uint64_t vips_digest(const struct nv *vips)
+{
+    uint64_t h = mix(0, nv_len(vips));
+    for (size_t i = 0; i < nv_len(vips); i++) {
+        const struct nv *vip = nv_at(vips, i);
+        const struct nv *na = nv_get(vip, "node_addresses");
+        h = str_digest(h, nv_get_str(vip, "address"));
+        for (size_t k = 0; nv_is(na, NV_MAP) && k < na->u.m.n; k++) {
+            h = str_digest(h, na->u.m.kv[k].k);
+            h = str_digest(h, nv_is(na->u.m.kv[k].v, NV_STR) ? na->u.m.kv[k].v->u.s.p : "");
+        }
+        h = mix(h, 0x76); /* end of one VIP */
+    }
+    return h;
+}
+
+/* 4 or 6 with the address in buf, or 0 when s is not a plain IP address. */
+static int parse_ip(const char *s, unsigned char buf[16])
+{
+    if (s == NULL) {
+        return 0;
+    }
+    if (inet_pton(AF_INET, s, buf) == 1) {
+        return 4;
+    }
+    return inet_pton(AF_INET6, s, buf) == 1 ? 6 : 0;
+}
+
+/* 0.0.0.0 or ::, in any spelling: listen on every address of the node. */
+static bool is_wildcard(const char *traddr)
+{
+    unsigned char a[16] = {0};
+    int fam = parse_ip(traddr, a);
+    if (fam == 0) {
+        return false;
+    }
+    for (int i = 0; i < (fam == 4 ? 4 : 16); i++) {
+        if (a[i] != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Equal addresses, also when IPv6 is spelled differently (fd00::1 and
+ * fd00:0::1); anything that is not an IP address compares as text. */
+static bool same_address(const char *a, const char *b)
+{
+    unsigned char x[16], y[16];
+    if (a == NULL || b == NULL) {
+        return false;
+    }
+    if (strcmp(a, b) == 0) {
+        return true;
+    }
+    int fa = parse_ip(a, x), fb = parse_ip(b, y);
+    return fa != 0 && fa == fb && memcmp(x, y, fa == 4 ? 4 : 16) == 0;
+}
+
+/* The address node listens on for port's VIP: the entry of node in the
+ * node_addresses of the failover VIP whose address is the port's traddr.
+ * A wildcard traddr is every node's own wildcard. 0 with *out set, or
+ * -ENOENT (no such VIP) / -ENXIO (the VIP has no address for node), with
+ * why in msg. */
+static int node_address(const struct builder *bd, const struct nv *port, uint64_t node,
+                        const char **out, char *msg, size_t len)
+{
+    const char *traddr = nv_get_str(port, "addr_traddr");
+    if (traddr != NULL && is_wildcard(traddr)) {
+        *out = traddr;
+        return 0;
+    }
+    const struct nv *vips = bd->b.rows->vips;
+    for (size_t i = 0; i < nv_len(vips); i++) {
+        const struct nv *vip = nv_at(vips, i);
+        if (!same_address(nv_get_str(vip, "address"), traddr)) {
+            continue;
+        }
+        char key[24];
+        snprintf(key, sizeof key, "%" PRIu64, node);
+        const char *a = nv_get_str(nv_get(vip, "node_addresses"), key);
+        if (a != NULL && *a != '\0') {
+            *out = a;
+            return 0;
+        }
+        snprintf(msg, len, "failover vips: VIP %s has no node_addresses entry for node %" PRIu64,
+                 traddr, node);
+        return -ENXIO;
+    }
+    snprintf(msg, len, "failover vips: no VIP %s", traddr ? traddr : "(none)");
+    return -ENOENT;
+}
+
+/* The port row as node sees it: the same row with addr_traddr replaced
+ * (owned; NULL = out of memory). */
+static struct nv *port_as(struct builder *bd, const struct nv *port, const char *traddr)
+{
+    struct nv *c = nv_copy(port);
+    if (c == NULL || nv_set_str(c, "addr_traddr", traddr) < 0) {
+        nv_free(c);
+        bd->err = -ENOMEM;
+        return NULL;
+    }
+    return c;
+}
+
+static void port_path(char *buf, size_t len, const struct nv *port, bool ana)
+{
+    snprintf(buf, len, "ports/%" PRId64,
+             nv_get_int(port, "index", 0) + (ana ? TGT_ANA_PORT_OFFSET : 0));
+}
+
+/* ports/<index + 5000> on this node's own address of the port's VIP. A
+ * missing address is this port's problem only. */
+static struct tobj *make_ana_port(struct builder *bd, const struct nv *row, const char *path)
+{
+    const char *addr = NULL;
+    char why[400];
+    if (node_address(bd, row, bd->b.view->node_id, &addr, why, sizeof why) < 0) {
+        char msg[800];
+        const char *traddr = nv_get_str(row, "addr_traddr");
+        snprintf(msg, sizeof msg,
+                 "render port %" PRId64 ": ANA needs this node's own address for %s (%s)",
+                 nv_get_int(row, "index", 0), traddr ? traddr : "(none)", why);
+        add_problem(bd, path, msg);
+        return NULL;
+    }
+    struct nv *as = port_as(bd, row, addr);
+    struct tobj *o = as != NULL ? make_obj(bd, TK_PORT, path, NULL, as, NULL) : NULL;
+    nv_free(as);
+    return o;
+}
+
+/* ports/<p>/ana_groups/<node_slot + 1> on a rendered port while ANA is
+ * active here. The kernel's default group 1 is never ours. */
+static void build_group(struct builder *bd, size_t *cur, const struct nv *row, int64_t id,
+                        int64_t v1, uint64_t v2, const char *port)
+{
+    if (bd->group == 0 || tgt__tree_find(bd->tr, port) == NULL) {
+        return; /* no ANA here, or the port could not be rendered */
+    }
+    if (reuse(bd, cur, TK_ANAGRP, id, v1, v2)) {
+        return;
+    }
+    char path[96];
+    snprintf(path, sizeof path, "%s/ana_groups/%u", port, bd->group);
+    add_obj(bd, stamp(make_obj(bd, TK_ANAGRP, path, NULL, row, NULL), id, v1, v2));
+}
+
 static void build_ports(struct builder *bd)
 {
     const struct tgt_rows *r = bd->b.rows;
-    size_t cur = 0;
-    const uint64_t v2 = digest(bd, NULL, NULL); /* the same for every row */
+    size_t cur = 0, gcur = 0;
     for (size_t i = 0; i < r->n[SM_PORT]; i++) {
         const struct nv *row = r->row[SM_PORT][i];
         if (!port_rendered(bd, row)) {
             continue;
         }
         int64_t v1 = ver(row), id = nv_get_int(row, "id", 0);
-        if (reuse(bd, &cur, TK_PORT, id, v1, v2)) {
+        for (int ana = 0; ana <= 1; ana++) {
+            if (!(bd->use[i] & (ana ? PU_ANA : PU_PLAIN))) {
+                continue;
+            }
+            /* the two forms of one row differ in v2, so reuse tells them apart */
+            const uint64_t v2 = mix(digest(bd, NULL, NULL), (uint64_t)ana);
+            char path[64];
+            port_path(path, sizeof path, row, ana);
+            if (!reuse(bd, &cur, TK_PORT, id, v1, v2)) {
+                struct tobj *o = ana ? make_ana_port(bd, row, path)
+                                     : make_obj(bd, TK_PORT, path, NULL, row, NULL);
+                add_obj(bd, stamp(o, id, v1, v2));
+            }
+            build_group(bd, &gcur, row, id, v1, v2, path);
+        }
+    }
+}
+
+static void add_referral(struct builder *bd, const char *src, const char *name,
+                         const struct nv *dst)
+{
+    char path[160];
+    snprintf(path, sizeof path, "%s/referrals/%s", src, name);
+    add_obj(bd, make_obj(bd, TK_REFERRAL, path, NULL, dst, NULL));
+}
+
+/* Discovery referrals group ports by (trtype, adrfam); -1 = none. */
+static int referral_group(const struct nv *port)
+{
+    static const char *const groups[][2] = {
+        {"RDMA", "IPV4"}, {"RDMA", "IPV6"}, {"FC", "FC"}, {"TCP", "IPV4"}, {"TCP", "IPV6"}};
+    const char *t = nv_get_str(port, "addr_trtype"), *a = nv_get_str(port, "addr_adrfam");
+    for (int g = 0; t != NULL && a != NULL && g < (int)(sizeof groups / sizeof groups[0]); g++) {
+        if (strcmp(t, groups[g][0]) == 0 && strcmp(a, groups[g][1]) == 0) {
+            return g;
+        }
+    }
+    return -1;
+}
+
+/* Referrals of one ANA port (src, rendered as srcpath):
+ *   - to the same port on every other data node, at that node's own
+ *     address, named "<index + 5000>-<node id>" (unique per peer; the
+ *     names of the cross-port referrals below are plain numbers). A
+ *     wildcard port has no address to refer a host to: none;
+ *   - with xport_referral, to the other ANA ports of its (trtype, adrfam)
+ *     group at this node's own addresses, named "<index + 5000>". */
+static void build_ana_referrals(struct builder *bd, const struct nv *src, const char *srcpath,
+                                bool xport)
+{
+    const struct tgt_rows *r = bd->b.rows;
+    const struct tgt_view *v = bd->b.view;
+    const char *traddr = nv_get_str(src, "addr_traddr");
+    int64_t sidx = nv_get_int(src, "index", 0) + TGT_ANA_PORT_OFFSET;
+    for (unsigned k = 0; !is_wildcard(traddr) && k < v->n_slots && k < TGT_MAX_SLOTS; k++) {
+        uint64_t peer = v->slot_ids[k];
+        if (peer == 0 || peer == v->node_id) {
             continue;
         }
-        char path[64];
-        snprintf(path, sizeof path, "ports/%" PRId64, nv_get_int(row, "index", 0));
-        add_obj(bd, stamp(make_obj(bd, TK_PORT, path, NULL, row, NULL), id, v1, v2));
+        char name[64], why[400];
+        snprintf(name, sizeof name, "%" PRId64 "-%" PRIu64, sidx, peer);
+        const char *addr = NULL;
+        if (node_address(bd, src, peer, &addr, why, sizeof why) < 0) {
+            char path[160], msg[800];
+            snprintf(path, sizeof path, "%s/referrals/%s", srcpath, name);
+            snprintf(msg, sizeof msg,
+                     "render port %" PRId64 " referral %s: ANA needs node %" PRIu64
+                     "'s address for %s (%s)",
+                     sidx, name, peer, traddr ? traddr : "(none)", why);
+            add_problem(bd, path, msg);
+            continue;
+        }
+        struct nv *as = port_as(bd, src, addr);
+        if (as != NULL) {
+            add_referral(bd, srcpath, name, as);
+        }
+        nv_free(as);
+    }
+    int g = referral_group(src);
+    for (size_t j = 0; xport && g >= 0 && j < r->n[SM_PORT]; j++) {
+        const struct nv *dst = r->row[SM_PORT][j];
+        char dpath[64], why[400];
+        port_path(dpath, sizeof dpath, dst, true);
+        const char *addr = NULL;
+        if (dst == src || !(bd->use[j] & PU_ANA) || !port_rendered(bd, dst) ||
+            referral_group(dst) != g || tgt__tree_find(bd->tr, dpath) == NULL ||
+            node_address(bd, dst, v->node_id, &addr, why, sizeof why) < 0) {
+            continue;
+        }
+        struct nv *as = port_as(bd, dst, addr);
+        if (as != NULL) {
+            add_referral(bd, srcpath, dpath + strlen("ports/"), as);
+        }
+        nv_free(as);
     }
 }
 
 /* Cross-port discovery referrals (reference §4.5 step 3 and §6.5): within
- * each (trtype, adrfam) group, every ordered pair of distinct ports. */
+ * each (trtype, adrfam) group, every ordered pair of distinct plain ports,
+ * named by the destination's index; and the referrals of the ANA ports. */
 static void build_referrals(struct builder *bd)
 {
-    static const char *const groups[][2] = {
-        {"RDMA", "IPV4"}, {"RDMA", "IPV6"}, {"FC", "FC"}, {"TCP", "IPV4"}, {"TCP", "IPV6"}};
     const struct tgt_rows *r = bd->b.rows;
-    if (!nv_get_bool(r->global, "xport_referral", true)) {
-        return;
-    }
-    for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
-        for (size_t i = 0; i < r->n[SM_PORT]; i++) {
-            const struct nv *src = r->row[SM_PORT][i];
-            const char *st = nv_get_str(src, "addr_trtype"), *sa = nv_get_str(src, "addr_adrfam");
-            if (!port_rendered(bd, src) || st == NULL || sa == NULL ||
-                strcmp(st, groups[g][0]) != 0 || strcmp(sa, groups[g][1]) != 0) {
+    bool xport = nv_get_bool(r->global, "xport_referral", true);
+    for (size_t i = 0; i < r->n[SM_PORT]; i++) {
+        const struct nv *src = r->row[SM_PORT][i];
+        if (!port_rendered(bd, src)) {
+            continue;
+        }
+        char spath[64];
+        port_path(spath, sizeof spath, src, true);
+        if ((bd->use[i] & PU_ANA) && tgt__tree_find(bd->tr, spath) != NULL) {
+            build_ana_referrals(bd, src, spath, xport);
+        }
+        int g = referral_group(src);
+        if (!xport || g < 0 || !(bd->use[i] & PU_PLAIN)) {
+            continue;
+        }
+        port_path(spath, sizeof spath, src, false);
+        for (size_t j = 0; j < r->n[SM_PORT]; j++) {
+            const struct nv *dst = r->row[SM_PORT][j];
+            if (j == i || !(bd->use[j] & PU_PLAIN) || !port_rendered(bd, dst) ||
+                referral_group(dst) != g) {
                 continue;
             }
-            for (size_t j = 0; j < r->n[SM_PORT]; j++) {
-                const struct nv *dst = r->row[SM_PORT][j];
-                const char *dt = nv_get_str(dst, "addr_trtype");
-                const char *da = nv_get_str(dst, "addr_adrfam");
-                if (j == i || !port_rendered(bd, dst) || dt == NULL || da == NULL ||
-                    strcmp(dt, st) != 0 || strcmp(da, sa) != 0) {
-                    continue;
-                }
-                char path[96];
-                snprintf(path, sizeof path, "ports/%" PRId64 "/referrals/%" PRId64,
-                         nv_get_int(src, "index", 0), nv_get_int(dst, "index", 0));
-                add_obj(bd, make_obj(bd, TK_REFERRAL, path, NULL, dst, src));
-            }
+            char name[32];
+            snprintf(name, sizeof name, "%" PRId64, nv_get_int(dst, "index", 0));
+            add_referral(bd, spath, name, dst);
         }
     }
 }
@@ -313,15 +650,13 @@ static void build_host_links(struct builder *bd)
 }
 
 /* A port listens once a subsystem is linked (reference §6.7): only enabled
- * ports, and none on the standby (IP takeover: the VIPs and their ports
- * live on the active node). */
+ * ports. A subsystem with effective ANA is linked to the ANA form of the
+ * port on every data node; the others to the plain form, and only on the
+ * active node (IP takeover: the VIPs and their ports live there). */
 static void build_port_links(struct builder *bd)
 {
     const struct tgt_rows *r = bd->b.rows;
     size_t cur = 0;
-    if (!bd->b.view->active) {
-        return;
-    }
     for (size_t i = 0; i < r->n[SM_PORT_SUBSYS]; i++) {
         const struct nv *row = r->row[SM_PORT_SUBSYS][i];
         const struct nv *p = tgt__row_by_id(r, SM_PORT, nv_get_int(row, "port_id", 0));
@@ -336,9 +671,13 @@ static void build_port_links(struct builder *bd)
             !port_rendered(bd, p)) {
             continue;
         }
-        char path[600], target[512];
-        snprintf(path, sizeof path, "ports/%" PRId64 "/subsystems/%s", nv_get_int(p, "index", 0),
-                 sn);
+        bool ana = tgt__subsys_ana(&bd->b, s);
+        char port[64], path[600], target[512];
+        port_path(port, sizeof port, p, ana);
+        if ((!ana && !bd->b.view->active) || (ana && tgt__tree_find(bd->tr, port) == NULL)) {
+            continue; /* a standby; or an ANA port without an address (reported) */
+        }
+        snprintf(path, sizeof path, "%s/subsystems/%s", port, sn);
         snprintf(target, sizeof target, "subsystems/%s", sn);
         add_obj(bd, stamp(make_obj(bd, TK_PORTLINK, path, target, row, NULL), id, v1, v2));
     }
@@ -381,18 +720,26 @@ static struct ttree *build(const struct tgt *t, const struct tgt_rows *r, const 
 {
     struct builder bd = {
         .b = {.t = t, .rows = r, .view = v}, .tr = tgt__tree_new(), .share = share};
-    uint64_t vh = mix(mix(mix(v->empty, v->active), v->ha), v->node_id);
-    vh = mix(mix(vh, v->node_slot), v->n_slots);
-    for (unsigned i = 0; i < v->n_slots && i < TGT_MAX_SLOTS; i++) {
-        vh = mix(vh, v->slot_ids[i]);
-    }
-    bd.view = mix(vh, (uint64_t)ver(r->global));
     if (bd.tr == NULL) {
         return NULL;
     }
     /* global.enabled=false and the witness desire an empty nvmet/ */
     if (r->global == NULL || !nv_get_bool(r->global, "enabled", false) || v->empty) {
         return bd.tr;
+    }
+    uint64_t vh = mix(mix(mix(v->empty, v->active), v->ha), v->node_id);
+    vh = mix(mix(vh, v->node_slot), v->n_slots);
+    for (unsigned i = 0; i < v->n_slots && i < TGT_MAX_SLOTS; i++) {
+        vh = mix(vh, v->slot_ids[i]);
+    }
+    /* ANA is active on this node while some subsystem has effective ANA:
+     * then every port carries this node's group */
+    bd.group = any_subsys_ana(&bd) ? tgt__ana_group(v) : 0;
+    vh = mix(mix(vh, vips_digest(r->vips)), bd.group);
+    bd.view = mix(vh, (uint64_t)ver(r->global));
+    if (port_usage(&bd) < 0) {
+        tgt__tree_free(bd.tr);
+        return NULL;
     }
     build_subsystems(&bd);
     build_hosts(&bd);
@@ -401,6 +748,7 @@ static struct ttree *build(const struct tgt *t, const struct tgt_rows *r, const 
     build_host_links(&bd);
     build_port_links(&bd);
     build_namespaces(&bd);
+    free(bd.use);
     if (bd.err < 0) {
         tgt__tree_free(bd.tr);
         return NULL;
@@ -423,19 +771,6 @@ struct ttree *tgt__build_shared(const struct tgt *t, const struct tgt_rows *r,
 
 const struct nv *tgt__row_by_id(const struct tgt_rows *r, enum sm_table t, int64_t id)
 {
-    /* rows are kept in ascending id order (sm.h) */
-    size_t lo = 0, hi = r->n[t];
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int64_t m = nv_get_int(r->row[t][mid], "id", 0);
-        if (m == id) {
-            return r->row[t][mid];
-        }
-        if (m < id) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    return NULL;
+    ptrdiff_t i = row_index(r, t, id);
+    return i < 0 ? NULL : r->row[t][i];
 }

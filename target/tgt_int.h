@@ -50,7 +50,7 @@ extern const struct tgt_ops tgt__emu_ops;
 
 /* Emulated kernel profiles (nvmet-configfs.md §1, §10). */
 #define TGT_P61 0x1u
-#define TGT_P613 0x4u               /* 6.13 and later: reservations (resv_enable) */
+#define TGT_P613 0x4u              /* 6.13 and later: reservations (resv_enable) */
 #define TGT_P612 (0x2u | TGT_P613) /* as masks: 6.12 "and later" */
 #define TGT_PALL (TGT_P61 | TGT_P612)
 /* the profile values (one bit each) */
@@ -66,7 +66,7 @@ enum tgt_kind {
     TK_SUBSYS = 1,
     TK_HOST,
     TK_PORT,
-    TK_ANAGRP, /* ports/<p>/ana_groups/<g>, g >= 2 (ANA mode: later) */
+    TK_ANAGRP, /* ports/<p>/ana_groups/<g>, g = node_slot + 1 >= 2 (ANA mode) */
     TK_REFERRAL,
     TK_HOSTLINK, /* subsystems/<s>/allowed_hosts/<h> -> hosts/<h> */
     TK_PORTLINK, /* ports/<p>/subsystems/<s> -> subsystems/<s> */
@@ -104,8 +104,9 @@ struct tobj {
 #define TO_TODO 0x4u   /* pass: to be applied */
 #define TO_FORCED 0x8u /* pass: removed by this pass on purpose (no drift) */
 #define TO_FAILED 0x10u
-#define TO_SHARED 0x20u /* pass: the desired tree reuses the last tree's object
-                         * (owned by the last tree until finish; obj_free skips it) */
+#define TO_SHARED                                                 \
+    0x20u /* pass: the desired tree reuses the last tree's object \
+           * (owned by the last tree until finish; obj_free skips it) */
 
 struct ttree {
     struct tobj **o;
@@ -185,11 +186,15 @@ bool tgt__attr_same(const struct tgt_attr *d, const char *live, const char *want
 
 /* ---- rows (what the renderer reads from the statemachine) --------------- */
 
-/* Borrowed rows of every table in ascending id order (sm.h row shapes). */
+/* Borrowed rows of every table in ascending id order (sm.h row shapes),
+ * and the failover VIPs of sm_cluster() ("failover" -> "vips": [{address,
+ * prefix, interface, node_addresses: {"<node id>": address}}], NULL = none):
+ * ANA ports listen on each node's own address of the port's VIP. */
 struct tgt_rows {
     const struct nv *global;
     const struct nv **row[SM_TABLE_COUNT];
     size_t n[SM_TABLE_COUNT];
+    const struct nv *vips;
 };
 
 int tgt__rows_from_sm(const struct sm_state *s, struct tgt_rows *r);
@@ -201,6 +206,18 @@ struct tgt_build {
     const struct tgt_rows *rows;
     const struct tgt_view *view;
 };
+
+/* ANA mode. A port with ANA is rendered a second time as ports/<index +
+ * TGT_ANA_PORT_OFFSET>, listening on this node's own address; the kernel
+ * caps port ids at 65535 and ANA group ids at 128 (NVMET_MAX_ANAGRPS). */
+#define TGT_ANA_PORT_OFFSET 5000
+#define TGT_ANA_MAX_GRPID 128
+/* Effective ANA of a subsystem row: its "ana" when not null, else the
+ * global "ana"; false unless failover is licensed (view->ha). */
+bool tgt__subsys_ana(const struct tgt_build *b, const struct nv *subsys);
+/* This node's ANA group, node_slot + 1, or 0 when the view has no slot
+ * (no ANA groups, namespaces stay in the kernel's default group 1). */
+unsigned tgt__ana_group(const struct tgt_view *v);
 
 /* The desired tree for (rows, view). Never NULL except out of memory. */
 struct ttree *tgt__build(const struct tgt *t, const struct tgt_rows *r, const struct tgt_view *v);
@@ -226,8 +243,8 @@ struct tgt_pass {
     bool sweep, expect;               /* expect: a last tree to judge drift by */
     const struct tobj **gone;         /* to remove, borrowed from last or live */
     size_t ngone, capgone;
-    struct ttree *ghosts;   /* copies of the removals that failed */
-    unsigned fresh_errors;  /* failures of objects that had not failed before */
+    struct ttree *ghosts;  /* copies of the removals that failed */
+    unsigned fresh_errors; /* failures of objects that had not failed before */
 };
 
 /* Create/repair one desired object; remove one undesired object. */

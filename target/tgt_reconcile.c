@@ -9,8 +9,10 @@
  *                read, so one changed namespace among thousands costs a
  *                few reads and writes.
  * Creates run in the stage order of truenas-nvmet.md §6.1 (subsystems,
- * hosts, ports, referrals, allowed_hosts links, port links, namespaces),
- * deletes in the reverse order; tgt_apply.c does one object. */
+ * hosts, ports, ANA groups, referrals, allowed_hosts links, port links,
+ * namespaces), deletes in the reverse order, and every create or update
+ * runs before any delete: a namespace leaves an ANA group before the
+ * group goes; tgt_apply.c does one object. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

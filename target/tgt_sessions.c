@@ -11,10 +11,6 @@
 #include "nv.h"
 #include "tgt_int.h"
 
-/* ANA ports are rendered as index + 5000 (reference §0): map them back
- * (the reference's own lookup misses them, §1.3). */
-#define ANA_PORT_INDEX_OFFSET 5000
-
 static int read_value(const char *dir, const char *name, char *buf, size_t len)
 {
     char p[4096];
@@ -99,8 +95,8 @@ static void add_ctrls(struct nv *out, const char *sdir, const struct nv *subsys,
         read_value(cdir, "host_traddr", traddr, sizeof traddr);
         read_value(cdir, "port", port, sizeof port);
         long idx = port[0] != '\0' ? strtol(port, NULL, 10) : -1;
-        if (idx >= ANA_PORT_INDEX_OFFSET) {
-            idx -= ANA_PORT_INDEX_OFFSET;
+        if (idx >= TGT_ANA_PORT_OFFSET) {
+            idx -= TGT_ANA_PORT_OFFSET; /* a controller on the ANA form of the port */
         }
         const struct nv *p = port_by_index(r, idx);
         struct nv *item = nv_map();

@@ -13,6 +13,7 @@ int tgt__rows_from_sm(const struct sm_state *s, struct tgt_rows *r)
 {
     memset(r, 0, sizeof *r);
     r->global = sm_global_row(s);
+    r->vips = nv_get(nv_get(sm_cluster(s), "failover"), "vips");
     for (int t = 0; t < SM_TABLE_COUNT; t++) {
         size_t n = sm_rows(s, (enum sm_table)t);
         r->row[t] = calloc(n ? n : 1, sizeof *r->row[t]);

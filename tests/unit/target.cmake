@@ -6,6 +6,8 @@ nvmet_unit_test(test_tgt_roles SOURCES unit/test_tgt_roles.c unit/test_tgt_util.
                 LIBS target nvcommon)
 nvmet_unit_test(test_tgt_emu SOURCES unit/test_tgt_emu.c unit/test_tgt_util.c
                 LIBS target nvcommon)
+nvmet_unit_test(test_tgt_ana SOURCES unit/test_tgt_ana.c unit/test_tgt_util.c
+                LIBS target nvcommon)
 # libnvme only as an independent implementation of the key transform
 pkg_check_modules(TGT_LIBNVME IMPORTED_TARGET libnvme)
 if(TGT_LIBNVME_FOUND)

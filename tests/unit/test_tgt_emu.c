@@ -168,18 +168,37 @@ static void test_refuses_wrong_order(void **state)
     assert_int_equal(
         tgt__write(t, S "/namespaces/1/device_uuid", "6ba7b810-9dad-41d1-80b4-00c04fd430c8"),
         -EBUSY);
-    assert_int_equal(tgt__write(t, S "/namespaces/1/device_nguid", "00112233445566778899aabbccddeeff"),
-                     -EBUSY);
+    assert_int_equal(
+        tgt__write(t, S "/namespaces/1/device_nguid", "00112233445566778899aabbccddeeff"), -EBUSY);
     assert_int_equal(tgt__write(t, S "/namespaces/1/buffered_io", "1"), -EINVAL);
-    assert_int_equal(tgt__write(t, S "/namespaces/1/ana_grpid", "2"), 0); /* allowed */
+    assert_int_equal(tgt__write(t, S "/namespaces/1/ana_grpid", "2"), 0); /* see below */
     /* the right order */
     assert_int_equal(tgt__unlink(t, "ports/1/subsystems/nqn.2024-01.com.example:s"), 0);
     assert_int_equal(tgt__write(t, "ports/1/addr_trsvcid", "4421"), 0);
     assert_int_equal(tgt__write(t, S "/namespaces/1/enable", "0"), 0);
-    assert_int_equal(tgt__write(t, S "/namespaces/1/device_nguid", "00112233445566778899aabbccddeeff"),
-                     0);
+    assert_int_equal(
+        tgt__write(t, S "/namespaces/1/device_nguid", "00112233445566778899aabbccddeeff"), 0);
     fx_expect(f, S "/namespaces/1/device_nguid", "00112233-4455-6677-8899-aabbccddeeff");
     assert_int_equal(tgt__write(t, S "/namespaces/1/buffered_io", "1"), 0);
+}
+
+/* ANA groups are not cross-checked, like the kernel's: ana_grpid takes
+ * any id 1..128 whether or not a port has that group, and a group is
+ * removed while namespaces name it (they are then inaccessible on every
+ * port: keeping them consistent is the renderer's order, test_tgt_ana). */
+static void test_ana_groups_unchecked(void **state)
+{
+    struct fx *f = *state;
+    struct tgt *t = f->t;
+    build_linked(f);
+    assert_int_equal(tgt__write(t, S "/namespaces/1/ana_grpid", "7"), 0);
+    fx_expect(f, S "/namespaces/1/ana_grpid", "7");
+    assert_int_equal(tgt__write(t, S "/namespaces/1/ana_grpid", "129"), -EINVAL);
+    assert_int_equal(tgt__write(t, S "/namespaces/1/ana_grpid", "0"), -EINVAL);
+    assert_int_equal(tgt__mkdir(t, "ports/1/ana_groups/2"), 0);
+    assert_int_equal(tgt__write(t, S "/namespaces/1/ana_grpid", "2"), 0);
+    assert_int_equal(tgt__rmdir(t, "ports/1/ana_groups/2"), 0);
+    fx_expect(f, S "/namespaces/1/ana_grpid", "2");
 }
 
 /* Access lists: allow_any_host=1 with links is EINVAL, linking while it is
@@ -346,8 +365,7 @@ static void test_identity_lock(void **state)
     struct tgt *t = f->t;
     assert_int_equal(tgt__mkdir(t, S), 0);
     char p[1024];
-    snprintf(p, sizeof p, "%s/" TGT_EMU_STATE_DIR "/identified/nqn.2024-01.com.example:s",
-             f->root);
+    snprintf(p, sizeof p, "%s/" TGT_EMU_STATE_DIR "/identified/nqn.2024-01.com.example:s", f->root);
     FILE *fp = fopen(p, "w");
     fclose(fp);
     assert_int_equal(tgt__write(t, S "/attr_serial", "NEW"), -EINVAL);
@@ -391,6 +409,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_mkdir_is_atomic, setup612, teardown),
         cmocka_unit_test_setup_teardown(test_profile_61_files, setup61, teardown),
         cmocka_unit_test_setup_teardown(test_refuses_wrong_order, setup612, teardown),
+        cmocka_unit_test_setup_teardown(test_ana_groups_unchecked, setup612, teardown),
         cmocka_unit_test_setup_teardown(test_refuses_links, setup612, teardown),
         cmocka_unit_test_setup_teardown(test_refuses_rmdir, setup612, teardown),
         cmocka_unit_test_setup_teardown(test_refuses_names, setup612, teardown),

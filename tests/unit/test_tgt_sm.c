@@ -28,6 +28,7 @@ struct ctx {
     struct fx f;
     struct sm_state *s;
     unsigned char counter;
+    bool ha; /* the leader's env: HA features allowed */
 };
 
 static void counter_random(void *ctx, void *buf, size_t len)
@@ -41,7 +42,7 @@ static void counter_random(void *ctx, void *buf, size_t len)
 /* One write through the leader path and apply; the result (owned). */
 static struct nv *call(struct ctx *c, const char *method, const char *params)
 {
-    struct sm_env env = {.random = counter_random, .ctx = &c->counter};
+    struct sm_env env = {.random = counter_random, .ctx = &c->counter, .ha = c->ha};
     struct nv *p = nv_from_json(params != NULL ? params : "[]");
     assert_non_null(p);
     struct nv *cmd = NULL;
@@ -105,8 +106,8 @@ static int render(struct ctx *c, const struct tgt_view *v, bool sweep, struct tg
 /* The brief's complete setup, in its order. */
 static void complete_setup(struct ctx *c)
 {
-    nv_free(call(c, "nvmet.subsys.create",
-                 "[{\"name\": \"" SUBNQN "\", \"serial\": \"TRUENAS001\"}]"));
+    nv_free(
+        call(c, "nvmet.subsys.create", "[{\"name\": \"" SUBNQN "\", \"serial\": \"TRUENAS001\"}]"));
     nv_free(call(c, "nvmet.namespace.create",
                  "[{\"subsys\": 1, \"device\": \"zvol/tank/nvme/ns1\", \"device_nguid\": null, "
                  "\"device_uuid\": null, \"enabled\": true}]"));
@@ -190,11 +191,61 @@ static void test_sm_updates_and_deletes(void **state)
     tgt_report_clear(&rep);
 }
 
+/* ANA through the statemachine: the ANA port listens on this node's
+ * entry of the VIP's node_addresses, and an incremental pass after
+ * failover.update changes it (the failover settings are inputs of the
+ * reused objects, not only the rows). */
+static void test_sm_ana_node_address(void **state)
+{
+    struct ctx *c = *state;
+    struct tgt_report rep = {0};
+    const struct tgt_view a = {
+        .active = true, .ha = true, .node_id = 1, .node_slot = 1, .n_slots = 2, .slot_ids = {1, 2}};
+    c->ha = true;
+    nv_free(
+        call(c, "nvmet.subsys.create", "[{\"name\": \"" SUBNQN "\", \"serial\": \"TRUENAS001\"}]"));
+    nv_free(call(c, "nvmet.namespace.create",
+                 "[{\"subsys\": 1, \"device\": \"zvol/tank/nvme/ns1\", \"enabled\": true}]"));
+    nv_free(call(c, "nvmet.port.create",
+                 "[{\"addr_trtype\": \"TCP\", \"addr_traddr\": \"198.51.100.10\", "
+                 "\"addr_trsvcid\": \"4420\", \"addr_adrfam\": \"IPV4\"}]"));
+    nv_free(call(c, "nvmet.port_subsys.create", "[{\"port\": 1, \"subsys\": 1}]"));
+    nv_free(call(c, "failover.update",
+                 "[{\"vips\": [{\"address\": \"198.51.100.10\", \"prefix\": 24, "
+                 "\"interface\": \"eth0\", \"node_addresses\": "
+                 "{\"1\": \"10.0.0.1\", \"2\": \"10.0.0.2\"}}]}]"));
+    nv_free(call(c, "nvmet.global.update", "[{\"ana\": true, \"enabled\": true}]"));
+    assert_int_equal(render(c, &a, false, &rep), 0);
+    fx_expect(&c->f, "ports/5001/addr_traddr", "10.0.0.1");
+    fx_expect(&c->f, "ports/5001/referrals/5001-2/addr_traddr", "10.0.0.2");
+    fx_expect(&c->f, "ports/5001/ana_groups/2/ana_state", "optimized");
+    fx_expect(&c->f, NS1 "/ana_grpid", "2");
+    fx_expect_link(&c->f, "ports/5001/subsystems/" SUBNQN, SUB);
+    assert_int_equal(render(c, &a, false, &rep), 0);
+    assert_int_equal(rep.writes + rep.mkdirs + rep.reads, 0); /* nothing changed */
+    nv_free(call(c, "failover.update",
+                 "[{\"vips\": [{\"address\": \"198.51.100.10\", \"prefix\": 24, "
+                 "\"interface\": \"eth0\", \"node_addresses\": "
+                 "{\"1\": \"10.0.0.101\", \"2\": \"10.0.0.102\"}}]}]"));
+    assert_int_equal(render(c, &a, false, &rep), 0);
+    assert_false(rep.swept);
+    fx_expect(&c->f, "ports/5001/addr_traddr", "10.0.0.101");
+    fx_expect(&c->f, "ports/5001/referrals/5001-2/addr_traddr", "10.0.0.102");
+    fx_expect_link(&c->f, "ports/5001/subsystems/" SUBNQN, SUB);
+    struct nv *want = tgt_desired_tree(c->f.t, c->s, &a);
+    struct nv *live = tgt_live_tree(c->f.t);
+    assert_true(nv_equal(want, live));
+    nv_free(want);
+    nv_free(live);
+    tgt_report_clear(&rep);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_sm_complete_setup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sm_updates_and_deletes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sm_ana_node_address, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,6 +28,7 @@ void rs_init(struct rowset *rs, bool enabled)
     nv_set_bool(rs->global, "rdma", false);
     nv_set_bool(rs->global, "xport_referral", true);
     nv_set_bool(rs->global, "enabled", enabled);
+    rs->vips = nv_arr();
     for (int t = 0; t < SM_TABLE_COUNT; t++) {
         rs->tab[t] = nv_arr();
         rs->next_id[t] = 1;
@@ -37,6 +38,7 @@ void rs_init(struct rowset *rs, bool enabled)
 void rs_free(struct rowset *rs)
 {
     nv_free(rs->global);
+    nv_free(rs->vips);
     for (int t = 0; t < SM_TABLE_COUNT; t++) {
         nv_free(rs->tab[t]);
         free(rs->ptrs[t]);
@@ -47,6 +49,7 @@ void rs_free(struct rowset *rs)
 const struct tgt_rows *rs_rows(struct rowset *rs)
 {
     rs->r.global = rs->global;
+    rs->r.vips = rs->vips;
     for (int t = 0; t < SM_TABLE_COUNT; t++) {
         size_t n = nv_len(rs->tab[t]);
         free(rs->ptrs[t]);
@@ -182,6 +185,23 @@ int64_t rs_port_subsys(struct rowset *rs, int64_t port_id, int64_t subsys_id)
     return add(rs, SM_PORT_SUBSYS, r);
 }
 
+void rs_vip(struct rowset *rs, const char *address, ...)
+{
+    struct nv *v = nv_map();
+    struct nv *na = nv_map();
+    nv_set_str(v, "address", address);
+    nv_set_int(v, "prefix", strchr(address, ':') != NULL ? 64 : 24);
+    nv_set_str(v, "interface", "eth0");
+    va_list ap;
+    va_start(ap, address);
+    for (const char *id = va_arg(ap, const char *); id != NULL; id = va_arg(ap, const char *)) {
+        nv_set_str(na, id, va_arg(ap, const char *));
+    }
+    va_end(ap);
+    nv_set(v, "node_addresses", na);
+    nv_push(rs->vips, v);
+}
+
 /* ---- temp trees ------------------------------------------------------------ */
 
 static void mkdirs(const char *path)
@@ -207,8 +227,7 @@ void fx_setup(struct fx *f, const char *profile)
     snprintf(f->devroot, sizeof f->devroot, "%s/root", f->dir);
     mkdirs(f->root);
     mkdirs(f->devroot);
-    struct tgt_config cfg = {.root = f->root, .device_root = f->devroot,
-                             .emulate_kernel = profile};
+    struct tgt_config cfg = {.root = f->root, .device_root = f->devroot, .emulate_kernel = profile};
     struct nv_err e;
     nv_err_init(&e);
     int rv = tgt_open(&cfg, &f->t, &e);

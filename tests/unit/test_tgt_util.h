@@ -14,9 +14,11 @@
 
 struct nv;
 
-/* Rows of every table as nv maps (owned), ids ascending. */
+/* Rows of every table as nv maps (owned), ids ascending, and the failover
+ * VIPs (sm_cluster's "failover" -> "vips"). */
 struct rowset {
     struct nv *global;
+    struct nv *vips;
     struct nv *tab[SM_TABLE_COUNT];
     int64_t next_id[SM_TABLE_COUNT];
     const struct nv **ptrs[SM_TABLE_COUNT];
@@ -37,6 +39,10 @@ int64_t rs_port(struct rowset *rs, int64_t index, const char *trtype, const char
 int64_t rs_host(struct rowset *rs, const char *hostnqn);
 int64_t rs_host_subsys(struct rowset *rs, int64_t host_id, int64_t subsys_id);
 int64_t rs_port_subsys(struct rowset *rs, int64_t port_id, int64_t subsys_id);
+/* A failover VIP: address, then pairs of (node id, that node's own
+ * address) as strings, NULL-terminated:
+ * rs_vip(rs, "198.51.100.10", "1", "10.0.0.1", "2", "10.0.0.2", NULL). */
+void rs_vip(struct rowset *rs, const char *address, ...);
 
 /* A temp dir with configfs/ (the emulated root) and root/ (device_root). */
 struct fx {
