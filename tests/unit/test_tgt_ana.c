@@ -576,6 +576,26 @@ static void test_ana_off_order(void **state)
     tgt_report_clear(&rep);
 }
 
+/* A node whose slot moves (1 -> 2) with ANA on: group 3 is made before
+ * the namespace joins it, group 2 goes after the namespace left it. */
+static void test_slot_moves(void **state)
+{
+    struct ctx *c = *state;
+    struct tgt_report rep = {0};
+    c->a.t->ops = &rec_ops;
+    struct tgt_view v = view(NODE_A, 2, true);
+    assert_int_equal(pass(&c->a, &c->rs, &v, &rep), 0);
+    op_reset(&c->a);
+    v.node_slot = 2;
+    assert_int_equal(pass(&c->a, &c->rs, &v, &rep), 0);
+    int join = op_at(&c->a, "write " NS1 "/ana_grpid 3");
+    assert_true(op_at(&c->a, "mkdir ports/5001/ana_groups/3") < join);
+    assert_true(join < op_at(&c->a, "rmdir ports/5001/ana_groups/2"));
+    assert_int_equal(fx_count(&c->a, "ports/5001/ana_groups"), 2);
+    fx_expect(&c->a, S1 "/attr_cntlid_min", "32000");
+    tgt_report_clear(&rep);
+}
+
 /* Without a node slot there is no group to report: ANA ports and links
  * render, namespaces stay in group 1, no controller-id split. */
 static void test_no_slot(void **state)
@@ -603,6 +623,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_missing_address, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wildcard, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ana_off_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slot_moves, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_slot, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
