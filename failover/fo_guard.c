@@ -10,16 +10,16 @@
  * amount of traffic postpones the deadline. The daemon's uv_now() may read
  * CLOCK_MONOTONIC_COARSE (libuv's UV_CLOCK_FAST), which trails
  * CLOCK_MONOTONIC by at most a tick: a deadline taken from it can only
- * make the guardian release early, never late. The deadline is checked before
- * reading the channel: a renewal that arrives after its predecessor's
- * deadline comes too late, the release has started (the daemon renews
- * well ahead of the deadline; a late renewal is what a stalled daemon
- * sends). */
+ * make the guardian release early, never late.
+ *
+ * The deadline is checked before the channel is read: a renewal that
+ * arrives after its predecessor's deadline comes too late, the release
+ * has started (the daemon renews well ahead of the deadline; a late
+ * renewal is what a stalled daemon sends). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/close_range.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>

@@ -84,7 +84,9 @@ static int setup(void **state)
     }
     int rc = system("ip link set lo up && ip link add " IFA " type veth peer name " IFB
                     " && ip link set " IFA " up && ip link set " IFB " up");
-    assert_int_equal(rc, 0);
+    if (rc != 0) {
+        fail_msg("creating the veth pair with ip(8) failed (status %d): iproute2 and veth?", rc);
+    }
     assert_int_equal(fo_nl_open(&e->nl), 0);
     e->v4 = vip("198.51.100.100", 24);
     e->v6 = vip("2001:db8::100", 64);
@@ -177,9 +179,7 @@ static bool reap(pid_t pid, unsigned limit_ms)
     return false;
 }
 
-/* Armed 200 ms ahead and never renewed (what a SIGSTOPped daemon does):
- * the VIP stays until the deadline and is gone shortly after it; re-added
- * after the deadline it is removed again; after a new arm it stays. */
+/* Unrenewed deadline: VIP kept until it, removed after, kept away until re-armed. */
 static void test_deadline_expiry(void **state)
 {
     struct env *e = need_netns(state);
@@ -220,22 +220,23 @@ static void test_deadline_expiry(void **state)
     assert_true(present(e, &e->v4));
 }
 
-/* Renewals keep the VIP past many deadlines; disarm + stop then leaves it
- * where it is (the daemon released, or keeps, on its own terms). */
+/* Renewals keep the VIP; disarm + stop leave it in place. */
 static void test_renew_disarm(void **state)
 {
     struct env *e = need_netns(state);
     struct fo_guard *g = start(NULL);
     assert_int_equal(fo_guard_set_vips(g, &e->v4, 1), 0);
     add(e, &e->v4);
-    uint64_t end = now_ms() + 600;
+    /* deadlines 400 ms ahead, renewed every 30 ms: a loaded CI machine
+     * may stall this loop for a while without a release */
+    uint64_t end = now_ms() + 1000;
     while (now_ms() < end) {
-        assert_int_equal(fo_guard_arm(g, now_ms() + 150), 0);
+        assert_int_equal(fo_guard_arm(g, now_ms() + 400), 0);
         sleep_ms(30);
         assert_true(present(e, &e->v4));
     }
     assert_int_equal(fo_guard_disarm(g), 0);
-    sleep_ms(250); /* past the last deadline */
+    sleep_ms(500); /* past the last deadline */
     assert_true(present(e, &e->v4));
     fo_guard_stop(g);
     sleep_ms(50);
@@ -300,8 +301,7 @@ static pid_t daemon_child(struct env *e, unsigned arm_ms, unsigned renew_ms, str
     return pid;
 }
 
-/* A daemon that exits while armed (60 s ahead): its guardian removes the
- * VIPs at once, well before the deadline, then exits itself. */
+/* Daemon _exit while armed for 60 s: its guardian removes the VIPs within 500 ms. */
 static void test_daemon_exit(void **state)
 {
     struct env *e = need_netns(state);
@@ -319,24 +319,22 @@ static void test_daemon_exit(void **state)
     assert_true(reap(rep.guard, 2000)); /* the guardian exits on its own */
 }
 
-/* A SIGSTOPped daemon: it stops renewing, so the deadline passes and the
- * guardian releases while the daemon still exists; killed afterwards, the
- * guardian exits. Renewals before the stop kept the VIPs. */
+/* SIGSTOPped daemon stops renewing: VIPs removed once its deadline passes. */
 static void test_stopped_daemon(void **state)
 {
     struct env *e = need_netns(state);
     struct report rep;
-    pid_t d = daemon_child(e, 150, 10000, &rep);
-    sleep_ms(400); /* past two deadlines, renewed */
+    pid_t d = daemon_child(e, 300, 10000, &rep);
+    sleep_ms(700); /* past two deadlines, renewed */
     assert_true(present(e, &e->v4));
     assert_true(present(e, &e->v6));
     assert_int_equal(kill(d, SIGSTOP), 0);
     uint64_t t0 = now_ms();
     uint64_t t = wait_gone(e, &e->v4, 0, 2000);
     assert_true(t != 0);
-    print_message("daemon stopped: VIP removed after %llu ms (deadline <= 150 ms)\n",
+    print_message("daemon stopped: VIP removed after %llu ms (deadline <= 300 ms)\n",
                   (unsigned long long)(t - t0));
-    assert_true(t - t0 <= 150 + 500);
+    assert_true(t - t0 <= 300 + 500);
     assert_true(wait_gone(e, &e->v6, 0, 500) != 0);
     assert_int_equal(kill(rep.guard, 0), 0); /* the guardian waits for the daemon */
     kill(d, SIGKILL);
@@ -384,9 +382,7 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
 
 #define NQN "nqn.2014-08.org.example:guard"
 
-/* The configfs release on a plain tree: the port-1 link is gone, the
- * port-5001 (ANA port) link stays, ANA group 2 of port 1 says
- * "inaccessible", group 1 is untouched; and the VIP is gone too. */
+/* Release: port-1 link gone, port-5001 link kept, ANA group 2 inaccessible, 1 not. */
 static void test_configfs_release(void **state)
 {
     struct env *e = need_netns(state);
@@ -436,10 +432,7 @@ static void test_configfs_release(void **state)
     assert_int_equal(nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS), 0);
 }
 
-/* The process: named nvmetd-guard, survives SIGINT/SIGTERM/SIGHUP (a
- * Ctrl-C to the group), holds no inherited descriptor (the write end of a
- * pipe reaches end of file when we close ours), and its death shows on
- * fo_guard_fd and fo_guard_alive. At most 64 VIPs. */
+/* Guardian: named, ignores SIGTERM/INT/HUP, no inherited fds, death visible. */
 static void test_guardian_process(void **state)
 {
     (void)need_netns(state);

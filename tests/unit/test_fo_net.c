@@ -84,7 +84,9 @@ static int setup(void **state)
     }
     int rc = system("ip link set lo up && ip link add " IFA " type veth peer name " IFB
                     " && ip link set " IFA " up && ip link set " IFB " up");
-    assert_int_equal(rc, 0);
+    if (rc != 0) {
+        fail_msg("creating the veth pair with ip(8) failed (status %d): iproute2 and veth?", rc);
+    }
     assert_int_equal(fo_nl_open(&e->nl), 0);
     bool up = false;
     for (int i = 0; i < 400 && !up; i++) {
@@ -192,7 +194,7 @@ static long addr6_flags(unsigned ifindex, const unsigned char *a)
     return q.flags;
 }
 
-/* Parsing: canonical text, both families, and the inputs it refuses. */
+/* fo_vip_parse: canonical text for both families; bad address/prefix/name refused. */
 static void test_vip_parse(void **state)
 {
     (void)state;
@@ -224,8 +226,7 @@ static void test_vip_parse(void **state)
     assert_string_equal(v.text, "2001:db8:1111:2222:3333:4444:5555:6666/128 on fifteen-chars-x");
 }
 
-/* Interface lookup: index, up = IFF_UP and carrier, the MAC; a missing
- * interface is -ENODEV; the peer going down takes the carrier away. */
+/* fo_nl_link: index, MAC, up needs carrier (peer down -> down), missing -> -ENODEV. */
 static void test_link(void **state)
 {
     struct env *e = need_netns(state);
@@ -250,9 +251,7 @@ static void test_link(void **state)
     assert_false(up);
 }
 
-/* IPv4: add, read back, add again (success), remove, remove again
- * (success); a missing interface fails the add with a message and is no
- * error for a remove. */
+/* IPv4 add/read back/remove, idempotent both ways; missing interface: add fails. */
 static void test_addr_v4(void **state)
 {
     struct env *e = need_netns(state);
@@ -279,8 +278,7 @@ static void test_addr_v4(void **state)
     assert_false(p);
 }
 
-/* IPv6: the same cycle, and the address is usable at once: no
- * IFA_F_TENTATIVE right after the add (IFA_F_NODAD). */
+/* IPv6 add/remove cycle; the address is not tentative right after add (NODAD). */
 static void test_addr_v6(void **state)
 {
     struct env *e = need_netns(state);
@@ -352,9 +350,7 @@ static bool link_down(const struct fo_mon_event *ev, const void *arg)
     return ev->kind == FO_MON_LINK && ev->ifindex == *(const unsigned *)arg && !ev->up;
 }
 
-/* The monitor: add and del events name the right address, prefix and
- * interface (both families), and the peer going down is a link event
- * "down" for our interface. */
+/* Monitor: add/del events carry address, prefix, ifindex; peer down = link down. */
 static void test_monitor(void **state)
 {
     struct env *e = need_netns(state);
@@ -424,8 +420,7 @@ static bool arp_for(const unsigned char *f, size_t n, const void *arg)
     return n >= 42 && memcmp(f + 28, arg, 4) == 0;
 }
 
-/* Gratuitous ARP, as captured on the peer: broadcast, from our MAC, an ARP
- * request with sha = our MAC, spa = tpa = the VIP, tha zero. */
+/* GARP seen on the peer: broadcast ARP request, sha = MAC, spa = tpa = VIP. */
 static void test_garp(void **state)
 {
     struct env *e = need_netns(state);
@@ -488,10 +483,7 @@ static uint16_t icmp6_sum(const unsigned char *ip6, const unsigned char *icmp, s
     return (uint16_t)sum;
 }
 
-/* Unsolicited NA, as captured on the peer: to ff02::1 (33:33:00:00:00:01),
- * from the VIP, hop limit 255, type 136 code 0, Override set, Solicited
- * and Router clear, target = the VIP, target link-layer option = our MAC,
- * a valid checksum. */
+/* NA seen on the peer: ff02::1, hops 255, type 136, O set, S clear, TLLA = MAC. */
 static void test_unsolicited_na(void **state)
 {
     struct env *e = need_netns(state);
