@@ -386,7 +386,10 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
 static void test_configfs_release(void **state)
 {
     struct env *e = need_netns(state);
-    char root[] = "/tmp/fo-guard-XXXXXX";
+    const char *tmp = getenv("TMPDIR");
+    char root[PATH_MAX];
+    snprintf(root, sizeof(root), "%s/fo-guard-XXXXXX",
+             tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
     assert_non_null(mkdtemp(root));
     char p[PATH_MAX], l1[PATH_MAX], l5001[PATH_MAX], g1[PATH_MAX], g2[PATH_MAX];
     mkdirs(root, "nvmet/subsystems/" NQN);
