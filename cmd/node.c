@@ -54,7 +54,7 @@ static void resolve_waiters(struct node *n, bool all)
     }
 }
 
-static void render_now(struct node *n)
+void node_render_pass(struct node *n)
 {
     if (n->tgt == NULL || !n->caught_up) {
         return;
@@ -92,7 +92,9 @@ static void render_now(struct node *n)
 
 static void render_timer_cb(uv_timer_t *t)
 {
-    render_now(t->data);
+    struct node *n = t->data;
+    node_cluster_tick(n); /* failover sees what the applies changed first */
+    node_render_pass(n);
 }
 
 static void schedule_render(struct node *n)
@@ -219,6 +221,14 @@ static void propose_init(struct node *n)
 static void on_change(void *arg, const struct cons_status *st)
 {
     struct node *n = arg;
+    if (st->start_error < 0) {
+        node_log(n, NODE_LOG_ERROR, "raft: %s", st->start_msg);
+        if (n->cfg.exit_status != NULL) {
+            *n->cfg.exit_status = 1;
+        }
+        node_stop(n, NULL, NULL);
+        return;
+    }
     bool caught = (st->state == CONS_LEADER && st->ready) ||
                   (st->state == CONS_FOLLOWER && st->leader_id != 0 &&
                    st->last_applied >= st->commit_index && st->commit_index > 0);
@@ -404,7 +414,7 @@ static int check_cluster_list(struct node *n, bool write, char *msg, size_t msgl
     return 0;
 }
 
-static unsigned heartbeat_ms(unsigned election_ms)
+unsigned node_heartbeat_ms(unsigned election_ms)
 {
     unsigned e = election_ms ? election_ms : 1000;
     unsigned h = e / 40;
@@ -432,10 +442,17 @@ static int start_consensus(struct node *n, char *msg, size_t msglen)
                               * append or heartbeat: a short heartbeat bounds
                               * commit-to-rendered on every node when the
                               * leader goes idle */
-                             .heartbeat_ms = heartbeat_ms(n->cfg.election_timeout_ms),
+                             .heartbeat_ms = node_heartbeat_ms(n->cfg.election_timeout_ms),
                              .snapshot_threshold = n->cfg.snapshot_threshold,
                              .pre_vote = true,
-                             .join = n->cfg.join != NULL};
+                             .join = n->cfg.join != NULL,
+                             /* a restarted member must not vote while a lease
+                              * it acknowledged before may still run (fo.h) */
+                             .start_delay_ms = n->n_peers > 1 || n->cfg.join != NULL
+                                                   ? (n->cfg.election_timeout_ms
+                                                          ? n->cfg.election_timeout_ms
+                                                          : 1000)
+                                                   : 0};
     struct cons_fsm fsm = {.apply = fsm_apply,
                            .free_result = fsm_free_result,
                            .snapshot = fsm_snapshot,
@@ -518,6 +535,10 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, struct node **out
 
     int rv = start_target(n, msg, msglen);
     if (rv == 0) {
+        /* failover forks its guardian: before any socket or thread */
+        rv = node_failover_open(n, msg, msglen);
+    }
+    if (rv == 0) {
         rv = start_consensus(n, msg, msglen);
     }
     if (rv == 0) {
@@ -597,8 +618,13 @@ void node_stop(struct node *n, void (*done)(void *arg), void *arg)
     n->stop_done = done;
     n->stop_arg = arg;
     resolve_waiters(n, true);
-    /* 6 handles + (consensus, then rpc) */
-    n->closing = 7;
+    /* 6 handles + failover + (consensus, then rpc) */
+    n->closing = 8;
+    if (n->fo != NULL) {
+        fo_close(n->fo, module_closed, n); /* releases what an HA node holds */
+    } else {
+        n->closing--;
+    }
     node_cluster_stop(n, handle_closed);
     uv_close((uv_handle_t *)&n->join_timer, handle_closed);
     uv_close((uv_handle_t *)&n->render_timer, handle_closed);

@@ -30,6 +30,7 @@ struct node_config {
     unsigned election_timeout_ms;
     unsigned snapshot_threshold;
     unsigned sweep_interval_ms;
+    int *exit_status; /* set to 1 when the node stops on an error (not owned) */
 };
 
 void node_config_defaults(struct node_config *c);

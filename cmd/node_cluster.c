@@ -2,13 +2,9 @@
  *   - the member registry: every node registers {id, kind, raft, rpc} through
  *     Raft (the leader proposes its own entry, followers send theirs to the
  *     leader), so any node knows the leader's RPC address for forwarding;
- *   - the active controller (DESIGN.md "Failover"): a ready data leader
- *     commits "active := me"; it renders as ACTIVE only after the takeover
- *     delay (when it took over from another node) and the fence command;
- *     leadership loss releases at once;
- *   - a witness that wins an election hands leadership to a data node;
- *   - membership changes (add as spare, promote to voter, remove) and the
- *     planned switchover (failover.become_passive). */
+ *   - failover/'s capabilities (propose, barrier, transfer, render, log)
+ *     and the facts it is fed on every consensus change and tick: failover/
+ *     decides who is active and acts (VIPs, ports, ANA, fencing). */
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -26,26 +22,6 @@
 static uint64_t now_ms(const struct node *n)
 {
     return uv_now(n->loop);
-}
-
-static bool member_is_witness(const struct node *n, uint64_t id)
-{
-    if (id == n->cfg.id) {
-        return n->cfg.witness;
-    }
-    const char *k = nv_get_str(sm_cluster_node(n->sm, id), "kind");
-    return k != NULL && strcmp(k, "witness") == 0;
-}
-
-static unsigned data_voters(const struct node *n, const struct cons_status *st)
-{
-    unsigned c = 0;
-    for (size_t i = 0; i < st->n_members; i++) {
-        if (st->members[i].role == CONS_ROLE_VOTER && !member_is_witness(n, st->members[i].id)) {
-            c++;
-        }
-    }
-    return c;
 }
 
 const char *node_leader_rpc(struct node *n)
@@ -106,6 +82,10 @@ int node_propose_own(struct node *n, const char *method, struct nv *params,
         return rv;
     }
     struct own_prop *p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        free(buf);
+        return -ENOMEM;
+    }
     p->n = n;
     p->done = done;
     p->arg = arg;
@@ -205,122 +185,123 @@ static void check_registration(struct node *n, const struct cons_status *st)
     rpc_client_call(n->reg_client, "cluster.node.register", p, -1, reg_remote_done, n);
 }
 
-/* ---- active controller ---- */
+/* ---- failover (failover/ decides and acts; these are its capabilities) ---- */
 
-static void activate_done(struct node *n, int status, struct sm_result *r, void *arg)
+struct fo_call {
+    void (*done)(void *arg, int status);
+    void *arg;
+};
+
+static void fo_propose_done(struct node *n, int status, struct sm_result *r, void *arg)
 {
-    (void)arg;
-    n->activate_busy = false;
-    if (status == 0 && r != NULL && r->err == NULL) {
-        node_log(n, NODE_LOG_INFO, "active controller: this node (term %" PRIu64 ")",
-                 n->activate_term);
+    (void)n;
+    struct fo_call *c = arg;
+    if (status == 0 && (r == NULL || r->err != NULL)) {
+        status = -EINVAL; /* refused by the statemachine */
     }
-    node_cluster_tick(n);
+    c->done(c->arg, status);
+    free(c);
 }
 
-static void fence_exit(uv_process_t *p, int64_t status, int sig)
+static int fo_propose(void *ctx, const char *method, struct nv *params,
+                      void (*done)(void *arg, int status), void *arg)
 {
-    struct node *n = p->data;
-    n->fence_running = false;
-    if (status == 0 && sig == 0) {
-        fo_fenced(&n->fo);
-        node_log(n, NODE_LOG_INFO, "fence command succeeded");
-    } else {
-        node_log(n, NODE_LOG_ERROR, "fence command failed (status %" PRId64 ", signal %d)", status,
-                 sig);
-        n->fence_next_ms = now_ms(n) + 1000;
+    struct fo_call *c = malloc(sizeof *c);
+    if (c == NULL) {
+        nv_free(params);
+        return -ENOMEM;
     }
-    uv_close((uv_handle_t *)p, NULL);
-    node_cluster_tick(n);
-}
-
-static void run_fence(struct node *n, const char *cmd)
-{
-    if (n->fence_running || now_ms(n) < n->fence_next_ms) {
-        return;
-    }
-    char *args[] = {"/bin/sh", "-c", (char *)cmd, NULL};
-    uv_process_options_t o = {.file = "/bin/sh", .args = args, .exit_cb = fence_exit};
-    n->fence_proc.data = n;
-    int rv = uv_spawn(n->loop, &n->fence_proc, &o);
+    *c = (struct fo_call){.done = done, .arg = arg};
+    int rv = node_propose_own(ctx, method, params, fo_propose_done, c);
     if (rv < 0) {
-        node_log(n, NODE_LOG_ERROR, "fence command: %s", uv_strerror(rv));
-        n->fence_next_ms = now_ms(n) + 1000;
-        return;
+        free(c);
     }
-    n->fence_running = true;
+    return rv;
 }
 
-static void transfer_done(void *arg, int status, void *result)
+static void fo_cons_done(void *arg, int status, void *result)
 {
-    (void)result;
-    struct node *n = arg;
-    n->transfer_busy = false;
-    if (status < 0) {
-        node_log(n, NODE_LOG_DEBUG, "leadership transfer: %s", strerror(-status));
-    }
+    (void)result; /* barriers and transfers have none */
+    struct fo_call *c = arg;
+    c->done(c->arg, status);
+    free(c);
 }
 
-/* A data voter to hand leadership to (not this node, not a witness); each
- * call takes the next one after the last tried, so a dead candidate does
- * not block the hand-off. */
-static uint64_t pick_data_voter(struct node *n, const struct cons_status *st)
+static int fo_barrier(void *ctx, void (*done)(void *arg, int status), void *arg)
 {
-    uint64_t first = 0, next = 0;
-    for (size_t i = 0; i < st->n_members; i++) {
-        const struct cons_member *m = &st->members[i];
-        if (m->id == n->cfg.id || m->role != CONS_ROLE_VOTER || member_is_witness(n, m->id)) {
-            continue;
-        }
-        if (first == 0 || m->id < first) {
-            first = m->id;
-        }
-        if (m->id > n->transfer_last && (next == 0 || m->id < next)) {
-            next = m->id;
-        }
+    struct node *n = ctx;
+    struct fo_call *c = malloc(sizeof *c);
+    if (c == NULL) {
+        return -ENOMEM;
     }
-    n->transfer_last = next != 0 ? next : first;
-    return n->transfer_last;
+    *c = (struct fo_call){.done = done, .arg = arg};
+    int rv = n->cons != NULL ? cons_barrier(n->cons, fo_cons_done, c) : -ESHUTDOWN;
+    if (rv < 0) {
+        free(c);
+    }
+    return rv;
 }
 
-static enum fo_role decide_role(struct node *n, const struct cons_status *st)
+static int fo_transfer(void *ctx, uint64_t id, void (*done)(void *arg, int status), void *arg)
 {
-    const struct nv *fo = nv_get(sm_cluster(n->sm), "failover");
-    const char *fence = nv_get_str(fo, "fence_command");
-    struct fo_input in = {.self = n->cfg.id,
-                          .witness = n->cfg.witness,
-                          .data_voters = data_voters(n, st),
-                          .ready_leader = st->state == CONS_LEADER && st->ready,
-                          .term = st->term,
-                          .active = sm_active_node(n->sm, NULL),
-                          .passive_requested = n->passive_requested,
-                          .activate_in_flight = n->activate_busy,
-                          .fence_configured = fence != NULL,
-                          .takeover_delay_ms = (uint64_t)nv_get_int(fo, "takeover_delay_ms", 1500),
-                          .now_ms = now_ms(n)};
-    struct fo_decision d = fo_decide(&n->fo, &in);
-    if (d.actions & FO_ACT_ACTIVATE) {
-        n->activate_term = st->term;
-        struct nv *p = nv_arr();
-        struct nv *a = nv_map();
-        nv_set_int(a, "node", (int64_t)n->cfg.id);
-        nv_set_int(a, "term", (int64_t)st->term);
-        nv_push(p, a);
-        if (node_propose_own(n, "failover.activate", p, activate_done, NULL) == 0) {
-            n->activate_busy = true;
-        }
+    struct node *n = ctx;
+    struct fo_call *c = malloc(sizeof *c);
+    if (c == NULL) {
+        return -ENOMEM;
     }
-    if (d.actions & FO_ACT_FENCE) {
-        run_fence(n, fence);
+    *c = (struct fo_call){.done = done, .arg = arg};
+    int rv = n->cons != NULL ? cons_transfer(n->cons, id, fo_cons_done, c) : -ESHUTDOWN;
+    if (rv < 0) {
+        free(c);
     }
-    if ((d.actions & FO_ACT_HANDOFF) && !n->transfer_busy) {
-        uint64_t to = pick_data_voter(n, st);
-        if (to != 0 && cons_transfer(n->cons, to, transfer_done, n) == 0) {
-            n->transfer_busy = true;
-            node_log(n, NODE_LOG_INFO, "witness leader: handing leadership to node %" PRIu64, to);
-        }
+    return rv;
+}
+
+static void fo_render(void *ctx)
+{
+    node_render_pass(ctx);
+}
+
+static void fo_log(void *ctx, int level, const char *msg)
+{
+    node_log(ctx,
+             level == 0   ? NODE_LOG_ERROR
+             : level == 1 ? NODE_LOG_INFO
+                          : NODE_LOG_DEBUG,
+             "failover: %s", msg);
+}
+
+int node_failover_open(struct node *n, char *msg, size_t msglen)
+{
+    struct fo_config fc = {.id = n->cfg.id,
+                           .witness = n->cfg.witness,
+                           .configfs = n->cfg.witness ? NULL : n->cfg.configfs,
+                           .data_dir = n->cfg.data_dir,
+                           .election_timeout_ms = n->cfg.election_timeout_ms,
+                           .heartbeat_ms = node_heartbeat_ms(n->cfg.election_timeout_ms),
+                           .sm = n->sm};
+    struct fo_ops ops = {.ctx = n,
+                         .propose = fo_propose,
+                         .barrier = fo_barrier,
+                         .transfer = fo_transfer,
+                         .render = fo_render,
+                         .log = fo_log};
+    return fo_open(n->loop, &fc, &ops, &n->fo, msg, msglen);
+}
+
+/* Tell failover what Raft knows now. */
+static void failover_update(struct node *n, const struct cons_status *st)
+{
+    struct fo_facts facts = {.leader = st->state == CONS_LEADER,
+                             .ready = st->ready,
+                             .term = st->term,
+                             .leader_id = st->leader_id};
+    for (size_t i = 0; i < st->n_members && i < FO_MAX_MEMBERS; i++) {
+        facts.members[facts.n_members++] = (struct fo_member){
+            .id = st->members[i].id, .voter = st->members[i].role == CONS_ROLE_VOTER};
     }
-    return d.role;
+    fo_update(n->fo, &facts);
+    n->env.ha = fo_view(n->fo).ha;
 }
 
 void node_cluster_tick(struct node *n)
@@ -330,7 +311,6 @@ void node_cluster_tick(struct node *n)
     }
     struct cons_status st;
     cons_get_status(n->cons, &st);
-    n->env.ha = data_voters(n, &st) >= 2;
     check_registration(n, &st);
     /* every member must have been started with the same --cluster list */
     const char *lead_list = nv_get_str(sm_cluster_node(n->sm, st.leader_id), "members");
@@ -342,43 +322,8 @@ void node_cluster_tick(struct node *n)
                  n->cluster_list, st.leader_id, lead_list);
     }
     n->list_mismatch = mismatch;
-    bool leader = st.state == CONS_LEADER && st.ready;
-    if (n->passive_requested && (!leader || now_ms(n) > n->passive_since_ms + 10000)) {
-        n->passive_requested = false;
-    }
-    enum fo_role role = decide_role(n, &st);
-    if (role != n->role || !n->role_known) {
-        static const char *const names[] = {"SINGLE", "ACTIVE", "STANDBY", "WITNESS"};
-        node_log(n, NODE_LOG_INFO, "role: %s", names[role]);
-        n->role = role;
-        n->role_known = true;
-        node_render_soon(n);
-    }
-    /* the ANA slot: 1 for the lowest data node id, 2 for the next; only in
-     * ANA mode (IP takeover needs no controller-id split, and the trees of
-     * the data nodes stay identical) */
-    if (n->ana_gen != sm_generation(n->sm) || n->ana_gen == 0) {
-        /* a scan of the subsystems, once per change of the configuration */
-        bool any = nv_get_bool(sm_global_row(n->sm), "ana", false);
-        for (size_t i = 0; i < sm_rows(n->sm, SM_SUBSYS) && !any; i++) {
-            any = nv_get_bool(sm_row(n->sm, SM_SUBSYS, i), "ana", false);
-        }
-        n->ana_any = any;
-        n->ana_gen = sm_generation(n->sm);
-    }
-    bool ana = n->ana_any;
-    unsigned slot = 0, rank = 0;
-    for (size_t i = 0; i < st.n_members && n->env.ha && ana; i++) {
-        if (!member_is_witness(n, st.members[i].id) && st.members[i].role == CONS_ROLE_VOTER) {
-            rank++;
-            if (st.members[i].id == n->cfg.id) {
-                slot = rank <= 2 ? rank : 0;
-            }
-        }
-    }
-    if (slot != n->slot) {
-        n->slot = slot;
-        node_render_soon(n);
+    if (n->fo != NULL) {
+        failover_update(n, &st);
     }
 }
 
@@ -402,9 +347,6 @@ void node_cluster_stop(struct node *n, uv_close_cb closed)
     if (n->join_client != NULL) {
         rpc_client_close(n->join_client);
         n->join_client = NULL;
-    }
-    if (n->fence_running) {
-        uv_process_kill(&n->fence_proc, SIGKILL);
     }
 }
 
@@ -450,45 +392,15 @@ const char *node_refuse(void *ctx)
 
 struct tgt_view node_view(const struct node *n)
 {
-    enum fo_role role = n->role_known ? n->role : (n->cfg.witness ? FO_WITNESS : FO_SINGLE);
-    struct tgt_view v = {.empty = role == FO_WITNESS,
-                         .active = role == FO_ACTIVE || role == FO_SINGLE,
-                         .ha = n->env.ha,
-                         .node_id = n->cfg.id,
-                         .node_slot = n->slot,
-                         .n_slots = n->slot ? 2 : 0};
-    return v;
+    if (n->fo == NULL) {
+        return (struct tgt_view){.empty = n->cfg.witness, .node_id = n->cfg.id};
+    }
+    return fo_view(n->fo);
 }
 
 struct nv *node_failover_status(void *ctx, struct nv_err *err)
 {
     (void)err;
     struct node *n = ctx;
-    struct cons_status st;
-    memset(&st, 0, sizeof st);
-    if (n->cons != NULL) {
-        cons_get_status(n->cons, &st);
-    }
-    struct nv *o = nv_map();
-    const char *status = n->role == FO_ACTIVE                     ? "MASTER"
-                         : n->role == FO_SINGLE || !n->role_known ? "SINGLE"
-                                                                   : "BACKUP";
-    nv_set_str(o, "status", status);
-    uint64_t term = 0, active = sm_active_node(n->sm, &term);
-    nv_set(o, "active_node", active ? nv_int((int64_t)active) : nv_nil());
-    nv_set_int(o, "active_term", (int64_t)term);
-    nv_set(o, "leader", st.leader_id ? nv_int((int64_t)st.leader_id) : nv_nil());
-    nv_set_int(o, "data_voters", data_voters(n, &st));
-    struct nv *reasons = nv_arr();
-    if (st.leader_id == 0) {
-        nv_push(reasons, nv_str("NO_QUORUM"));
-    }
-    if (data_voters(n, &st) < 2) {
-        nv_push(reasons, nv_str("NO_DATA_PEER"));
-    }
-    if (n->cfg.witness) {
-        nv_push(reasons, nv_str("WITNESS"));
-    }
-    nv_set(o, "disabled_reasons", reasons);
-    return o;
+    return n->fo != NULL ? fo_status(n->fo) : NULL;
 }

@@ -60,21 +60,7 @@ struct node {
     bool reg_busy;
     uint64_t reg_next_ms;
     struct rpc_client *reg_client;
-    bool activate_busy;
-    uint64_t activate_term;
-    struct fo_state fo;     /* the failover decision's memory (failover/) */
-    bool fence_running;
-    uint64_t fence_next_ms;
-    uv_process_t fence_proc;
-    bool transfer_busy;
-    uint64_t transfer_last; /* the last hand-off candidate tried */
-    bool passive_requested;
-    uint64_t passive_since_ms;
-    enum fo_role role;
-    bool role_known;
-    unsigned slot;
-    bool ana_any;     /* global ana or a subsystem with ana (cached) */
-    uint64_t ana_gen; /* sm_generation the cache is for */
+    struct fo *fo; /* failover/: who is active, and being it */
     uv_timer_t join_timer;
     struct rpc_client *join_client;
     bool joined;
@@ -87,6 +73,9 @@ struct node {
 
 /* node.c */
 void node_render_soon(struct node *n);
+/* Render configfs for the current view now (failover's render hook). */
+void node_render_pass(struct node *n);
+unsigned node_heartbeat_ms(unsigned election_ms);
 
 /* node_cluster.c */
 void node_cluster_start(struct node *n);
@@ -97,6 +86,7 @@ struct tgt_view node_view(const struct node *n);
 const char *node_refuse(void *ctx);
 bool node_is_member(void *ctx, uint64_t id);
 struct nv *node_failover_status(void *ctx, struct nv_err *err);
+int node_failover_open(struct node *n, char *msg, size_t msglen);
 int node_propose_own(struct node *n, const char *method, struct nv *params,
                      void (*done)(struct node *n, int status, struct sm_result *r, void *arg),
                      void *arg);

@@ -1,6 +1,6 @@
 /* node_member: membership changes on the leader (cluster.node.add /
- * remove / promote), the planned switchover (failover.become_passive) and
- * --join (a new node asks an existing member to add it). */
+ * remove / promote), the planned switchover (failover.become_passive,
+ * carried out by failover/) and --join (a new node asks an existing member to add it). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -217,68 +217,35 @@ static void promoted(void *arg, int status, void *result)
     mop_ok(m, nv_bool(true));
 }
 
-/* ---- planned switchover ---- */
+/* ---- planned switchover (failover/ does it) ---- */
 
-static void passive_transferred(void *arg, int status, void *result)
-{
-    (void)result;
-    struct mop *m = arg;
-    if (status < 0) {
-        m->n->passive_requested = false;
-        mop_fail(m, status, "leadership transfer");
-        return;
-    }
-    mop_ok(m, nv_bool(true));
-}
-
-static void passive_released(struct node *n, int status, struct sm_result *r, void *arg)
+static void passive_done(void *arg, struct nv *result, const struct nv_err *err)
 {
     struct mop *m = arg;
-    if (status < 0 || r == NULL || r->err != NULL) {
-        n->passive_requested = false;
-        mop_fail(m, status < 0 ? status : -EINVAL, "release the active role");
-        return;
-    }
-    int rv = cons_transfer(n->cons, m->id, passive_transferred, m);
-    if (rv < 0) {
-        n->passive_requested = false;
-        mop_fail(m, rv, "leadership transfer");
-    }
+    m->cb(m->arg, result, err);
+    nv_free(m->entry);
+    free(m);
 }
 
-static int start_passive(struct mop *m, struct nv_err *err)
+/* failover.become_passive [node]: the optional argument names the data
+ * node to hand the active role to (an id, or {"node": id}). */
+static int start_passive(struct mop *m, const struct nv *params, struct nv_err *err)
 {
-    struct node *n = m->n;
-    struct cons_status st;
-    cons_get_status(n->cons, &st);
-    uint64_t to = 0;
-    for (size_t i = 0; i < st.n_members; i++) {
-        const struct cons_member *c = &st.members[i];
-        const char *k = nv_get_str(sm_cluster_node(n->sm, c->id), "kind");
-        if (c->id != n->cfg.id && c->role == CONS_ROLE_VOTER &&
-            !(k != NULL && strcmp(k, "witness") == 0)) {
-            to = c->id;
-            break;
-        }
+    const struct nv *a = nv_at(params, 0);
+    if (nv_is(a, NV_MAP)) {
+        a = nv_get(a, "node");
     }
-    if (to == 0) {
-        nv_err_call(err, EINVAL, "There is no other data node to become active");
+    if (nv_len(params) > 1 || (a != NULL && !nv_is(a, NV_NIL) && !nv_is(a, NV_INT))) {
+        nv_err_add(err, "failover_become_passive.node", EINVAL,
+                   "Input should be a node id (an integer) or nothing");
         return -EINVAL;
     }
-    m->id = to;
-    n->passive_requested = true;
-    n->passive_since_ms = uv_now(n->loop);
-    node_render_soon(n); /* release first: unlink ports, ANA inaccessible */
-    struct nv *p = nv_arr();
-    struct nv *a = nv_map();
-    nv_set_int(a, "node", 0);
-    nv_set_int(a, "term", (int64_t)st.term);
-    nv_push(p, a);
-    int rv = node_propose_own(n, "failover.activate", p, passive_released, m);
-    if (rv < 0) {
-        n->passive_requested = false;
+    uint64_t target = nv_is(a, NV_INT) && a->u.i > 0 ? (uint64_t)a->u.i : 0;
+    if (m->n->fo == NULL) {
+        nv_err_call(err, EINVAL, "This node is not the active controller");
+        return -EINVAL;
     }
-    return rv;
+    return fo_become_passive(m->n->fo, target, passive_done, m, err);
 }
 
 int node_membership(void *ctx, const char *op, const struct nv *params, mop_cb cb, void *arg,
@@ -289,6 +256,9 @@ int node_membership(void *ctx, const char *op, const struct nv *params, mop_cb c
         return -ESHUTDOWN;
     }
     struct mop *m = calloc(1, sizeof *m);
+    if (m == NULL) {
+        return -ENOMEM;
+    }
     m->n = n;
     m->cb = cb;
     m->arg = arg;
@@ -309,12 +279,7 @@ int node_membership(void *ctx, const char *op, const struct nv *params, mop_cb c
             nv_err_add(err, "id", ENOENT, "Node %" PRIu64 " is not a member", m->id);
         }
     } else if (strcmp(op, "failover.become_passive") == 0) {
-        if (n->role != FO_ACTIVE) {
-            nv_err_call(err, EINVAL, "This node is not the active controller");
-            rv = -EINVAL;
-        } else {
-            rv = start_passive(m, err);
-        }
+        rv = start_passive(m, params, err);
     } else {
         rv = -ENOTSUP;
     }

@@ -26,7 +26,10 @@ void node_config_defaults(struct node_config *c)
     memset(c, 0, sizeof *c);
     c->socket = strdup("/run/nvmet-ha/nvmetd.sock");
     c->configfs = strdup("/sys/kernel/config");
-    c->election_timeout_ms = 1000;
+    /* with pre-vote a leader's death is noticed and replaced in 1.0-2.0
+     * election timeouts: 400 ms keeps a failover under a second and stays
+     * stable on a loaded two-core machine (README "Failover") */
+    c->election_timeout_ms = 400;
     c->snapshot_threshold = 8192;
     c->sweep_interval_ms = 30000;
 }

@@ -261,7 +261,9 @@ void cons_get_status(const struct cons_node* n, struct cons_status* st)
     }
     st->id = n->id;
     st->state = CONS_UNAVAILABLE;
-    if (n->raft_down) {
+    st->start_error = n->start_error;
+    snprintf(st->start_msg, sizeof st->start_msg, "%s", n->start_msg);
+    if (n->raft_down || !n->started) {
         return;
     }
     struct raft* r = R(n);
@@ -455,9 +457,10 @@ static void raft_closed_cb(struct raft* r)
     cons_complete_all(n, &n->proposals, -ESHUTDOWN);
     cons_complete_all(n, &n->barriers, -ESHUTDOWN);
     cons_dispatch(n);
-    n->handles_open = 2;
+    n->handles_open = 3;
     uv_close((uv_handle_t*)&n->poll, handle_closed);
     uv_close((uv_handle_t*)&n->work, handle_closed);
+    uv_close((uv_handle_t*)&n->start_timer, handle_closed);
 }
 
 /* Failure after raft_init: libraft owns loop handles, so the node is torn
@@ -466,6 +469,7 @@ static void start_failed(struct cons_node* n)
 {
     n->closing = true;
     uv_timer_stop(&n->poll);
+    uv_timer_stop(&n->start_timer);
     raft_close(&n->raft, raft_closed_cb);
 }
 
@@ -532,6 +536,36 @@ static int bootstrap(struct cons_node* n,
     }
     raft_configuration_close(&conf);
     return 0;
+}
+
+static int start_raft(struct cons_node* n, char* errmsg, size_t errlen)
+{
+    int rv = raft_start(&n->raft);
+    if (rv != 0) {
+        return fail(errmsg, errlen, cons_err(rv), "raft start: %s",
+                    raft_errmsg(&n->raft)[0] ? raft_errmsg(&n->raft) : raft_strerror(rv));
+    }
+    n->started = true;
+    n->contact_at = uv_now(n->loop);
+    uv_timer_start(&n->poll, poll_cb, 0, POLL_MS);
+    return 0;
+}
+
+static void delayed_start_cb(uv_timer_t* t)
+{
+    struct cons_node* n = t->data;
+    if (n->closing) {
+        return;
+    }
+    int rv = start_raft(n, n->start_msg, sizeof n->start_msg);
+    if (rv < 0) {
+        n->start_error = rv;
+        if (n->change_cb != NULL) {
+            struct cons_status st;
+            cons_get_status(n, &st);
+            n->change_cb(n->change_arg, &st);
+        }
+    }
 }
 
 int cons_start(struct uv_loop_s* loop,
@@ -645,6 +679,8 @@ int cons_start(struct uv_loop_s* loop,
     n->poll.data = n;
     uv_idle_init(loop, &n->work);
     n->work.data = n;
+    uv_timer_init(loop, &n->start_timer);
+    n->start_timer.data = n;
 
     bool fresh = false;
     rv = bootstrap(n, cfg, &fresh, errmsg, errlen);
@@ -665,15 +701,16 @@ int cons_start(struct uv_loop_s* loop,
     raft_set_snapshot_threshold(&n->raft, threshold);
     raft_set_snapshot_trailing(&n->raft, trailing);
     raft_set_pre_vote(&n->raft, cfg->pre_vote);
-    rv = raft_start(&n->raft);
-    if (rv != 0) {
-        rv = fail(errmsg, errlen, cons_err(rv), "raft start %s: %s", cfg->data_dir,
-                  raft_errmsg(&n->raft)[0] ? raft_errmsg(&n->raft) : raft_strerror(rv));
+    if (cfg->start_delay_ms > 0) {
+        uv_timer_start(&n->start_timer, delayed_start_cb, cfg->start_delay_ms, 0);
+        *out = n;
+        return 0;
+    }
+    rv = start_raft(n, errmsg, errlen);
+    if (rv < 0) {
         start_failed(n);
         return rv;
     }
-    n->contact_at = uv_now(loop);
-    uv_timer_start(&n->poll, poll_cb, 0, POLL_MS);
     *out = n;
     return 0;
 }
@@ -689,6 +726,7 @@ void cons_close(struct cons_node* n, void (*done)(void* arg), void* arg)
     n->closing = true;
     n->close_done = done;
     n->close_arg = arg;
+    uv_timer_stop(&n->start_timer);
     /* Queued proposals never reached raft: nothing happened. */
     cons_complete_all(n, &n->proposals, -ESHUTDOWN);
     cons_complete_all(n, &n->barriers, -ESHUTDOWN);

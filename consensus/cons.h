@@ -74,6 +74,14 @@ struct cons_config {
     unsigned snapshot_trailing;   /* 0 = threshold / 2 */
     bool pre_vote;                /* recommended: true */
     unsigned max_batch;           /* commands per entry; 0 = 256 */
+    /* Take part in Raft (vote, time out, accept entries) only this long
+     * after cons_start. A restarted node has forgotten which leader it
+     * acknowledged last and would grant its vote at once; a leader's lease
+     * (failover/) counts on the nodes that acknowledged it not voting for
+     * another node within an election timeout. 0 = at once. A raft_start
+     * failure after the delay is reported through the change callback
+     * (cons_status.start_error) instead of cons_start's return value. */
+    unsigned start_delay_ms;
     size_t segment_size;          /* 0 = 4 MiB */
 };
 
@@ -125,6 +133,10 @@ struct cons_status {
     uint64_t last_contact_ms; /* ms since the leader was last heard (follower), 0 on the leader */
     size_t n_members;
     struct cons_member members[16];
+    /* The delayed start failed (cons_config.start_delay_ms): -errno and
+     * the message; the node does nothing more and should be closed. */
+    int start_error;
+    char start_msg[200];
 };
 void cons_get_status(const struct cons_node *n, struct cons_status *st);
 

@@ -82,6 +82,10 @@ struct cons_node {
 
     uv_timer_t poll;
     uv_idle_t work;
+    uv_timer_t start_timer; /* cons_config.start_delay_ms */
+    bool started;           /* raft_start was called and succeeded */
+    int start_error;        /* raft_start failed after a start delay */
+    char start_msg[200];
 
     struct cons_list proposals; /* accepted, not yet handed to raft */
     struct cons_list barriers;  /* accepted barrier waiters */

@@ -16,7 +16,10 @@ struct nv *sm__cluster_default(void)
     nv_set(c, "nodes", nv_arr());
     nv_set_nil(c, "active");
     struct nv *f = nv_map();
-    nv_set_int(f, "takeover_delay_ms", 1500);
+    /* extra wait on a takeover, on top of the delay failover/ derives from
+     * its lease (0 with the default timers): the lease alone keeps two
+     * nodes from being active at once */
+    nv_set_int(f, "takeover_delay_ms", 0);
     nv_set_nil(f, "fence_command");
     nv_set_int(f, "announce_count", 3);
     nv_set_int(f, "announce_interval_ms", 200);
