@@ -3,10 +3,19 @@
  *   nvmetctl [--url HOST:PORT[,HOST:PORT...] | --socket PATH]
  *            [--api-key-file F] [--timeout SECONDS] call METHOD [ARG ...]
  *
- * With several URLs the call is retried on the next node when a node is
- * unreachable or answers NOT_LEADER / NO_QUORUM / leadership lost, for up
- * to three rounds within --timeout. Every attempt carries the SAME client
- * id and msgid: the cluster's session table answers a write that already
+ * The call is retried until --timeout runs out (not for a fixed number of
+ * rounds), so that it rides through a leader election:
+ *   - an unreachable node, a lost connection or an attempt that timed out
+ *     is retried (on the next listed node, or the same one a moment later);
+ *   - with several URLs, NOT_LEADER / NO_QUORUM / leadership lost go to the
+ *     next node, or straight to the leader a NOT_LEADER answer names when it
+ *     is listed. With one endpoint those answers are final: the node has
+ *     already held the call for its hold timeout waiting for a leader (and
+ *     re-run a write whose outcome was unknown), so asking it again would
+ *     only repeat that wait.
+ * After each round over the endpoints it pauses 50 ms, doubling up to
+ * 500 ms, never past the deadline. Every attempt carries the SAME client id
+ * and msgid: the cluster's session table answers a write that already
  * committed with its first result instead of applying it twice. */
 #include <errno.h>
 #include <inttypes.h>
@@ -27,7 +36,8 @@
 #define DEFAULT_SOCKET "/run/nvmet-ha/nvmetd.sock" /* nvmetd's default --socket */
 #define DEFAULT_TIMEOUT_S 30
 #define MAX_ENDPOINTS 32
-#define ROUNDS 3
+#define BACKOFF_FIRST_MS 50L /* pause after the first round over the endpoints */
+#define BACKOFF_MAX_MS 500L  /* the pause doubles up to this */
 
 enum { EXIT_OK = 0, EXIT_REMOTE = 1, EXIT_LOCAL = 2 };
 
@@ -40,13 +50,20 @@ static void usage(FILE *f)
             "\n"
             "options:\n"
             "  --socket PATH          the local nvmetd's unix socket (default: $NVMETCTL_SOCKET,\n"
-            "                         else $NVMET_SOCKET, else " DEFAULT_SOCKET ")\n"
+            "                         else $NVMET_SOCKET, else " DEFAULT_SOCKET
+            ")\n"
             "  --url HOST:PORT[,...]  TCP endpoints of cluster nodes ([V6]:PORT for IPv6);\n"
             "                         tried in turn while a node is unreachable or not the\n"
-            "                         leader, up to %d rounds within --timeout, with the same\n"
-            "                         client id and msgid so that a write applies once\n"
+            "                         leader (a listed leader named by NOT_LEADER next)\n"
             "  --api-key-file FILE    the API key for TCP logins (first line of FILE)\n"
-            "  --timeout SECONDS      give up after this long (default %d)\n"
+            "  --timeout SECONDS      give up after this long (default %d); until then the\n"
+            "                         call is retried, pausing 50 ms to 500 ms between\n"
+            "                         rounds, with the same client id and msgid so that a\n"
+            "                         write applies once. Retried: an unreachable node, a\n"
+            "                         lost connection, no answer in time; with several URLs\n"
+            "                         also NOT_LEADER, NO_QUORUM and leadership lost (one\n"
+            "                         node answers those only after waiting for a leader\n"
+            "                         itself)\n"
             "  -h, --help             this text\n"
             "\n"
             "arguments: each ARG is JSON; a bare word that is not valid JSON is a string;\n"
@@ -63,7 +80,7 @@ static void usage(FILE *f)
             "  nvmetctl call nvmet.subsys.query '[[\"id\", \"=\", 1]]' '{\"get\": true}'\n"
             "  nvmetctl --url 10.0.0.1:7100,10.0.0.2:7100 --api-key-file key call "
             "cluster.status\n",
-            ROUNDS, DEFAULT_TIMEOUT_S);
+            DEFAULT_TIMEOUT_S);
 }
 
 static long now_ms(void)
@@ -175,21 +192,21 @@ static void make_client_id(char *out, size_t len)
 static void print_result(const struct nv *v)
 {
     switch (v != NULL ? v->t : NV_NIL) {
-    case NV_NIL:
-        puts("null");
-        return;
-    case NV_BOOL:
-        puts(v->u.b ? "true" : "false");
-        return;
-    case NV_INT:
-        printf("%" PRId64 "\n", v->u.i);
-        return;
-    case NV_STR:
-        fwrite(v->u.s.p, 1, v->u.s.len, stdout);
-        putchar('\n');
-        return;
-    default:
-        break;
+        case NV_NIL:
+            puts("null");
+            return;
+        case NV_BOOL:
+            puts(v->u.b ? "true" : "false");
+            return;
+        case NV_INT:
+            printf("%" PRId64 "\n", v->u.i);
+            return;
+        case NV_STR:
+            fwrite(v->u.s.p, 1, v->u.s.len, stdout);
+            putchar('\n');
+            return;
+        default:
+            break;
     }
     char *json = nv_to_json(v);
     if (json == NULL) {
@@ -198,9 +215,8 @@ static void print_result(const struct nv *v)
     }
     struct json_object *o = isatty(STDOUT_FILENO) ? json_tokener_parse(json) : NULL;
     if (o != NULL) {
-        puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-                                                   JSON_C_TO_STRING_SPACED |
-                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
+        puts(json_object_to_json_string_ext(
+            o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(o);
     } else {
         puts(json);
@@ -234,18 +250,19 @@ static void print_error(const struct nv_err *e)
 
 /* Errors after which another node (or the same, a moment later) may
  * succeed: the call did not run, or it may have and the session key makes
- * the retry safe. */
-static bool retryable(int rv, const struct nv_err *e)
+ * the retry safe. A node's own "no leader" answers (NOT_LEADER, NO_QUORUM,
+ * leadership lost) come after it held the call for its hold timeout: they
+ * are worth another node only (several endpoints). */
+static bool retryable(int rv, const struct nv_err *e, size_t n_eps)
 {
     if (rv == -ECONNREFUSED || rv == -ECONNRESET || rv == -ECANCELED || rv == -ETIMEDOUT) {
         return true;
     }
-    if (rv != -EREMOTEIO) {
+    if (rv != -EREMOTEIO || n_eps < 2) {
         return false;
     }
-    return e->code == NV_E_NOT_LEADER || e->code == NV_E_NO_QUORUM ||
-           e->errnum == NV_ENOTLEADER || e->errnum == NV_ENOQUORUM ||
-           e->errnum == NV_ELEADERSHIPLOST;
+    return e->code == NV_E_NOT_LEADER || e->code == NV_E_NO_QUORUM || e->errnum == NV_ENOTLEADER ||
+           e->errnum == NV_ENOQUORUM || e->errnum == NV_ELEADERSHIPLOST;
 }
 
 static void sleep_ms(long ms)
@@ -379,7 +396,10 @@ int main(int argc, char **argv)
     int code = EXIT_LOCAL;
     bool done = false;
     size_t at = 0;
-    for (size_t attempt = 0; !done && attempt < ROUNDS * n_eps; attempt++) {
+    long pause = BACKOFF_FIRST_MS;
+    /* Bounded by the deadline: every round over the endpoints ends with a
+     * pause of at least BACKOFF_FIRST_MS. */
+    for (size_t attempt = 0; !done; attempt++) {
         long left = deadline - now_ms();
         if (left <= 0) {
             break;
@@ -391,10 +411,8 @@ int main(int argc, char **argv)
             per = left / (long)n_eps;
             per = per < 1000 ? (left < 1000 ? left : 1000) : per;
         }
-        struct rpc_sync_opts opts = {.api_key = key,
-                                     .client_id = client_id,
-                                     .msgid = 1,
-                                     .timeout_ms = (unsigned)per};
+        struct rpc_sync_opts opts = {
+            .api_key = key, .client_id = client_id, .msgid = 1, .timeout_ms = (unsigned)per};
         struct nv *result = NULL;
         rv = rpc_call_sync(eps[at], method, nv_copy(params), &opts, &result, &err);
         if (rv == 0) {
@@ -404,7 +422,7 @@ int main(int argc, char **argv)
             done = true;
             break;
         }
-        if (!retryable(rv, &err)) {
+        if (!retryable(rv, &err, n_eps)) {
             break;
         }
         size_t next = (at + 1) % n_eps;
@@ -415,16 +433,15 @@ int main(int argc, char **argv)
             }
         }
         at = next;
-        if ((attempt + 1) % n_eps == 0 && attempt + 1 < ROUNDS * n_eps) {
-            long pause = 250L * (long)((attempt + 1) / n_eps);
+        if ((attempt + 1) % n_eps == 0) {
             left = deadline - now_ms();
             sleep_ms(pause < left ? pause : left);
+            pause = pause * 2 < BACKOFF_MAX_MS ? pause * 2 : BACKOFF_MAX_MS;
         }
     }
     if (!done) {
         if (!nv_err_isset(&err)) {
-            nv_err_set(&err, NV_E_CALL, ETIMEDOUT, "%s: no answer within %ld s", method,
-                       timeout_s);
+            nv_err_set(&err, NV_E_CALL, ETIMEDOUT, "%s: no answer within %ld s", method, timeout_s);
             rv = -ETIMEDOUT;
         }
         print_error(&err);

@@ -5,7 +5,10 @@
  * Every call's callback runs exactly once:
  *   - with the reply (status 0; err set for a server error, else result);
  *   - with -ECONNREFUSED / -ECONNRESET when the connection fails or is lost
- *     (delivered from a zero timer, never inside rpc_client_call);
+ *     (delivered from a zero timer, never inside rpc_client_call).
+ *     -ECONNREFUSED means the call never left (the connection never came
+ *     up, or was already lost when the call was made): the server did not
+ *     run it. -ECONNRESET means it may have;
  *   - with -ECANCELED inside rpc_client_close.
  * Callbacks may call rpc_client_close (also more than once) and
  * rpc_client_call; the client's memory is released only after its handles
@@ -32,6 +35,7 @@ struct pend {
     int64_t msgid;
     rpc_client_cb cb;
     void *arg;
+    int never_sent; /* made on a dead connection: fails -ECONNREFUSED */
     struct pend *next;
 };
 
@@ -115,7 +119,15 @@ static void fail_list(struct pend *p, int status, const char *reason)
     nv_err_set(&e, NV_E_CALL, -status, "%s", reason);
     while (p != NULL) {
         struct pend *next = p->next;
-        p->cb(p->arg, status, NULL, &e);
+        if (p->never_sent && status != -ECANCELED) {
+            struct nv_err ns;
+            nv_err_init(&ns);
+            nv_err_set(&ns, NV_E_CALL, ECONNREFUSED, "not sent: %s", reason);
+            p->cb(p->arg, -ECONNREFUSED, NULL, &ns);
+            nv_err_clear(&ns);
+        } else {
+            p->cb(p->arg, status, NULL, &e);
+        }
         free(p);
         p = next;
     }
@@ -532,6 +544,7 @@ int rpc_client_call(struct rpc_client *c, const char *method, struct nv *params,
     char *data = msgpack_sbuffer_release(&sb);
     if (c->state == CS_DEAD) {
         free(data);
+        p->never_sent = 1;
         *c->ftail = p;
         c->ftail = &p->next;
         uv_timer_start(&c->defer, defer_fired, 0, 0);

@@ -4,8 +4,19 @@
  * so the leader applies them with the ORIGINAL client's session key (a
  * client retrying through another node is still deduplicated). The
  * leader's answer (result or error) is relayed unchanged. A forwarded call
- * is never forwarded again: a node that lost leadership in between answers
- * NOT_LEADER and the client retries. */
+ * is never forwarded again, nor held: a node that lost leadership in
+ * between answers NOT_LEADER and the forwarding node decides.
+ *
+ * The forwarding node holds the call (hold.c) and forwards it again once a
+ * leader is known, within the hold timeout, when
+ *   - the leader could not be reached (connect failed): it did not run;
+ *   - the leader answered NOT_LEADER, or NO_QUORUM "no leader": it did not
+ *     run there;
+ *   - the connection broke mid-call, or the leader answered leadership lost
+ *     / shutting down: it may have run, so only if methods_retry_safe (a
+ *     read, or a write with a session key that the statemachine
+ *     deduplicates); otherwise that error is the answer, as before.
+ * After the hold timeout the call gets the error it would have got. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,24 +42,66 @@ bool fwd_wanted(struct rpc_methods *m, const struct req *r)
 
 struct fwd_req {
     struct rpc_methods *m;
-    struct rpc_call *call;
+    struct req r;            /* the call (owned until answered or held) */
+    const struct nv *params; /* borrowed from r.call */
+    struct rpc_client *c;    /* the connection it went on */
+    char addr[160];          /* the leader it went to */
 };
+
+/* The leader did not get the call: hold it (any call may run again), else
+ * NO_QUORUM as before. */
+static void not_sent(struct rpc_methods *m, const struct req *r, const struct nv *params,
+                     const char *addr)
+{
+    if (!hold_park(m, r, params, -NV_ENOQUORUM, NULL, addr)) {
+        methods_reply_errno(m, r->call, -NV_ENOQUORUM);
+    }
+}
+
+/* The leader's answer says the call did not run there because it is not
+ * (or no longer) the ready leader. */
+static bool not_run_there(const struct nv_err *err)
+{
+    return err->errnum == NV_ENOTLEADER ||
+           (err->code == NV_E_NO_QUORUM && err->errnum == NV_ENOQUORUM && err->reason != NULL &&
+            strcmp(err->reason, NO_LEADER_REASON) == 0);
+}
+
+/* The leader's answer says the outcome is unknown (leadership lost while
+ * proposing, or the leader stopped with the proposal pending). */
+static bool unknown_there(const struct nv_err *err)
+{
+    return err->code == NV_E_NOT_LEADER &&
+           (err->errnum == NV_ELEADERSHIPLOST || err->errnum == ESHUTDOWN);
+}
 
 static void fwd_done(void *arg, int status, const struct nv *result, const struct nv_err *err)
 {
     struct fwd_req *f = arg;
+    struct rpc_methods *m = f->m;
+    struct rpc_call *call = f->r.call;
     if (status < 0) {
-        /* the leader went away mid-call: drop the connection; the outcome
-         * of a write is unknown, the client retries with its session key */
-        if (f->m->fwd.c != NULL) {
-            rpc_client_close(f->m->fwd.c);
-            f->m->fwd.c = NULL;
+        /* the leader went away: drop the connection (once: the other calls
+         * on it come here too) */
+        if (m->fwd.c == f->c) {
+            m->fwd.c = NULL;
+            rpc_client_close(f->c);
         }
-        methods_reply_errno(f->m, f->call, -NV_ELEADERSHIPLOST);
+        if (status == -ECONNREFUSED) {
+            not_sent(m, &f->r, f->params, f->addr); /* never connected */
+        } else if (!methods_retry_safe(m, &f->r) ||
+                   !hold_park(m, &f->r, f->params, -NV_ELEADERSHIPLOST, NULL, f->addr)) {
+            /* mid-call: the outcome of a write is unknown; the client
+             * retries with its session key */
+            methods_reply_errno(m, call, -NV_ELEADERSHIPLOST);
+        }
     } else if (err != NULL && nv_err_isset(err)) {
-        rpc_reply_error(f->call, err);
+        bool again = not_run_there(err) || (unknown_there(err) && methods_retry_safe(m, &f->r));
+        if (!again || !hold_park(m, &f->r, f->params, 0, err, f->addr)) {
+            rpc_reply_error(call, err);
+        }
     } else {
-        rpc_reply(f->call, nv_copy(result));
+        rpc_reply(call, nv_copy(result));
     }
     free(f);
 }
@@ -60,8 +113,11 @@ static int fwd_connect(struct rpc_methods *m, const char *addr)
         return 0;
     }
     if (fw->c != NULL) {
-        rpc_client_close(fw->c);
+        /* another leader now: the calls still on the old connection are
+         * cancelled (fwd_done) */
+        struct rpc_client *old = fw->c;
         fw->c = NULL;
+        rpc_client_close(old);
     }
     const struct rpc_node *node = m->node;
     int rv = rpc_client_open(node->loop, addr, &fw->c);
@@ -82,9 +138,13 @@ static int fwd_connect(struct rpc_methods *m, const char *addr)
 
 void fwd_call(struct rpc_methods *m, const struct req *r, const struct nv *params)
 {
-    const char *addr = m->node->leader_rpc(m->node->ctx);
-    if (addr == NULL || fwd_connect(m, addr) < 0) {
-        methods_reply_errno(m, r->call, -NV_ENOQUORUM);
+    const char *leader = m->node->leader_rpc(m->node->ctx);
+    char addr[sizeof m->fwd.addr] = "";
+    if (leader != NULL) {
+        snprintf(addr, sizeof addr, "%s", leader);
+    }
+    if (leader == NULL || fwd_connect(m, addr) < 0) {
+        not_sent(m, r, params, leader != NULL ? addr : NULL);
         return;
     }
     struct nv *arg = nv_map();
@@ -104,10 +164,13 @@ void fwd_call(struct rpc_methods *m, const struct req *r, const struct nv *param
         return;
     }
     f->m = m;
-    f->call = r->call;
+    f->r = *r;
+    f->params = params;
+    f->c = m->fwd.c;
+    snprintf(f->addr, sizeof f->addr, "%s", addr);
     if (rpc_client_call(m->fwd.c, "cluster.forward", p, -1, fwd_done, f) < 0) {
         free(f);
-        methods_reply_errno(m, r->call, -NV_ENOQUORUM);
+        not_sent(m, r, params, addr);
     }
 }
 
@@ -153,8 +216,7 @@ void m_forwarded(struct rpc_methods *m, const struct req *r, const struct nv *pa
 
 void fwd_close(struct rpc_methods *m)
 {
-    if (m->fwd.c != NULL) {
-        rpc_client_close(m->fwd.c);
-        m->fwd.c = NULL;
-    }
+    struct rpc_client *c = m->fwd.c;
+    m->fwd.c = NULL;
+    rpc_client_close(c); /* the calls on it: fwd_done with -ECANCELED */
 }

@@ -7,19 +7,25 @@
  *          this node rendered it -> reply.
  * Reads:   argument check -> node->barrier (linearizable; skipped with
  *          options.extra.consistency = "local") -> sm_entries -> rpc_query.
- * Others:  choices, generate_key, sessions, cluster/failover status. */
+ * Others:  choices, generate_key, sessions, cluster/failover status.
+ *
+ * Without a leader: a follower forwards writes, linearizable reads and
+ * membership calls to the leader (forward.c); a node that knows no ready
+ * leader holds them until it does (hold.c), and a call whose proposal or
+ * barrier failed because leadership moved is held and run again when that
+ * is safe (methods_retry_safe): "not leader" means it did not run, "leadership
+ * lost" means it may have, which only a session key makes safe to retry. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "methods_int.h"
 #include "nv.h"
 #include "nv_err.h"
 #include "rpc.h"
 #include "sm.h"
-#include "methods_int.h"
-
 
 /* ------------------------------------------------------------------ */
 /* errors */
@@ -29,33 +35,33 @@ void methods_reply_errno(struct rpc_methods *m, struct rpc_call *call, int statu
     struct nv_err e;
     nv_err_init(&e);
     switch (-status) {
-    case NV_ENOTLEADER: {
-        const char *leader = m->node->leader_rpc ? m->node->leader_rpc(m->node->ctx) : NULL;
-        if (leader != NULL) {
-            nv_err_set(&e, NV_E_NOT_LEADER, NV_ENOTLEADER, "Not the leader; the leader is %s",
-                       leader);
-            e.leader = strdup(leader);
-        } else {
-            nv_err_set(&e, NV_E_NO_QUORUM, NV_ENOQUORUM, "No leader: the cluster has no quorum");
+        case NV_ENOTLEADER: {
+            const char *leader = m->node->leader_rpc ? m->node->leader_rpc(m->node->ctx) : NULL;
+            if (leader != NULL) {
+                nv_err_set(&e, NV_E_NOT_LEADER, NV_ENOTLEADER, "Not the leader; the leader is %s",
+                           leader);
+                e.leader = strdup(leader);
+            } else {
+                nv_err_set(&e, NV_E_NO_QUORUM, NV_ENOQUORUM, "%s", NO_LEADER_REASON);
+            }
+            break;
         }
-        break;
-    }
-    case NV_ENOQUORUM:
-        nv_err_set(&e, NV_E_NO_QUORUM, NV_ENOQUORUM, "No leader: the cluster has no quorum");
-        break;
-    case NV_ELEADERSHIPLOST:
-        /* Raft could not tell whether the entry commits: the client retries
-         * with the same client id and sequence, which deduplicates. */
-        nv_err_set(&e, NV_E_NOT_LEADER, NV_ELEADERSHIPLOST,
-                   "Leadership lost before the change was confirmed; retry with the same "
-                   "client id and sequence");
-        break;
-    case ESHUTDOWN:
-        nv_err_set(&e, NV_E_NOT_LEADER, ESHUTDOWN, "The node is shutting down");
-        break;
-    default:
-        nv_err_call(&e, -status, "%s", strerror(-status));
-        break;
+        case NV_ENOQUORUM:
+            nv_err_set(&e, NV_E_NO_QUORUM, NV_ENOQUORUM, "%s", NO_LEADER_REASON);
+            break;
+        case NV_ELEADERSHIPLOST:
+            /* Raft could not tell whether the entry commits: the client retries
+             * with the same client id and sequence, which deduplicates. */
+            nv_err_set(&e, NV_E_NOT_LEADER, NV_ELEADERSHIPLOST,
+                       "Leadership lost before the change was confirmed; retry with the same "
+                       "client id and sequence");
+            break;
+        case ESHUTDOWN:
+            nv_err_set(&e, NV_E_NOT_LEADER, ESHUTDOWN, "The node is shutting down");
+            break;
+        default:
+            nv_err_call(&e, -status, "%s", strerror(-status));
+            break;
     }
     rpc_reply_error(call, &e);
     nv_err_clear(&e);
@@ -78,8 +84,7 @@ static bool check_nargs(struct rpc_call *call, const struct nv *params, size_t m
     }
     struct nv_err e;
     nv_err_init(&e);
-    nv_err_add(&e, "", EINVAL, "Too many arguments (expected %zu, found %zu)", max,
-               nv_len(params));
+    nv_err_add(&e, "", EINVAL, "Too many arguments (expected %zu, found %zu)", max, nv_len(params));
     rpc_reply_error(call, &e);
     nv_err_clear(&e);
     return false;
@@ -91,9 +96,23 @@ static bool check_nargs(struct rpc_call *call, const struct nv *params, size_t m
 struct write_req {
     struct rpc_methods *m;
     struct rpc_call *call;
+    struct req r;            /* to run the call again (hold.c) */
+    const struct nv *params; /* borrowed from the call, likewise */
     struct sm_result *res;
     char *remove_path; /* namespace.delete {"remove": true} of a FILE namespace */
 };
+
+/* A proposal that failed with status: held to run again when it did not
+ * run (not leader) or it may have and the session key deduplicates it
+ * (leadership lost). True if held. */
+static bool write_hold(struct rpc_methods *m, const struct req *r, const struct nv *params,
+                       int status)
+{
+    if (status != -NV_ENOTLEADER && !(status == -NV_ELEADERSHIPLOST && methods_retry_safe(m, r))) {
+        return false;
+    }
+    return hold_park(m, r, params, status, NULL, NULL);
+}
 
 static void write_reply(struct write_req *w)
 {
@@ -131,7 +150,9 @@ static void write_applied(void *arg, int status, void *result)
 {
     struct write_req *w = arg;
     if (status < 0) {
-        methods_reply_errno(w->m, w->call, status);
+        if (!write_hold(w->m, &w->r, w->params, status)) {
+            methods_reply_errno(w->m, w->call, status);
+        }
         free(w->remove_path);
         free(w);
         return;
@@ -173,7 +194,11 @@ static void m_write(struct rpc_methods *m, const struct req *r, const struct nv 
         return;
     }
     if (node->is_leader != NULL && !node->is_leader(node->ctx)) {
-        methods_reply_errno(m, call, -NV_ENOTLEADER);
+        /* no leader known (an election): wait for one; a known leader that
+         * is not forwarded to is named in the NOT_LEADER answer */
+        if (!hold_no_leader(m) || !hold_park(m, r, params, -NV_ENOTLEADER, NULL, NULL)) {
+            methods_reply_errno(m, call, -NV_ENOTLEADER);
+        }
         return;
     }
     const struct sm_state *s = node->state(node->ctx);
@@ -217,6 +242,8 @@ static void m_write(struct rpc_methods *m, const struct req *r, const struct nv 
     }
     w->m = m;
     w->call = call;
+    w->r = *r;
+    w->params = params;
     if (strcmp(method, "nvmet.namespace.delete") == 0) {
         w->remove_path = file_to_remove(s, params);
     }
@@ -225,7 +252,9 @@ static void m_write(struct rpc_methods *m, const struct req *r, const struct nv 
     if (rv < 0) {
         free(w->remove_path);
         free(w);
-        methods_reply_errno(m, call, rv);
+        if (!write_hold(m, r, params, rv)) {
+            methods_reply_errno(m, call, rv);
+        }
     }
 }
 
@@ -239,7 +268,9 @@ struct read_req {
     struct rpc_call *call;
     enum read_kind kind;
     int table;
-    struct nv *params; /* owned copy: the call's params outlive no barrier */
+    struct nv *params;            /* owned copy: the call's params outlive no barrier */
+    struct req rq;                /* to run the call again (hold.c) */
+    const struct nv *call_params; /* borrowed from the call, likewise */
 };
 
 /* Whether options.extra asks for a local (possibly stale) read. */
@@ -259,46 +290,47 @@ static void read_run(struct read_req *r)
     const struct nv *filters = NULL, *options = NULL;
 
     switch (r->kind) {
-    case READ_CONFIG:
-        rpc_reply(r->call, sm_global_entry(s));
-        goto done;
-    case READ_QUERY:
-        filters = nv_at(r->params, 0);
-        options = nv_at(r->params, 1);
-        items = sm_entries(s, (enum sm_table)r->table, nv_get(options, "extra"));
-        break;
-    case READ_SESSIONS:
-        filters = nv_at(r->params, 0);
-        options = nv_at(r->params, 1);
-        items = node->sessions ? node->sessions(node->ctx, &e) : nv_arr();
-        if (items == NULL) {
-            rpc_reply_error(r->call, &e);
+        case READ_CONFIG:
+            rpc_reply(r->call, sm_global_entry(s));
+            goto done;
+        case READ_QUERY:
+            filters = nv_at(r->params, 0);
+            options = nv_at(r->params, 1);
+            items = sm_entries(s, (enum sm_table)r->table, nv_get(options, "extra"));
+            break;
+        case READ_SESSIONS:
+            filters = nv_at(r->params, 0);
+            options = nv_at(r->params, 1);
+            items = node->sessions ? node->sessions(node->ctx, &e) : nv_arr();
+            if (items == NULL) {
+                rpc_reply_error(r->call, &e);
+                goto done;
+            }
+            break;
+        case READ_GET_INSTANCE: {
+            const struct nv *id = nv_at(r->params, 0);
+            options = nv_at(r->params, 1);
+            struct nv *entry =
+                sm_entry(s, (enum sm_table)r->table, id->u.i, nv_get(options, "extra"));
+            if (entry == NULL) {
+                nv_err_add(&e, NULL, ENOENT, "%s %lld does not exist",
+                           sm_table_verbose((enum sm_table)r->table), (long long)id->u.i);
+                rpc_reply_error(r->call, &e);
+                goto done;
+            }
+            items = nv_arr();
+            nv_push(items, entry);
+            /* get_instance(id, options) = query([["id", "=", id]], options + get) */
+            struct nv *opts = options != NULL ? nv_copy(options) : nv_map();
+            nv_set_bool(opts, "get", true);
+            if (rpc_query(items, NULL, opts, &out, &e) < 0) {
+                rpc_reply_error(r->call, &e);
+            } else {
+                rpc_reply(r->call, out);
+            }
+            nv_free(opts);
             goto done;
         }
-        break;
-    case READ_GET_INSTANCE: {
-        const struct nv *id = nv_at(r->params, 0);
-        options = nv_at(r->params, 1);
-        struct nv *entry = sm_entry(s, (enum sm_table)r->table, id->u.i, nv_get(options, "extra"));
-        if (entry == NULL) {
-            nv_err_add(&e, NULL, ENOENT, "%s %lld does not exist",
-                       sm_table_verbose((enum sm_table)r->table), (long long)id->u.i);
-            rpc_reply_error(r->call, &e);
-            goto done;
-        }
-        items = nv_arr();
-        nv_push(items, entry);
-        /* get_instance(id, options) = query([["id", "=", id]], options + get) */
-        struct nv *opts = options != NULL ? nv_copy(options) : nv_map();
-        nv_set_bool(opts, "get", true);
-        if (rpc_query(items, NULL, opts, &out, &e) < 0) {
-            rpc_reply_error(r->call, &e);
-        } else {
-            rpc_reply(r->call, out);
-        }
-        nv_free(opts);
-        goto done;
-    }
     }
     if (rpc_query(items, filters, options, &out, &e) < 0) {
         rpc_reply_error(r->call, &e);
@@ -317,7 +349,11 @@ static void read_barrier_done(void *arg, int status, void *result)
     (void)result;
     struct read_req *r = arg;
     if (status < 0) {
-        methods_reply_errno(r->m, r->call, status);
+        /* a read that found no leader runs again once there is one */
+        bool moved = status == -NV_ENOTLEADER || status == -NV_ELEADERSHIPLOST;
+        if (!moved || !hold_park(r->m, &r->rq, r->call_params, status, NULL, NULL)) {
+            methods_reply_errno(r->m, r->call, status);
+        }
         nv_free(r->params);
         free(r);
         return;
@@ -343,6 +379,8 @@ static void start_read(struct rpc_methods *m, const struct req *rq, const struct
     r->kind = kind;
     r->table = table;
     r->params = nv_copy(params);
+    r->rq = *rq;
+    r->call_params = params;
     const struct rpc_node *node = m->node;
     if (local || node->barrier == NULL) {
         read_run(r);
@@ -351,14 +389,18 @@ static void start_read(struct rpc_methods *m, const struct req *rq, const struct
     if (node->is_leader != NULL && !node->is_leader(node->ctx)) {
         nv_free(r->params);
         free(r);
-        methods_reply_errno(m, call, -NV_ENOTLEADER);
+        if (!hold_no_leader(m) || !hold_park(m, rq, params, -NV_ENOTLEADER, NULL, NULL)) {
+            methods_reply_errno(m, call, -NV_ENOTLEADER);
+        }
         return;
     }
     int rv = node->barrier(node->ctx, read_barrier_done, r);
     if (rv < 0) {
         nv_free(r->params);
         free(r);
-        methods_reply_errno(m, call, rv);
+        if (rv != -NV_ENOTLEADER || !hold_park(m, rq, params, rv, NULL, NULL)) {
+            methods_reply_errno(m, call, rv);
+        }
     }
 }
 
@@ -410,8 +452,7 @@ static void m_query(struct rpc_methods *m, const struct req *r, const struct nv 
     if (!check_query_args(call, params)) {
         return;
     }
-    start_read(m, r, params, READ_QUERY, table_of_method(r->method),
-               wants_local(nv_at(params, 1)));
+    start_read(m, r, params, READ_QUERY, table_of_method(r->method), wants_local(nv_at(params, 1)));
 }
 
 static void m_get_instance(struct rpc_methods *m, const struct req *r, const struct nv *params)
@@ -440,8 +481,7 @@ static void m_get_instance(struct rpc_methods *m, const struct req *r, const str
         nv_err_clear(&e);
         return;
     }
-    start_read(m, r, params, READ_GET_INSTANCE, table_of_method(r->method),
-               wants_local(o));
+    start_read(m, r, params, READ_GET_INSTANCE, table_of_method(r->method), wants_local(o));
 }
 
 static void m_global_config(struct rpc_methods *m, const struct req *r, const struct nv *params)
@@ -479,8 +519,8 @@ static void m_dhgroup_choices(struct rpc_methods *m, const struct req *r, const 
 {
     struct rpc_call *call = r->call;
     (void)m;
-    static const char *const groups[] = {"2048-BIT", "3072-BIT", "4096-BIT", "6144-BIT",
-                                         "8192-BIT", NULL};
+    static const char *const groups[] = {"2048-BIT", "3072-BIT", "4096-BIT",
+                                         "6144-BIT", "8192-BIT", NULL};
     if (check_nargs(call, params, 0)) {
         rpc_reply(call, str_list(groups));
     }
@@ -618,8 +658,8 @@ static const struct method_def fixed_methods[] = {
 
 /* Per CRUD service: these verbs. */
 static const struct method_def crud_verbs[] = {
-    {"query", m_query},   {"get_instance", m_get_instance}, {"create", m_write},
-    {"update", m_write},  {"delete", m_write},
+    {"query", m_query},  {"get_instance", m_get_instance}, {"create", m_write}, {"update", m_write},
+    {"delete", m_write},
 };
 
 static void dispatch(struct rpc_call *call, const struct nv *params, void *ctx)
@@ -643,7 +683,27 @@ static void dispatch(struct rpc_call *call, const struct nv *params, void *ctx)
         nv_err_clear(&e);
         return;
     }
-    b->fn(b->m, &r, params);
+    methods_run(b->m, b->fn, &r, params);
+}
+
+void methods_run(struct rpc_methods *m, method_fn fn, const struct req *r, const struct nv *params)
+{
+    /* Membership calls (methods_cluster.c) need the leader as writes do:
+     * without one known they wait here for it. */
+    if (fn == m_membership && m->node->membership != NULL && hold_no_leader(m) &&
+        hold_park(m, r, params, -NV_ENOTLEADER, NULL, NULL)) {
+        return;
+    }
+    fn(m, r, params);
+}
+
+bool methods_retry_safe(struct rpc_methods *m, const struct req *r)
+{
+    method_fn fn = methods_lookup(m, r->method);
+    if (fn == m_query || fn == m_get_instance || fn == m_global_config) {
+        return true;
+    }
+    return fn == m_write && r->client_id != NULL && r->seq >= 0;
 }
 
 method_fn methods_lookup(struct rpc_methods *m, const char *name)
@@ -701,7 +761,11 @@ int rpc_methods_register(struct rpc_server *s, const struct rpc_node *node,
 void rpc_methods_free(struct rpc_methods *m)
 {
     if (m != NULL) {
+        /* closing first: the forwarded calls cancelled by fwd_close are
+         * answered, not held */
+        m->closing = true;
         fwd_close(m);
+        hold_close(m);
     }
     free(m);
 }

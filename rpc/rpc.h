@@ -143,6 +143,11 @@ struct rpc_node {
     int (*membership)(void *ctx, const char *op, const struct nv *params,
                       void (*cb)(void *arg, struct nv *result, const struct nv_err *err),
                       void *arg, struct nv_err *err);
+    /* How long a call that needs the leader waits on this node while it
+     * knows no ready leader (an election) before it is answered NO_QUORUM /
+     * NOT_LEADER; also bounds the re-dispatch of a write whose outcome was
+     * unknown (leadership lost, connection to the leader lost). 0 = 5000. */
+    unsigned hold_timeout_ms;
 };
 
 /* Register every product method on s. node is borrowed until
