@@ -43,6 +43,7 @@ struct env {
     char why[160];
     struct fo_nl *nl;
     struct fo_vip v4, v6;
+    char root[PATH_MAX]; /* a temporary configfs tree, removed by teardown */
 };
 
 static uint64_t now_ms(void)
@@ -94,9 +95,19 @@ static int setup(void **state)
     return 0;
 }
 
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
 static int teardown(void **state)
 {
     struct env *e = *state;
+    if (e->root[0] != '\0') {
+        nftw(e->root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    }
     fo_nl_close(e->nl);
     free(e);
     return 0;
@@ -373,13 +384,6 @@ static void mkdirs(const char *root, const char *rel)
     assert_true(mkdir(p, 0755) == 0 || errno == EEXIST);
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    return flag == FTW_DP ? rmdir(path) : unlink(path);
-}
-
 #define NQN "nqn.2014-08.org.example:guard"
 
 /* Release: port-1 link gone, port-5001 link kept, ANA group 2 inaccessible, 1 not. */
@@ -391,6 +395,7 @@ static void test_configfs_release(void **state)
     snprintf(root, sizeof(root), "%s/fo-guard-XXXXXX",
              tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
     assert_non_null(mkdtemp(root));
+    snprintf(e->root, sizeof(e->root), "%s", root);
     char p[PATH_MAX], l1[PATH_MAX], l5001[PATH_MAX], g1[PATH_MAX], g2[PATH_MAX];
     mkdirs(root, "nvmet/subsystems/" NQN);
     mkdirs(root, "nvmet/ports/1/subsystems");
@@ -432,7 +437,6 @@ static void test_configfs_release(void **state)
     assert_string_equal(buf, "optimized\n");
     assert_false(present(e, &e->v4));
     fo_guard_stop(g);
-    assert_int_equal(nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS), 0);
 }
 
 /* Guardian: named, ignores SIGTERM/INT/HUP, no inherited fds, death visible. */
