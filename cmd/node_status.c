@@ -414,11 +414,42 @@ struct nv *node_cluster_status(void *ctx, struct nv_err *err)
 struct nv *node_address_choices(void *ctx, const char *trtype, bool force_ana,
                                 struct nv_err *err)
 {
-    (void)ctx;
-    (void)force_ana;
+    struct node *n = ctx;
     struct nv *out = nv_map();
     if (strcmp(trtype, "TCP") != 0) {
         return out; /* RDMA needs global rdma and an RDMA NIC; FC has none */
+    }
+    /* With failover the addresses a port may use are the VIPs: in ANA mode
+     * (or when asked to force it) each maps to the data nodes' own
+     * addresses "A/B/..." in node order, else to itself. */
+    struct tgt_view v = node_view(n);
+    if (v.ha) {
+        const struct nv *vips = nv_get(nv_get(sm_cluster(n->sm), "failover"), "vips");
+        bool ana = force_ana || nv_get_bool(sm_global_row(n->sm), "ana", false);
+        uint64_t ids[FO_MAX_MEMBERS];
+        unsigned k = fo_data_nodes(n->fo, ids, FO_MAX_MEMBERS);
+        for (size_t i = 0; i < nv_len(vips); i++) {
+            const struct nv *vip = nv_at(vips, i);
+            const char *addr = nv_get_str(vip, "address");
+            if (addr == NULL) {
+                continue;
+            }
+            if (!ana) {
+                nv_set_str(out, addr, addr);
+                continue;
+            }
+            const struct nv *na = nv_get(vip, "node_addresses");
+            char desc[512] = "";
+            size_t o = 0;
+            for (unsigned j = 0; j < k && o < sizeof desc; j++) {
+                char key[24];
+                snprintf(key, sizeof key, "%llu", (unsigned long long)ids[j]);
+                const char *a = nv_get_str(na, key);
+                o += (size_t)snprintf(desc + o, sizeof desc - o, "%s%s", j ? "/" : "", a ? a : "");
+            }
+            nv_set_str(out, addr, desc);
+        }
+        return out;
     }
     struct ifaddrs *ifs = NULL;
     if (getifaddrs(&ifs) < 0) {

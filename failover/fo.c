@@ -90,6 +90,11 @@ static unsigned data_voter_ids(const struct fo *f, uint64_t *ids, unsigned max)
     return n;
 }
 
+unsigned fo_data_nodes(const struct fo *f, uint64_t *ids, unsigned max)
+{
+    return data_voter_ids(f, ids, max);
+}
+
 unsigned fo__data_voters(const struct fo *f)
 {
     uint64_t ids[FO_MAX_MEMBERS];
@@ -489,6 +494,7 @@ void fo__evaluate(struct fo *f)
                    : f->guard == NULL    ? "no guardian"
                                          : "not the active node");
     }
+    fo__vips_retry(f);
     if (role == FO_STANDBY && f->serving) {
         role = FO_ACTIVE;
     }
@@ -763,6 +769,7 @@ void fo__maybe_free(struct fo *f)
         close(f->mon_fd);
     }
     fo_nl_close(f->nl);
+    fo_ann_close(f->ann);
     void (*done)(void *) = f->close_done;
     void *arg = f->close_arg;
     free((char *)f->cfg.configfs);

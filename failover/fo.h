@@ -133,6 +133,10 @@ int fo_become_passive(struct fo *f, uint64_t target,
                       void (*done)(void *arg, struct nv *result, const struct nv_err *err),
                       void *arg, struct nv_err *err);
 
+/* The data nodes that vote, in ascending id order (node A, B, ...): fills
+ * at most max ids, returns how many there are. */
+unsigned fo_data_nodes(const struct fo *f, uint64_t *ids, unsigned max);
+
 /* "MASTER", "BACKUP" or "SINGLE" (TrueNAS failover.status) of a role. */
 const char *fo_status_name(enum fo_role role);
 

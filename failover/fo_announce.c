@@ -31,12 +31,18 @@
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "fo_net.h"
+
+struct fo_ann {
+    int pkt;   /* AF_PACKET, SOCK_DGRAM: gratuitous ARP on any interface */
+    int icmp6; /* raw ICMPv6: neighbour advertisements */
+};
 
 static void say(char *msg, size_t msglen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -79,22 +85,13 @@ static int ether_of(int s, const char *ifname, int *ifindex, unsigned char mac[6
     return 0;
 }
 
-static int garp(const struct fo_vip *v, char *msg, size_t msglen)
+static int garp(struct fo_ann *a, const struct fo_vip *v, char *msg, size_t msglen)
 {
-    /* SOCK_DGRAM: the kernel writes the Ethernet header from sll_addr and
-     * the interface's own address. Protocol 0: this socket receives
-     * nothing. */
-    int s = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (s < 0) {
-        int e = errno;
-        say(msg, msglen, "announce %s: packet socket: %s", v->text, strerror(e));
-        return -e;
-    }
+    int s = a->pkt;
     int ifindex;
     unsigned char mac[6];
     int rv = ether_of(s, v->ifname, &ifindex, mac, msg, msglen, v->text);
     if (rv < 0) {
-        close(s);
         return rv;
     }
     struct __attribute__((packed)) {
@@ -117,38 +114,23 @@ static int garp(const struct fo_vip *v, char *msg, size_t msglen)
     memset(to.sll_addr, 0xff, 6);
     ssize_t n = sendto(s, &p, sizeof(p), 0, (struct sockaddr *)&to, sizeof(to));
     rv = n < 0 ? -errno : (size_t)n == sizeof(p) ? 0 : -EIO;
-    close(s);
     if (rv < 0) {
         say(msg, msglen, "announce %s: gratuitous ARP: %s", v->text, strerror(-rv));
     }
     return rv;
 }
 
-static int unsolicited_na(const struct fo_vip *v, char *msg, size_t msglen)
+static int unsolicited_na(struct fo_ann *a, const struct fo_vip *v, char *msg, size_t msglen)
 {
-    int s = socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMPV6);
-    if (s < 0) {
-        int e = errno;
-        say(msg, msglen, "announce %s: ICMPv6 socket: %s", v->text, strerror(e));
-        return -e;
-    }
+    int s = a->icmp6;
     int ifindex;
     unsigned char mac[6];
     int rv = ether_of(s, v->ifname, &ifindex, mac, msg, msglen, v->text);
     if (rv < 0) {
-        close(s);
         return rv;
     }
-    /* a send-only socket: queue no received ICMPv6 */
-    struct icmp6_filter filter;
-    ICMP6_FILTER_SETBLOCKALL(&filter);
-    int hops = 255, loop = 0;
-    if (setsockopt(s, IPPROTO_ICMPV6, ICMP6_FILTER, &filter, sizeof(filter)) < 0 ||
-        setsockopt(s, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, &hops, sizeof(hops)) < 0 ||
-        setsockopt(s, IPPROTO_IPV6, IPV6_MULTICAST_IF, &ifindex, sizeof(ifindex)) < 0 ||
-        setsockopt(s, IPPROTO_IPV6, IPV6_MULTICAST_LOOP, &loop, sizeof(loop)) < 0) {
+    if (setsockopt(s, IPPROTO_IPV6, IPV6_MULTICAST_IF, &ifindex, sizeof(ifindex)) < 0) {
         rv = -errno;
-        close(s);
         say(msg, msglen, "announce %s: ICMPv6 socket options: %s", v->text, strerror(-rv));
         return rv;
     }
@@ -195,20 +177,68 @@ static int unsolicited_na(const struct fo_vip *v, char *msg, size_t msglen)
     memcpy(CMSG_DATA(cm), &pi, sizeof(pi));
     ssize_t n = sendmsg(s, &mh, 0);
     rv = n < 0 ? -errno : (size_t)n == sizeof(p) ? 0 : -EIO;
-    close(s);
     if (rv < 0) {
         say(msg, msglen, "announce %s: neighbour advertisement: %s", v->text, strerror(-rv));
     }
     return rv;
 }
 
-int fo_announce(const struct fo_vip *v, char *msg, size_t msglen)
+/* The sockets stay open for the announcer's life: closing an AF_PACKET
+ * socket waits for an RCU grace period in the kernel (packet_release ->
+ * synchronize_net), 5-20 ms measured, which a socket per announcement
+ * would add to every takeover and stall the daemon's loop with. */
+int fo_ann_open(struct fo_ann **out)
+{
+    struct fo_ann *a = calloc(1, sizeof *a);
+    if (a == NULL) {
+        return -ENOMEM;
+    }
+    /* SOCK_DGRAM: the kernel writes the Ethernet header from sll_addr and
+     * the interface's own address. Protocol 0: this socket receives
+     * nothing. */
+    a->pkt = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    a->icmp6 = socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMPV6);
+    int rv = a->pkt < 0 || a->icmp6 < 0 ? -errno : 0;
+    if (rv == 0) {
+        /* a send-only socket: queue no received ICMPv6 */
+        struct icmp6_filter filter;
+        ICMP6_FILTER_SETBLOCKALL(&filter);
+        int hops = 255, loop = 0;
+        if (setsockopt(a->icmp6, IPPROTO_ICMPV6, ICMP6_FILTER, &filter, sizeof(filter)) < 0 ||
+            setsockopt(a->icmp6, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, &hops, sizeof(hops)) < 0 ||
+            setsockopt(a->icmp6, IPPROTO_IPV6, IPV6_MULTICAST_LOOP, &loop, sizeof(loop)) < 0) {
+            rv = -errno;
+        }
+    }
+    if (rv < 0) {
+        fo_ann_close(a);
+        return rv;
+    }
+    *out = a;
+    return 0;
+}
+
+void fo_ann_close(struct fo_ann *a)
+{
+    if (a == NULL) {
+        return;
+    }
+    if (a->pkt >= 0) {
+        close(a->pkt);
+    }
+    if (a->icmp6 >= 0) {
+        close(a->icmp6);
+    }
+    free(a);
+}
+
+int fo_announce(struct fo_ann *a, const struct fo_vip *v, char *msg, size_t msglen)
 {
     if (v->family == AF_INET) {
-        return garp(v, msg, msglen);
+        return garp(a, v, msg, msglen);
     }
     if (v->family == AF_INET6) {
-        return unsolicited_na(v, msg, msglen);
+        return unsolicited_na(a, v, msg, msglen);
     }
     say(msg, msglen, "announce: address family %d", v->family);
     return -EAFNOSUPPORT;

@@ -95,12 +95,14 @@ struct fo {
 
     /* VIPs (fo_vips.c) */
     struct fo_nl *nl;
+    struct fo_ann *ann;
     struct fo_vip vips[FO_MAX_VIPS];
     bool held[FO_MAX_VIPS];
     size_t n_vips;
     uint64_t vips_gen; /* sm_generation the list was read at (+1; 0 = never) */
     bool shared;       /* more than one voter: serving needs the lease */
     char vip_error[200];
+    uint64_t vip_retry_at;
     int mon_fd;
     uv_poll_t mon_poll;
     unsigned announce_left;
@@ -150,6 +152,7 @@ void fo__vips_refresh(struct fo *f);
 /* Add every VIP (serving) / remove every VIP. Count of failures. */
 unsigned fo__vips_acquire(struct fo *f);
 void fo__vips_release(struct fo *f);
+void fo__vips_retry(struct fo *f);
 void fo__announce_start(struct fo *f);
 void fo__vips_close(struct fo *f, uv_close_cb cb);
 /* Remove the VIPs listed in the data dir by an earlier run (start-up). */

@@ -17,11 +17,11 @@
 
 /* One virtual IP as configured (failover.update "vips"). */
 struct fo_vip {
-    int family;              /* AF_INET or AF_INET6 */
-    unsigned char addr[16];  /* network byte order; 4 bytes used for AF_INET */
-    unsigned prefix;         /* 0..32 / 0..128 */
-    char ifname[16];         /* IFNAMSIZ */
-    char text[64];           /* "198.51.100.100/24 on eth0", for messages */
+    int family;             /* AF_INET or AF_INET6 */
+    unsigned char addr[16]; /* network byte order; 4 bytes used for AF_INET */
+    unsigned prefix;        /* 0..32 / 0..128 */
+    char ifname[16];        /* IFNAMSIZ */
+    char text[64];          /* "198.51.100.100/24 on eth0", for messages */
 };
 
 /* Fill v from the configured strings. -EINVAL with msg on a bad address,
@@ -74,12 +74,17 @@ bool fo_mon_is(const struct fo_mon_event *ev, const struct fo_vip *v, unsigned i
 
 /* ---- announcements ---- */
 
+/* The announcer's sockets (opened once: see fo_announce.c for why). */
+struct fo_ann;
+int fo_ann_open(struct fo_ann **out);
+void fo_ann_close(struct fo_ann *a);
+
 /* Send one announcement for v on its interface: IPv4 a gratuitous ARP
  * request (sender = target = the VIP, the interface's hardware address,
  * to the broadcast address) through an AF_PACKET socket; IPv6 an
  * unsolicited neighbour advertisement (ICMPv6 136, Override set, target =
  * the VIP with its target link-layer address option) to ff02::1, hop
  * limit 255. 0 or -errno with msg. */
-int fo_announce(const struct fo_vip *v, char *msg, size_t msglen);
+int fo_announce(struct fo_ann *a, const struct fo_vip *v, char *msg, size_t msglen);
 
 #endif

@@ -29,13 +29,13 @@
 
 static void announce_once(struct fo *f)
 {
-    for (size_t i = 0; i < f->n_vips; i++) {
+    for (size_t i = 0; f->ann != NULL && i < f->n_vips; i++) {
         if (!f->held[i]) {
             continue;
         }
         char msg[200];
-        if (fo_announce(&f->vips[i], msg, sizeof msg) < 0) {
-            fo__log(f, FO_LOG_ERROR, "announce %s: %s", f->vips[i].text, msg);
+        if (fo_announce(f->ann, &f->vips[i], msg, sizeof msg) < 0) {
+            fo__log(f, FO_LOG_ERROR, "%s", msg);
         }
     }
 }
@@ -114,6 +114,38 @@ void fo__vips_release(struct fo *f)
     for (size_t i = 0; i < f->n_vips; i++) {
         vip_del(f, &f->vips[i]);
         f->held[i] = false;
+    }
+}
+
+/* While serving, a VIP that could not be added (its interface missing, a
+ * refused address) is tried again, at most once a second. */
+void fo__vips_retry(struct fo *f)
+{
+    uint64_t now = fo__now(f);
+    if (!f->serving || now < f->vip_retry_at) {
+        return;
+    }
+    bool missing = false, added = false;
+    for (size_t i = 0; i < f->n_vips; i++) {
+        if (!f->held[i]) {
+            missing = true;
+            added |= vip_add(f, i) == 0;
+        }
+    }
+    if (!missing) {
+        f->vip_error[0] = '\0';
+        return;
+    }
+    f->vip_retry_at = now + 1000;
+    bool all = true;
+    for (size_t i = 0; i < f->n_vips; i++) {
+        all &= f->held[i];
+    }
+    if (all) {
+        f->vip_error[0] = '\0';
+    }
+    if (added) {
+        fo__announce_start(f);
     }
 }
 
@@ -346,6 +378,12 @@ int fo__vips_open(struct fo *f, char *msg, size_t msglen)
     if (rv < 0) {
         snprintf(msg, msglen, "netlink: %s", strerror(-rv));
         return rv;
+    }
+    rv = f->cfg.witness ? 0 : fo_ann_open(&f->ann);
+    if (rv < 0) {
+        /* without CAP_NET_RAW: VIPs still move, neighbours learn late */
+        fo__log(f, FO_LOG_ERROR, "no announcements (packet sockets: %s)", strerror(-rv));
+        f->ann = NULL;
     }
     rv = fo_mon_open(&f->mon_fd);
     if (rv < 0) {

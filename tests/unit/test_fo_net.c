@@ -40,6 +40,7 @@ struct env {
     bool ok;
     char why[160];
     struct fo_nl *nl;
+    struct fo_ann *ann;
     unsigned ia, ib;
     unsigned char maca[6];
 };
@@ -88,6 +89,7 @@ static int setup(void **state)
         fail_msg("creating the veth pair with ip(8) failed (status %d): iproute2 and veth?", rc);
     }
     assert_int_equal(fo_nl_open(&e->nl), 0);
+    assert_int_equal(fo_ann_open(&e->ann), 0);
     bool up = false;
     for (int i = 0; i < 400 && !up; i++) {
         assert_int_equal(fo_nl_link(e->nl, IFA, &e->ia, &up, e->maca), 0);
@@ -105,6 +107,7 @@ static int teardown(void **state)
 {
     struct env *e = *state;
     fo_nl_close(e->nl);
+    fo_ann_close(e->ann);
     free(e);
     return 0;
 }
@@ -430,7 +433,7 @@ static void test_garp(void **state)
     double t0 = now_us();
     assert_int_equal(fo_addr_add(e->nl, &v, msg, sizeof(msg)), 0);
     double t1 = now_us();
-    assert_int_equal(fo_announce(&v, msg, sizeof(msg)), 0);
+    assert_int_equal(fo_announce(e->ann, &v, msg, sizeof(msg)), 0);
     double t2 = now_us();
     print_message("IPv4: add + read back %.0f us, announce %.0f us\n", t1 - t0, t2 - t1);
     unsigned char f[1600];
@@ -454,9 +457,9 @@ static void test_garp(void **state)
 
     /* no Ethernet address, no announcement */
     struct fo_vip lo = vip("198.51.100.100", 24, "lo");
-    assert_int_equal(fo_announce(&lo, msg, sizeof(msg)), -EOPNOTSUPP);
+    assert_int_equal(fo_announce(e->ann, &lo, msg, sizeof(msg)), -EOPNOTSUPP);
     struct fo_vip none = vip("198.51.100.100", 24, "nosuchif0");
-    assert_int_equal(fo_announce(&none, msg, sizeof(msg)), -ENODEV);
+    assert_int_equal(fo_announce(e->ann, &none, msg, sizeof(msg)), -ENODEV);
     assert_non_null(strstr(msg, "198.51.100.100/24 on nosuchif0"));
 }
 
@@ -493,7 +496,7 @@ static void test_unsolicited_na(void **state)
     double t0 = now_us();
     assert_int_equal(fo_addr_add(e->nl, &v, msg, sizeof(msg)), 0);
     double t1 = now_us();
-    assert_int_equal(fo_announce(&v, msg, sizeof(msg)), 0);
+    assert_int_equal(fo_announce(e->ann, &v, msg, sizeof(msg)), 0);
     double t2 = now_us();
     print_message("IPv6: add + read back %.0f us, announce %.0f us\n", t1 - t0, t2 - t1);
     unsigned char f[1600];
