@@ -1,15 +1,18 @@
 /* Network-namespace test lab: see lab.h. */
 #include "lab.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -478,6 +481,99 @@ int lab_set_link(struct lab *lab, int who, enum lab_net net, bool up)
     return ipf(lab, "-n %s link set %s %s", lab->sw, swif, up ? "up" : "down");
 }
 
+/* ---- reachability ---- */
+
+static int open_ns(const char *ns)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/run/netns/%s", ns);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+/* The child of lab_reach: listen in to_fd's namespace, connect from
+ * from_fd's (a socket stays in the namespace it was created in), accept.
+ * Returns the errno of the first failure, 0 on success. */
+static int reach_child(int from_fd, int to_fd, int family, const char *addr, int timeout_ms)
+{
+    struct sockaddr_storage ss = {0};
+    socklen_t sl;
+    if (family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        inet_pton(AF_INET, addr, &a->sin_addr);
+        sl = sizeof *a;
+    } else {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        inet_pton(AF_INET6, addr, &a->sin6_addr);
+        sl = sizeof *a;
+    }
+    if (setns(to_fd, CLONE_NEWNET) < 0) {
+        return errno;
+    }
+    int l = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (l < 0 || bind(l, (struct sockaddr *)&ss, sl) < 0 || listen(l, 1) < 0 ||
+        getsockname(l, (struct sockaddr *)&ss, &sl) < 0) {
+        return errno;
+    }
+    if (setns(from_fd, CLONE_NEWNET) < 0) {
+        return errno;
+    }
+    int c = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c < 0) {
+        return errno;
+    }
+    if (connect(c, (struct sockaddr *)&ss, sl) < 0 && errno != EINPROGRESS) {
+        return errno;
+    }
+    struct pollfd p = {.fd = c, .events = POLLOUT};
+    int r = poll(&p, 1, timeout_ms);
+    if (r <= 0) {
+        return r == 0 ? ETIMEDOUT : errno;
+    }
+    int err = 0;
+    socklen_t el = sizeof err;
+    if (getsockopt(c, SOL_SOCKET, SO_ERROR, &err, &el) < 0) {
+        return errno;
+    }
+    return err;
+}
+
+int lab_reach(const struct lab *lab, int from, int to, enum lab_net net, int family, int timeout_ms)
+{
+    char addr[64];
+    if (lab_ns(lab, from) == NULL || lab_addr(lab, to, net, family, addr, sizeof addr) < 0) {
+        return -EINVAL;
+    }
+    int from_fd = open_ns(lab->ns[from]);
+    if (from_fd < 0) {
+        return from_fd;
+    }
+    int to_fd = open_ns(lab->ns[to]);
+    if (to_fd < 0) {
+        close(from_fd);
+        return to_fd;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        _exit(reach_child(from_fd, to_fd, family, addr, timeout_ms) & 0xff);
+    }
+    int e = errno;
+    close(from_fd);
+    close(to_fd);
+    if (pid < 0) {
+        return -e;
+    }
+    int st = 0;
+    if (wait_bounded(pid, &st, timeout_ms + IP_TIMEOUT_MS) <= 0) {
+        kill(pid, SIGKILL);
+        wait_bounded(pid, &st, IP_TIMEOUT_MS);
+        return -ETIMEDOUT;
+    }
+    return WIFEXITED(st) ? -WEXITSTATUS(st) : -EIO;
+}
+
 /* ---- processes ---- */
 
 pid_t lab_spawn(struct lab *lab, int who, char *const argv[], const char *log_path)
@@ -508,6 +604,7 @@ pid_t lab_spawn(struct lab *lab, int who, char *const argv[], const char *log_pa
     if (logfd < 0 || nul < 0 || pipe2(p, O_CLOEXEC) < 0) {
         rv = -errno;
     }
+    pid_t parent = getpid();
     pid_t pid = rv == 0 ? fork() : -1;
     if (rv == 0 && pid < 0) {
         rv = -errno;
@@ -519,6 +616,11 @@ pid_t lab_spawn(struct lab *lab, int who, char *const argv[], const char *log_pa
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         int err = 0;
+        /* dies with the thread that drives the lab (checked after: the
+         * parent may be gone already) */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != parent) {
+            _exit(127);
+        }
         if (setns(nsfd, CLONE_NEWNET) < 0 || dup2(nul, 0) < 0 || dup2(logfd, 1) < 0 ||
             dup2(logfd, 2) < 0) {
             err = errno;

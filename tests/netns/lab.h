@@ -87,6 +87,14 @@ int lab_addr(const struct lab *lab, int who, enum lab_net net, int family, char 
  * addresses, as with a pulled cable or a partition. */
 int lab_set_link(struct lab *lab, int who, enum lab_net net, bool up);
 
+/* Whether from reaches to on net: a TCP connection from from's namespace
+ * to a listener on to's address (family AF_INET or AF_INET6), made by a
+ * forked child (the caller's namespace is untouched) within timeout_ms.
+ * 0, -ETIMEDOUT (no answer: a cut link drops everything) or another
+ * negative errno. */
+int lab_reach(const struct lab *lab, int from, int to, enum lab_net net, int family,
+              int timeout_ms);
+
 /* Run `ip -n <ns of who> ARGS...` (NULL-terminated), checked and bounded:
  * 0 or -EIO (ip failed; its stderr is on ours). */
 int lab_ip(const struct lab *lab, int who, ...) __attribute__((sentinel));
@@ -96,7 +104,9 @@ int lab_ip(const struct lab *lab, int who, ...) __attribute__((sentinel));
  * stdin /dev/null and stdout+stderr appended to log_path. Returns its pid
  * once exec succeeded, or a negative errno (setns, log or exec failure).
  * The lab owns the child: reap it with lab_stop or lab_exited (a waitpid
- * of the caller's is harmless: destroy then finds nothing to kill). */
+ * of the caller's is harmless: destroy then finds nothing to kill). The
+ * child gets SIGKILL when the calling thread ends (PR_SET_PDEATHSIG), so a
+ * test that crashes leaves no process running in a namespace. */
 pid_t lab_spawn(struct lab *lab, int who, char *const argv[], const char *log_path);
 /* Send sig to a child of lab_spawn, wait up to timeout_ms for it to exit
  * (then SIGKILL and wait), reap it. Returns its exit status, 128+signal

@@ -511,6 +511,31 @@ static void test_live_ipv6_overlap(void **state)
     overlap(state, AF_INET6, false);
 }
 
+/* Nodes reach each other on the cluster network and the client on the
+ * data network (IPv4 and IPv6); a cut switch-side link stops exactly that
+ * node's traffic on that network, and restoring it brings it back. */
+static void test_live_networks(void **state)
+{
+    struct live *l = live_or_skip(state);
+    assert_int_equal(lab_reach(&l->lab, 1, 2, LAB_CLUSTER, AF_INET, 2000), 0);
+    assert_int_equal(lab_reach(&l->lab, 3, 1, LAB_CLUSTER, AF_INET, 2000), 0);
+    assert_int_equal(lab_reach(&l->lab, LAB_CLIENT, 3, LAB_DATA, AF_INET, 2000), 0);
+    assert_int_equal(lab_reach(&l->lab, LAB_CLIENT, 2, LAB_DATA, AF_INET6, 2000), 0);
+    assert_int_equal(lab_reach(&l->lab, 1, LAB_CLIENT, LAB_DATA, AF_INET6, 2000), 0);
+    assert_int_equal(lab_set_link(&l->lab, 2, LAB_CLUSTER, false), 0);
+    assert_int_equal(lab_reach(&l->lab, 1, 2, LAB_CLUSTER, AF_INET, 300), -ETIMEDOUT);
+    assert_int_equal(lab_reach(&l->lab, LAB_CLIENT, 2, LAB_DATA, AF_INET, 2000), 0);
+    assert_int_equal(lab_reach(&l->lab, 1, 3, LAB_CLUSTER, AF_INET, 2000), 0);
+    assert_int_equal(lab_set_link(&l->lab, 2, LAB_CLUSTER, true), 0);
+    assert_int_equal(lab_reach(&l->lab, 1, 2, LAB_CLUSTER, AF_INET, 2000), 0);
+    /* a VIP the lab never adds, and addresses outside it */
+    char a[64];
+    assert_int_equal(lab_addr(&l->lab, 2, LAB_CLUSTER, AF_INET6, a, sizeof a), -EINVAL);
+    assert_int_equal(lab_addr(&l->lab, 4, LAB_DATA, AF_INET, a, sizeof a), -EINVAL);
+    assert_int_equal(lab_addr(&l->lab, 3, LAB_DATA, AF_INET6, a, sizeof a), 0);
+    assert_string_equal(a, "2001:db8::13");
+}
+
 /* A process spawned in a node's namespace sees that namespace (its eth0
  * has the node's address) and writes to its log; lab_stop reaps it. */
 static void test_live_spawn(void **state)
@@ -552,6 +577,7 @@ int main(void)
         cmocka_unit_test(test_arp_conflicts),
         cmocka_unit_test(test_ana_double),
         cmocka_unit_test(test_max_gap),
+        cmocka_unit_test_setup_teardown(test_live_networks, setup_live, teardown_live),
         cmocka_unit_test_setup_teardown(test_live_spawn, setup_live, teardown_live),
         cmocka_unit_test_setup_teardown(test_live_ipv4_move, setup_live, teardown_live),
         cmocka_unit_test_setup_teardown(test_live_ipv4_overlap, setup_live, teardown_live),

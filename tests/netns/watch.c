@@ -99,8 +99,11 @@ struct child {
     int ifindex; /* the client's data interface */
     int arp_fd, nd_fd;
     uint32_t round;
-    int last_err[WATCH_MAX_NODES + 1]; /* only a changed error is recorded again */
-    char *buf;                         /* DUMP_BUF bytes */
+    /* the last error of each step, recorded again only when it changes:
+     * [i] node i's sample, [WATCH_MAX_NODES + 1 + v] VIP v's probe, [0]
+     * the loop */
+    int last_err[WATCH_MAX_NODES + 1 + WATCH_MAX_VIPS];
+    char *buf; /* DUMP_BUF bytes */
 };
 
 static void emit(struct child *c, const struct watch_ev *ev)
@@ -118,18 +121,22 @@ static void emit(struct child *c, const struct watch_ev *ev)
     c->written++;
 }
 
-/* rv < 0: record a WATCH_ERROR for who unless it is the same as the last
- * one (a step failing every round is recorded once); rv 0 re-arms. */
-static void note_err(struct child *c, int who, int rv)
+/* rv < 0: record a WATCH_ERROR of step (see last_err) in namespace who
+ * about vip, unless it is the step's last error already (a step failing
+ * every round is recorded once); rv 0 re-arms the step. */
+static void note_err(struct child *c, int step, int who, int vip, int rv)
 {
     if (rv >= 0) {
-        c->last_err[who] = 0;
+        c->last_err[step] = 0;
         return;
     }
-    if (c->last_err[who] != rv) {
-        c->last_err[who] = rv;
-        struct watch_ev e = {
-            .t = watch_now(), .kind = WATCH_ERROR, .node = (int8_t)who, .seq = (uint32_t)-rv};
+    if (c->last_err[step] != rv) {
+        c->last_err[step] = rv;
+        struct watch_ev e = {.t = watch_now(),
+                             .kind = WATCH_ERROR,
+                             .node = (int8_t)who,
+                             .vip = (uint8_t)vip,
+                             .seq = (uint32_t)-rv};
         emit(c, &e);
     }
 }
@@ -269,7 +276,7 @@ static void sample_node(struct child *c, int i)
             rv = 0; /* no data interface: down */
         }
     }
-    note_err(c, i, rv);
+    note_err(c, i, i, 0, rv);
     if (rv < 0) {
         return;
     }
@@ -431,7 +438,7 @@ static void probe_round(struct child *c)
         struct watch_ev ev = {
             .t = watch_now(), .kind = WATCH_PROBE, .vip = (uint8_t)v, .seq = c->round};
         int rv = vip->family == AF_INET ? send_arp(c, vip) : send_ns(c, vip);
-        note_err(c, LAB_CLIENT, rv);
+        note_err(c, WATCH_MAX_NODES + 1 + v, LAB_CLIENT, v, rv);
         if (rv == 0) {
             emit(c, &ev);
         }
@@ -688,7 +695,7 @@ static void child_loop(struct child *c, int ctl)
             if (errno == EINTR) {
                 continue;
             }
-            note_err(c, LAB_CLIENT, -errno);
+            note_err(c, 0, LAB_CLIENT, 0, -errno);
             return; /* cannot wait any more: stop rather than spin */
         }
         if (pfd[0].revents) {
