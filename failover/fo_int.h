@@ -171,8 +171,10 @@ void fo__maybe_free(struct fo *f);
 
 /* fo_release.c: the configfs part of an emergency release (also the
  * guardian's): unlink the port->subsystem links of the ports below 5000
- * and write "inaccessible" to every ANA group but 1. Returns the number
- * of objects changed, or -errno; msg says what failed. */
-int fo__release_configfs(const char *configfs, char *msg, size_t msglen);
+ * and write "inaccessible" to every ANA group but 1. One log line per
+ * action or failure (log may be NULL); returns the number of objects
+ * changed. */
+int fo__release_configfs(const char *configfs, const char *why,
+                         void (*log)(void *arg, const char *line), void *arg);
 
 #endif

@@ -250,6 +250,11 @@ void fo__vips_refresh(struct fo *f)
 
 /* ---- start-up: what an earlier run may have left ---- */
 
+static void startup_log(void *arg, const char *line)
+{
+    fo__log(arg, FO_LOG_INFO, "%s", line);
+}
+
 void fo__vips_startup(struct fo *f)
 {
     char path[4096];
@@ -286,14 +291,8 @@ void fo__vips_startup(struct fo *f)
         fo__log(f, FO_LOG_INFO, "start: removed %u VIP(s) of an earlier run", dropped);
     }
     if (shared && f->cfg.configfs != NULL) {
-        char msg[300];
-        int rv = fo__release_configfs(f->cfg.configfs, msg, sizeof msg);
-        if (rv < 0) {
-            fo__log(f, FO_LOG_ERROR, "start: release %s: %s", f->cfg.configfs, msg);
-        } else if (rv > 0) {
-            fo__log(f, FO_LOG_INFO,
-                    "start: unlinked or made inaccessible %d port object(s) of an earlier run", rv);
-        }
+        fo__release_configfs(f->cfg.configfs, "start: an earlier run may have been active",
+                             startup_log, f);
     }
 }
 
