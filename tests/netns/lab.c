@@ -286,6 +286,12 @@ static void remove_stale(const struct lab *lab)
 
 static int add_ns(struct lab *lab, const char *name, unsigned bit)
 {
+    char path[96];
+    snprintf(path, sizeof path, "/run/netns/%s", name);
+    if (access(path, F_OK) == 0) {
+        fprintf(stderr, "lab: namespace %s exists (a lab of this process?)\n", name);
+        return -EEXIST;
+    }
     int rv = ipf(lab, "netns add %s", name);
     if (rv == 0) {
         lab->created |= 1u << bit;

@@ -30,6 +30,23 @@
  * between two samples of a namespace (or two probe rounds), so a test can
  * assert that nothing could have hidden between them.
  *
+ * Use, in a failover scenario:
+ *
+ *   struct lab lab;                 lab_create(&lab, 3);
+ *   pid[i] = lab_spawn(&lab, i, nvmetd_argv_i, log_i);  (--configfs dir_i)
+ *   struct watch_cfg cfg;           watch_cfg_init(&cfg, &lab);
+ *   watch_cfg_vip(&cfg, "198.51.100.200");   (index 0)
+ *   snprintf(cfg.configfs[i], sizeof cfg.configfs[i], "%s", dir_i);
+ *   struct watch *w;                watch_start(&cfg, &w);
+ *   int64_t t = watch_mark(w, "kill");  lab_stop(&lab, pid[1], SIGKILL, 1000);
+ *   ... let it fail over ...
+ *   struct watch_timeline tl;       watch_stop(w, &tl);
+ *   watch_first_reply(&tl, 0, 2, t) - t       the takeover time (ns)
+ *   watch_double_owner(&tl, 0, &span) == 0, watch_arp_conflicts(&tl, 0, NULL) == 0,
+ *   watch_ana_double(&tl, &span) == 0, watch_errors(&tl) == 0,
+ *   watch_max_gap(&tl, WATCH_SAMPLE, i) <= 10 ms (and WATCH_ANA, WATCH_PROBE)
+ *   watch_print(&tl, stdout, 200);  watch_timeline_free(&tl);  lab_destroy(&lab);
+ *
  * Errors: 0 or a negative errno. */
 #ifndef NETNS_WATCH_H
 #define NETNS_WATCH_H
