@@ -88,7 +88,7 @@ static void fwd_done(void *arg, int status, const struct nv *result, const struc
             rpc_client_close(f->c);
         }
         if (status == -ECONNREFUSED) {
-            not_sent(m, &f->r, f->params, f->addr); /* never connected */
+            not_sent(m, &f->r, f->params, f->addr); /* it never left */
         } else if (!methods_retry_safe(m, &f->r) ||
                    !hold_park(m, &f->r, f->params, -NV_ELEADERSHIPLOST, NULL, f->addr)) {
             /* mid-call: the outcome of a write is unknown; the client
