@@ -67,26 +67,41 @@ static void cluster_up(struct cl *c)
     }
 }
 
-static void cluster_down(struct cl *c)
+/* Stop every running node: SIGKILL, or (clean) SIGTERM, after which each
+ * must exit 0 - under the sanitizers that also says no leak and no error,
+ * with whatever calls were still held. */
+static void cluster_stop(struct cl *c, bool clean)
 {
+    int bad = 0;
     for (int i = 0; i < NODES; i++) {
         if (c->n[i].pid > 0) {
-            kill(c->n[i].pid, SIGCONT); /* a stopped node must see the SIGKILL */
-            h_node_kill(&c->n[i], SIGKILL);
-            h_node_wait(&c->n[i]);
+            kill(c->n[i].pid, SIGCONT); /* a stopped node must see the signal */
+            h_node_kill(&c->n[i], clean ? SIGTERM : SIGKILL);
+            int code = h_node_wait(&c->n[i]);
+            if (clean && code != 0) {
+                fprintf(stderr, "node %d exited %d after SIGTERM\n", c->n[i].id, code);
+                h_node_print_log(&c->n[i]);
+                bad++;
+            }
         }
     }
     if (c->base[0] != '\0') {
         h_rmrf(c->base);
     }
     current = NULL;
+    assert_int_equal(bad, 0);
+}
+
+static void cluster_down(struct cl *c)
+{
+    cluster_stop(c, true);
 }
 
 static int teardown(void **state)
 {
     (void)state;
     if (current != NULL) {
-        cluster_down(current);
+        cluster_stop(current, false);
     }
     return 0;
 }
@@ -372,6 +387,72 @@ static void test_no_quorum_after_hold(void **state)
     cluster_down(&c);
 }
 
+/* A call held on node n (no leader) in a child process: exits 0 on
+ * success, 5 when the connection was closed on it, 4 on another error. */
+static pid_t held_call(const struct h_node *n, const char *name)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        char p[256];
+        snprintf(p, sizeof p, "[{\"name\": \"%s\"}]", name);
+        struct nv_err e;
+        nv_err_init(&e);
+        struct nv *r = h_call(n, "nvmet.subsys.create", p, &e);
+        int code = r != NULL ? 0 : e.errnum == ECONNRESET ? 5 : 4;
+        nv_free(r);
+        nv_err_clear(&e);
+        _exit(code);
+    }
+    return pid;
+}
+
+/* Held calls end with their client and with the node: a client killed
+ * while its call is held leaves nothing behind, and SIGTERM of the node
+ * releases the calls it holds at once (not at the hold timeout); the node
+ * exits 0 (under the sanitizers: no leak, no error). */
+static void test_held_calls_released(void **state)
+{
+    (void)state;
+    static struct cl c;
+    int l = cluster_ready(&c);
+    int s = (l + 1) % NODES, o = (l + 2) % NODES;
+    h_node_kill(&c.n[l], SIGKILL);
+    h_node_kill(&c.n[o], SIGKILL);
+    h_node_wait(&c.n[l]);
+    h_node_wait(&c.n[o]);
+    pid_t held = held_call(&c.n[s], "nqn.2024-01.com.example:ride-held");
+    assert_true(held > 0);
+    struct ctl gone = {0};
+    ctl_start(&gone, "--socket", c.n[s].sock, "call", "nvmet.subsys.create",
+              "{\"name\": \"nqn.2024-01.com.example:ride-gone\"}", (char *)NULL);
+    usleep(500000);
+    assert_true(ctl_running(&gone));
+    kill(gone.pid, SIGKILL);
+    ctl_finish(&gone, 5000);
+    usleep(300000);
+    int st = 0;
+    assert_int_equal(waitpid(held, &st, WNOHANG), 0); /* still held */
+    long t0 = now_ms();
+    h_node_kill(&c.n[s], SIGTERM);
+    pid_t r = 0;
+    while ((r = waitpid(held, &st, WNOHANG)) == 0 && now_ms() - t0 < 10000) {
+        usleep(5000);
+    }
+    long took = now_ms() - t0;
+    if (r == 0) {
+        kill(held, SIGKILL);
+        waitpid(held, &st, 0);
+    }
+    printf("# a held call was released %ld ms after SIGTERM of its node (child exit %d)\n", took,
+           WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    assert_int_equal(r, held);
+    assert_true(took < HOLD_MS - 2000);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) != 0);
+    assert_int_equal(h_node_wait(&c.n[s]), 0);
+    ctl_free(&gone);
+    cluster_down(&c);
+}
+
 /* A write without a session key (no client id) on node n, in a child
  * process: exits 0 on success, 3 on leadership lost, 4 on another error. */
 static pid_t sessionless_write(const struct h_node *n, const char *name)
@@ -523,6 +604,7 @@ int main(void)
         cmocka_unit_test_teardown(test_socket_write_at_kill, teardown),
         cmocka_unit_test_teardown(test_socket_write_slow_election, teardown),
         cmocka_unit_test_teardown(test_no_quorum_after_hold, teardown),
+        cmocka_unit_test_teardown(test_held_calls_released, teardown),
         cmocka_unit_test_teardown(test_unknown_outcome_applied_once, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
