@@ -488,7 +488,8 @@ static int start_rpc(struct node *n, char *msg, size_t msglen)
                                  .refuse = node_refuse,
                                  .id = n->cfg.id,
                                  .is_member = node_is_member,
-                                 .membership = node_membership};
+                                 .membership = node_membership,
+                                 .hold_timeout_ms = n->cfg.rpc_hold_timeout_ms};
     struct rpc_server_config rc = {
         .unix_path = n->cfg.socket, .tcp_addr = n->cfg.rpc, .api_key_file = n->cfg.api_key_file};
     int rv = rpc_server_start(n->loop, &rc, &n->rpc, msg, msglen);

@@ -30,6 +30,7 @@ struct node_config {
     unsigned election_timeout_ms;
     unsigned snapshot_threshold;
     unsigned sweep_interval_ms;
+    unsigned rpc_hold_timeout_ms; /* how long a call waits for a leader */
     int *exit_status; /* set to 1 when the node stops on an error (not owned) */
 };
 

@@ -32,6 +32,7 @@ void node_config_defaults(struct node_config *c)
     c->election_timeout_ms = 400;
     c->snapshot_threshold = 8192;
     c->sweep_interval_ms = 30000;
+    c->rpc_hold_timeout_ms = 5000;
 }
 
 void node_config_free(struct node_config *c)
@@ -77,6 +78,7 @@ static const struct key_def keys[] = {
     KU("election-timeout", election_timeout_ms, 60000),
     KU("snapshot-threshold", snapshot_threshold, 10000000),
     KU("sweep-interval", sweep_interval_ms, 86400000),
+    KU("rpc-hold-timeout", rpc_hold_timeout_ms, 600000),
 };
 
 bool node_config_is_flag(const char *key)

@@ -41,6 +41,8 @@ static void usage(FILE *f)
             "                         about 1.7 of it (150: the fast profile, see README)\n"
             "  --snapshot-threshold N entries between snapshots (default 8192)\n"
             "  --sweep-interval MS    full configfs drift repair period (default 30000)\n"
+            "  --rpc-hold-timeout MS  how long a call that needs the leader waits for one\n"
+            "                         during an election (default 5000)\n"
             "  --log-level LEVEL      error, info (default) or debug\n"
             "  --config FILE          read the same keys from FILE (key = value)\n");
 }

@@ -322,7 +322,9 @@ static int ana_optimized_groups(const char *configfs)
         }
         struct dirent *g;
         while (files < MAX_ANA_FILES && (g = readdir(groups)) != NULL) {
-            if (g->d_name[0] == '.') {
+            /* group 1 is the kernel's default group of every port, always
+             * optimized; the nodes' own groups are 2 and up */
+            if (g->d_name[0] == '.' || strcmp(g->d_name, "1") == 0) {
                 continue;
             }
             char f[1024];

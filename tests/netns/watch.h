@@ -13,7 +13,8 @@
  *    is seen within microseconds and a missed event (overflow) cannot hide
  *    a holder for longer than one period;
  *  - per node with a configfs dir: <dir>/nvmet/ports/N/ana_groups/G/ana_state
- *    read -> one WATCH_ANA (optimized = any group "optimized");
+ *    read -> one WATCH_ANA (optimized = any group but the default group 1
+ *    "optimized");
  *  - in the client namespace, per VIP one probe round: an ARP request
  *    "who-has VIP tell <client>" (IPv4) or a neighbour solicitation to the
  *    VIP's solicited-node group (IPv6), both from the client's address and
@@ -190,7 +191,8 @@ bool watch_link_up(const struct watch_timeline *tl, int node, int64_t t);
  * their data link up (a holder without carrier answers nobody). Fills
  * *out and returns its count. */
 int watch_double_owner(const struct watch_timeline *tl, int vip, struct watch_span *out);
-/* The intervals where ≥ 2 nodes reported an ANA group optimized. */
+/* The intervals where ≥ 2 nodes reported an ANA group optimized while
+ * their data link was up. */
 int watch_ana_double(const struct watch_timeline *tl, struct watch_span *out);
 /* Probe rounds of vip answered by ≥ 2 different MACs; *first (may be NULL)
  * = the time of the first such second answer, -1 if none. */

@@ -65,27 +65,35 @@ static void span_add(struct watch_span *s, int64_t from, int64_t to)
     }
 }
 
-/* Intervals where ≥ 2 nodes are "on": on(e) tells, for each event of
- * kind, whether its node is. */
+/* Intervals where ≥ 2 nodes are "on" with their data link up (a node
+ * without carrier answers nobody and reports nothing to a host): for
+ * WATCH_SAMPLE, holding vip; for WATCH_ANA, an ANA group optimized (the
+ * link comes from the samples). */
 static int overlaps(const struct watch_timeline *tl, enum watch_kind kind, int vip,
                     struct watch_span *out)
 {
     memset(out, 0, sizeof *out);
     out->first_ns = -1;
     bool on[WATCH_MAX_NODES + 1] = {false};
+    bool up[WATCH_MAX_NODES + 1] = {false}, opt[WATCH_MAX_NODES + 1] = {false};
     int count = 0;
     bool in = false;
     int64_t since = 0;
     for (size_t i = 0; i < tl->n; i++) {
         const struct watch_ev *e = &tl->ev[i];
-        if (e->kind != kind || !is_node(tl, e->node)) {
+        if ((e->kind != kind && e->kind != WATCH_SAMPLE) || !is_node(tl, e->node)) {
             continue;
         }
         bool now;
-        if (kind == WATCH_SAMPLE) {
-            now = (e->held & (1u << vip)) && (e->flags & WATCH_F_UP);
+        if (e->kind == WATCH_SAMPLE) {
+            up[e->node] = (e->flags & WATCH_F_UP) != 0;
         } else {
-            now = (e->flags & WATCH_F_OPTIMIZED) != 0;
+            opt[e->node] = (e->flags & WATCH_F_OPTIMIZED) != 0;
+        }
+        if (kind == WATCH_SAMPLE) {
+            now = (e->held & (1u << vip)) && up[e->node];
+        } else {
+            now = opt[e->node] && up[e->node];
         }
         if (now != on[e->node]) {
             on[e->node] = now;
