@@ -298,7 +298,10 @@ static void failover_update(struct node *n, const struct cons_status *st)
                              .leader_id = st->leader_id};
     for (size_t i = 0; i < st->n_members && i < FO_MAX_MEMBERS; i++) {
         facts.members[facts.n_members++] = (struct fo_member){
-            .id = st->members[i].id, .voter = st->members[i].role == CONS_ROLE_VOTER};
+            .id = st->members[i].id,
+            .voter = st->members[i].role == CONS_ROLE_VOTER,
+            .caught_up =
+                st->state == CONS_LEADER && st->members[i].match_index >= st->commit_index};
     }
     fo_update(n->fo, &facts);
     n->env.ha = fo_view(n->fo).ha;

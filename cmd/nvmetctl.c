@@ -38,6 +38,7 @@
 #define MAX_ENDPOINTS 32
 #define BACKOFF_FIRST_MS 50L /* pause after the first round over the endpoints */
 #define BACKOFF_MAX_MS 500L  /* the pause doubles up to this */
+#define CONNECT_TIMEOUT_MS 1000u
 
 enum { EXIT_OK = 0, EXIT_REMOTE = 1, EXIT_LOCAL = 2 };
 
@@ -412,7 +413,13 @@ int main(int argc, char **argv)
             per = per < 1000 ? (left < 1000 ? left : 1000) : per;
         }
         struct rpc_sync_opts opts = {
-            .api_key = key, .client_id = client_id, .msgid = 1, .timeout_ms = (unsigned)per};
+            .api_key = key,
+            .client_id = client_id,
+            .msgid = 1,
+            .timeout_ms = (unsigned)per,
+            /* a node that does not answer its login in a second is down:
+             * try the next one rather than wait for its TCP timeout */
+            .connect_timeout_ms = n_eps > 1 ? CONNECT_TIMEOUT_MS : 0};
         struct nv *result = NULL;
         rv = rpc_call_sync(eps[at], method, nv_copy(params), &opts, &result, &err);
         if (rv == 0) {

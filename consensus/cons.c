@@ -144,6 +144,12 @@ static const struct raft_configuration* raft_conf_of(const struct cons_node* n)
 {
     return &R(n)->configuration;
 }
+/* The leader's replication progress, parallel to the configuration's
+ * servers (NULL unless leading). */
+static const struct raft_progress* raft_progress_of(const struct cons_node* n)
+{
+    return R(n)->state == RAFT_LEADER ? R(n)->leader_state.progress : NULL;
+}
 
 /* ------------------------------------------------------------------ */
 /* readiness and change reporting */
@@ -297,6 +303,10 @@ void cons_get_status(const struct cons_node* n, struct cons_status* st)
         snprintf(m->address, sizeof m->address, "%s",
                  c->servers[i].address != NULL ? c->servers[i].address : "");
         m->role = c->servers[i].role;
+        const struct raft_progress* p = raft_progress_of(n);
+        m->match_index = c->servers[i].id == n->id ? raft_last_index(r)
+                         : p != NULL                ? p[i].match_index
+                                                    : 0;
     }
 }
 

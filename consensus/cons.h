@@ -116,7 +116,8 @@ int cons_barrier(struct cons_node *n, cons_cb cb, void *arg);
 struct cons_member {
     uint64_t id;
     char address[64];
-    int role; /* enum cons_role */
+    int role;             /* enum cons_role */
+    uint64_t match_index; /* on the leader: the highest entry it has acknowledged */
 };
 
 struct cons_status {

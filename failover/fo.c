@@ -289,24 +289,46 @@ static void transfer_done(void *arg, int status)
     fo__maybe_free(f);
 }
 
-/* Each try takes the next data voter after the last one tried, so a dead
- * candidate does not block the hand-off. */
+/* A data voter that answered this leadership (it acknowledged everything
+ * committed, the readiness barrier included), the next one after the last
+ * tried; when none has answered yet, the next one anyway, so that a dead
+ * candidate never blocks the hand-off. */
+static uint64_t next_data_voter(const struct fo *f, uint64_t after, bool need_caught_up)
+{
+    uint64_t ids[FO_MAX_MEMBERS];
+    unsigned n = data_voter_ids(f, ids, FO_MAX_MEMBERS);
+    uint64_t first = 0;
+    for (unsigned i = 0; i < n; i++) {
+        bool ok = ids[i] != f->cfg.id;
+        for (size_t k = 0; ok && need_caught_up && k < f->facts.n_members; k++) {
+            if (f->facts.members[k].id == ids[i]) {
+                ok = f->facts.members[k].caught_up;
+            }
+        }
+        if (!ok) {
+            continue;
+        }
+        if (ids[i] > after) {
+            return ids[i];
+        }
+        if (first == 0) {
+            first = ids[i];
+        }
+    }
+    return first;
+}
+
 static void hand_off(struct fo *f)
 {
     if (f->transfer_busy || f->ops.transfer == NULL) {
         return;
     }
-    uint64_t ids[FO_MAX_MEMBERS];
-    unsigned n = data_voter_ids(f, ids, FO_MAX_MEMBERS);
-    if (n == 0) {
-        return;
+    uint64_t to = next_data_voter(f, f->transfer_last, true);
+    if (to == 0) {
+        to = next_data_voter(f, f->transfer_last, false);
     }
-    uint64_t to = ids[0];
-    for (unsigned i = 0; i < n; i++) {
-        if (ids[i] > f->transfer_last) {
-            to = ids[i];
-            break;
-        }
+    if (to == 0) {
+        return;
     }
     f->transfer_last = to;
     if (f->ops.transfer(f->ops.ctx, to, transfer_done, f) == 0) {
@@ -386,17 +408,20 @@ int fo_become_passive(struct fo *f, uint64_t target,
                                : "This node is not the active controller");
         return -EINVAL;
     }
-    uint64_t ids[FO_MAX_MEMBERS];
-    unsigned n = data_voter_ids(f, ids, FO_MAX_MEMBERS);
     uint64_t to = 0;
-    for (unsigned i = 0; i < n; i++) {
-        if (target != 0 ? ids[i] == target && target != f->cfg.id : ids[i] > f->cfg.id) {
-            to = ids[i];
-            break;
+    if (target != 0) {
+        uint64_t ids[FO_MAX_MEMBERS];
+        unsigned n = data_voter_ids(f, ids, FO_MAX_MEMBERS);
+        for (unsigned i = 0; i < n; i++) {
+            if (ids[i] == target && target != f->cfg.id) {
+                to = target;
+            }
         }
-    }
-    if (to == 0 && target == 0) {
-        to = ids[0] != f->cfg.id ? ids[0] : 0; /* wrap around to the lowest id */
+    } else {
+        to = next_data_voter(f, f->cfg.id, true);
+        if (to == 0) {
+            to = next_data_voter(f, f->cfg.id, false);
+        }
     }
     if (to == 0) {
         if (target != 0) {
@@ -465,6 +490,8 @@ void fo__evaluate(struct fo *f)
         if (leader && dv > 0) {
             hand_off(f);
         }
+    } else if (f->facts.n_members == 0) {
+        role = FO_STANDBY; /* Raft has not started (or this node not joined) yet */
     } else if (dv < 2) {
         role = FO_SINGLE;
         /* nobody could take over; with other voters (a witness) the lease

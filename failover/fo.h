@@ -93,6 +93,10 @@ struct fo_config {
 struct fo_member {
     uint64_t id;
     bool voter;
+    /* On the leader: it has acknowledged everything committed (so it
+     * answered since this leadership began); a hand-off goes to such a
+     * node rather than to one that may be dead. */
+    bool caught_up;
 };
 struct fo_facts {
     bool leader; /* this node leads */

@@ -193,6 +193,11 @@ struct rpc_sync_opts {
     const char *client_id; /* NULL = none */
     int64_t msgid;         /* -1 = automatic */
     unsigned timeout_ms;   /* 0 = 30000 */
+    /* The login and core.set_options steps (answered by the node itself,
+     * no leader needed) must complete within this, else -ETIMEDOUT: a
+     * node that does not answer them is down or stopped, and a client
+     * with other nodes to try should not wait for it. 0 = timeout_ms. */
+    unsigned connect_timeout_ms;
 };
 int rpc_call_sync(const char *endpoint, const char *method, struct nv *params,
                   const struct rpc_sync_opts *opts, struct nv **result, struct nv_err *err);

@@ -102,7 +102,13 @@ int rpc_call_sync(const char *endpoint, const char *method, struct nv *params,
     }
     uv_timer_init(&r.loop, &r.timer);
     r.timer.data = &r;
-    uv_timer_start(&r.timer, timer_fired, timeout, 0);
+    bool prelims = opts->api_key != NULL || opts->client_id != NULL;
+    unsigned first = opts->connect_timeout_ms && prelims && opts->connect_timeout_ms < timeout
+                         ? opts->connect_timeout_ms
+                         : timeout;
+    uint64_t t0 = uv_now(&r.loop);
+    unsigned limit = first; /* the deadline in force, for the message */
+    uv_timer_start(&r.timer, timer_fired, first, 0);
 
     struct sync_step st = {0};
     rv = 0;
@@ -131,6 +137,12 @@ int rpc_call_sync(const char *endpoint, const char *method, struct nv *params,
         }
         nv_free(st.result);
     }
+    if (first != timeout) {
+        uv_update_time(&r.loop);
+        uint64_t spent = uv_now(&r.loop) - t0;
+        uv_timer_start(&r.timer, timer_fired, spent < timeout ? timeout - spent : 1, 0);
+        limit = timeout;
+    }
     rv = step(&r, &st, method, params, opts->msgid);
     params = NULL;
     if (rv == 0) {
@@ -144,8 +156,8 @@ out:
             rv = -ETIMEDOUT;
         }
         if (rv == -ETIMEDOUT) {
-            nv_err_set(&st.err, NV_E_CALL, ETIMEDOUT, "%s: no answer from %s within %u ms",
-                       method, endpoint, timeout);
+            nv_err_set(&st.err, NV_E_CALL, ETIMEDOUT, "%s: no answer from %s within %u ms", method,
+                       endpoint, limit);
         }
         nv_free(st.result);
         nv_err_move(err, &st.err);

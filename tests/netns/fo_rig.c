@@ -36,6 +36,30 @@ static long now_ms(void)
     return (long)(watch_now() / 1000000);
 }
 
+/* The write of a fault ends while the rig waits for other things: every
+ * wait looks at it at least every 5 ms, so its time is that precise. */
+static void poll_writer(struct rig *r)
+{
+    int st;
+    if (r->writer > 0 && lab_exited(&r->lab, r->writer, &st) == 1) {
+        r->writer_end = watch_now();
+        r->writer_status = st;
+        r->writer = 0;
+    }
+}
+
+static void rig_wait(struct rig *r, long ms)
+{
+    for (long until = now_ms() + ms;;) {
+        poll_writer(r);
+        long left = until - now_ms();
+        if (left <= 0) {
+            return;
+        }
+        sleep_ms(left < 5 ? left : 5);
+    }
+}
+
 static void mkdirs(const char *path)
 {
     char buf[512];
@@ -156,7 +180,7 @@ int rig_master(struct rig *r)
 
 int rig_stable(struct rig *r, int timeout_ms)
 {
-    for (long until = now_ms() + timeout_ms; now_ms() < until; sleep_ms(20)) {
+    for (long until = now_ms() + timeout_ms; now_ms() < until; rig_wait(r, 20)) {
         int masters = 0, holders = 0, answering = 0, running = 0, ready = 0;
         for (int i = 1; i <= r->nodes; i++) {
             if (r->node[i].pid == 0) {
@@ -208,6 +232,10 @@ int rig_start(struct rig *r, int i)
         argv[argc++] = "--election-timeout";
         argv[argc++] = et;
     }
+    if (getenv("RIG_LOG_LEVEL") != NULL) {
+        argv[argc++] = "--log-level";
+        argv[argc++] = getenv("RIG_LOG_LEVEL");
+    }
     argv[argc] = NULL;
     unlink(n->sock);
     pid_t pid = lab_spawn(&r->lab, i, argv, n->log);
@@ -217,7 +245,7 @@ int rig_start(struct rig *r, int i)
     }
     n->pid = pid;
     n->paused = false;
-    for (long until = now_ms() + 10000; now_ms() < until; sleep_ms(20)) {
+    for (long until = now_ms() + 10000; now_ms() < until; rig_wait(r, 20)) {
         char *pong = rig_call(r, i, "core.ping", NULL);
         free(pong);
         if (pong != NULL) {
@@ -387,7 +415,7 @@ static pid_t start_write(struct rig *r, char *name, size_t len)
 /* The new master: another data node that says MASTER and holds both VIPs. */
 static int wait_new_master(struct rig *r, int old, long ms)
 {
-    for (long until = now_ms() + ms; now_ms() < until; sleep_ms(10)) {
+    for (long until = now_ms() + ms; now_ms() < until; rig_wait(r, 10)) {
         for (int i = 1; i <= r->nodes; i++) {
             if (i == old) {
                 continue;
@@ -457,7 +485,12 @@ int rig_fault(struct rig *r, enum rig_fault f, struct rig_result *res, bool verb
 
     char wname[128];
     int64_t t0 = watch_mark(w, "fault");
-    pid_t writer = start_write(r, wname, sizeof wname);
+    r->writer = start_write(r, wname, sizeof wname);
+    r->writer_status = -1;
+    if (r->writer < 0) {
+        fprintf(stderr, "rig: the write could not start: %s\n", strerror((int)-r->writer));
+        r->writer = 0;
+    }
     pid_t mpid = r->node[m].pid;
     switch (f) {
         case RIG_DEATH:
@@ -481,19 +514,14 @@ int rig_fault(struct rig *r, enum rig_fault f, struct rig_result *res, bool verb
         case RIG_PARTITION:
             lab_set_link(&r->lab, m, LAB_CLUSTER, false);
             break;
-        case RIG_SWITCHOVER: {
-            char *out = rig_call(r, m, "failover.become_passive", NULL);
-            if (out == NULL) {
-                fprintf(stderr, "rig: failover.become_passive failed\n");
-            }
-            free(out);
+        case RIG_SWITCHOVER:
+            must(r, m, "failover.become_passive", "[]");
             break;
-        }
     }
     int nm = wait_new_master(r, m, NEW_MASTER_TIMEOUT_MS);
     res->new_master = nm;
     res->ok = nm != 0;
-    sleep_ms(AFTER_MS);
+    rig_wait(r, AFTER_MS);
     watch_mark(w, "new master");
 
     /* back to a whole cluster, still watched: the old master must not
@@ -507,7 +535,7 @@ int rig_fault(struct rig *r, enum rig_fault f, struct rig_result *res, bool verb
             wipe_configfs(r, m);
             /* a reboot takes longer than the watcher's two ANA rounds that
              * must see the empty configfs before the link is up again */
-            sleep_ms(20);
+            rig_wait(r, 20);
             lab_set_link(&r->lab, m, LAB_DATA, true);
             lab_set_link(&r->lab, m, LAB_CLUSTER, true);
             watch_mark(w, "restart");
@@ -530,19 +558,18 @@ int rig_fault(struct rig *r, enum rig_fault f, struct rig_result *res, bool verb
             break;
     }
     int stable = rig_stable(r, STABLE_TIMEOUT_MS);
-    sleep_ms(AFTER_MS);
+    rig_wait(r, AFTER_MS);
 
     /* the write started at the fault */
-    for (long until = now_ms() + 35000; writer > 0 && now_ms() < until; sleep_ms(5)) {
-        int st;
-        if (lab_exited(&r->lab, writer, &st) == 1) {
-            res->write_status = st;
-            res->write_ms = ms_of(watch_now(), t0);
-            writer = 0;
-        }
+    for (long until = now_ms() + 35000; r->writer > 0 && now_ms() < until;) {
+        rig_wait(r, 5);
     }
-    if (writer > 0) {
-        lab_stop(&r->lab, writer, SIGKILL, 1000);
+    if (r->writer > 0) {
+        lab_stop(&r->lab, r->writer, SIGKILL, 1000);
+        r->writer = 0;
+    } else {
+        res->write_status = r->writer_status;
+        res->write_ms = ms_of(r->writer_end, t0);
     }
     int n = count_hosts(r, wname);
     res->writes_lost = (res->write_status == 0 && n != 1) || n > 1;

@@ -48,7 +48,10 @@ struct rig {
     char cluster[512];
     char urls[256]; /* every node's RPC address, for nvmetctl --url */
     struct rig_node node[LAB_MAX_NODES + 1];
-    int writes; /* names used by rig_write */
+    int writes; /* names used by the writes of faults */
+    pid_t writer; /* the write of the running fault, 0 when it ended */
+    int64_t writer_end;
+    int writer_status;
 };
 
 struct rig_opts {

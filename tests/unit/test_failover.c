@@ -439,9 +439,27 @@ static void test_takeover_delay(void **state)
     }
 }
 
-/* A witness never serves; as leader it hands leadership to the data
- * voters in turn. */
+/* A witness never serves; as leader it hands leadership to a data voter
+ * that answered this leadership, else to the data voters in turn. */
 static void test_witness_hands_off(void **state)
+{
+    struct fake *fk = *state;
+    members(fk, "dddw");
+    fk->facts.members[1].caught_up = true; /* node 2 answered, node 1 did not */
+    open_fo(fk, 4, true);
+    lead(fk, 5);
+    assert_int_equal(fo_role(fk->fo), FO_WITNESS);
+    for (int i = 0; i < 100 && fk->transfers_done == 0; i++) {
+        uv_run(&fk->loop, UV_RUN_ONCE);
+    }
+    assert_int_equal(fk->transfer_to, 2);
+    fk->facts.members[1].caught_up = false;
+    fo_update(fk->fo, &fk->facts);
+    assert_int_equal(fk->transfer_to, 3); /* nobody answered: the next in turn */
+}
+
+/* Without answers from anyone the hand-off goes round the data voters. */
+static void test_witness_hands_off_in_turn(void **state)
 {
     struct fake *fk = *state;
     members(fk, "ddw");
@@ -505,6 +523,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fence_blocks_takeover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_takeover_delay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_witness_hands_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_witness_hands_off_in_turn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_become_passive, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
