@@ -74,8 +74,25 @@ void fo__announce_start(struct fo *f)
 
 /* ---- add / remove ---- */
 
+/* Whether this node may hold its VIPs right now: always without other
+ * voters, else only within its lease, checked on a fresh clock right
+ * before the address goes on (after a stop the loop's cached time is old,
+ * and an event from before the stop must not put back what the guardian
+ * removed). */
+static bool may_hold(struct fo *f)
+{
+    if (!f->shared) {
+        return true;
+    }
+    uv_update_time(f->loop);
+    return fo__lease_valid(f);
+}
+
 static int vip_add(struct fo *f, size_t i)
 {
+    if (!may_hold(f)) {
+        return -ESTALE;
+    }
     char msg[200];
     int rv = fo_addr_add(f->nl, &f->vips[i], msg, sizeof msg);
     if (rv < 0) {
@@ -340,6 +357,12 @@ static void mon_cb(uv_poll_t *p, int status, int events)
     struct fo *f = p->data;
     if (status < 0 || f->closing) {
         return;
+    }
+    /* I/O callbacks run before the loop's timers: a daemon resumed after a
+     * stop reads the guardian's removals here before its lease timer has
+     * fired, so the lease is looked at first (and released if it ran out) */
+    if (f->serving && !may_hold(f)) {
+        fo__evaluate(f);
     }
     struct mon_ctx c = {.f = f};
     int rv = fo_mon_read(f->mon_fd, on_event, &c);
