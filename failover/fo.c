@@ -718,6 +718,13 @@ enum fo_role fo_role(const struct fo *f)
 struct tgt_view fo_view(const struct fo *f)
 {
     struct tgt_view v = {.empty = f->cfg.witness, .active = f->serving, .node_id = f->cfg.id};
+    if (v.active && f->shared) {
+        /* a render that runs before the lease timer (after a stop, a sweep
+         * due long ago comes first) must not link what the guardian
+         * unlinked: the lease on a fresh clock decides */
+        uv_update_time(f->loop);
+        v.active = fo__lease_valid(f);
+    }
     uint64_t ids[FO_MAX_MEMBERS];
     unsigned dv = data_voter_ids(f, ids, FO_MAX_MEMBERS);
     v.ha = dv >= 2;
