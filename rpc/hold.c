@@ -25,9 +25,6 @@
 #include "nv.h"
 #include "nv_err.h"
 #include "rpc.h"
-/* struct rpc_call and struct conn: whether the client of a parked call is
- * gone (rpc.h offers no call for it; this unit only reads the two fields). */
-#include "server_int.h"
 
 struct hold_entry {
     struct hold_entry *next;
@@ -51,13 +48,6 @@ static uint64_t backoff_ms(unsigned holds)
 static unsigned hold_ms(const struct rpc_methods *m)
 {
     return m->node->hold_timeout_ms != 0 ? m->node->hold_timeout_ms : HOLD_DEFAULT_MS;
-}
-
-/* The connection closed (client went away, or the server is closing):
- * a reply would be dropped. */
-static bool call_gone(const struct rpc_call *call)
-{
-    return call->c->srv == NULL || call->c->closing;
 }
 
 bool hold_no_leader(struct rpc_methods *m)
@@ -112,7 +102,7 @@ static void tick(uv_timer_t *t)
     while (list != NULL) {
         struct hold_entry *e = list;
         list = e->next;
-        if (call_gone(e->r.call) || now >= e->r.hold_until) {
+        if (rpc_call_gone(e->r.call) || now >= e->r.hold_until) {
             answer(m, e);
             continue;
         }
@@ -141,7 +131,7 @@ bool hold_park(struct rpc_methods *m, const struct req *r, const struct nv *para
                const struct nv_err *err, const char *failed_addr)
 {
     const struct rpc_node *node = m->node;
-    if (r->forwarded || m->closing || node->loop == NULL || call_gone(r->call)) {
+    if (r->forwarded || m->closing || node->loop == NULL || rpc_call_gone(r->call)) {
         return false;
     }
     uint64_t now = uv_now(node->loop);

@@ -82,6 +82,9 @@ int64_t rpc_call_msgid(const struct rpc_call *call);
 const char *rpc_call_client_id(const struct rpc_call *call);
 /* Trusted = unix socket peer (root) or TCP after login. */
 bool rpc_call_trusted(const struct rpc_call *call);
+/* The call's connection closed (the client went away, or the server is
+ * closing): a reply would be dropped, waiting on its behalf is pointless. */
+bool rpc_call_gone(const struct rpc_call *call);
 
 /* ================= methods ================= */
 

@@ -607,6 +607,10 @@ const char *rpc_call_client_id(const struct rpc_call *call)
 {
     return call->client_id;
 }
+bool rpc_call_gone(const struct rpc_call *call)
+{
+    return call->c->srv == NULL || call->c->closing;
+}
 bool rpc_call_trusted(const struct rpc_call *call)
 {
     return call->c->authed;
