@@ -44,9 +44,8 @@ struct fo_nl {
     char rx[NL_RXBUF] __attribute__((aligned(8)));
 };
 
-static void say(char *msg, size_t msglen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void say(char *msg, size_t msglen, const char *fmt, ...)
+/* The one message formatter of failover's I/O units (fo_net.h). */
+void fo__say(char *msg, size_t msglen, const char *fmt, ...)
 {
     if (msg == NULL || msglen == 0) {
         return;
@@ -82,7 +81,7 @@ int fo_vip_parse(const char *address, unsigned prefix, const char *ifname, struc
 {
     memset(v, 0, sizeof(*v));
     if (address == NULL || ifname == NULL) {
-        say(msg, msglen, "virtual IP: address and interface are required");
+        fo__say(msg, msglen, "virtual IP: address and interface are required");
         return -EINVAL;
     }
     const char *bad = NULL;
@@ -113,7 +112,7 @@ int fo_vip_parse(const char *address, unsigned prefix, const char *ifname, struc
         bad = "bad interface name";
     }
     if (bad != NULL) {
-        say(msg, msglen, "virtual IP %s/%u on %s: %s", address, prefix, ifname, bad);
+        fo__say(msg, msglen, "virtual IP %s/%u on %s: %s", address, prefix, ifname, bad);
         memset(v, 0, sizeof(*v));
         return -EINVAL;
     }
@@ -436,9 +435,9 @@ static int fail(struct fo_nl *nl, const char *what, const struct fo_vip *v, int 
                 size_t msglen)
 {
     if (nl->ext[0] != '\0') {
-        say(msg, msglen, "%s %s: %s (%s)", what, v->text, strerror(-rv), nl->ext);
+        fo__say(msg, msglen, "%s %s: %s (%s)", what, v->text, strerror(-rv), nl->ext);
     } else {
-        say(msg, msglen, "%s %s: %s", what, v->text, strerror(-rv));
+        fo__say(msg, msglen, "%s %s: %s", what, v->text, strerror(-rv));
     }
     return rv;
 }
@@ -465,7 +464,7 @@ int fo_addr_add(struct fo_nl *nl, const struct fo_vip *v, char *msg, size_t msgl
         return fail(nl, "add (read back)", v, rv, msg, msglen);
     }
     if (!present) {
-        say(msg, msglen, "add %s: not on the interface after the kernel accepted it", v->text);
+        fo__say(msg, msglen, "add %s: not on the interface after the kernel accepted it", v->text);
         return -EIO;
     }
     return 0;
@@ -494,7 +493,7 @@ int fo_addr_del(struct fo_nl *nl, const struct fo_vip *v, char *msg, size_t msgl
         return fail(nl, "remove (read back)", v, rv, msg, msglen);
     }
     if (rv == 0 && present) {
-        say(msg, msglen, "remove %s: still on the interface", v->text);
+        fo__say(msg, msglen, "remove %s: still on the interface", v->text);
         return -EIO;
     }
     return 0;

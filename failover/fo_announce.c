@@ -44,19 +44,6 @@ struct fo_ann {
     int icmp6; /* raw ICMPv6: neighbour advertisements */
 };
 
-static void say(char *msg, size_t msglen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void say(char *msg, size_t msglen, const char *fmt, ...)
-{
-    if (msg == NULL || msglen == 0) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, msglen, fmt, ap);
-    va_end(ap);
-}
-
 /* The interface's index and Ethernet address through socket s (any
  * family: these ioctls fall through to dev_ioctl()). */
 static int ether_of(int s, const char *ifname, int *ifindex, unsigned char mac[6], char *msg,
@@ -67,18 +54,18 @@ static int ether_of(int s, const char *ifname, int *ifindex, unsigned char mac[6
     snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
     if (ioctl(s, SIOCGIFINDEX, &ifr) < 0) {
         int e = errno;
-        say(msg, msglen, "announce %s: %s", text, strerror(e));
+        fo__say(msg, msglen, "announce %s: %s", text, strerror(e));
         return -e;
     }
     *ifindex = ifr.ifr_ifindex;
     if (ioctl(s, SIOCGIFHWADDR, &ifr) < 0) {
         int e = errno;
-        say(msg, msglen, "announce %s: hardware address: %s", text, strerror(e));
+        fo__say(msg, msglen, "announce %s: hardware address: %s", text, strerror(e));
         return -e;
     }
     if (ifr.ifr_hwaddr.sa_family != ARPHRD_ETHER) {
-        say(msg, msglen, "announce %s: not an Ethernet interface (type %u)", text,
-            (unsigned)ifr.ifr_hwaddr.sa_family);
+        fo__say(msg, msglen, "announce %s: not an Ethernet interface (type %u)", text,
+                (unsigned)ifr.ifr_hwaddr.sa_family);
         return -EOPNOTSUPP;
     }
     memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
@@ -115,7 +102,7 @@ static int garp(struct fo_ann *a, const struct fo_vip *v, char *msg, size_t msgl
     ssize_t n = sendto(s, &p, sizeof(p), 0, (struct sockaddr *)&to, sizeof(to));
     rv = n < 0 ? -errno : (size_t)n == sizeof(p) ? 0 : -EIO;
     if (rv < 0) {
-        say(msg, msglen, "announce %s: gratuitous ARP: %s", v->text, strerror(-rv));
+        fo__say(msg, msglen, "announce %s: gratuitous ARP: %s", v->text, strerror(-rv));
     }
     return rv;
 }
@@ -131,7 +118,7 @@ static int unsolicited_na(struct fo_ann *a, const struct fo_vip *v, char *msg, s
     }
     if (setsockopt(s, IPPROTO_IPV6, IPV6_MULTICAST_IF, &ifindex, sizeof(ifindex)) < 0) {
         rv = -errno;
-        say(msg, msglen, "announce %s: ICMPv6 socket options: %s", v->text, strerror(-rv));
+        fo__say(msg, msglen, "announce %s: ICMPv6 socket options: %s", v->text, strerror(-rv));
         return rv;
     }
     struct __attribute__((packed)) {
@@ -178,7 +165,7 @@ static int unsolicited_na(struct fo_ann *a, const struct fo_vip *v, char *msg, s
     ssize_t n = sendmsg(s, &mh, 0);
     rv = n < 0 ? -errno : (size_t)n == sizeof(p) ? 0 : -EIO;
     if (rv < 0) {
-        say(msg, msglen, "announce %s: neighbour advertisement: %s", v->text, strerror(-rv));
+        fo__say(msg, msglen, "announce %s: neighbour advertisement: %s", v->text, strerror(-rv));
     }
     return rv;
 }
@@ -240,6 +227,6 @@ int fo_announce(struct fo_ann *a, const struct fo_vip *v, char *msg, size_t msgl
     if (v->family == AF_INET6) {
         return unsolicited_na(a, v, msg, msglen);
     }
-    say(msg, msglen, "announce: address family %d", v->family);
+    fo__say(msg, msglen, "announce: address family %d", v->family);
     return -EAFNOSUPPORT;
 }

@@ -65,19 +65,6 @@ struct fo_guard {
     bool gone; /* reaped */
 };
 
-static void say(char *msg, size_t msglen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void say(char *msg, size_t msglen, const char *fmt, ...)
-{
-    if (msg == NULL || msglen == 0) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, msglen, fmt, ap);
-    va_end(ap);
-}
-
 static uint64_t mono_ms(void)
 {
     struct timespec ts;
@@ -406,14 +393,14 @@ int fo_guard_start(const struct fo_guard_config *cfg, struct fo_guard **out, cha
     if (g == NULL || (cfg->configfs != NULL && configfs == NULL)) {
         free(g);
         free(configfs);
-        say(msg, msglen, "guardian: out of memory");
+        fo__say(msg, msglen, "guardian: out of memory");
         return -ENOMEM;
     }
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
         int e = errno;
         free(g);
         free(configfs);
-        say(msg, msglen, "guardian: socketpair: %s", strerror(e));
+        fo__say(msg, msglen, "guardian: socketpair: %s", strerror(e));
         return -e;
     }
     pid_t pid = fork();
@@ -427,7 +414,7 @@ int fo_guard_start(const struct fo_guard_config *cfg, struct fo_guard **out, cha
     if (pid < 0) {
         close(sv[0]);
         free(g);
-        say(msg, msglen, "guardian: fork: %s", strerror(e));
+        fo__say(msg, msglen, "guardian: fork: %s", strerror(e));
         return -e;
     }
     g->fd = sv[0];
@@ -444,7 +431,7 @@ int fo_guard_start(const struct fo_guard_config *cfg, struct fo_guard **out, cha
         rv = -ETIMEDOUT;
     }
     if (rv < 0) {
-        say(msg, msglen, "guardian: %s", rv == -ECHILD ? "exited at start" : strerror(-rv));
+        fo__say(msg, msglen, "guardian: %s", rv == -ECHILD ? "exited at start" : strerror(-rv));
         close(g->fd);
         stop_child(g);
         free(g);

@@ -15,6 +15,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Fill msg (NULL or 0 length: nothing) from a printf format. */
+void fo__say(char *msg, size_t msglen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* One virtual IP as configured (failover.update "vips"). */
 struct fo_vip {
     int family;             /* AF_INET or AF_INET6 */

@@ -331,10 +331,12 @@ int rig_up(struct rig *r, const struct rig_opts *o)
         struct rig_node *n = &r->node[i];
         n->id = i;
         n->witness = i == o->witness;
-        snprintf(n->dir, sizeof n->dir, "%s/n%d", r->base, i);
-        snprintf(n->sock, sizeof n->sock, "%s/sock", n->dir);
-        snprintf(n->configfs, sizeof n->configfs, "%s/configfs", n->dir);
-        snprintf(n->log, sizeof n->log, "%s/nvmetd.log", n->dir);
+        char dir[sizeof n->dir]; /* a copy: gcc sees r->base and n->dir as one object */
+        snprintf(dir, sizeof dir, "%s/n%d", r->base, i);
+        snprintf(n->dir, sizeof n->dir, "%s", dir);
+        snprintf(n->sock, sizeof n->sock, "%s/sock", dir);
+        snprintf(n->configfs, sizeof n->configfs, "%s/configfs", dir);
+        snprintf(n->log, sizeof n->log, "%s/nvmetd.log", dir);
         mkdirs(n->configfs);
         char dev[400];
         snprintf(dev, sizeof dev, "%s/root/dev/zvol/tank/nvme", n->dir);

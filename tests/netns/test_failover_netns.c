@@ -20,7 +20,11 @@
 #include "fo_rig.h"
 
 #define ANSWER_BOUND_MS 5000.0
-#define GAP_BOUND_MS 10.0
+/* The watcher samples every 5 ms and at once on every address or link
+ * event of a namespace; a loaded machine (the sanitizer build beside other
+ * tests) delays a round now and then: the largest gap must stay well
+ * below the failover times measured (hundreds of ms). */
+#define GAP_BOUND_MS 25.0
 
 static struct rig rig;
 

@@ -34,9 +34,10 @@
 
 #include "fo_guard.h"
 #include "fo_net.h"
+#include "test_fo_util.h"
 
-#define IFA "fo0"
-#define IFB "fo1"
+#define IFA FO_TEST_IFA
+#define IFB FO_TEST_IFB
 
 struct env {
     bool ok;
@@ -72,21 +73,8 @@ static int setup(void **state)
     struct env *e = calloc(1, sizeof(*e));
     assert_non_null(e);
     *state = e;
-    if (geteuid() != 0) {
-        snprintf(e->why, sizeof(e->why), "not root");
+    if (fo_test_netns(e->why, sizeof(e->why)) != 0) {
         return 0;
-    }
-    if (unshare(CLONE_NEWNET) < 0) {
-        if (errno == EPERM) {
-            snprintf(e->why, sizeof(e->why), "unshare(CLONE_NEWNET): %s", strerror(errno));
-            return 0;
-        }
-        fail_msg("unshare(CLONE_NEWNET): %s", strerror(errno));
-    }
-    int rc = system("ip link set lo up && ip link add " IFA " type veth peer name " IFB
-                    " && ip link set " IFA " up && ip link set " IFB " up");
-    if (rc != 0) {
-        fail_msg("creating the veth pair with ip(8) failed (status %d): iproute2 and veth?", rc);
     }
     assert_int_equal(fo_nl_open(&e->nl), 0);
     e->v4 = vip("198.51.100.100", 24);
