@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -112,6 +113,55 @@ static void test_witness_setup(void **state)
     }
 }
 
+/* Whether node i holds addr on eth0 right now (ip -n ... addr show). */
+static bool holds(int i, const char *addr)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "ip -n %s -o addr show dev eth0 | grep -q ' %s/'",
+             lab_ns(&rig.lab, i), addr);
+    return system(cmd) == 0;
+}
+
+/* The monitor keeps the rule both ways: a VIP removed behind the active's
+ * back comes back (and is announced), one added by hand on a standby goes
+ * away; the TrueNAS names answer as ours. */
+static void test_vip_monitor(void **state)
+{
+    (void)state;
+    need_rig();
+    int m = rig_master(&rig);
+    assert_true(m > 0);
+    int standby = m == 1 ? 2 : 1;
+    assert_int_equal(lab_ip(&rig.lab, m, "addr", "del", RIG_VIP4 "/25", "dev", "eth0", NULL), 0);
+    bool back = false;
+    for (int k = 0; k < 200 && !back; k++) {
+        usleep(5000);
+        back = holds(m, RIG_VIP4);
+    }
+    assert_true(back);
+    assert_int_equal(
+        lab_ip(&rig.lab, standby, "addr", "add", RIG_VIP6 "/64", "dev", "eth0", "nodad", NULL), 0);
+    bool gone = false;
+    for (int k = 0; k < 200 && !gone; k++) {
+        usleep(5000);
+        gone = !holds(standby, "2001:db8::100");
+    }
+    assert_true(gone);
+    char *st = rig_call(&rig, m, "failover.status_details", NULL);
+    assert_non_null(st);
+    assert_non_null(strstr(st, "\"vips_restored\": 1"));
+    free(st);
+    char *node = rig_call(&rig, m, "failover.node", NULL);
+    assert_non_null(node);
+    assert_true(strcmp(node, "\"A\"") == 0 || strcmp(node, "\"B\"") == 0);
+    free(node);
+    char *reasons = rig_call(&rig, m, "failover.disabled.reasons", NULL);
+    assert_non_null(reasons);
+    assert_string_equal(reasons, "[]");
+    free(reasons);
+    assert_int_equal(rig_stable(&rig, 5000), 0);
+}
+
 /* Three data nodes: the same faults, with two candidates to take over. */
 static void test_three_data_nodes(void **state)
 {
@@ -136,6 +186,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_witness_setup, up_witness, down),
+        cmocka_unit_test_setup_teardown(test_vip_monitor, up_witness, down),
         cmocka_unit_test_setup_teardown(test_three_data_nodes, up_three, down),
         cmocka_unit_test_setup_teardown(test_ana_states, up_ana, down),
     };
