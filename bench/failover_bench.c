@@ -15,11 +15,22 @@
  * Needs root (namespaces). Default: 20 trials of every fault on two data
  * nodes and a witness with nvmetd's default timers. */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fo_rig.h"
+
+/* Ctrl-C / SIGTERM: finish the trial at hand, then tear the lab down (its
+ * namespaces would otherwise stay until the next run removes them). */
+static volatile sig_atomic_t stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop = 1;
+}
 
 struct series {
     double *v;
@@ -111,6 +122,9 @@ int main(int argc, char **argv)
                {"pause", RIG_PAUSE},
                {"partition", RIG_PARTITION},
                {"switchover", RIG_SWITCHOVER}};
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     struct rig rig;
     struct rig_opts o = {.nodes = 3, .witness = three ? 0 : 3, .ana = ana, .election_ms = et};
     if (rig_up(&rig, &o) < 0) {
@@ -126,15 +140,16 @@ int main(int argc, char **argv)
            trials);
     int bad = 0;
     for (size_t k = 0; k < sizeof all / sizeof all[0]; k++) {
-        if (strstr(faults, all[k].name) == NULL) {
+        if (strstr(faults, all[k].name) == NULL || stop) {
             continue;
         }
         struct series ans = {calloc((size_t)trials, sizeof(double)), 0};
         struct series srv = {calloc((size_t)trials, sizeof(double)), 0};
         struct series wr = {calloc((size_t)trials, sizeof(double)), 0};
+        struct series an = {calloc((size_t)trials, sizeof(double)), 0};
         int failed = 0, doubles = 0, conflicts = 0, lost = 0, wfail = 0;
         double ana_double = 0, gap = 0;
-        for (int t = 0; t < trials; t++) {
+        for (int t = 0; t < trials && !stop; t++) {
             struct rig_result r;
             int rv = rig_fault(&rig, all[k].f, &r, verbose);
             if (!r.ok) {
@@ -142,6 +157,9 @@ int main(int argc, char **argv)
             } else {
                 add(&ans, r.answer_ms[0] > r.answer_ms[1] ? r.answer_ms[0] : r.answer_ms[1]);
                 add(&srv, r.server_ms);
+                if (r.ana_ms >= 0) {
+                    add(&an, r.ana_ms);
+                }
             }
             if (r.write_status == 0) {
                 add(&wr, r.write_ms);
@@ -163,6 +181,9 @@ int main(int argc, char **argv)
         row("fault -> VIP answers from new node", &ans);
         row("fault -> new node holds the VIPs", &srv);
         row("write started at the fault", &wr);
+        if (ana) {
+            row("fault -> new node ANA optimized", &an);
+        }
         printf(
             "  failovers missing %d, writes failed %d, writes lost or doubled %d, "
             "double owners %d, probes answered twice %d, ANA double %.1f ms, "
@@ -172,8 +193,12 @@ int main(int argc, char **argv)
         free(ans.v);
         free(srv.v);
         free(wr.v);
+        free(an.v);
         fflush(stdout);
     }
+    if (stop) {
+        printf("interrupted\n");
+    }
     rig_down(&rig);
-    return bad;
+    return bad || stop;
 }

@@ -594,6 +594,14 @@ int rig_fault(struct rig *r, enum rig_fault f, struct rig_result *res, bool verb
         res->double_ms += (double)sp.total_ns / 1e6;
         res->arp_conflicts += watch_arp_conflicts(&tl, vip[k], NULL);
     }
+    res->ana_ms = -1;
+    for (size_t k = 0; r->ana && nm && k < tl.n; k++) {
+        const struct watch_ev *e = &tl.ev[k];
+        if (e->t >= t0 && e->kind == WATCH_ANA && e->node == nm && (e->flags & WATCH_F_OPTIMIZED)) {
+            res->ana_ms = ms_of(e->t, t0);
+            break;
+        }
+    }
     struct watch_span as;
     watch_ana_double(&tl, &as);
     res->ana_double_ms = (double)as.total_ns / 1e6;

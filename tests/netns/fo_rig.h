@@ -48,7 +48,7 @@ struct rig {
     char cluster[512];
     char urls[256]; /* every node's RPC address, for nvmetctl --url */
     struct rig_node node[LAB_MAX_NODES + 1];
-    int writes; /* names used by the writes of faults */
+    int writes;   /* names used by the writes of faults */
     pid_t writer; /* the write of the running fault, 0 when it ended */
     int64_t writer_end;
     int writer_status;
@@ -100,6 +100,7 @@ struct rig_result {
     int double_count;
     int arp_conflicts;    /* probe rounds answered by two MACs */
     double ana_double_ms; /* time two nodes were ANA optimized */
+    double ana_ms;        /* fault -> the new master reports its ANA group optimized (ANA) */
     double max_gap_ms;    /* largest sampling gap of any namespace */
     bool ok;              /* the scenario completed (a new master answered) */
 };
