@@ -496,7 +496,8 @@ void fo__evaluate(struct fo *f)
         role = FO_SINGLE;
         /* nobody could take over; with other voters (a witness) the lease
          * still decides, a lone voter always leads */
-        serve = member && (voters == 1 || (leader && fo__lease_valid(f)));
+        bool guarded = f->guard != NULL || f->cfg.no_guardian;
+        serve = member && (voters == 1 || (leader && fo__lease_valid(f) && guarded));
         why = "the only data node";
     } else {
         role = FO_STANDBY;
