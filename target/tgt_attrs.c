@@ -1,8 +1,9 @@
 /* The attribute descriptor tables: per object kind, each configfs
  * attribute the renderer manages with how its value is formatted from the
  * row, when it is written, which kernel feature it needs, how a live value
- * compares, and which kernel lock applies (truenas-nvmet.md §6.2-§6.8,
- * nvmet-configfs.md §2). Adding an attribute is adding a row here. */
+ * compares, and which kernel lock applies (the TrueNAS renderer's order
+ * and formats, the kernel's configfs rules). Adding an attribute is adding
+ * a row here. */
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -283,7 +284,7 @@ static int fn_ana_grpid(const struct tgt_build *b, const struct nv *row, const s
 
 /* Namespaces serve I/O on a node that owns the data path: the single node
  * or the active controller. A standby keeps them configured with enable=0
- * (reference §6.8), except in subsystems with effective ANA (aux: the
+ * (as TrueNAS's BACKUP does), except in subsystems with effective ANA (aux: the
  * subsystem row): there the standby's ANA group is inaccessible, which
  * already refuses I/O, and an enabled namespace keeps the path present on
  * the host, so a Linux host fails over on the ANA change event alone,

@@ -588,7 +588,7 @@ static void build_ana_referrals(struct builder *bd, const struct nv *src, const 
     }
 }
 
-/* Cross-port discovery referrals (reference §4.5 step 3 and §6.5): within
+/* Cross-port discovery referrals (with xport_referral, as TrueNAS renders them): within
  * each (trtype, adrfam) group, every ordered pair of distinct plain ports,
  * named by the destination's index; and the referrals of the ANA ports. */
 static void build_referrals(struct builder *bd)
