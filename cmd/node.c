@@ -93,7 +93,7 @@ void node_render_pass(struct node *n)
 static void render_timer_cb(uv_timer_t *t)
 {
     struct node *n = t->data;
-    node_cluster_tick(n); /* failover sees what the applies changed first */
+    node_failover_update(n); /* failover sees what the applies changed first */
     node_render_pass(n);
 }
 

@@ -203,15 +203,23 @@ static void fo_propose_done(struct node *n, int status, struct sm_result *r, voi
     free(c);
 }
 
+static struct fo_call *fo_call_new(void (*done)(void *arg, int status), void *arg)
+{
+    struct fo_call *c = malloc(sizeof *c);
+    if (c != NULL) {
+        *c = (struct fo_call){.done = done, .arg = arg};
+    }
+    return c;
+}
+
 static int fo_propose(void *ctx, const char *method, struct nv *params,
                       void (*done)(void *arg, int status), void *arg)
 {
-    struct fo_call *c = malloc(sizeof *c);
+    struct fo_call *c = fo_call_new(done, arg);
     if (c == NULL) {
         nv_free(params);
         return -ENOMEM;
     }
-    *c = (struct fo_call){.done = done, .arg = arg};
     int rv = node_propose_own(ctx, method, params, fo_propose_done, c);
     if (rv < 0) {
         free(c);
@@ -227,34 +235,31 @@ static void fo_cons_done(void *arg, int status, void *result)
     free(c);
 }
 
-static int fo_barrier(void *ctx, void (*done)(void *arg, int status), void *arg)
+/* A barrier, or a leadership transfer to id, through consensus. */
+static int fo_cons(struct node *n, bool transfer, uint64_t id, void (*done)(void *arg, int status),
+                   void *arg)
 {
-    struct node *n = ctx;
-    struct fo_call *c = malloc(sizeof *c);
+    struct fo_call *c = fo_call_new(done, arg);
     if (c == NULL) {
         return -ENOMEM;
     }
-    *c = (struct fo_call){.done = done, .arg = arg};
-    int rv = n->cons != NULL ? cons_barrier(n->cons, fo_cons_done, c) : -ESHUTDOWN;
+    int rv = n->cons == NULL ? -ESHUTDOWN
+             : transfer      ? cons_transfer(n->cons, id, fo_cons_done, c)
+                             : cons_barrier(n->cons, fo_cons_done, c);
     if (rv < 0) {
         free(c);
     }
     return rv;
 }
 
+static int fo_barrier(void *ctx, void (*done)(void *arg, int status), void *arg)
+{
+    return fo_cons(ctx, false, 0, done, arg);
+}
+
 static int fo_transfer(void *ctx, uint64_t id, void (*done)(void *arg, int status), void *arg)
 {
-    struct node *n = ctx;
-    struct fo_call *c = malloc(sizeof *c);
-    if (c == NULL) {
-        return -ENOMEM;
-    }
-    *c = (struct fo_call){.done = done, .arg = arg};
-    int rv = n->cons != NULL ? cons_transfer(n->cons, id, fo_cons_done, c) : -ESHUTDOWN;
-    if (rv < 0) {
-        free(c);
-    }
-    return rv;
+    return fo_cons(ctx, true, id, done, arg);
 }
 
 static void fo_render(void *ctx)
@@ -297,14 +302,24 @@ static void failover_update(struct node *n, const struct cons_status *st)
                              .term = st->term,
                              .leader_id = st->leader_id};
     for (size_t i = 0; i < st->n_members && i < FO_MAX_MEMBERS; i++) {
-        facts.members[facts.n_members++] = (struct fo_member){
-            .id = st->members[i].id,
-            .voter = st->members[i].role == CONS_ROLE_VOTER,
-            .caught_up =
-                st->state == CONS_LEADER && st->members[i].match_index >= st->commit_index};
+        facts.members[facts.n_members++] =
+            (struct fo_member){.id = st->members[i].id,
+                               .voter = st->members[i].role == CONS_ROLE_VOTER,
+                               .caught_up = st->state == CONS_LEADER &&
+                                            st->members[i].match_index >= st->commit_index};
     }
     fo_update(n->fo, &facts);
-    n->env.ha = fo_view(n->fo).ha;
+    n->env.ha = fo_data_nodes(n->fo, NULL, 0) >= 2;
+}
+
+void node_failover_update(struct node *n)
+{
+    if (n->cons == NULL || n->stopping || n->fo == NULL) {
+        return;
+    }
+    struct cons_status st;
+    cons_get_status(n->cons, &st);
+    failover_update(n, &st);
 }
 
 void node_cluster_tick(struct node *n)

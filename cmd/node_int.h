@@ -87,6 +87,8 @@ const char *node_refuse(void *ctx);
 bool node_is_member(void *ctx, uint64_t id);
 struct nv *node_failover_status(void *ctx, struct nv_err *err);
 int node_failover_open(struct node *n, char *msg, size_t msglen);
+/* Feed failover the current Raft facts (and the state the applies changed). */
+void node_failover_update(struct node *n);
 int node_propose_own(struct node *n, const char *method, struct nv *params,
                      void (*done)(struct node *n, int status, struct sm_result *r, void *arg),
                      void *arg);

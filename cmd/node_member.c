@@ -25,6 +25,12 @@ struct mop {
     void *arg;
 };
 
+static void mop_free(struct mop *m)
+{
+    nv_free(m->entry);
+    free(m);
+}
+
 static void mop_fail(struct mop *m, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -46,15 +52,13 @@ static void mop_fail(struct mop *m, int status, const char *fmt, ...)
     }
     m->cb(m->arg, NULL, &e);
     nv_err_clear(&e);
-    nv_free(m->entry);
-    free(m);
+    mop_free(m);
 }
 
 static void mop_ok(struct mop *m, struct nv *result)
 {
     m->cb(m->arg, result, NULL);
-    nv_free(m->entry);
-    free(m);
+    mop_free(m);
 }
 
 /* ---- add ---- */
@@ -219,12 +223,14 @@ static void promoted(void *arg, int status, void *result)
 
 /* ---- planned switchover (failover/ does it) ---- */
 
-static void passive_done(void *arg, struct nv *result, const struct nv_err *err)
+static void passive_done(void *arg, int status, const char *what)
 {
     struct mop *m = arg;
-    m->cb(m->arg, result, err);
-    nv_free(m->entry);
-    free(m);
+    if (status == 0) {
+        mop_ok(m, nv_bool(true));
+    } else {
+        mop_fail(m, status, "%s", what);
+    }
 }
 
 /* failover.become_passive [node]: the optional argument names the data
@@ -284,8 +290,7 @@ int node_membership(void *ctx, const char *op, const struct nv *params, mop_cb c
         rv = -ENOTSUP;
     }
     if (rv < 0) {
-        nv_free(m->entry);
-        free(m);
+        mop_free(m);
     }
     return rv;
 }

@@ -268,7 +268,9 @@ void cons_get_status(const struct cons_node* n, struct cons_status* st)
     st->id = n->id;
     st->state = CONS_UNAVAILABLE;
     st->start_error = n->start_error;
-    snprintf(st->start_msg, sizeof st->start_msg, "%s", n->start_msg);
+    if (n->start_error < 0) {
+        snprintf(st->start_msg, sizeof st->start_msg, "%s", n->start_msg);
+    }
     if (n->raft_down || !n->started) {
         return;
     }
@@ -297,13 +299,13 @@ void cons_get_status(const struct cons_node* n, struct cons_status* st)
     }
     const struct raft_configuration* c = raft_conf_of(n);
     size_t max = sizeof st->members / sizeof st->members[0];
+    const struct raft_progress* p = raft_progress_of(n);
     for (unsigned i = 0; i < c->n && st->n_members < max; i++) {
         struct cons_member* m = &st->members[st->n_members++];
         m->id = c->servers[i].id;
         snprintf(m->address, sizeof m->address, "%s",
                  c->servers[i].address != NULL ? c->servers[i].address : "");
         m->role = c->servers[i].role;
-        const struct raft_progress* p = raft_progress_of(n);
         m->match_index = c->servers[i].id == n->id ? raft_last_index(r)
                          : p != NULL                ? p[i].match_index
                                                     : 0;

@@ -345,22 +345,9 @@ static void passive_finish(struct fo *f, int status, const char *what)
     if (f->passive_done == NULL) {
         return;
     }
-    void (*done)(void *, struct nv *, const struct nv_err *) = f->passive_done;
+    void (*done)(void *, int, const char *) = f->passive_done;
     f->passive_done = NULL;
-    if (status == 0) {
-        done(f->passive_arg, nv_bool(true), NULL);
-        return;
-    }
-    struct nv_err e;
-    nv_err_init(&e);
-    if (status == -NV_ENOTLEADER || status == -NV_ELEADERSHIPLOST) {
-        nv_err_set(&e, NV_E_NOT_LEADER, -status, "%s: %s", what,
-                   status == -NV_ENOTLEADER ? "not the leader" : "leadership lost");
-    } else {
-        nv_err_call(&e, -status, "%s: %s", what, strerror(-status));
-    }
-    done(f->passive_arg, NULL, &e);
-    nv_err_clear(&e);
+    done(f->passive_arg, status, what);
 }
 
 static void passive_transferred(void *arg, int status)
@@ -399,8 +386,8 @@ static void passive_released(void *arg, int status)
 }
 
 int fo_become_passive(struct fo *f, uint64_t target,
-                      void (*done)(void *arg, struct nv *result, const struct nv_err *err),
-                      void *arg, struct nv_err *err)
+                      void (*done)(void *arg, int status, const char *what), void *arg,
+                      struct nv_err *err)
 {
     if (f->role != FO_ACTIVE || f->passive) {
         nv_err_call(err, EINVAL, "%s",
@@ -536,6 +523,22 @@ void fo__evaluate(struct fo *f)
     }
 }
 
+/* Whether ANA is on anywhere (global or a subsystem): a scan of the
+ * subsystems, once per change of the configuration (fo_update), not per
+ * render. */
+static bool ana_anywhere(const struct sm_state *s)
+{
+    if (nv_get_bool(sm_global_row(s), "ana", false)) {
+        return true;
+    }
+    for (size_t i = 0; i < sm_rows(s, SM_SUBSYS); i++) {
+        if (nv_get_bool(sm_row(s, SM_SUBSYS, i), "ana", false)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 void fo_update(struct fo *f, const struct fo_facts *facts)
 {
     if (f->closing) {
@@ -546,6 +549,11 @@ void fo_update(struct fo *f, const struct fo_facts *facts)
         f->facts.n_members = FO_MAX_MEMBERS;
     }
     f->have_facts = true;
+    uint64_t gen = sm_generation(f->cfg.sm) + 1;
+    if (gen != f->ana_gen) {
+        f->ana_any = ana_anywhere(f->cfg.sm);
+        f->ana_gen = gen;
+    }
     fo__evaluate(f);
 }
 
@@ -698,19 +706,6 @@ struct nv *fo_status(const struct fo *f)
 
 /* ---- the view ---- */
 
-static bool ana_anywhere(const struct sm_state *s)
-{
-    if (nv_get_bool(sm_global_row(s), "ana", false)) {
-        return true;
-    }
-    for (size_t i = 0; i < sm_rows(s, SM_SUBSYS); i++) {
-        if (nv_get_bool(sm_row(s, SM_SUBSYS, i), "ana", false)) {
-            return true;
-        }
-    }
-    return false;
-}
-
 enum fo_role fo_role(const struct fo *f)
 {
     return f->role;
@@ -731,7 +726,7 @@ struct tgt_view fo_view(const struct fo *f)
     v.ha = dv >= 2;
     /* ANA splits groups and controller ids per data node; in IP takeover
      * the data nodes' trees stay identical */
-    if (v.ha && !f->cfg.witness && ana_anywhere(f->cfg.sm)) {
+    if (v.ha && !f->cfg.witness && f->ana_any) {
         for (unsigned i = 0; i < dv && i < TGT_MAX_SLOTS; i++) {
             v.slot_ids[i] = ids[i];
             if (ids[i] == f->cfg.id) {

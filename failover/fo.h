@@ -132,13 +132,15 @@ struct nv *fo_status(const struct fo *f);
 
 /* Planned switchover on the active node: release, commit "active :=
  * none", hand leadership to target (0 = the next data voter). 0 =
- * done(arg, result, err) later; <0 = refused with err filled. */
+ * done(arg, status, what) later: status 0 done, else a negative errno and
+ * the step that failed ("leadership transfer", ...); <0 = refused with err
+ * filled. */
 int fo_become_passive(struct fo *f, uint64_t target,
-                      void (*done)(void *arg, struct nv *result, const struct nv_err *err),
-                      void *arg, struct nv_err *err);
+                      void (*done)(void *arg, int status, const char *what), void *arg,
+                      struct nv_err *err);
 
 /* The data nodes that vote, in ascending id order (node A, B, ...): fills
- * at most max ids, returns how many there are. */
+ * at most max ids (ids may be NULL with max 0), returns how many there are. */
 unsigned fo_data_nodes(const struct fo *f, uint64_t *ids, unsigned max);
 
 /* "MASTER", "BACKUP" or "SINGLE" (TrueNAS failover.status) of a role. */

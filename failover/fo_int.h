@@ -86,7 +86,7 @@ struct fo {
     bool passive;
     uint64_t passive_target;
     uint64_t passive_since;
-    void (*passive_done)(void *arg, struct nv *result, const struct nv_err *err);
+    void (*passive_done)(void *arg, int status, const char *what);
     void *passive_arg;
 
     /* witness hand-off */
@@ -101,6 +101,8 @@ struct fo {
     size_t n_vips;
     uint64_t vips_gen; /* sm_generation the list was read at (+1; 0 = never) */
     bool shared;       /* more than one voter: serving needs the lease */
+    bool ana_any;      /* ANA on anywhere (global or a subsystem) */
+    uint64_t ana_gen;  /* sm_generation ana_any was read at (+1; 0 = never) */
     char vip_error[200];
     uint64_t vip_retry_at;
     int mon_fd;

@@ -36,6 +36,15 @@ struct hold_entry {
     uint64_t not_before;     /* loop time before which failed_addr is not retried */
 };
 
+/* Empty the parking list; the caller owns the entries. */
+static struct hold_entry *take_all(struct rpc_methods *m)
+{
+    struct hold_entry *list = m->hold.head;
+    m->hold.head = m->hold.tail = NULL;
+    m->hold.n = 0;
+    return list;
+}
+
 /* The first retry of a leader that could not take the call waits 20 ms,
  * doubling to 160 ms: a believed leader that was just killed refuses
  * connections until the followers notice, and is not hammered meanwhile. */
@@ -96,9 +105,7 @@ static void tick(uv_timer_t *t)
     bool known = leader || cur[0] != '\0';
     /* Calls run below may park again: they join the emptied list, and are
      * looked at from the next tick on. */
-    struct hold_entry *list = m->hold.head;
-    m->hold.head = m->hold.tail = NULL;
-    m->hold.n = 0;
+    struct hold_entry *list = take_all(m);
     while (list != NULL) {
         struct hold_entry *e = list;
         list = e->next;
@@ -193,9 +200,7 @@ void hold_close(struct rpc_methods *m)
         uv_close((uv_handle_t *)m->hold.timer, timer_closed);
         m->hold.timer = NULL;
     }
-    struct hold_entry *list = m->hold.head;
-    m->hold.head = m->hold.tail = NULL;
-    m->hold.n = 0;
+    struct hold_entry *list = take_all(m);
     while (list != NULL) {
         struct hold_entry *e = list;
         list = e->next;
