@@ -418,7 +418,11 @@ static void test_witness(void **state)
     h_node_kill(&c.n[l], SIGKILL);
     h_node_wait(&c.n[l]);
     long t0 = now_ms();
-    assert_int_equal(wait_one_master(&c, 15000), 0);
+    int one = wait_one_master(&c, 15000);
+    for (int i = 0; one != 0 && i < c.count; i++) {
+        h_node_print_log(&c.n[i]);
+    }
+    assert_int_equal(one, 0);
     printf("# the other data node is MASTER %ld ms after the kill\n", now_ms() - t0);
     h_ctl(&c.n[1 - l], &o, "failover.status", (char *)NULL);
     assert_string_equal(o.out, "MASTER\n");
