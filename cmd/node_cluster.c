@@ -267,6 +267,13 @@ static void fo_render(void *ctx)
     node_render_pass(ctx);
 }
 
+static void fo_repair(void *ctx)
+{
+    struct node *n = ctx;
+    n->render_sweep = true;
+    node_render_pass(n);
+}
+
 static void fo_log(void *ctx, int level, const char *msg)
 {
     node_log(ctx,
@@ -290,6 +297,7 @@ int node_failover_open(struct node *n, char *msg, size_t msglen)
                          .barrier = fo_barrier,
                          .transfer = fo_transfer,
                          .render = fo_render,
+                         .repair = fo_repair,
                          .log = fo_log};
     return fo_open(n->loop, &fc, &ops, &n->fo, msg, msglen);
 }

@@ -446,6 +446,19 @@ int fo_become_passive(struct fo *f, uint64_t target,
 
 /* ---- the decision ---- */
 
+/* Keep serving while the lease is valid; start only on a lease with at
+ * least half of it left. A node whose barriers commit just inside the
+ * lease (a stalled disk or CPU) would otherwise take the role, lose it a
+ * moment later and take it again: each flap moves the VIP and costs the
+ * hosts a reconnect. */
+static bool lease_ok(const struct fo *f)
+{
+    if (f->serving) {
+        return fo__lease_valid(f);
+    }
+    return fo__lease_valid(f) && f->lease_until - fo__now(f) >= f->tm.lease_ms / 2;
+}
+
 void fo__evaluate(struct fo *f)
 {
     if (f->closing || !f->have_facts) {
@@ -484,12 +497,12 @@ void fo__evaluate(struct fo *f)
         /* nobody could take over; with other voters (a witness) the lease
          * still decides, a lone voter always leads */
         bool guarded = f->guard != NULL || f->cfg.no_guardian;
-        serve = member && (voters == 1 || (leader && fo__lease_valid(f) && guarded));
+        serve = member && (voters == 1 || (leader && lease_ok(f) && guarded));
         why = "the only data node";
     } else {
         role = FO_STANDBY;
         if (leader && !f->passive && ha_leader_may_serve(f, now)) {
-            serve = fo__lease_valid(f) && (f->guard != NULL || f->cfg.no_guardian);
+            serve = lease_ok(f) && (f->guard != NULL || f->cfg.no_guardian);
             why = f->prev_active != 0 && f->prev_active != f->cfg.id ? "took over" : "elected";
         }
     }
@@ -561,11 +574,37 @@ void fo_update(struct fo *f, const struct fo_facts *facts)
 
 static void guard_restart_cb(uv_timer_t *t);
 
+/* The guardian released at a deadline that passed while this node's
+ * renewal was on its way (a stall longer than the margin). If the node
+ * serves under that newer lease, the release took away what it holds:
+ * the VIPs (which the monitor would also notice) and the port links or
+ * ANA states (which nothing else would until the next sweep). */
+static void guardian_released(struct fo *f)
+{
+    if (!f->serving) {
+        return;
+    }
+    fo__log(f, FO_LOG_ERROR, "the guardian released at a deadline the renewal missed; "
+                             "this node holds a newer lease: restoring");
+    fo__vips_acquire(f);
+    if (f->ops.repair != NULL) {
+        f->ops.repair(f->ops.ctx);
+    } else {
+        render(f);
+    }
+}
+
 static void guard_event(uv_poll_t *p, int status, int events)
 {
     (void)status, (void)events;
     struct fo *f = p->data;
-    if (f->guard == NULL || fo_guard_alive(f->guard)) {
+    if (f->guard == NULL) {
+        return;
+    }
+    if (fo_guard_released(f->guard) > 0) {
+        guardian_released(f);
+    }
+    if (fo_guard_alive(f->guard)) {
         return;
     }
     fo__log(f, FO_LOG_ERROR, "the guardian process (pid %d) died", (int)fo_guard_pid(f->guard));

@@ -71,6 +71,9 @@ struct fo_ops {
     int (*transfer)(void *ctx, uint64_t id, void (*done)(void *arg, int status), void *arg);
     /* Render configfs now for fo_view() (synchronously); NULL = none. */
     void (*render)(void *ctx);
+    /* Render with a full walk of configfs, because something outside the
+     * daemon changed it (the guardian released); NULL = render. */
+    void (*repair)(void *ctx);
     /* The role or the status changed (for subscribers); may be NULL. */
     void (*changed)(void *ctx);
     /* One log line (level: 0 error, 1 info, 2 debug). */

@@ -1,9 +1,12 @@
 /* failover: the guardian process (see fo_guard.h for why it exists).
  *
  * Parent side: a SOCK_SEQPACKET socketpair, one fixed-layout message per
- * call (both ends are the same binary). The child answers once, "ready"
- * with its setup result, and never writes again: afterwards the daemon's
- * end turns readable only through the guardian's exit.
+ * call (both ends are the same binary). The child answers "ready" with its
+ * setup result, and afterwards "released" each time a passed deadline made
+ * it release: the daemon may have renewed meanwhile (the renewal was in
+ * the channel, too late), and must then put back what the guardian took
+ * away, the port links too, which no monitor of the daemon sees. The
+ * daemon's end also turns readable through the guardian's exit.
  *
  * Child side: a poll(2) loop over the channel and an rtnetlink monitor,
  * its timeout computed from CLOCK_MONOTONIC on every turn so that no
@@ -44,12 +47,12 @@
 #define READY_WAIT_MS 5000
 #define STOP_WAIT_MS 2000
 
-enum { MSG_READY = 1, MSG_VIPS, MSG_ARM, MSG_DISARM };
+enum { MSG_READY = 1, MSG_VIPS, MSG_ARM, MSG_DISARM, MSG_RELEASED };
 
 struct ghdr {
     uint32_t type;
     int32_t err;          /* MSG_READY: 0 or -errno */
-    uint64_t deadline_ms; /* MSG_ARM */
+    uint64_t deadline_ms; /* MSG_ARM; MSG_RELEASED: the deadline that passed */
     uint32_t n;           /* MSG_VIPS: entries that follow */
     uint32_t pad;
 };
@@ -249,6 +252,8 @@ static void guard_loop(struct guard *g)
                 g->armed = false;
                 g->expired = true;
                 release(g, "deadline passed");
+                struct ghdr done = {.type = MSG_RELEASED, .deadline_ms = g->deadline};
+                (void)send(g->chan, &done, sizeof done, MSG_NOSIGNAL | MSG_DONTWAIT);
                 continue;
             }
             /* poll sleeps at least this long; the loop re-reads the clock */
@@ -269,15 +274,18 @@ static void guard_loop(struct guard *g)
         if (r <= 0) {
             continue;
         }
-        if (pfd[1].revents) {
-            watch(g);
-        }
+        /* The channel first: an arm that arrived while the release ran
+         * ends the keep-away before the monitor judges the VIPs the
+         * daemon put back under that newer lease. */
         if (pfd[0].revents && !from_daemon(g, m)) {
             if (g->armed || g->expired) {
                 glog(g, "daemon gone while %s: releasing", g->armed ? "armed" : "expired");
                 release(g, "daemon gone");
             }
             break;
+        }
+        if (pfd[1].revents) {
+            watch(g);
         }
     }
     free(m);
@@ -496,6 +504,27 @@ pid_t fo_guard_pid(const struct fo_guard *g)
 int fo_guard_alive(struct fo_guard *g)
 {
     return reap(g, WNOHANG);
+}
+
+int fo_guard_released(struct fo_guard *g)
+{
+    int n = 0;
+    for (;;) {
+        struct ghdr m;
+        ssize_t r = recv(g->fd, &m, sizeof m, MSG_DONTWAIT);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return n;
+        }
+        if (r <= 0) {
+            return n > 0 ? n : -EPIPE; /* the guardian is gone */
+        }
+        if ((size_t)r == GMSG_HDR && m.type == MSG_RELEASED) {
+            n++;
+        }
+    }
 }
 
 void fo_guard_stop(struct fo_guard *g)

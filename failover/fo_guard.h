@@ -49,12 +49,16 @@ int fo_guard_set_vips(struct fo_guard *g, const struct fo_vip *vips, size_t n);
 int fo_guard_arm(struct fo_guard *g, uint64_t deadline_ms);
 /* The daemon released everything itself: nothing is held. */
 int fo_guard_disarm(struct fo_guard *g);
-/* The daemon's end of the channel (poll it: readable or hang-up means the
- * guardian died; fo_guard_alive tells), and the guardian's pid. */
+/* The daemon's end of the channel (poll it: readable means a report,
+ * fo_guard_released, or that the guardian died, fo_guard_alive), and the
+ * guardian's pid. */
 int fo_guard_fd(const struct fo_guard *g);
 pid_t fo_guard_pid(const struct fo_guard *g);
 /* Reaps the guardian if it has exited; 1 alive, 0 gone. */
 int fo_guard_alive(struct fo_guard *g);
+/* Reads the guardian's reports: how many releases at a passed deadline it
+ * reported since the last call (0 if none), -EPIPE once it is gone. */
+int fo_guard_released(struct fo_guard *g);
 /* Disarm, close the channel and reap the guardian (waits at most 2 s,
  * then kills it). g is freed. */
 void fo_guard_stop(struct fo_guard *g);
