@@ -18,9 +18,9 @@
  * group or others, like ssh's: a secret others could read is no secret. */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -268,7 +268,8 @@ static int setup_psk(struct cons_tls *tls, const struct cons_tr_config *cfg, cha
     }
     /* The PSK is bound to SHA-256: offer only suites of that hash, or the
      * server picks a SHA-384 suite and ignores the PSK. */
-    if (!SSL_CTX_set_ciphersuites(tls->ctx, "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256")) {
+    if (!SSL_CTX_set_ciphersuites(tls->ctx,
+                                  "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256")) {
         return fail(errmsg, errlen, -EINVAL, "TLS suites: %s", ssl_reason());
     }
     SSL_CTX_set_psk_use_session_callback(tls->ctx, psk_use_cb);

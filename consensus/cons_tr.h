@@ -70,14 +70,14 @@ int cons_wire_hs_feed(struct cons_wire_hs *h, const uint8_t *p, size_t len, size
 
 /* Inbound message checker. */
 struct cons_wire {
-    uint64_t peer_id;       /* authenticated id: a RequestVote must come from it */
-    uint64_t max_header;    /* CONS_WIRE_MAX_HEADER unless a test lowers it */
-    uint64_t max_payload;   /* CONS_WIRE_MAX_PAYLOAD unless a test lowers it */
-    uint8_t *hdr;           /* preamble + header being collected */
+    uint64_t peer_id;     /* authenticated id: a RequestVote must come from it */
+    uint64_t max_header;  /* CONS_WIRE_MAX_HEADER unless a test lowers it */
+    uint64_t max_payload; /* CONS_WIRE_MAX_PAYLOAD unless a test lowers it */
+    uint8_t *hdr;         /* preamble + header being collected */
     size_t hdr_cap, have, need;
-    uint64_t payload_left;  /* bytes of the current payload still to pass */
-    uint64_t messages;      /* messages passed so far */
-    char why[96];           /* the reason of the last refusal */
+    uint64_t payload_left; /* bytes of the current payload still to pass */
+    uint64_t messages;     /* messages passed so far */
+    char why[96];          /* the reason of the last refusal */
 };
 void cons_wire_init(struct cons_wire *w, uint64_t peer_id);
 void cons_wire_free(struct cons_wire *w);
@@ -141,11 +141,11 @@ int cons_tr_init(struct raft_uv_transport *t, struct uv_loop_s *loop,
 void cons_tr_free(struct raft_uv_transport *t);
 
 struct cons_tr_stats {
-    uint64_t accepted;      /* inbound connections handed to libraft */
-    uint64_t refused;       /* inbound connections dropped before that */
-    uint64_t dropped;       /* connections dropped by the frame checker */
-    uint64_t connected;     /* outbound connections handed to libraft */
-    uint64_t handshake_us;  /* total time of the outbound handshakes */
+    uint64_t accepted;     /* inbound connections handed to libraft */
+    uint64_t refused;      /* inbound connections dropped before that */
+    uint64_t dropped;      /* connections dropped by the frame checker */
+    uint64_t connected;    /* outbound connections handed to libraft */
+    uint64_t handshake_us; /* total time of the outbound handshakes */
 };
 void cons_tr_get_stats(const struct raft_uv_transport *t, struct cons_tr_stats *st);
 

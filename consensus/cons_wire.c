@@ -244,22 +244,22 @@ static int check_preamble(struct cons_wire *w, uint64_t type, uint64_t h)
     }
     bool ok;
     switch (type) {
-    case T_APPEND:
-        ok = h >= 48 && (h - 48) % 16 == 0;
-        break;
-    case T_APPEND_RESULT:
-    case T_TIMEOUT_NOW:
-        ok = h == 24;
-        break;
-    case T_VOTE:
-        ok = h == 32 || h == 40;
-        break;
-    case T_VOTE_RESULT:
-        ok = h == 16 || h == 24;
-        break;
-    default: /* T_SNAPSHOT */
-        ok = h >= 56 + 9;
-        break;
+        case T_APPEND:
+            ok = h >= 48 && (h - 48) % 16 == 0;
+            break;
+        case T_APPEND_RESULT:
+        case T_TIMEOUT_NOW:
+            ok = h == 24;
+            break;
+        case T_VOTE:
+            ok = h == 32 || h == 40;
+            break;
+        case T_VOTE_RESULT:
+            ok = h == 16 || h == 24;
+            break;
+        default: /* T_SNAPSHOT */
+            ok = h >= 56 + 9;
+            break;
     }
     return ok ? 0 : refuse(w, "message type %" PRIu64 ": header of %" PRIu64 " bytes", type, h);
 }
@@ -268,8 +268,8 @@ static int check_append(struct cons_wire *w, const uint8_t *h, uint64_t len)
 {
     uint64_t n = get64(h + 32);
     if (n != (len - 48) / 16) {
-        return refuse(w, "AppendEntries: batch of %" PRIu64 " entries in a header for %" PRIu64 "", n,
-                      (len - 48) / 16);
+        return refuse(w, "AppendEntries: batch of %" PRIu64 " entries in a header for %" PRIu64 "",
+                      n, (len - 48) / 16);
     }
     uint64_t total = 0;
     for (uint64_t i = 0; i < n; i++) {
@@ -277,11 +277,13 @@ static int check_append(struct cons_wire *w, const uint8_t *h, uint64_t len)
         uint8_t type = e[8];
         uint32_t elen = get32(e + 12);
         if (type < 1 || type > 3) {
-            return refuse(w, "AppendEntries: entry %" PRIu64 " of unknown type %u", i, (unsigned)type);
+            return refuse(w, "AppendEntries: entry %" PRIu64 " of unknown type %u", i,
+                          (unsigned)type);
         }
         if (elen % 8 != 0) {
-            return refuse(w, "AppendEntries: entry %" PRIu64 " of %" PRIu64 " bytes (not a multiple of 8)", i,
-                          (uint64_t)elen);
+            return refuse(
+                w, "AppendEntries: entry %" PRIu64 " of %" PRIu64 " bytes (not a multiple of 8)", i,
+                (uint64_t)elen);
         }
         total += elen;
         if (total > w->max_payload) {
@@ -298,26 +300,34 @@ static int check_append(struct cons_wire *w, const uint8_t *h, uint64_t len)
 static int check_conf(struct cons_wire *w, const uint8_t *c, uint64_t len)
 {
     if (len < 9 || c[0] != 1) {
-        return refuse(w, "InstallSnapshot: bad configuration (%" PRIu64 " bytes, format %" PRIu64 ")", len,
-                      (uint64_t)(len ? c[0] : 0));
+        return refuse(w,
+                      "InstallSnapshot: bad configuration (%" PRIu64 " bytes, format %" PRIu64 ")",
+                      len, (uint64_t)(len ? c[0] : 0));
     }
     uint64_t n = get64(c + 1), off = 9;
     if (n == 0 || n > len / 10) {
-        return refuse(w, "InstallSnapshot: configuration of %" PRIu64 " servers in %" PRIu64 " bytes", n, len);
+        return refuse(w,
+                      "InstallSnapshot: configuration of %" PRIu64 " servers in %" PRIu64 " bytes",
+                      n, len);
     }
     for (uint64_t i = 0; i < n; i++) {
         if (len - off < 8 + 2) {
-            return refuse(w, "InstallSnapshot: configuration server %" PRIu64 " of %" PRIu64 " cut off", i, n);
+            return refuse(
+                w, "InstallSnapshot: configuration server %" PRIu64 " of %" PRIu64 " cut off", i,
+                n);
         }
         off += 8;
         const uint8_t *nul = memchr(c + off, '\0', (size_t)(len - off));
         if (nul == NULL || (uint64_t)(nul - c) + 1 >= len) {
-            return refuse(w, "InstallSnapshot: configuration server %" PRIu64 " of %" PRIu64 " cut off", i, n);
+            return refuse(
+                w, "InstallSnapshot: configuration server %" PRIu64 " of %" PRIu64 " cut off", i,
+                n);
         }
         off = (uint64_t)(nul - c) + 2; /* NUL and role */
     }
     if (len - off >= 8) {
-        return refuse(w, "InstallSnapshot: configuration has %" PRIu64 " trailing bytes", len - off);
+        return refuse(w, "InstallSnapshot: configuration has %" PRIu64 " trailing bytes",
+                      len - off);
     }
     return 0;
 }
@@ -326,8 +336,9 @@ static int check_snapshot(struct cons_wire *w, const uint8_t *h, uint64_t len)
 {
     uint64_t clen = get64(h + 32);
     if (clen != len - 56) {
-        return refuse(w, "InstallSnapshot: configuration of %" PRIu64 " bytes in a header of %" PRIu64 "",
-                      clen, len);
+        return refuse(
+            w, "InstallSnapshot: configuration of %" PRIu64 " bytes in a header of %" PRIu64 "",
+            clen, len);
     }
     int rv = check_conf(w, h + 40, clen);
     if (rv < 0) {
@@ -349,19 +360,19 @@ static int check_header(struct cons_wire *w)
     const uint8_t *h = w->hdr + PREAMBLE;
     w->payload_left = 0;
     switch (type) {
-    case T_APPEND:
-        return check_append(w, h, len);
-    case T_SNAPSHOT:
-        return check_snapshot(w, h, len);
-    case T_VOTE:
-        /* A node asks for votes for itself only. */
-        if (get64(h + 8) != w->peer_id) {
-            return refuse(w, "RequestVote for candidate %" PRIu64 " from node %" PRIu64 "", get64(h + 8),
-                          w->peer_id);
-        }
-        return 0;
-    default:
-        return 0;
+        case T_APPEND:
+            return check_append(w, h, len);
+        case T_SNAPSHOT:
+            return check_snapshot(w, h, len);
+        case T_VOTE:
+            /* A node asks for votes for itself only. */
+            if (get64(h + 8) != w->peer_id) {
+                return refuse(w, "RequestVote for candidate %" PRIu64 " from node %" PRIu64 "",
+                              get64(h + 8), w->peer_id);
+            }
+            return 0;
+        default:
+            return 0;
     }
 }
 
