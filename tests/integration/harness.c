@@ -154,6 +154,12 @@ int h_node_start(struct h_node *n, const char *const *extra)
                             "--debugfs", n->dir, "--raft-psk-file", n->psk};
     size_t argc = 23;
     for (size_t i = 0; extra != NULL && extra[i] != NULL && argc < 62; i++) {
+        /* extra chooses another Raft security mode: drop the PSK */
+        if (strcmp(extra[i], "--raft-insecure") == 0 || strcmp(extra[i], "--raft-cacert") == 0) {
+            argc = argc == 23 ? 21 : argc;
+        }
+    }
+    for (size_t i = 0; extra != NULL && extra[i] != NULL && argc < 62; i++) {
         argv[argc++] = extra[i];
     }
     argv[argc] = NULL;

@@ -38,7 +38,8 @@ void h_node_init(struct h_node *n, const char *base, int id);
 /* A fresh Raft secret (64 hex digits, mode 0600) at path, unless the file
  * exists. */
 void h_write_psk(const char *path);
-/* Start nvmetd (extra: more argv entries, NULL-terminated, may be NULL) and
+/* Start nvmetd (extra: more argv entries, NULL-terminated, may be NULL;
+ * with --raft-insecure or --raft-cacert in extra the node gets no PSK) and
  * wait until it answers core.ping and is the ready leader (single node) or
  * just answers (cluster). Returns 0 or -1 (the log is printed). */
 int h_node_start(struct h_node *n, const char *const *extra);
