@@ -127,7 +127,7 @@ int bench_sec_files(const char *dir)
 {
     char cmd[4096];
     int o = snprintf(cmd, sizeof cmd,
-                     "cd '%s' && umask 077 && openssl rand -hex 32 > raft.psk && "
+                     "(cd '%s' && umask 077 && openssl rand -hex 32 > raft.psk && "
                      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
                      "-keyout ca.key -out ca.crt -days 2 -subj /CN=nvmet-bench-ca",
                      dir);
@@ -140,7 +140,7 @@ int bench_sec_files(const char *dir)
                       "-CAcreateserial -out n%d.crt -days 2 -extfile n%d.ext",
                       i, i, i, i, i, i, i, i);
     }
-    snprintf(cmd + o, sizeof cmd - (size_t)o, " >/dev/null 2>&1");
+    snprintf(cmd + o, sizeof cmd - (size_t)o, ") >/dev/null 2>&1");
     if (system(cmd) != 0) {
         fprintf(stderr, "nvmet-bench: could not make the Raft secret and certificates in %s "
                         "(openssl CLI)\n", dir);
