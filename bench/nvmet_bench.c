@@ -175,6 +175,8 @@ static void node_paths(struct node *n, const char *dir, const char *tag, int id)
     n->raft_port = bench_free_port();
 }
 
+static char g_psk[600]; /* the Raft secret every full-path node uses */
+
 static void node_exec(struct node *n, int id, const char *list)
 {
     char sid[16], raft[64];
@@ -186,8 +188,8 @@ static void node_exec(struct node *n, int id, const char *list)
         dup2(fd, 2);
         const char *argv[32] = {NVMETD_BIN, "--id", sid, "--data-dir", n->data, "--raft", raft,
                                 "--socket", n->sock, "--configfs", n->cfs, "--device-root",
-                                n->dev, "--log-level", "error"};
-        size_t k = 15;
+                                n->dev, "--log-level", "error", "--raft-psk-file", g_psk};
+        size_t k = 17;
         if (list != NULL) {
             argv[k++] = "--cluster";
             argv[k++] = list;
@@ -586,12 +588,24 @@ static size_t create_size(void)
     return len;
 }
 
+static void remove_tmp(const char *dir, const char *tmp)
+{
+    if (dir == tmp) {
+        char cmd[400];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+        if (system(cmd) != 0) {
+            fprintf(stderr, "nvmet-bench: could not remove %s\n", tmp);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = NULL;
     int n1 = 1000, n64 = 10000;
-    bool quick = false;
+    bool quick = false, transport = false;
     static const struct option opts[] = {{"dir", required_argument, NULL, 'd'},
+                                         {"transport", no_argument, NULL, 't'},
                                          {"n1", required_argument, NULL, '1'},
                                          {"n64", required_argument, NULL, '6'},
                                          {"quick", no_argument, NULL, 'q'},
@@ -608,13 +622,18 @@ int main(int argc, char **argv)
         case '6':
             n64 = atoi(optarg);
             break;
+        case 't':
+            transport = true;
+            break;
         case 'q':
             quick = true;
             n1 = 200;
             n64 = 2000;
             break;
         default:
-            fprintf(stderr, "usage: nvmet-bench [--dir DIR] [--n1 N] [--n64 N] [--quick]\n");
+            fprintf(stderr,
+                    "usage: nvmet-bench [--dir DIR] [--n1 N] [--n64 N] [--quick] [--transport]\n"
+                    "  --transport  only (b) on 3 nodes: plaintext vs TLS PSK vs TLS cert\n");
             return 2;
         }
     }
@@ -630,11 +649,23 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     size_t esize = create_size();
     printf("nvmet-bench: data dir %s, one create = %zu bytes in the log\n", dir, esize);
+    if (bench_sec_files(dir) < 0) {
+        return 1;
+    }
+    snprintf(g_psk, sizeof g_psk, "%s/raft.psk", dir);
+    if (transport) {
+        for (int sec = BENCH_PLAIN; sec <= BENCH_CERT; sec++) {
+            bench_raft(dir, 3, 1, quick ? 500 : n1, esize, (enum bench_sec)sec);
+            bench_raft(dir, 3, 64, quick ? 5000 : n64 * 4, esize, (enum bench_sec)sec);
+        }
+        remove_tmp(dir, tmp);
+        return 0;
+    }
     double floor_us = fdatasync_floor(dir, 500);
     const int sizes[] = {1, 3, 5};
     for (size_t i = 0; i < 3; i++) {
-        bench_raft(dir, sizes[i], 1, quick ? 500 : n1, esize);
-        bench_raft(dir, sizes[i], 64, quick ? 5000 : n64 * 4, esize);
+        bench_raft(dir, sizes[i], 1, quick ? 500 : n1, esize, BENCH_PSK);
+        bench_raft(dir, sizes[i], 64, quick ? 5000 : n64 * 4, esize, BENCH_PSK);
     }
     for (size_t i = 0; i < 3; i++) {
         struct cluster c;
@@ -663,12 +694,6 @@ int main(int argc, char **argv)
         cluster_stop(&c);
     }
     cold_start(dir, 128, quick ? 8 : 32);
-    if (dir == tmp) {
-        char cmd[400];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-        if (system(cmd) != 0) {
-            fprintf(stderr, "nvmet-bench: could not remove %s\n", tmp);
-        }
-    }
+    remove_tmp(dir, tmp);
     return 0;
 }

@@ -444,6 +444,11 @@ static int start_consensus(struct node *n, char *msg, size_t msglen)
                               * leader goes idle */
                              .heartbeat_ms = node_heartbeat_ms(n->cfg.election_timeout_ms),
                              .snapshot_threshold = n->cfg.snapshot_threshold,
+                             .psk_file = n->cfg.raft_psk_file,
+                             .ca_file = n->cfg.raft_cacert,
+                             .cert_file = n->cfg.raft_cert,
+                             .key_file = n->cfg.raft_key,
+                             .insecure = n->cfg.raft_insecure,
                              .pre_vote = true,
                              .join = n->cfg.join != NULL,
                              /* a restarted member must not vote while a lease

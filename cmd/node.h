@@ -15,7 +15,7 @@ struct uv_loop_s;
 struct node_config {
     uint64_t id;
     char *data_dir;
-    char *raft;     /* this node's Raft address "a.b.c.d:port" */
+    char *raft;     /* this node's Raft address "a.b.c.d:port" or "[v6]:port" */
     char *rpc;      /* TCP RPC address "host:port" or NULL */
     char *socket;   /* unix socket path */
     char *configfs; /* directory holding nvmet/ */
@@ -27,6 +27,13 @@ struct node_config {
     char *emulate_kernel; /* emulated configfs profile ("6.12", "6.1") */
     char *debugfs;
     char *log_level; /* "error", "info", "debug" */
+    /* Raft transport security (one of): a cluster secret file, the
+     * cluster CA with this node's certificate and key, or plaintext. */
+    char *raft_psk_file;
+    char *raft_cacert;
+    char *raft_cert;
+    char *raft_key;
+    bool raft_insecure;
     unsigned election_timeout_ms;
     unsigned snapshot_threshold;
     unsigned sweep_interval_ms;
@@ -43,6 +50,8 @@ int node_config_set(struct node_config *c, const char *key, const char *value, c
 bool node_config_is_flag(const char *key);
 /* Read "key = value" lines (# comments) of a config file. */
 int node_config_load(struct node_config *c, const char *path, char *msg, size_t msglen);
+/* A Raft address: "a.b.c.d:port" or "[v6]:port". */
+bool node_raft_address_ok(const char *s);
 /* Final checks (required keys, formats). */
 int node_config_check(const struct node_config *c, char *msg, size_t msglen);
 

@@ -111,21 +111,6 @@ static void add_added(void *arg, int status, void *result)
     }
 }
 
-static bool ipv4_port(const char *s)
-{
-    char host[64];
-    const char *c = strrchr(s, ':');
-    if (c == NULL || (size_t)(c - s) >= sizeof host) {
-        return false;
-    }
-    memcpy(host, s, (size_t)(c - s));
-    host[c - s] = '\0';
-    struct in_addr a;
-    char *end;
-    long port = strtol(c + 1, &end, 10);
-    return inet_pton(AF_INET, host, &a) == 1 && *end == '\0' && port > 0 && port < 65536;
-}
-
 static int start_add(struct mop *m, const struct nv *params, struct nv_err *err)
 {
     const struct nv *a = nv_at(params, 0);
@@ -147,9 +132,9 @@ static int start_add(struct mop *m, const struct nv *params, struct nv_err *err)
     if (!nv_is(id, NV_INT) || id->u.i < 1) {
         nv_err_add(err, "cluster_node_add.id", EINVAL, "Input should be an integer >= 1");
     }
-    if (!nv_is(raft, NV_STR) || !ipv4_port(raft->u.s.p)) {
+    if (!nv_is(raft, NV_STR) || !node_raft_address_ok(raft->u.s.p)) {
         nv_err_add(err, "cluster_node_add.raft", EINVAL,
-                   "Input should be an IPv4 address and port (a.b.c.d:port)");
+                   "Input should be an address and port (a.b.c.d:port or [IPv6]:port)");
     }
     if (rpc != NULL && !nv_is(rpc, NV_NIL) && !nv_is(rpc, NV_STR)) {
         nv_err_add(err, "cluster_node_add.rpc", EINVAL, "Input should be a valid string");

@@ -40,7 +40,9 @@ void node_config_free(struct node_config *c)
     char **strs[] = {&c->data_dir,     &c->raft,        &c->rpc,
                      &c->socket,       &c->configfs,    &c->cluster,
                      &c->api_key_file, &c->device_root, &c->emulate_kernel,
-                     &c->debugfs,      &c->log_level,   &c->join};
+                     &c->debugfs,      &c->log_level,   &c->join,
+                     &c->raft_psk_file, &c->raft_cacert, &c->raft_cert,
+                     &c->raft_key};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         free(*strs[i]);
         *strs[i] = NULL;
@@ -75,6 +77,11 @@ static const struct key_def keys[] = {
     KS("emulate-kernel", emulate_kernel),
     KS("debugfs", debugfs),
     KS("log-level", log_level),
+    KS("raft-psk-file", raft_psk_file),
+    KS("raft-cacert", raft_cacert),
+    KS("raft-cert", raft_cert),
+    KS("raft-key", raft_key),
+    {"raft-insecure", K_BOOL, offsetof(struct node_config, raft_insecure), 0},
     KU("election-timeout", election_timeout_ms, 60000),
     KU("snapshot-threshold", snapshot_threshold, 10000000),
     KU("sweep-interval", sweep_interval_ms, 86400000),
@@ -180,6 +187,47 @@ int node_config_load(struct node_config *c, const char *path, char *msg, size_t 
     return rv;
 }
 
+/* "a.b.c.d:port" or "[v6]:port" (a v6 scope "%if" allowed), as
+ * consensus/ parses Raft addresses. */
+bool node_raft_address_ok(const char *s)
+{
+    char host[64];
+    const char *port;
+    if (s == NULL) {
+        return false;
+    }
+    bool v6 = s[0] == '[';
+    if (v6) {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':' || (size_t)(close - s - 1) >= sizeof host) {
+            return false;
+        }
+        memcpy(host, s + 1, (size_t)(close - s - 1));
+        host[close - s - 1] = '\0';
+        port = close + 2;
+        char *pct = strchr(host, '%');
+        if (pct != NULL) {
+            if (pct[1] == '\0') {
+                return false;
+            }
+            *pct = '\0';
+        }
+    } else {
+        const char *colon = strrchr(s, ':');
+        if (colon == NULL || (size_t)(colon - s) >= sizeof host) {
+            return false;
+        }
+        memcpy(host, s, (size_t)(colon - s));
+        host[colon - s] = '\0';
+        port = colon + 1;
+    }
+    unsigned char buf[16];
+    char *end = NULL;
+    long p = strtol(port, &end, 10);
+    return port[0] >= '0' && port[0] <= '9' && *end == '\0' && p > 0 && p < 65536 &&
+           inet_pton(v6 ? AF_INET6 : AF_INET, host, buf) == 1;
+}
+
 int node_config_check(const struct node_config *c, char *msg, size_t msglen)
 {
     if (c->id == 0) {
@@ -191,21 +239,32 @@ int node_config_check(const struct node_config *c, char *msg, size_t msglen)
         return -EINVAL;
     }
     if (c->raft == NULL) {
-        snprintf(msg, msglen, "--raft is required (this node's Raft address a.b.c.d:port)");
+        snprintf(msg, msglen, "--raft is required (this node's Raft address a.b.c.d:port or "
+                              "[IPv6]:port)");
         return -EINVAL;
     }
-    struct in_addr a;
-    char host[64];
-    const char *colon = strrchr(c->raft, ':');
-    if (colon == NULL || (size_t)(colon - c->raft) >= sizeof host) {
-        snprintf(msg, msglen, "--raft %s: expected an IPv4 address and port", c->raft);
+    if (!node_raft_address_ok(c->raft)) {
+        snprintf(msg, msglen, "--raft %s: expected IPv4:PORT or [IPv6]:PORT", c->raft);
         return -EINVAL;
     }
-    memcpy(host, c->raft, (size_t)(colon - c->raft));
-    host[colon - c->raft] = '\0';
-    if (inet_pton(AF_INET, host, &a) != 1 || atoi(colon + 1) <= 0 || atoi(colon + 1) > 65535) {
-        snprintf(msg, msglen, "--raft %s: expected an IPv4 address and port (libraft 0.15 "
-                              "speaks IPv4 only)", c->raft);
+    int modes = (c->raft_psk_file != NULL) +
+                (c->raft_cacert != NULL || c->raft_cert != NULL || c->raft_key != NULL) +
+                c->raft_insecure;
+    if (modes == 0) {
+        snprintf(msg, msglen, "the Raft port needs protection: give --raft-psk-file FILE (a "
+                              "cluster secret, e.g. openssl rand -hex 32), or --raft-cacert, "
+                              "--raft-cert and --raft-key, or explicitly --raft-insecure");
+        return -EINVAL;
+    }
+    if (modes > 1) {
+        snprintf(msg, msglen, "choose one of --raft-psk-file, --raft-cacert/--raft-cert/"
+                              "--raft-key and --raft-insecure");
+        return -EINVAL;
+    }
+    if ((c->raft_cacert != NULL || c->raft_cert != NULL || c->raft_key != NULL) &&
+        (c->raft_cacert == NULL || c->raft_cert == NULL || c->raft_key == NULL)) {
+        snprintf(msg, msglen, "certificate mode needs all of --raft-cacert, --raft-cert and "
+                              "--raft-key");
         return -EINVAL;
     }
     if (c->socket == NULL && c->rpc == NULL) {
@@ -232,8 +291,9 @@ int node_parse_cluster(const char *text, struct cons_peer **out, size_t *n, char
         char *end = NULL;
         unsigned long long id = eq ? strtoull(tok, &end, 10) : 0;
         if (eq == NULL || end != eq || id == 0 || strlen(eq + 1) >= sizeof peers[0].address ||
-            strchr(eq + 1, ':') == NULL) {
-            snprintf(msg, msglen, "--cluster: bad member '%s' (expected ID=IPv4:PORT)", tok);
+            !node_raft_address_ok(eq + 1)) {
+            snprintf(msg, msglen,
+                     "--cluster: bad member '%s' (expected ID=IPv4:PORT or ID=[IPv6]:PORT)", tok);
             rv = -EINVAL;
             break;
         }

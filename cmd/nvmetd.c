@@ -1,6 +1,8 @@
 /* nvmetd: the nvmet-ha node daemon.
  *
- *   nvmetd --id N --data-dir DIR --raft IP:PORT [--rpc HOST:PORT
+ *   nvmetd --id N --data-dir DIR --raft IP:PORT
+ *          --raft-psk-file F | --raft-cacert F --raft-cert F --raft-key F |
+ *          --raft-insecure [--rpc HOST:PORT
  *          --api-key-file F] [--socket PATH] [--configfs DIR]
  *          [--cluster ID=IP:PORT,...] [--witness] [--config FILE] ...
  *
@@ -19,12 +21,19 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: nvmetd --id N --data-dir DIR --raft IP:PORT [options]\n"
+            "usage: nvmetd --id N --data-dir DIR --raft IP:PORT RAFT-SECURITY [options]\n"
             "  --id N                 this node's id (> 0)\n"
             "  --data-dir DIR         Raft log and snapshots (created if missing)\n"
-            "  --raft IP:PORT         this node's Raft address (IPv4)\n"
+            "  --raft IP:PORT         this node's Raft address: a.b.c.d:port or [v6]:port\n"
             "  --cluster ID=IP:PORT,..  initial members (same list on every node;\n"
             "                         omit for a single-node cluster)\n"
+            "RAFT-SECURITY, one of (README \"Raft transport security\"):\n"
+            "  --raft-psk-file FILE   cluster secret (>= 32 random bytes or 64 hex digits,\n"
+            "                         mode 0600, the same file on every node): TLS 1.3 PSK\n"
+            "  --raft-cacert FILE --raft-cert FILE --raft-key FILE\n"
+            "                         TLS 1.3 with certificates of the cluster CA; a node's\n"
+            "                         certificate names it nvmet-node-<id> (DNS SAN or CN)\n"
+            "  --raft-insecure        plaintext Raft (still only members, frames checked)\n"
             "  --join HOST:PORT       join an existing cluster through the RPC\n"
             "                         address of one of its members (needs the API key)\n"
             "  --socket PATH          unix socket for local clients, root only\n"

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cons_int.h"
+#include "cons_tr.h"
 #include "nv_err.h"
 
 #define POLL_MS 5
@@ -151,6 +152,8 @@ static const struct raft_progress* raft_progress_of(const struct cons_node* n)
     return R(n)->state == RAFT_LEADER ? R(n)->leader_state.progress : NULL;
 }
 
+static void note_committed(struct cons_node* n);
+
 /* ------------------------------------------------------------------ */
 /* readiness and change reporting */
 
@@ -225,6 +228,7 @@ static void poll_cb(uv_timer_t* t)
         return;
     }
     maybe_start_ready(n);
+    note_committed(n);
     if (raft_state(&n->raft) == RAFT_FOLLOWER) {
         raft_id lid = 0;
         const char* laddr = NULL;
@@ -395,48 +399,122 @@ static int write_node_id(const char* dir, uint64_t id)
     return 0;
 }
 
-/* IPv4 "a.b.c.d:port" (what libraft 0.15's transport parses). */
-int cons_parse_ipv4(const char* address, struct sockaddr_in* sa)
+static int fail(char* errmsg, size_t errlen, int rv, const char* fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail(char* errmsg, size_t errlen, int rv, const char* fmt, ...)
 {
-    if (address == NULL || strlen(address) >= 64) {
-        return -EINVAL;
+    if (errmsg != NULL && errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(errmsg, errlen, fmt, ap);
+        va_end(ap);
     }
-    const char* colon = strrchr(address, ':');
-    if (colon == NULL || colon == address || colon[1] == '\0') {
-        return -EINVAL;
-    }
-    char host[64];
-    memcpy(host, address, (size_t)(colon - address));
-    host[colon - address] = '\0';
-    char* end = NULL;
-    errno = 0;
-    unsigned long port = strtoul(colon + 1, &end, 10);
-    if (errno != 0 || *end != '\0' || port == 0 || port > 65535) {
-        return -EINVAL;
-    }
-    memset(sa, 0, sizeof *sa);
-    sa->sin_family = AF_INET;
-    sa->sin_port = htons((uint16_t)port);
-    return inet_pton(AF_INET, host, &sa->sin_addr) == 1 ? 0 : -EINVAL;
+    return rv;
+}
+
+bool cons_address_ok(const char* address)
+{
+    struct sockaddr_storage sa;
+    socklen_t len;
+    return cons_parse_addr(address, &sa, &len) == 0;
 }
 
 /* libraft reports a busy port only as a bare I/O error from raft_start:
  * look first (bind the way libuv does, then let go). */
-static int probe_bind(const struct sockaddr_in* sa)
+static int probe_bind(const struct sockaddr_storage* sa, socklen_t len)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         return -errno;
     }
     int on = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-    int rv = bind(fd, (const struct sockaddr*)sa, sizeof *sa) < 0 ? -errno : 0;
+    int rv = bind(fd, (const struct sockaddr*)sa, len) < 0 ? -errno : 0;
     close(fd);
     return rv;
 }
 
+/* ------------------------------------------------------------------ */
+/* who may use the Raft port */
+
+/* Remember the committed configuration while no change is pending: during
+ * a change the transport admits the members of both. */
+static void note_committed(struct cons_node* n)
+{
+    const struct raft_configuration* c = raft_conf_of(n);
+    if (R(n)->configuration_uncommitted_index != 0 || c->n == 0) {
+        return;
+    }
+    if (c->n != n->n_committed) {
+        uint64_t* ids = realloc(n->committed_ids, c->n * sizeof *ids);
+        if (ids == NULL) {
+            return;
+        }
+        n->committed_ids = ids;
+        n->n_committed = c->n;
+    }
+    for (unsigned i = 0; i < c->n; i++) {
+        n->committed_ids[i] = c->servers[i].id;
+    }
+}
+
+/* A member of the last or of the committed configuration; anybody that
+ * authenticated while this node has no configuration at all (it is
+ * joining: the leader reaches it before it knows the cluster). */
+static bool transport_allowed(void* arg, uint64_t id, char* address, size_t len)
+{
+    struct cons_node* n = arg;
+    note_committed(n);
+    const struct raft_configuration* c = raft_conf_of(n);
+    for (unsigned i = 0; i < c->n; i++) {
+        if (c->servers[i].id == id) {
+            snprintf(address, len, "%s", c->servers[i].address);
+            return true;
+        }
+    }
+    for (size_t i = 0; i < n->n_committed; i++) {
+        if (n->committed_ids[i] == id) {
+            return true;
+        }
+    }
+    return c->n == 0 && n->n_committed == 0;
+}
+
+static int transport_init(struct cons_node* n, const struct cons_config* cfg, char* errmsg,
+                          size_t errlen)
+{
+    bool psk = cfg->psk_file != NULL && cfg->psk_file[0] != '\0';
+    bool cert = (cfg->ca_file != NULL && cfg->ca_file[0] != '\0') ||
+                (cfg->cert_file != NULL && cfg->cert_file[0] != '\0') ||
+                (cfg->key_file != NULL && cfg->key_file[0] != '\0');
+    if ((int)psk + (int)cert + (int)cfg->insecure != 1) {
+        return fail(errmsg, errlen, -EINVAL,
+                    psk + cert + cfg->insecure == 0
+                        ? "the Raft transport needs a cluster secret (PSK file), a CA with this "
+                          "node's certificate and key, or an explicit choice of plaintext "
+                          "(insecure)"
+                        : "the Raft transport takes one of: a PSK file, certificates, insecure");
+    }
+    if (cert && (cfg->ca_file == NULL || cfg->cert_file == NULL || cfg->key_file == NULL)) {
+        return fail(errmsg, errlen, -EINVAL,
+                    "certificate mode needs the CA, this node's certificate and its key");
+    }
+    struct cons_tr_config tc = {.id = cfg->id,
+                                .mode = psk    ? CONS_TR_PSK
+                                        : cert ? CONS_TR_CERT
+                                               : CONS_TR_INSECURE,
+                                .psk_file = cfg->psk_file,
+                                .ca_file = cfg->ca_file,
+                                .cert_file = cfg->cert_file,
+                                .key_file = cfg->key_file,
+                                .allowed = transport_allowed,
+                                .arg = n};
+    return cons_tr_init(&n->transport, n->loop, &tc, errmsg, errlen);
+}
+
 static void free_node(struct cons_node* n)
 {
+    free(n->committed_ids);
     cons_fail_inflight(n, -ESHUTDOWN);
     cons_complete_all(n, &n->proposals, -ESHUTDOWN);
     cons_complete_all(n, &n->barriers, -ESHUTDOWN);
@@ -462,7 +540,7 @@ static void raft_closed_cb(struct raft* r)
 {
     struct cons_node* n = r->data;
     raft_uv_close(&n->io);
-    raft_uv_tcp_close(&n->transport);
+    cons_tr_free(&n->transport);
     n->raft_down = true;
     /* Whatever libraft failed while closing, and anything still queued. */
     cons_fail_inflight(n, -ESHUTDOWN);
@@ -485,19 +563,6 @@ static void start_failed(struct cons_node* n)
     raft_close(&n->raft, raft_closed_cb);
 }
 
-static int fail(char* errmsg, size_t errlen, int rv, const char* fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char* errmsg, size_t errlen, int rv, const char* fmt, ...)
-{
-    if (errmsg != NULL && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(errmsg, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rv;
-}
-
 static int bootstrap(struct cons_node* n,
                      const struct cons_config* cfg,
                      bool* fresh,
@@ -514,13 +579,13 @@ static int bootstrap(struct cons_node* n,
     } else {
         for (size_t i = 0; i < cfg->n_peers && rv == 0; i++) {
             const struct cons_peer* p = &cfg->peers[i];
-            struct sockaddr_in sa;
-            if (p->id == 0 || cons_parse_ipv4(p->address, &sa) < 0 ||
+            if (p->id == 0 || !cons_address_ok(p->address) ||
                 (p->role != CONS_ROLE_VOTER && p->role != CONS_ROLE_STANDBY &&
                  p->role != CONS_ROLE_SPARE)) {
                 raft_configuration_close(&conf);
                 return fail(errmsg, errlen, -EINVAL,
-                            "peer %zu: bad id, IPv4 address:port or role (id %" PRIu64 ", '%s')", i,
+                            "peer %zu: bad id, address (IPv4:port or [IPv6]:port) or role (id %" PRIu64
+                            ", '%s')", i,
                             p->id, p->address);
             }
             rv = raft_configuration_add(&conf, p->id, p->address, p->role);
@@ -603,9 +668,11 @@ int cons_start(struct uv_loop_s* loop,
     if (cfg->data_dir == NULL || cfg->data_dir[0] == '\0') {
         return fail(errmsg, errlen, -EINVAL, "no data dir");
     }
-    struct sockaddr_in sa;
-    if (cons_parse_ipv4(cfg->address, &sa) < 0) {
-        return fail(errmsg, errlen, -EINVAL, "raft address '%s' is not IPv4 a.b.c.d:port",
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    if (cons_parse_addr(cfg->address, &sa, &salen) < 0) {
+        return fail(errmsg, errlen, -EINVAL,
+                    "raft address '%s' is neither a.b.c.d:port nor [IPv6]:port",
                     cfg->address ? cfg->address : "");
     }
     unsigned et = cfg->election_timeout_ms ? cfg->election_timeout_ms : 1000;
@@ -634,7 +701,7 @@ int cons_start(struct uv_loop_s* loop,
                     "data dir %s belongs to node %" PRIu64 ", not %" PRIu64, cfg->data_dir, owner,
                     cfg->id);
     }
-    rv = probe_bind(&sa);
+    rv = probe_bind(&sa, salen);
     if (rv < 0) {
         return fail(errmsg, errlen, rv, "raft address %s: %s", cfg->address, strerror(-rv));
     }
@@ -662,15 +729,15 @@ int cons_start(struct uv_loop_s* loop,
     cons_list_init(&n->done);
     n->last_state = -1;
 
-    rv = raft_uv_tcp_init(&n->transport, loop);
-    if (rv != 0) {
+    rv = transport_init(n, cfg, errmsg, errlen);
+    if (rv < 0) {
         free(n);
-        return fail(errmsg, errlen, cons_err(rv), "raft transport: %s", raft_strerror(rv));
+        return rv;
     }
     rv = raft_uv_init(&n->io, loop, cfg->data_dir, &n->transport);
     if (rv != 0) {
         rv = fail(errmsg, errlen, cons_err(rv), "raft io %s: %s", cfg->data_dir, n->io.errmsg);
-        raft_uv_tcp_close(&n->transport);
+        cons_tr_free(&n->transport);
         free(n);
         return rv;
     }
@@ -682,7 +749,7 @@ int cons_start(struct uv_loop_s* loop,
         rv = fail(errmsg, errlen, cons_err(rv), "raft init %s: %s", cfg->data_dir,
                   raft_errmsg(&n->raft));
         raft_uv_close(&n->io);
-        raft_uv_tcp_close(&n->transport);
+        cons_tr_free(&n->transport);
         free(n);
         return rv;
     }

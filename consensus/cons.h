@@ -37,7 +37,7 @@ enum cons_state { CONS_UNAVAILABLE, CONS_FOLLOWER, CONS_CANDIDATE, CONS_LEADER }
 
 struct cons_peer {
     uint64_t id;
-    char address[64]; /* IPv4 "a.b.c.d:port" (libraft 0.15 limit) */
+    char address[64]; /* "a.b.c.d:port" or "[v6]:port" */
     int role;         /* enum cons_role */
 };
 
@@ -59,7 +59,7 @@ struct cons_fsm {
 
 struct cons_config {
     uint64_t id;           /* > 0 */
-    const char *address;   /* this node's Raft address, "a.b.c.d:port" */
+    const char *address;   /* this node's Raft address, "a.b.c.d:port" or "[v6]:port" */
     const char *data_dir;  /* created if missing; private to this node */
     /* Initial configuration, used only to bootstrap an empty data dir.
      * NULL/0 = a one-member cluster of this node. */
@@ -83,6 +83,17 @@ struct cons_config {
      * (cons_status.start_error) instead of cons_start's return value. */
     unsigned start_delay_ms;
     size_t segment_size;          /* 0 = 4 MiB */
+    /* Raft transport security, exactly one of (README "Raft transport
+     * security"): psk_file, a cluster secret (>= 32 random bytes or their
+     * hex; mode 0600); ca_file + cert_file + key_file, a cluster CA and
+     * this node's certificate naming "nvmet-node-<id>"; insecure, plain
+     * TCP. Without any, cons_start fails. Every mode admits only members
+     * of the configuration and checks every frame before libraft. */
+    const char *psk_file;
+    const char *ca_file;
+    const char *cert_file;
+    const char *key_file;
+    bool insecure;
 };
 
 /* Start a node: init raft_uv in data_dir, bootstrap if the dir is empty,

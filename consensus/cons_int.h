@@ -111,6 +111,11 @@ struct cons_node {
     bool check_change;
     uint64_t contact_at; /* uv_now() when a leader was last heard */
 
+    /* The ids of the last committed configuration seen (the transport
+     * admits these and the current configuration's). */
+    uint64_t* committed_ids;
+    size_t n_committed;
+
     /* Shutdown. */
     bool closing;
     bool raft_down;
@@ -119,12 +124,10 @@ struct cons_node {
     void* close_arg;
 };
 
-struct sockaddr_in;
-
 /* cons.c */
 int cons_err(int raft_rv);
-/* IPv4 "a.b.c.d:port", what libraft 0.15's transport parses. 0 or -EINVAL. */
-int cons_parse_ipv4(const char* address, struct sockaddr_in* sa);
+/* A Raft address: "a.b.c.d:port" or "[v6]:port". */
+bool cons_address_ok(const char* address);
 bool cons_is_ready(const struct cons_node* n);
 void cons_check_change(struct cons_node* n);
 void cons_log(const struct cons_node* n, const char* fmt, ...)

@@ -1,9 +1,7 @@
 /* consensus: membership changes and leadership transfer (leader only, one
  * change at a time; callbacks run from the idle handle, never inside
  * cons_add & co). */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdlib.h>
 
 #include "cons_int.h"
@@ -56,8 +54,7 @@ int cons_add(struct cons_node* n, uint64_t id, const char* address, cons_cb cb, 
     if (rv < 0) {
         return rv;
     }
-    struct sockaddr_in sa;
-    if (id == 0 || cons_parse_ipv4(address, &sa) < 0) {
+    if (id == 0 || !cons_address_ok(address)) {
         return -EINVAL;
     }
     struct cons_chg* c = chg_new(n, cb, arg);

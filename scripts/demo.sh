@@ -25,6 +25,9 @@ rm -rf "$RUN"
 mkdir -p "$RUN"
 head -c 24 /dev/urandom | base64 > "$RUN/api.key"
 chmod 600 "$RUN/api.key"
+# The cluster secret that authenticates and encrypts Raft between the nodes
+# (TLS 1.3 PSK; README "Raft transport security").
+(umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$RUN/raft.psk")
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo $((20000 + RANDOM % 20000)); }
 
 declare -a PIDS RAFT RPC
@@ -52,6 +55,7 @@ for i in $(seq 1 "$NODES"); do
     CLUSTER=()
     [ "$NODES" -gt 1 ] && CLUSTER=(--cluster "$LIST")
     "$NVMETD" --id "$i" --data-dir "$N/data" --raft "127.0.0.1:${RAFT[$i]}" \
+        --raft-psk-file "$RUN/raft.psk" \
         --rpc "127.0.0.1:${RPC[$i]}" --api-key-file "$RUN/api.key" --socket "$N/nvmetd.sock" \
         --configfs "$N/configfs" --device-root "$N/root" --debugfs "$N" "${CLUSTER[@]}" \
         2> "$N/nvmetd.log" &

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -76,6 +77,29 @@ static void mkdirs(const char *path)
     mkdir(buf, 0755);
 }
 
+void h_write_psk(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0) {
+        return; /* another node of this base made it */
+    }
+    unsigned char key[32];
+    char hex[66];
+    if (getrandom(key, sizeof key, 0) != (ssize_t)sizeof key) {
+        perror("getrandom");
+        abort();
+    }
+    for (size_t i = 0; i < sizeof key; i++) {
+        snprintf(hex + 2 * i, 3, "%02x", key[i]);
+    }
+    hex[64] = '\n';
+    if (write(fd, hex, 65) != 65) {
+        perror("write psk");
+        abort();
+    }
+    close(fd);
+}
+
 void h_node_init(struct h_node *n, const char *base, int id)
 {
     memset(n, 0, sizeof *n);
@@ -103,6 +127,8 @@ void h_node_init(struct h_node *n, const char *base, int id)
     FILE *f = fopen(n->keyfile, "w");
     fputs("test-key\n", f);
     fclose(f);
+    snprintf(n->psk, sizeof n->psk, "%s/raft.psk", base);
+    h_write_psk(n->psk);
     n->raft_port = h_free_port();
     n->rpc_port = h_free_port();
 }
@@ -125,8 +151,14 @@ int h_node_start(struct h_node *n, const char *const *extra)
                             "--raft",   raft,         "--rpc",     rpc,          "--api-key-file",
                             n->keyfile, "--socket",   n->sock,     "--configfs", n->configfs,
                             "--device-root", n->devroot, "--election-timeout", "300",
-                            "--debugfs", n->dir};
-    size_t argc = 21;
+                            "--debugfs", n->dir, "--raft-psk-file", n->psk};
+    size_t argc = 23;
+    for (size_t i = 0; extra != NULL && extra[i] != NULL && argc < 62; i++) {
+        /* extra chooses another Raft security mode: drop the PSK */
+        if (strcmp(extra[i], "--raft-insecure") == 0 || strcmp(extra[i], "--raft-cacert") == 0) {
+            argc = argc == 23 ? 21 : argc;
+        }
+    }
     for (size_t i = 0; extra != NULL && extra[i] != NULL && argc < 62; i++) {
         argv[argc++] = extra[i];
     }

@@ -21,6 +21,7 @@ struct h_node {
     char devroot[300];  /* --device-root */
     char log[300];      /* nvmetd's stderr */
     char keyfile[300];
+    char psk[300]; /* the cluster's Raft secret, shared by the nodes of a base */
     int raft_port, rpc_port;
 };
 
@@ -30,10 +31,15 @@ void h_rmrf(const char *path);
 int h_free_port(void);
 
 /* Paths and ports for node id under base; creates the dirs and the API key
- * file ("test-key"), and a block device node for zvol/tank/nvme/ns1 under
- * the device root. */
+ * file ("test-key"), a block device node for zvol/tank/nvme/ns1 under
+ * the device root, and (once per base) base/raft.psk, the Raft secret
+ * every node started by h_node_start uses (--raft-psk-file). */
 void h_node_init(struct h_node *n, const char *base, int id);
-/* Start nvmetd (extra: more argv entries, NULL-terminated, may be NULL) and
+/* A fresh Raft secret (64 hex digits, mode 0600) at path, unless the file
+ * exists. */
+void h_write_psk(const char *path);
+/* Start nvmetd (extra: more argv entries, NULL-terminated, may be NULL;
+ * with --raft-insecure or --raft-cacert in extra the node gets no PSK) and
  * wait until it answers core.ping and is the ready leader (single node) or
  * just answers (cluster). Returns 0 or -1 (the log is printed). */
 int h_node_start(struct h_node *n, const char *const *extra);

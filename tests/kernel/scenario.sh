@@ -78,8 +78,10 @@ else
     [ -b "$DEVROOT/dev/loop0" ] || mknod "$DEVROOT/dev/loop0" b 7 0
     HAVE_LOOP=${HAVE_LOOP:-1}
 fi
+# Raft's cluster secret (raw random bytes; the file must be private)
+(umask 077 && head -c 48 /dev/urandom > "$WORK/raft.psk")
 set -- --id 1 --data-dir "$WORK/data" --raft "${RAFT:-127.0.0.1:7001}" --socket "$WORK/nvmetd.sock" \
-    --configfs "$CFS" --sweep-interval 500 --election-timeout 300
+    --configfs "$CFS" --sweep-interval 500 --election-timeout 300 --raft-psk-file "$WORK/raft.psk"
 [ -n "$DEVROOT" ] && set -- "$@" --device-root "$DEVROOT"
 [ -n "${EMULATE:-}" ] && set -- "$@" --emulate-kernel "$EMULATE"
 "$NVMETD" "$@" 2> "$WORK/nvmetd.log" &

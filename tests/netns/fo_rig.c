@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <time.h>
@@ -223,8 +224,9 @@ int rig_start(struct rig *r, int i)
                       data,        "--raft",        raft,       "--rpc",
                       rpc,         "--socket",      n->sock,    "--configfs",
                       n->configfs, "--device-root", dev,        "--api-key-file",
-                      r->key,      "--cluster",     r->cluster, NULL};
-    int argc = 19;
+                      r->key,      "--cluster",     r->cluster, "--raft-psk-file",
+                      r->psk,      NULL};
+    int argc = 21;
     if (n->witness) {
         argv[argc++] = "--witness";
     }
@@ -325,6 +327,19 @@ int rig_up(struct rig *r, const struct rig_opts *o)
     if (k != NULL) {
         fputs("rig-key\n", k);
         fclose(k);
+    }
+    /* a fresh Raft secret per rig, private to root like a real one */
+    snprintf(r->psk, sizeof r->psk, "%s/raft.psk", r->base);
+    unsigned char secret[32];
+    int pfd = open(r->psk, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (pfd >= 0 && getrandom(secret, sizeof secret, 0) == (ssize_t)sizeof secret) {
+        for (size_t b = 0; b < sizeof secret; b++) {
+            dprintf(pfd, "%02x", secret[b]);
+        }
+        dprintf(pfd, "\n");
+    }
+    if (pfd >= 0) {
+        close(pfd);
     }
     size_t oc = 0, ou = 0;
     for (int i = 1; i <= r->nodes; i++) {

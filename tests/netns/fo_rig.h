@@ -45,6 +45,7 @@ struct rig {
     unsigned election_ms;
     char base[128]; /* temp dir */
     char key[300];  /* API key file */
+    char psk[300];  /* the Raft secret of the rig's nodes (--raft-psk-file) */
     char cluster[512];
     char urls[256]; /* every node's RPC address, for nvmetctl --url */
     struct rig_node node[LAB_MAX_NODES + 1];

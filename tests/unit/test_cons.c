@@ -172,6 +172,7 @@ struct tctx {
     uv_loop_t loop;
     uv_timer_t tick;
     char root[64];
+    char psk[96]; /* root/raft.psk: every node of the test uses it */
 };
 
 static void tick_cb(uv_timer_t* t)
@@ -188,6 +189,12 @@ static struct tctx* ctx_new(void)
     uv_timer_start(&c->tick, tick_cb, 10, 10); /* the loop never blocks long */
     snprintf(c->root, sizeof c->root, "/tmp/test_cons.XXXXXX");
     assert_non_null(mkdtemp(c->root));
+    snprintf(c->psk, sizeof c->psk, "%s/raft.psk", c->root);
+    int fd = open(c->psk, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n", 65),
+                     65);
+    close(fd);
     return c;
 }
 
@@ -301,6 +308,9 @@ static int tnode_start(struct tnode* t,
     cc.data_dir = t->dir;
     cc.peers = peers;
     cc.n_peers = n_peers;
+    if (!cc.insecure && cc.psk_file == NULL && cc.ca_file == NULL) {
+        cc.psk_file = t->c->psk; /* the real transport: TLS with the test's secret */
+    }
     struct cons_fsm f = {.apply = t_apply,
                          .free_result = t_free_result,
                          .snapshot = t_snapshot,
