@@ -202,7 +202,7 @@ struct nv *sm__model(const char *prefix, const struct sm_field *f, const struct 
     if (!sm__is_model(prefix, in, err)) {
         return NULL;
     }
-    size_t before = err->n;
+    size_t before = nv_err_count(err);
     struct nv *out = nv_map();
     char attr[256];
     for (size_t i = 0; f[i].name != NULL; i++) {
@@ -230,7 +230,7 @@ struct nv *sm__model(const char *prefix, const struct sm_field *f, const struct 
             nv_err_add(err, attr, EINVAL, "Extra inputs are not permitted");
         }
     }
-    if (err->n != before) {
+    if (nv_err_count(err) != before) {
         nv_free(out);
         return NULL;
     }
