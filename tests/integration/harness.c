@@ -103,6 +103,7 @@ void h_node_init(struct h_node *n, const char *base, int id)
     FILE *f = fopen(n->keyfile, "w");
     fputs("test-key\n", f);
     fclose(f);
+    chmod(n->keyfile, 0600); /* nvmetd refuses a key file others can read */
     n->raft_port = h_free_port();
     n->rpc_port = h_free_port();
 }

@@ -325,6 +325,7 @@ int rig_up(struct rig *r, const struct rig_opts *o)
     if (k != NULL) {
         fputs("rig-key\n", k);
         fclose(k);
+        chmod(r->key, 0600); /* nvmetd refuses a key file others can read */
     }
     size_t oc = 0, ou = 0;
     for (int i = 1; i <= r->nodes; i++) {
