@@ -23,11 +23,13 @@
 
 #define MAX_DEPTH 64
 #define MAX_LIMIT 10000
-/* Work bounds: every condition is evaluated against every entry, and a
- * pattern is compiled on the server's only event loop (a 4 MiB pattern
- * took seconds). Real queries use a handful of short ones. */
-#define MAX_CONDS 1000
+/* Work bounds: every condition (and every value of an "in" list) is
+ * evaluated against every entry, a pattern is compiled, on the server's
+ * only event loop (a 4 MiB pattern took seconds). Real queries use a
+ * handful of short ones. */
+#define MAX_CONDS 2000 /* conditions plus the values of their lists */
 #define MAX_RE_LEN 1024
+#define MAX_FIELDS 1000 /* of order_by and select */
 
 enum op {
     OP_EQ,
@@ -219,10 +221,11 @@ static int compile_cond(const struct nv *f, struct cond *c, int depth, struct nv
  * it runs out. Shapes are checked later by compile_cond. */
 static int count_conds(const struct nv *f, int depth, size_t *budget)
 {
-    if (*budget == 0) {
+    size_t cost = 1 + (nv_is(nv_at(f, 2), NV_ARR) ? nv_len(nv_at(f, 2)) : 0);
+    if (*budget < cost) {
         return -1;
     }
-    (*budget)--;
+    *budget -= cost;
     const struct nv *h = nv_at(f, 0);
     if (depth > MAX_DEPTH || !nv_is(f, NV_ARR) || nv_len(f) != 2 || !nv_is(h, NV_STR) ||
         strcmp(h->u.s.p, "OR") != 0) {
@@ -259,7 +262,8 @@ static int compile_filters(const struct nv *filters, struct cond *root, struct n
     size_t budget = MAX_CONDS;
     for (size_t i = 0; i < nv_len(filters); i++) {
         if (count_conds(nv_at(filters, i), 1, &budget) < 0) {
-            filter_error(err, "filter_list: more than %d conditions", MAX_CONDS);
+            filter_error(err, "filter_list: more than %d conditions and list values",
+                         MAX_CONDS);
             return -EINVAL;
         }
     }
@@ -470,6 +474,12 @@ static int parse_options(const struct nv *o, struct opts *out, struct nv_err *er
             } else {
                 out->offset = v->u.i;
             }
+        } else if ((strcmp(k, "order_by") == 0 || strcmp(k, "select") == 0) &&
+                   nv_len(v) > MAX_FIELDS && nv_is(v, NV_ARR)) {
+            char attr[64];
+            snprintf(attr, sizeof attr, "options.%s", k);
+            nv_err_add(err, attr, EINVAL, "List should have at most %d items, not %zu",
+                       MAX_FIELDS, nv_len(v));
         } else if (strcmp(k, "order_by") == 0) {
             if (!opt_type(v, NV_ARR, k, err)) {
                 continue;

@@ -366,7 +366,7 @@ static void call_free(struct rpc_call *call);
  * login's reply waiting, not too much output queued. */
 static void conn_set_reading(struct conn *c)
 {
-    bool want = !c->closing && !c->shutting && !c->held && !c->wq_full;
+    bool want = !c->closing && !c->shutting && !c->held && !c->decoding && !c->wq_full;
     if (want && !c->reading) {
         c->reading = uv_read_start(&c->h.stream, on_alloc, on_read) == 0;
     } else if (!want && c->reading) {
@@ -555,17 +555,28 @@ static void notification_dropped(struct conn *c, const char *method, const char 
                      method, why);
 }
 
+static void free_off_loop(uv_loop_t *loop, struct nv *v);
+
+static void release_params(struct rpc_server *s, struct nv *params, bool big)
+{
+    if (big) {
+        free_off_loop(s->loop, params);
+    } else {
+        nv_free(params);
+    }
+}
+
 /* Run method for a request (msgid) or a notification (notify: nothing is
  * sent back, errors included). params taken. */
 static void dispatch(struct conn *c, bool notify, int64_t msgid, const char *method,
-                     struct nv *params)
+                     struct nv *params, bool big)
 {
     struct rpc_server *s = c->srv;
     s->st.calls_total++;
     s->st.notifications += notify;
     const struct method *m = find_method(s, method);
     if (!c->authed && (m == NULL || !(m->flags & RPC_M_NOAUTH))) {
-        nv_free(params);
+        release_params(s, params, big);
         if (notify) {
             notification_dropped(c, method, "not authenticated");
             return;
@@ -575,12 +586,12 @@ static void dispatch(struct conn *c, bool notify, int64_t msgid, const char *met
     }
     if (notify && !c->authed) {
         /* a login needs its answer */
-        nv_free(params);
+        release_params(s, params, big);
         notification_dropped(c, method, "not authenticated");
         return;
     }
     if (m == NULL) {
-        nv_free(params);
+        release_params(s, params, big);
         if (notify) {
             notification_dropped(c, method, "no such method");
             return;
@@ -593,7 +604,7 @@ static void dispatch(struct conn *c, bool notify, int64_t msgid, const char *met
         return;
     }
     if (c->inflight >= s->max_inflight) {
-        nv_free(params);
+        release_params(s, params, big);
         if (notify) {
             notification_dropped(c, method, "too many calls in flight");
             return;
@@ -612,13 +623,14 @@ static void dispatch(struct conn *c, bool notify, int64_t msgid, const char *met
             free(call->method);
         }
         free(call);
-        nv_free(params);
+        release_params(s, params, big);
         if (!notify) {
             send_error_set(c, msgid, NV_E_CALL, ENOMEM, "[ENOMEM] out of memory");
         }
         return;
     }
     call->c = c;
+    call->big = big;
     call->noreply = notify;
     call->msgid = notify ? -1 : msgid;
     call->params = params;
@@ -628,15 +640,26 @@ static void dispatch(struct conn *c, bool notify, int64_t msgid, const char *met
     m->fn(call, call->params, m->ctx);
 }
 
-/* One complete message: a request [0, msgid, method, params] or a
- * notification [2, method, params]. */
-static void handle_message(struct conn *c, const char *p, size_t n)
+/* One complete message decoded: a request [0, msgid, method, params] or
+ * a notification [2, method, params]. Touches no connection or server
+ * state, so that a large message can be decoded off the loop. */
+struct parsed {
+    const char *why; /* not NULL: a malformed message (static text) */
+    bool notify;
+    int64_t msgid;
+    char method[256];
+    struct nv *params; /* NULL: params is not an array (a bad request) */
+};
+
+static void parse_message(const char *p, size_t n, struct parsed *out)
 {
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
     size_t off = 0;
     const char *why = NULL;
     bool notify = false;
+    memset(out, 0, sizeof *out);
+    out->msgid = -1;
     if (msgpack_unpack_next(&u, p, n, &off) != MSGPACK_UNPACK_SUCCESS || off != n) {
         why = "undecodable msgpack";
     } else if (u.data.type != MSGPACK_OBJECT_ARRAY || u.data.via.array.size < 1) {
@@ -653,12 +676,11 @@ static void handle_message(struct conn *c, const char *p, size_t n)
     }
     /* a notification is a request without the msgid: a[1] is the method */
     const msgpack_object *a = why == NULL ? u.data.via.array.ptr - notify : NULL;
-    int64_t msgid = -1;
     if (why == NULL && !notify) {
         if (a[1].type == MSGPACK_OBJECT_POSITIVE_INTEGER && a[1].via.u64 <= INT64_MAX) {
-            msgid = (int64_t)a[1].via.u64;
+            out->msgid = (int64_t)a[1].via.u64;
         } else if (a[1].type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-            msgid = a[1].via.i64;
+            out->msgid = a[1].via.i64;
         } else {
             why = "msgid is not an integer";
         }
@@ -668,27 +690,173 @@ static void handle_message(struct conn *c, const char *p, size_t n)
          memchr(a[2].via.str.ptr, '\0', a[2].via.str.size) != NULL)) {
         why = "method is not a name";
     }
-    if (why != NULL) {
-        msgpack_unpacked_destroy(&u);
-        bad_frame(c, why);
+    out->why = why;
+    out->notify = notify;
+    if (why == NULL) {
+        memcpy(out->method, a[2].via.str.ptr, a[2].via.str.size);
+        out->method[a[2].via.str.size] = '\0';
+        out->params = a[3].type == MSGPACK_OBJECT_ARRAY ? nv_from_msgpack(&a[3]) : NULL;
+    }
+    msgpack_unpacked_destroy(&u);
+}
+
+/* Act on a decoded message (params taken). big: it came from a large
+ * frame, its params are freed off the loop. */
+static void deliver(struct conn *c, struct parsed *m, bool big)
+{
+    if (m->why != NULL) {
+        nv_free(m->params);
+        bad_frame(c, m->why);
         return;
     }
-    char method[256];
-    memcpy(method, a[2].via.str.ptr, a[2].via.str.size);
-    method[a[2].via.str.size] = '\0';
-    struct nv *params = a[3].type == MSGPACK_OBJECT_ARRAY ? nv_from_msgpack(&a[3]) : NULL;
-    msgpack_unpacked_destroy(&u);
-    if (params == NULL) {
+    if (m->params == NULL) {
         c->srv->st.calls_total++;
-        if (notify) {
-            notification_dropped(c, method, "params is not an array");
+        if (m->notify) {
+            notification_dropped(c, m->method, "params is not an array");
             return;
         }
-        send_error_set(c, msgid, NV_E_BAD_REQUEST, EINVAL,
+        send_error_set(c, m->msgid, NV_E_BAD_REQUEST, EINVAL,
                        "params must be an array of positional arguments (with string map keys)");
         return;
     }
-    dispatch(c, notify, msgid, method, params);
+    dispatch(c, m->notify, m->msgid, m->method, m->params, big);
+}
+
+/* ---- large frames, decoded and freed off the loop ----
+ * Decoding a message of millions of small objects (4 MiB of nested
+ * one-element arrays is 4M of them), and freeing them, takes hundreds of
+ * milliseconds; on the loop that would stall every client of the node.
+ * A frame of BIG_FRAME bytes or more is copied and decoded in the thread
+ * pool while its connection is held (nothing behind it is handled; the
+ * order of calls is kept), at most BIG_JOBS at a time (the pool also
+ * serves the Raft log's file operations); its params are freed there
+ * too. */
+#define BIG_FRAME (64u << 10)
+#define BIG_JOBS 2u
+
+struct decode_job {
+    uv_work_t req;
+    struct conn *c;
+    char *bytes;
+    size_t n;
+    struct parsed m;
+    struct decode_job *next; /* waiting for a pool slot */
+};
+
+static void process(struct conn *c);
+
+static void decode_work(uv_work_t *req)
+{
+    struct decode_job *j = req->data;
+    parse_message(j->bytes, j->n, &j->m);
+    free(j->bytes);
+    j->bytes = NULL;
+}
+
+static void free_work(uv_work_t *req)
+{
+    nv_free(req->data);
+}
+
+static void free_done(uv_work_t *req, int status)
+{
+    (void)status;
+    free(req);
+}
+
+/* Free a large value in the thread pool (inline without a loop or memory). */
+static void free_off_loop(uv_loop_t *loop, struct nv *v)
+{
+    uv_work_t *req = loop != NULL && v != NULL ? malloc(sizeof *req) : NULL;
+    if (req != NULL) {
+        req->data = v;
+        if (uv_queue_work(loop, req, free_work, free_done) == 0) {
+            return;
+        }
+        free(req);
+    }
+    nv_free(v);
+}
+
+static void decode_done(uv_work_t *req, int status);
+
+static void decode_start(struct rpc_server *s, struct decode_job *j)
+{
+    s->big_jobs++;
+    j->req.data = j;
+    if (uv_queue_work(s->loop, &j->req, decode_work, decode_done) < 0) {
+        /* cannot happen with a valid loop; finish as undecodable */
+        j->m.why = "undecodable msgpack";
+        free(j->bytes);
+        j->bytes = NULL;
+        decode_done(&j->req, 0);
+    }
+}
+
+static void decode_done(uv_work_t *req, int status)
+{
+    (void)status;
+    struct decode_job *j = req->data;
+    struct conn *c = j->c;
+    struct rpc_server *s = c->srv;
+    if (s != NULL) {
+        s->big_jobs--;
+        struct decode_job *next = s->decode_wait;
+        if (next != NULL) {
+            s->decode_wait = next->next;
+            decode_start(s, next);
+        }
+    }
+    c->decoding = false;
+    if (s == NULL || c->closing) {
+        free_off_loop(s != NULL ? s->loop : NULL, j->m.params);
+    } else {
+        deliver(c, &j->m, true);
+        conn_set_reading(c);
+        process(c);
+    }
+    free(j);
+    conn_unref(c);
+}
+
+/* Hand the message at msg (n >= BIG_FRAME bytes) to the thread pool. */
+static void decode_off_loop(struct conn *c, const char *msg, size_t n)
+{
+    struct rpc_server *s = c->srv;
+    struct decode_job *j = calloc(1, sizeof *j);
+    char *bytes = j != NULL ? malloc(n) : NULL;
+    if (bytes == NULL) {
+        free(j);
+        conn_close(c, "out of memory");
+        return;
+    }
+    memcpy(bytes, msg, n);
+    j->c = c;
+    j->bytes = bytes;
+    j->n = n;
+    conn_ref(c);
+    c->decoding = true;
+    conn_set_reading(c);
+    if (s->big_jobs >= BIG_JOBS) {
+        struct decode_job **tail = &s->decode_wait;
+        while (*tail != NULL) {
+            tail = &(*tail)->next;
+        }
+        *tail = j;
+        return;
+    }
+    decode_start(s, j);
+}
+
+static void handle_message(struct conn *c, const char *p, size_t n)
+{
+    if (n >= BIG_FRAME) {
+        decode_off_loop(c, p, n);
+        return;
+    }
+    struct parsed m;
+    parse_message(p, n, &m);
+    deliver(c, &m, false);
 }
 
 /* Handle the complete messages buffered, in order, until the connection
@@ -698,7 +866,7 @@ static void process(struct conn *c)
     /* before a TCP login nothing larger than a login is accepted */
     size_t max = c->kind == CK_UNAUTH && c->srv->max_frame > UNAUTH_MAX_FRAME ? UNAUTH_MAX_FRAME
                                                                              : c->srv->max_frame;
-    while (!c->closing && !c->shutting && !c->held && c->off < c->len) {
+    while (!c->closing && !c->shutting && !c->held && !c->decoding && c->off < c->len) {
         const char *why = NULL;
         int r =
             srv__frame_scan(&c->sc, (const uint8_t *)c->buf + c->off, c->len - c->off, max, &why);
@@ -1027,7 +1195,11 @@ static void call_free(struct rpc_call *call)
     if (c->srv != NULL) {
         c->srv->st.calls_inflight--;
     }
-    nv_free(call->params);
+    if (call->big) {
+        free_off_loop(c->srv != NULL ? c->srv->loop : NULL, call->params);
+    } else {
+        nv_free(call->params);
+    }
     free(call->method);
     free(call->client_id);
     free(call);

@@ -106,6 +106,7 @@ struct conn {
     uv_timer_t hold_timer;  /* TCP only: a failed login's delayed reply */
     uv_shutdown_t shut;
     bool is_tcp, authed, closing, counted, wq_full, reading, shutting;
+    bool decoding; /* a large message is being decoded off the loop */
     enum conn_kind kind;
     /* A failed login's reply waits (held_call); no frame of the
      * connection is handled meanwhile, so pipelined logins wait too. */
@@ -131,6 +132,7 @@ struct conn {
 struct rpc_call {
     struct conn *c;
     bool noreply; /* a notification [2, method, params]: nothing is sent */
+    bool big;     /* params from a large frame: freed off the loop */
     int64_t msgid;
     char *method;
     char *client_id; /* the connection's id when the call arrived */
@@ -155,10 +157,14 @@ struct rpc_server {
     struct addr_rec **addrs;
     size_t n_addrs;
     struct ratelog log_refused, log_notify, log_key;
+    unsigned big_jobs;               /* large frames being decoded */
+    struct decode_job *decode_wait;  /* and waiting for the pool */
     struct rpc_server_stats st;
     void (*done)(void *arg);
     void *done_arg;
 };
+
+struct decode_job;
 
 struct wreq {
     uv_write_t req;
