@@ -7,9 +7,9 @@
  * connection; the longest ping round trip is the longest time the loop
  * was not serving. The test asserts a generous bound (1 s: a loaded
  * 2-core box must not fail it) and prints the measured values. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -180,8 +180,8 @@ static void *pinger_main(void *arg)
         msgpack_pack_array(&pk, 0);
         long t0 = now_ms();
         bool eof = false;
-        struct nv *m = send_all(fd, sb.data, sb.size, 60000) ? read_msg(fd, &rd, 120000, &eof)
-                                                              : NULL;
+        struct nv *m =
+            send_all(fd, sb.data, sb.size, 60000) ? read_msg(fd, &rd, 120000, &eof) : NULL;
         msgpack_sbuffer_destroy(&sb);
         long rtt = now_ms() - t0;
         if (m == NULL) {
@@ -268,18 +268,12 @@ enum frame_kind {
 };
 
 static const char *const frame_names[F_NKINDS] = {
-    "query: options map, unknown keys",
-    "subsys.create: unknown keys",
-    "host.update: unknown keys",
-    "query: filter value map, unknown keys",
-    "query: many valid filters",
-    "query: 1M invalid filters (ints)",
-    "core.ping: 1M-element array",
-    "nesting at the depth limit, 4 MiB of chains",
-    "subsys.create: 4 MiB name",
-    "query: 4 MiB string in a filter",
-    "query: \"in\" a list of 1M ints",
-    "query: select of 300k fields",
+    "query: options map, unknown keys", "subsys.create: unknown keys",
+    "host.update: unknown keys",        "query: filter value map, unknown keys",
+    "query: many valid filters",        "query: 1M invalid filters (ints)",
+    "core.ping: 1M-element array",      "nesting at the depth limit, 4 MiB of chains",
+    "subsys.create: 4 MiB name",        "query: 4 MiB string in a filter",
+    "query: \"in\" a list of 1M ints",  "query: select of 300k fields",
 };
 
 /* keys: the number of unknown keys for the *_KEYS frames. */
@@ -289,128 +283,128 @@ static void build_frame(enum frame_kind k, uint32_t keys, msgpack_sbuffer *sb)
     msgpack_sbuffer_init(sb);
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
     switch (k) {
-    case F_QUERY_OPTIONS_KEYS:
-        pk_head(&pk, "nvmet.subsys.query", 2);
-        msgpack_pack_array(&pk, 0);
-        pk_unknown_keys(&pk, keys, NULL, NULL);
-        break;
-    case F_CREATE_KEYS:
-        pk_head(&pk, "nvmet.subsys.create", 1);
-        pk_unknown_keys(&pk, keys, "name", "nqn.2024-01.com.example:stall");
-        break;
-    case F_UPDATE_KEYS:
-        pk_head(&pk, "nvmet.host.update", 2);
-        msgpack_pack_int(&pk, 1);
-        pk_unknown_keys(&pk, keys, NULL, NULL);
-        break;
-    case F_QUERY_FILTER_KEYS:
-        pk_head(&pk, "nvmet.subsys.query", 2);
-        msgpack_pack_array(&pk, 1);
-        msgpack_pack_array(&pk, 3);
-        pk_str(&pk, "name");
-        pk_str(&pk, "=");
-        pk_unknown_keys(&pk, keys, NULL, NULL);
-        msgpack_pack_map(&pk, 0);
-        break;
-    case F_QUERY_MANY_FILTERS: {
-        /* ["serial", "!=", "x"] is 14 bytes */
-        uint32_t n = (FRAME_MAX - 64) / 14;
-        pk_head(&pk, "nvmet.subsys.query", 2);
-        msgpack_pack_array(&pk, n);
-        for (uint32_t i = 0; i < n; i++) {
-            msgpack_pack_array(&pk, 3);
-            pk_str(&pk, "serial");
-            pk_str(&pk, "!=");
-            pk_str(&pk, "x");
-        }
-        msgpack_pack_map(&pk, 0);
-        break;
-    }
-    case F_QUERY_BAD_FILTERS:
-        pk_head(&pk, "nvmet.subsys.query", 2);
-        msgpack_pack_array(&pk, 1000000);
-        for (int i = 0; i < 1000000; i++) {
-            msgpack_pack_int(&pk, 0);
-        }
-        msgpack_pack_map(&pk, 0);
-        break;
-    case F_PING_1M_ARRAY:
-        pk_head(&pk, "core.ping", 1);
-        msgpack_pack_array(&pk, 1000000);
-        for (int i = 0; i < 1000000; i++) {
-            msgpack_pack_nil(&pk);
-        }
-        break;
-    case F_DEEP_CHAINS: {
-        /* [[c, c, ...]] where c is 27 nested one-element arrays around a
-         * nil: with the message array, params and the list that is depth
-         * 30, the limit. Each byte is one object: about 4M of them. */
-        uint32_t n = (FRAME_MAX - 64) / 28;
-        pk_head(&pk, "core.ping", 1);
-        msgpack_pack_array(&pk, n);
-        for (uint32_t i = 0; i < n; i++) {
-            for (int d = 0; d < 27; d++) {
-                msgpack_pack_array(&pk, 1);
-            }
-            msgpack_pack_nil(&pk);
-        }
-        break;
-    }
-    case F_CREATE_4M_STRING:
-    case F_QUERY_4M_STRING_FILTER: {
-        size_t n = FRAME_MAX - 128;
-        char *s = malloc(n);
-        memset(s, 'a', n);
-        if (k == F_CREATE_4M_STRING) {
+        case F_QUERY_OPTIONS_KEYS:
+            pk_head(&pk, "nvmet.subsys.query", 2);
+            msgpack_pack_array(&pk, 0);
+            pk_unknown_keys(&pk, keys, NULL, NULL);
+            break;
+        case F_CREATE_KEYS:
             pk_head(&pk, "nvmet.subsys.create", 1);
-            msgpack_pack_map(&pk, 1);
-            pk_str(&pk, "name");
-            msgpack_pack_str_with_body(&pk, s, n);
-        } else {
+            pk_unknown_keys(&pk, keys, "name", "nqn.2024-01.com.example:stall");
+            break;
+        case F_UPDATE_KEYS:
+            pk_head(&pk, "nvmet.host.update", 2);
+            msgpack_pack_int(&pk, 1);
+            pk_unknown_keys(&pk, keys, NULL, NULL);
+            break;
+        case F_QUERY_FILTER_KEYS:
             pk_head(&pk, "nvmet.subsys.query", 2);
             msgpack_pack_array(&pk, 1);
             msgpack_pack_array(&pk, 3);
             pk_str(&pk, "name");
-            pk_str(&pk, "~");
-            msgpack_pack_str_with_body(&pk, s, n);
+            pk_str(&pk, "=");
+            pk_unknown_keys(&pk, keys, NULL, NULL);
             msgpack_pack_map(&pk, 0);
+            break;
+        case F_QUERY_MANY_FILTERS: {
+            /* ["serial", "!=", "x"] is 14 bytes */
+            uint32_t n = (FRAME_MAX - 64) / 14;
+            pk_head(&pk, "nvmet.subsys.query", 2);
+            msgpack_pack_array(&pk, n);
+            for (uint32_t i = 0; i < n; i++) {
+                msgpack_pack_array(&pk, 3);
+                pk_str(&pk, "serial");
+                pk_str(&pk, "!=");
+                pk_str(&pk, "x");
+            }
+            msgpack_pack_map(&pk, 0);
+            break;
         }
-        free(s);
-        break;
-    }
-    case F_QUERY_IN_LIST:
-        pk_head(&pk, "nvmet.host.query", 2);
-        msgpack_pack_array(&pk, 1);
-        msgpack_pack_array(&pk, 3);
-        pk_str(&pk, "id");
-        pk_str(&pk, "in");
-        msgpack_pack_array(&pk, 1000000);
-        for (int i = 0; i < 1000000; i++) {
-            msgpack_pack_int(&pk, 2 + i % 100);
+        case F_QUERY_BAD_FILTERS:
+            pk_head(&pk, "nvmet.subsys.query", 2);
+            msgpack_pack_array(&pk, 1000000);
+            for (int i = 0; i < 1000000; i++) {
+                msgpack_pack_int(&pk, 0);
+            }
+            msgpack_pack_map(&pk, 0);
+            break;
+        case F_PING_1M_ARRAY:
+            pk_head(&pk, "core.ping", 1);
+            msgpack_pack_array(&pk, 1000000);
+            for (int i = 0; i < 1000000; i++) {
+                msgpack_pack_nil(&pk);
+            }
+            break;
+        case F_DEEP_CHAINS: {
+            /* [[c, c, ...]] where c is 27 nested one-element arrays around a
+             * nil: with the message array, params and the list that is depth
+             * 30, the limit. Each byte is one object: about 4M of them. */
+            uint32_t n = (FRAME_MAX - 64) / 28;
+            pk_head(&pk, "core.ping", 1);
+            msgpack_pack_array(&pk, n);
+            for (uint32_t i = 0; i < n; i++) {
+                for (int d = 0; d < 27; d++) {
+                    msgpack_pack_array(&pk, 1);
+                }
+                msgpack_pack_nil(&pk);
+            }
+            break;
         }
-        msgpack_pack_map(&pk, 0);
-        break;
-    case F_QUERY_SELECT_MANY:
-        pk_head(&pk, "nvmet.host.query", 2);
-        msgpack_pack_array(&pk, 0);
-        msgpack_pack_map(&pk, 1);
-        pk_str(&pk, "select");
-        msgpack_pack_array(&pk, 300000);
-        for (int i = 0; i < 300000; i++) {
-            pk_str(&pk, "hostnqn");
+        case F_CREATE_4M_STRING:
+        case F_QUERY_4M_STRING_FILTER: {
+            size_t n = FRAME_MAX - 128;
+            char *s = malloc(n);
+            memset(s, 'a', n);
+            if (k == F_CREATE_4M_STRING) {
+                pk_head(&pk, "nvmet.subsys.create", 1);
+                msgpack_pack_map(&pk, 1);
+                pk_str(&pk, "name");
+                msgpack_pack_str_with_body(&pk, s, n);
+            } else {
+                pk_head(&pk, "nvmet.subsys.query", 2);
+                msgpack_pack_array(&pk, 1);
+                msgpack_pack_array(&pk, 3);
+                pk_str(&pk, "name");
+                pk_str(&pk, "~");
+                msgpack_pack_str_with_body(&pk, s, n);
+                msgpack_pack_map(&pk, 0);
+            }
+            free(s);
+            break;
         }
-        break;
-    case F_NKINDS:
-        break;
+        case F_QUERY_IN_LIST:
+            pk_head(&pk, "nvmet.host.query", 2);
+            msgpack_pack_array(&pk, 1);
+            msgpack_pack_array(&pk, 3);
+            pk_str(&pk, "id");
+            pk_str(&pk, "in");
+            msgpack_pack_array(&pk, 1000000);
+            for (int i = 0; i < 1000000; i++) {
+                msgpack_pack_int(&pk, 2 + i % 100);
+            }
+            msgpack_pack_map(&pk, 0);
+            break;
+        case F_QUERY_SELECT_MANY:
+            pk_head(&pk, "nvmet.host.query", 2);
+            msgpack_pack_array(&pk, 0);
+            msgpack_pack_map(&pk, 1);
+            pk_str(&pk, "select");
+            msgpack_pack_array(&pk, 300000);
+            for (int i = 0; i < 300000; i++) {
+                pk_str(&pk, "hostnqn");
+            }
+            break;
+        case F_NKINDS:
+            break;
     }
 }
 
 struct stall {
     size_t bytes;
-    long reply_ms;   /* send finished -> reply (or close) */
-    long stall_ms;   /* the pinger's longest round trip */
-    bool replied;    /* a reply came (else the server closed) */
-    int64_t code;    /* the reply's error code, 0 = a result */
+    long reply_ms; /* send finished -> reply (or close) */
+    long stall_ms; /* the pinger's longest round trip */
+    bool replied;  /* a reply came (else the server closed) */
+    int64_t code;  /* the reply's error code, 0 = a result */
     size_t reason_len;
     size_t extra_len;
 };
@@ -447,10 +441,11 @@ static struct stall measure(const struct h_node *n, enum frame_kind k, uint32_t 
     r.stall_ms = p.max_rtt_ms;
     assert_int_equal(p.lost, 0);
     msgpack_sbuffer_destroy(&sb);
-    printf("# %-45s %8zu bytes: %s after %5ld ms (code %ld, reason %zu chars, %zu extra), "
-           "longest loop stall %ld ms\n",
-           frame_names[k], r.bytes, r.replied ? "reply" : "closed", r.reply_ms, (long)r.code,
-           r.reason_len, r.extra_len, r.stall_ms);
+    printf(
+        "# %-45s %8zu bytes: %s after %5ld ms (code %ld, reason %zu chars, %zu extra), "
+        "longest loop stall %ld ms\n",
+        frame_names[k], r.bytes, r.replied ? "reply" : "closed", r.reply_ms, (long)r.code,
+        r.reason_len, r.extra_len, r.stall_ms);
     return r;
 }
 
@@ -583,8 +578,10 @@ static void test_unauthenticated_flood(void **state)
     }
     long took;
     assert_int_equal(ctl_status(&f->n, true, &took), 0);
-    printf("# %d connections not logged in, busy (%d rounds of calls): nvmetctl --url served "
-           "in %ld ms", N, rounds, took);
+    printf(
+        "# %d connections not logged in, busy (%d rounds of calls): nvmetctl --url served "
+        "in %ld ms",
+        N, rounds, took);
     assert_int_equal(ctl_status(&f->n, false, &took), 0);
     printf(", nvmetctl --socket in %ld ms\n", took);
     msgpack_sbuffer_destroy(&sb);
@@ -594,11 +591,48 @@ static void test_unauthenticated_flood(void **state)
     }
 }
 
+/* D9: nvmetd refuses to start with a key file others can read (exit 1,
+ * the path and mode in its message), starts once it is 0600, and refuses
+ * TCP logins while the mode is loosened again. */
+static void test_key_file_mode(void **state)
+{
+    (void)state;
+    char base[256];
+    h_tmpdir(base, sizeof base);
+    struct h_node n;
+    h_node_init(&n, base, 1);
+    assert_int_equal(chmod(n.keyfile, 0644), 0);
+    fprintf(stderr, "(a start failure is expected here)\n");
+    assert_int_equal(h_node_start(&n, NULL), -1);
+    char *log = h_read(n.log);
+    assert_non_null(log);
+    assert_non_null(strstr(log, n.keyfile));
+    assert_non_null(strstr(log, "has mode 0644"));
+    free(log);
+    assert_int_equal(chmod(n.keyfile, 0600), 0);
+    assert_int_equal(h_node_start(&n, NULL), 0);
+    long took;
+    assert_int_equal(ctl_status(&n, true, &took), 0);
+    assert_int_equal(chmod(n.keyfile, 0604), 0);
+    assert_true(ctl_status(&n, true, &took) != 0);
+    assert_int_equal(ctl_status(&n, false, &took), 0); /* the unix socket needs no key */
+    assert_int_equal(chmod(n.keyfile, 0400), 0);
+    assert_int_equal(ctl_status(&n, true, &took), 0);
+    h_node_kill(&n, SIGTERM);
+    assert_int_equal(h_node_wait(&n), 0);
+    log = h_read(n.log);
+    assert_non_null(strstr(log, "login refused: API key file"));
+    assert_non_null(strstr(log, "has mode 0604"));
+    free(log);
+    h_rmrf(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_worst_frames_do_not_stall, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unauthenticated_flood, setup, teardown),
+        cmocka_unit_test(test_key_file_mode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -696,7 +696,14 @@ static void test_garbage_closes_connection(void **state)
     struct nv *m = raw_next(fd, &rd, 3000, &eof);
     assert_non_null(m);
     assert_int_equal(nv_at(m, 1)->u.i, 7);
-    assert_int_equal(nv_get_int(nv_at(m, 2), "code", 0), NV_E_BAD_REQUEST);
+    /* the same error shape as every other error */
+    const struct nv *err = nv_at(m, 2);
+    assert_int_equal(nv_get_int(err, "code", 0), NV_E_BAD_REQUEST);
+    assert_int_equal(nv_get_int(err, "error", 0), EINVAL);
+    assert_string_equal(nv_get_str(err, "errname"), "EINVAL");
+    assert_non_null(strstr(nv_get_str(err, "reason"), "params must be an array"));
+    assert_true(nv_get_is_nil(err, "extra"));
+    assert_int_equal(nv_len(err), 5);
     nv_free(m);
     m = raw_next(fd, &rd, 3000, &eof);
     assert_non_null(m);
