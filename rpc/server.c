@@ -361,6 +361,7 @@ static void conn_handle_closed(uv_handle_t *h)
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
 static void call_free(struct rpc_call *call);
+static void decode_cancel(struct conn *c);
 
 /* Read while nothing holds the connection: not closing, no failed
  * login's reply waiting, not too much output queued. */
@@ -386,6 +387,7 @@ static void conn_close(struct conn *c, const char *why)
         srv__log(c, "closing", why);
     }
     conn_uncount(c);
+    decode_cancel(c);
     if (c->held_call != NULL) {
         /* its reply goes nowhere now */
         struct rpc_call *call = c->held_call;
@@ -782,6 +784,7 @@ static void decode_done(uv_work_t *req, int status);
 
 static void decode_start(struct rpc_server *s, struct decode_job *j)
 {
+    j->c->queued_job = NULL;
     s->big_jobs++;
     j->req.data = j;
     if (uv_queue_work(s->loop, &j->req, decode_work, decode_done) < 0) {
@@ -843,14 +846,37 @@ static void decode_off_loop(struct conn *c, const char *msg, size_t n)
             tail = &(*tail)->next;
         }
         *tail = j;
+        c->queued_job = j;
         return;
     }
     decode_start(s, j);
 }
 
+/* A closing connection's frame still waiting for the pool is dropped
+ * (a running one finishes and is dropped in decode_done). */
+static void decode_cancel(struct conn *c)
+{
+    struct decode_job *j = c->queued_job;
+    if (j == NULL) {
+        return;
+    }
+    for (struct decode_job **p = &c->srv->decode_wait; *p != NULL; p = &(*p)->next) {
+        if (*p == j) {
+            *p = j->next;
+            break;
+        }
+    }
+    c->queued_job = NULL;
+    c->decoding = false;
+    free(j->bytes);
+    free(j);
+    conn_unref(c);
+}
+
 static void handle_message(struct conn *c, const char *p, size_t n)
 {
-    if (n >= BIG_FRAME) {
+    /* (before login frames are smaller: only logins are accepted) */
+    if (n >= BIG_FRAME && c->authed) {
         decode_off_loop(c, p, n);
         return;
     }

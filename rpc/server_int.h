@@ -107,6 +107,7 @@ struct conn {
     uv_shutdown_t shut;
     bool is_tcp, authed, closing, counted, wq_full, reading, shutting;
     bool decoding; /* a large message is being decoded off the loop */
+    struct decode_job *queued_job; /* ...or waits for a pool slot */
     enum conn_kind kind;
     /* A failed login's reply waits (held_call); no frame of the
      * connection is handled meanwhile, so pipelined logins wait too. */

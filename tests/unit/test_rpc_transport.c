@@ -1566,6 +1566,49 @@ static void test_socket_path(void **state)
     assert_int_equal(access(stale, F_OK), -1);
 }
 
+/* Large frames are decoded off the loop, two at a time: six connections
+ * each pipelining a 150 KB call and a small one are all answered, each in
+ * its order; connections that hang up with a large frame still queued or
+ * being decoded leave nothing behind (the sanitizer build checks). */
+static void test_large_frames(void **state)
+{
+    struct srv *sv = *state;
+    enum { N = 6 };
+    int fd[N + 3];
+    struct raw_reader *rd = calloc(N, sizeof *rd);
+    struct nv *big = args2(nv_strf("%0150000d", 7), NULL);
+    for (int i = 0; i < N + 3; i++) {
+        fd[i] = i % 2 ? raw_unix(sv) : raw_tcp(sv);
+        if (i % 2 == 0) {
+            struct raw_reader lrd = {0};
+            assert_true(login(fd[i], &lrd, KEY));
+        }
+    }
+    for (int i = 0; i < N + 3; i++) {
+        raw_request(fd[i], 1, "test.echo", nv_copy(big));
+        raw_request(fd[i], 2, "test.echo", args2(nv_int(i), NULL));
+    }
+    for (int i = N; i < N + 3; i++) {
+        close(fd[i]); /* gone while queued or decoding */
+    }
+    for (int i = 0; i < N; i++) {
+        bool eof;
+        struct nv *m = raw_next(fd[i], &rd[i], 10000, &eof);
+        assert_non_null(m);
+        assert_int_equal(nv_at(m, 1)->u.i, 1);
+        assert_true(nv_equal(nv_at(m, 3), big));
+        nv_free(m);
+        m = raw_next(fd[i], &rd[i], 10000, &eof);
+        assert_non_null(m);
+        assert_int_equal(nv_at(m, 1)->u.i, 2);
+        assert_int_equal(nv_at(nv_at(m, 3), 0)->u.i, i);
+        nv_free(m);
+        close(fd[i]);
+    }
+    nv_free(big);
+    free(rd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1587,6 +1630,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_prelogin_frame_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_file_mode, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_notifications, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_large_frames, setup, teardown),
         cmocka_unit_test_setup_teardown(test_notifications, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sync_timeout, setup, teardown),
         cmocka_unit_test(test_connect_refused),
