@@ -972,6 +972,34 @@ static void test_unix_budget(void **state)
     srv_stop(sv);
 }
 
+/* The logged-in budget: past max_conns a login is answered TOO_MANY and
+ * the connection closed; the unix socket is not affected. */
+static void test_auth_budget(void **state)
+{
+    (void)state;
+    struct rpc_server_config lim = {.max_conns = 1};
+    struct srv *sv = srv_start(&lim);
+    struct raw_reader rd = {0}, rd2 = {0};
+    int a = raw_tcp(sv);
+    assert_true(login(a, &rd, KEY));
+    int b = raw_tcp(sv);
+    bool eof;
+    raw_request(b, 1, "auth.login_with_api_key", args2(nv_str(KEY), NULL));
+    struct nv *m = raw_next(b, &rd2, 3000, &eof);
+    assert_non_null(m);
+    assert_int_equal(nv_get_int(nv_at(m, 2), "code", 0), NV_E_TOO_MANY);
+    assert_string_equal(nv_get_str(nv_at(m, 2), "errname"), "EAGAIN");
+    nv_free(m);
+    assert_true(raw_wait_eof(b, 3000));
+    close(b);
+    assert_true(answers(a, &rd, "test.whoami"));
+    int u = raw_unix(sv);
+    assert_true(answers(u, &rd2, "test.whoami"));
+    close(u);
+    close(a);
+    srv_stop(sv);
+}
+
 /* The login timeout is a deadline: an unauthenticated TCP connection that
  * keeps calling is closed on time all the same; logged-in and unix ones
  * stay. */
@@ -1624,6 +1652,7 @@ int main(void)
         cmocka_unit_test(test_small_frame_limit),
         cmocka_unit_test(test_max_inflight),
         cmocka_unit_test(test_unix_budget),
+        cmocka_unit_test(test_auth_budget),
         cmocka_unit_test(test_login_timeout),
         cmocka_unit_test(test_unauth_budget),
         cmocka_unit_test(test_login_backoff),
