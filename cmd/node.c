@@ -290,18 +290,19 @@ static const char *rn_leader_rpc(void *ctx)
 }
 
 /* The API key nodes use to log in to each other (the same key file as
- * clients'); NULL without one: followers then answer NOT_LEADER. */
+ * clients', read with the same checks: a key file others can read is
+ * refused); NULL without one: followers then answer NOT_LEADER. */
 static const char *rn_cluster_key(void *ctx)
 {
     struct node *n = ctx;
     if (n->cluster_key[0] == '\0' && n->cfg.api_key_file != NULL) {
-        FILE *f = fopen(n->cfg.api_key_file, "r");
-        if (f != NULL) {
-            if (fgets(n->cluster_key, sizeof n->cluster_key, f) == NULL) {
-                n->cluster_key[0] = '\0';
-            }
-            fclose(f);
-            n->cluster_key[strcspn(n->cluster_key, "\r\n")] = '\0';
+        char *key = NULL;
+        char msg[512];
+        if (rpc_key_file_read(n->cfg.api_key_file, &key, msg, sizeof msg) < 0) {
+            node_log(n, NODE_LOG_ERROR, "cluster key: %s", msg);
+        } else {
+            snprintf(n->cluster_key, sizeof n->cluster_key, "%s", key);
+            free(key);
         }
     }
     return n->cluster_key[0] != '\0' ? n->cluster_key : NULL;

@@ -155,16 +155,28 @@ struct nv *nv_copy(const struct nv *v)
         }
         return c;
     case NV_MAP:
+        /* the keys are unique already: appended without a lookup each */
         c = nv_map();
-        if (c == NULL) {
+        if (c == NULL || v->u.m.n == 0) {
+            return c;
+        }
+        c->u.m.kv = malloc(v->u.m.n * sizeof *c->u.m.kv);
+        if (c->u.m.kv == NULL) {
+            nv_free(c);
             return NULL;
         }
+        c->u.m.cap = v->u.m.n;
         for (size_t i = 0; i < v->u.m.n; i++) {
-            struct nv *e = nv_copy(v->u.m.kv[i].v);
-            if (e == NULL || nv_set(c, v->u.m.kv[i].k, e) != 0) {
+            char *k = strdup(v->u.m.kv[i].k);
+            struct nv *e = k != NULL ? nv_copy(v->u.m.kv[i].v) : NULL;
+            if (e == NULL) {
+                free(k);
                 nv_free(c);
                 return NULL;
             }
+            c->u.m.kv[i].k = k;
+            c->u.m.kv[i].v = e;
+            c->u.m.n++;
         }
         return c;
     }
@@ -437,6 +449,8 @@ int nv_encode(const struct nv *v, char **buf, size_t *len)
     return 0;
 }
 
+static struct nv *map_from_msgpack(const msgpack_object *o);
+
 struct nv *nv_from_msgpack(const struct msgpack_object *o)
 {
     struct nv *c;
@@ -472,34 +486,111 @@ struct nv *nv_from_msgpack(const struct msgpack_object *o)
         }
         return c;
     case MSGPACK_OBJECT_MAP:
-        c = nv_map();
-        for (uint32_t i = 0; c != NULL && i < o->via.map.size; i++) {
-            const msgpack_object *k = &o->via.map.ptr[i].key;
-            char kbuf[64];
-            char *key;
-            if (k->type == MSGPACK_OBJECT_STR) {
-                key = strndup(k->via.str.ptr, k->via.str.size);
-            } else if (k->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-                snprintf(kbuf, sizeof kbuf, "%" PRIu64, k->via.u64);
-                key = strdup(kbuf);
-            } else if (k->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-                snprintf(kbuf, sizeof kbuf, "%" PRId64, k->via.i64);
-                key = strdup(kbuf);
-            } else {
-                /* keys of other types cannot be represented: reject */
-                nv_free(c);
-                return NULL;
-            }
-            struct nv *e = key == NULL ? NULL : nv_from_msgpack(&o->via.map.ptr[i].val);
-            if (e == NULL || nv_set(c, key, e) != 0) {
-                nv_free(c);
-                c = NULL;
-            }
-            free(key);
-        }
-        return c;
+        return map_from_msgpack(o);
     }
     return NULL;
+}
+
+/* A key of a msgpack map as a string (ints print in decimal), NULL when
+ * it cannot be represented (or out of memory). */
+static char *map_key(const msgpack_object *k)
+{
+    char kbuf[64];
+    if (k->type == MSGPACK_OBJECT_STR) {
+        return strndup(k->via.str.ptr, k->via.str.size);
+    }
+    if (k->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        snprintf(kbuf, sizeof kbuf, "%" PRIu64, k->via.u64);
+        return strdup(kbuf);
+    }
+    if (k->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+        snprintf(kbuf, sizeof kbuf, "%" PRId64, k->via.i64);
+        return strdup(kbuf);
+    }
+    return NULL;
+}
+
+static int kv_cmp(const void *a, const void *b)
+{
+    const struct nv_kv *x = *(const struct nv_kv *const *)a, *y = *(const struct nv_kv *const *)b;
+    int c = strcmp(x->k, y->k);
+    /* equal keys: by position, so the first one leads its run */
+    return c != 0 ? c : (x < y ? -1 : x > y);
+}
+
+/* Duplicate keys in a decoded map: the first position keeps the last
+ * value, as nv_set does. Found by sorting pointers (n log n): a map of
+ * 100,000+ keys from a client must not cost n^2 key compares. */
+static int map_dedup(struct nv *m)
+{
+    size_t n = m->u.m.n;
+    struct nv_kv **ix = malloc(n * sizeof *ix);
+    if (ix == NULL) {
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ix[i] = &m->u.m.kv[i];
+    }
+    qsort(ix, n, sizeof *ix, kv_cmp);
+    bool dups = false;
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && strcmp(ix[j]->k, ix[i]->k) == 0) {
+            /* the later duplicate's value moves to the first position */
+            nv_free(ix[i]->v);
+            ix[i]->v = ix[j]->v;
+            ix[j]->v = NULL;
+            free(ix[j]->k);
+            ix[j]->k = NULL;
+            dups = true;
+            j++;
+        }
+        i = j;
+    }
+    free(ix);
+    if (dups) {
+        size_t w = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (m->u.m.kv[i].k != NULL) {
+                m->u.m.kv[w++] = m->u.m.kv[i];
+            }
+        }
+        m->u.m.n = w;
+    }
+    return 0;
+}
+
+static struct nv *map_from_msgpack(const msgpack_object *o)
+{
+    uint32_t n = o->via.map.size;
+    struct nv *c = nv_map();
+    if (c == NULL || n == 0) {
+        return c;
+    }
+    c->u.m.kv = malloc(n * sizeof *c->u.m.kv);
+    if (c->u.m.kv == NULL) {
+        nv_free(c);
+        return NULL;
+    }
+    c->u.m.cap = n;
+    for (uint32_t i = 0; i < n; i++) {
+        char *key = map_key(&o->via.map.ptr[i].key);
+        struct nv *e = key == NULL ? NULL : nv_from_msgpack(&o->via.map.ptr[i].val);
+        if (e == NULL) {
+            /* keys of other types cannot be represented: reject */
+            free(key);
+            nv_free(c);
+            return NULL;
+        }
+        c->u.m.kv[i].k = key;
+        c->u.m.kv[i].v = e;
+        c->u.m.n++;
+    }
+    if (map_dedup(c) < 0) {
+        nv_free(c);
+        return NULL;
+    }
+    return c;
 }
 
 struct nv *nv_decode(const void *buf, size_t len, size_t *used)

@@ -83,13 +83,23 @@ static char *vfmt(const char *fmt, va_list ap)
     return p;
 }
 
-static void add_item(struct nv_err *e, const char *attr, int errnum, char *msg)
+/* Keep the item when there is room (below limit), else only count it
+ * (msg taken). Copies of an error, also one received from another node,
+ * may hold one item more: a remote's own "... and K more" item. */
+#define COPY_LIMIT (NV_ERR_MAX_ITEMS + 1)
+static void add_item_max(struct nv_err *e, size_t limit, const char *attr, int errnum, char *msg)
 {
+    if (e->n >= limit) {
+        free(msg);
+        e->more++;
+        return;
+    }
     if (e->n == e->cap) {
         size_t cap = e->cap ? e->cap * 2 : 4;
         struct nv_err_item *it = realloc(e->items, cap * sizeof *it);
         if (it == NULL) {
             free(msg);
+            e->more++;
             return;
         }
         e->items = it;
@@ -101,17 +111,42 @@ static void add_item(struct nv_err *e, const char *attr, int errnum, char *msg)
     e->n++;
 }
 
+static void add_item(struct nv_err *e, const char *attr, int errnum, char *msg)
+{
+    add_item_max(e, NV_ERR_MAX_ITEMS, attr, errnum, msg);
+}
+
 void nv_err_add(struct nv_err *e, const char *attr, int errnum, const char *fmt, ...)
 {
+    e->code = NV_E_INVALID_PARAMS;
+    e->errnum = EINVAL;
+    free(e->reason);
+    e->reason = NULL; /* rebuilt from the items by nv_err_reason */
+    if (e->n >= NV_ERR_MAX_ITEMS) {
+        e->more++; /* not even formatted: it would be dropped */
+        return;
+    }
     va_list ap;
     va_start(ap, fmt);
     char *msg = vfmt(fmt, ap);
     va_end(ap);
-    e->code = NV_E_INVALID_PARAMS;
-    e->errnum = EINVAL;
     add_item(e, attr, errnum, msg);
-    free(e->reason);
-    e->reason = NULL; /* rebuilt from the items by nv_err_reason */
+}
+
+size_t nv_err_count(const struct nv_err *e) { return e->n + e->more; }
+
+void nv_err_merge(struct nv_err *dst, const struct nv_err *src)
+{
+    for (size_t i = 0; i < src->n; i++) {
+        nv_err_add(dst, src->items[i].attr, src->items[i].errnum, "%s", src->items[i].msg);
+    }
+    if (src->more > 0) {
+        if (dst->n == 0) {
+            dst->code = NV_E_INVALID_PARAMS;
+            dst->errnum = EINVAL;
+        }
+        dst->more += src->more;
+    }
 }
 
 void nv_err_call(struct nv_err *e, int errnum, const char *fmt, ...)
@@ -176,25 +211,48 @@ void nv_err_copy(struct nv_err *dst, const struct nv_err *src)
     dst->reason = src->reason ? strdup(src->reason) : NULL;
     dst->leader = src->leader ? strdup(src->leader) : NULL;
     for (size_t i = 0; i < src->n; i++) {
-        add_item(dst, src->items[i].attr, src->items[i].errnum, strdup(src->items[i].msg));
+        add_item_max(dst, COPY_LIMIT, src->items[i].attr, src->items[i].errnum,
+                     strdup(src->items[i].msg));
     }
+    dst->more += src->more;
 }
 
+static void more_text(char *buf, size_t len, size_t more)
+{
+    snprintf(buf, len, "... and %zu more error%s", more, more == 1 ? "" : "s");
+}
+
+/* Linear: one pass to size the text, one to write it (never a copy of
+ * the text so far per item). */
 char *nv_err_reason(const struct nv_err *e)
 {
-    if (e->reason != NULL || e->n == 0) {
+    if (e->reason != NULL || (e->n == 0 && e->more == 0)) {
         return strdup(e->reason != NULL ? e->reason : nv_err_kind_text(e->code));
     }
-    char *out = strdup("");
-    for (size_t i = 0; out != NULL && i < e->n; i++) {
-        char *p = NULL;
+    char more[64] = "";
+    if (e->more > 0) {
+        more_text(more, sizeof more, e->more);
+    }
+    size_t len = strlen(more) + 2;
+    for (size_t i = 0; i < e->n; i++) {
         const char *attr = e->items[i].attr != NULL ? e->items[i].attr : "None";
-        if (asprintf(&p, "%s[%s] %s: %s\n", out, nv_errname(e->items[i].errnum), attr,
-                     e->items[i].msg) < 0) {
-            p = NULL;
-        }
-        free(out);
-        out = p;
+        len += strlen(nv_errname(e->items[i].errnum)) + strlen(attr) + strlen(e->items[i].msg) + 6;
+    }
+    char *out = malloc(len);
+    if (out == NULL) {
+        return NULL;
+    }
+    size_t at = 0;
+    for (size_t i = 0; i < e->n; i++) {
+        const char *attr = e->items[i].attr != NULL ? e->items[i].attr : "None";
+        int w = snprintf(out + at, len - at, "[%s] %s: %s\n", nv_errname(e->items[i].errnum), attr,
+                         e->items[i].msg);
+        at += w > 0 ? (size_t)w : 0;
+    }
+    if (more[0] != '\0') {
+        snprintf(out + at, len - at, "%s\n", more);
+    } else {
+        out[at] = '\0';
     }
     return out;
 }
@@ -211,7 +269,7 @@ struct nv *nv_err_to_nv(const struct nv_err *e)
     nv_set_str(m, "errname", nv_errname(e->errnum));
     nv_set_str(m, "reason", reason);
     free(reason);
-    if (e->n == 0) {
+    if (e->n == 0 && e->more == 0) {
         nv_set_nil(m, "extra");
     } else {
         struct nv *extra = nv_arr();
@@ -220,6 +278,16 @@ struct nv *nv_err_to_nv(const struct nv_err *e)
             nv_push(t, nv_str(e->items[i].attr));
             nv_push(t, nv_str(e->items[i].msg));
             nv_push(t, nv_int(e->items[i].errnum));
+            nv_push(extra, t);
+        }
+        if (extra != NULL && e->more > 0) {
+            /* the dropped ones, as one last item with no attribute */
+            char more[64];
+            more_text(more, sizeof more, e->more);
+            struct nv *t = nv_arr();
+            nv_push(t, nv_nil());
+            nv_push(t, nv_str(more));
+            nv_push(t, nv_int(EINVAL));
             nv_push(extra, t);
         }
         nv_set(m, "extra", extra != NULL ? extra : nv_nil());
@@ -248,7 +316,7 @@ int nv_err_from_nv(struct nv_err *e, const struct nv *v)
             continue;
         }
         struct nv *a = nv_at(t, 0), *msg = nv_at(t, 1), *en = nv_at(t, 2);
-        add_item(e, nv_is(a, NV_STR) ? a->u.s.p : NULL, nv_is(en, NV_INT) ? (int)en->u.i : EINVAL,
+        add_item_max(e, COPY_LIMIT, nv_is(a, NV_STR) ? a->u.s.p : NULL, nv_is(en, NV_INT) ? (int)en->u.i : EINVAL,
                  strdup(nv_is(msg, NV_STR) ? msg->u.s.p : ""));
     }
     e->reason = r ? strdup(r) : NULL;

@@ -1,6 +1,11 @@
-/* nv_err: the one error shape of the product (DESIGN.md "RPC", API.md
- * "Errors over msgpack-rpc"): a kind (RPC code), an errno with its name, a
- * reason, and validation items [attribute, message, errno].
+/* nv_err: the one error shape of the product (the README's "Errors"): a
+ * kind (RPC code), an errno with its name, a reason, and validation items
+ * [attribute, message, errno].
+ *
+ * A report holds at most NV_ERR_MAX_ITEMS items: the ones past it are only
+ * counted, and rendered as one last "... and K more errors" item. A client
+ * that sends a map of 100,000 unknown keys gets a short answer, built in
+ * linear time, instead of a multi-megabyte one that blocks the server.
  *
  * Internally functions return 0 or a negative errno and fill a caller's
  * struct nv_err for anything a client should read. */
@@ -50,12 +55,15 @@ struct nv_err_item {
     int errnum;
 };
 
+#define NV_ERR_MAX_ITEMS 20
+
 struct nv_err {
     int code;     /* enum nv_err_kind; NV_E_NONE when no error */
     int errnum;   /* e.g. EINVAL */
     char *reason; /* owned */
     struct nv_err_item *items;
     size_t n, cap;
+    size_t more;  /* items added past NV_ERR_MAX_ITEMS (counted, not kept) */
     char *leader; /* NOT_LEADER: the leader's RPC address, or NULL */
 };
 
@@ -77,6 +85,10 @@ void nv_err_set(struct nv_err *e, int code, int errnum, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* Prefix an existing reason with context: "ctx: reason". */
 void nv_err_wrap(struct nv_err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Items added so far, kept or not (n + more): "did this step add any?" */
+size_t nv_err_count(const struct nv_err *e);
+/* Append src's items (and its count of dropped ones) to dst. */
+void nv_err_merge(struct nv_err *dst, const struct nv_err *src);
 void nv_err_move(struct nv_err *dst, struct nv_err *src); /* dst cleared first; src reset */
 void nv_err_copy(struct nv_err *dst, const struct nv_err *src);
 
@@ -86,7 +98,8 @@ struct nv *nv_err_to_nv(const struct nv_err *e);
 int nv_err_from_nv(struct nv_err *e, const struct nv *v);
 
 /* The reason text as the reference renders it (validation: one
- * "[ERRNAME] attr: msg" line per item). Caller frees. */
+ * "[ERRNAME] attr: msg" line per item, then "... and K more errors" when
+ * items were dropped). Caller frees. */
 char *nv_err_reason(const struct nv_err *e);
 
 #endif

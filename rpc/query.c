@@ -23,6 +23,13 @@
 
 #define MAX_DEPTH 64
 #define MAX_LIMIT 10000
+/* Work bounds: every condition (and every value of an "in" list) is
+ * evaluated against every entry, a pattern is compiled, on the server's
+ * only event loop (a 4 MiB pattern took seconds). Real queries use a
+ * handful of short ones. */
+#define MAX_CONDS 2000 /* conditions plus the values of their lists */
+#define MAX_RE_LEN 1024
+#define MAX_FIELDS 1000 /* of order_by and select */
 
 enum op {
     OP_EQ,
@@ -192,6 +199,11 @@ static int compile_cond(const struct nv *f, struct cond *c, int depth, struct nv
             return -EINVAL;
         }
         size_t l = c->value->u.s.len;
+        if (l > MAX_RE_LEN) {
+            filter_error(err, "filter_list: regular expression longer than %d characters",
+                         MAX_RE_LEN);
+            return -EINVAL;
+        }
         char *pat = malloc(l + 4);
         snprintf(pat, l + 4, "^(%s)", c->value->u.s.p);
         int rv = regcomp(&c->re, pat, REG_EXTENDED | REG_NOSUB | (c->ci ? REG_ICASE : 0));
@@ -201,6 +213,36 @@ static int compile_cond(const struct nv *f, struct cond *c, int depth, struct nv
             return -EINVAL;
         }
         c->has_re = true;
+    }
+    return 0;
+}
+
+/* Take one condition (and those of its OR branches) from *budget; -1 when
+ * it runs out. Shapes are checked later by compile_cond. */
+static int count_conds(const struct nv *f, int depth, size_t *budget)
+{
+    size_t cost = 1 + (nv_is(nv_at(f, 2), NV_ARR) ? nv_len(nv_at(f, 2)) : 0);
+    if (*budget < cost) {
+        return -1;
+    }
+    *budget -= cost;
+    const struct nv *h = nv_at(f, 0);
+    if (depth > MAX_DEPTH || !nv_is(f, NV_ARR) || nv_len(f) != 2 || !nv_is(h, NV_STR) ||
+        strcmp(h->u.s.p, "OR") != 0) {
+        return 0;
+    }
+    const struct nv *branches = nv_at(f, 1);
+    for (size_t i = 0; i < nv_len(branches) && nv_is(branches, NV_ARR); i++) {
+        const struct nv *b = nv_at(branches, i);
+        if (nv_is(b, NV_ARR) && nv_is(nv_at(b, 0), NV_ARR)) {
+            for (size_t k = 0; k < nv_len(b); k++) {
+                if (count_conds(nv_at(b, k), depth + 1, budget) < 0) {
+                    return -1;
+                }
+            }
+        } else if (count_conds(b, depth + 1, budget) < 0) {
+            return -1;
+        }
     }
     return 0;
 }
@@ -216,6 +258,14 @@ static int compile_filters(const struct nv *filters, struct cond *root, struct n
     if (!nv_is(filters, NV_ARR)) {
         nv_err_add(err, "filters", EINVAL, "Input should be a valid list");
         return -EINVAL;
+    }
+    size_t budget = MAX_CONDS;
+    for (size_t i = 0; i < nv_len(filters); i++) {
+        if (count_conds(nv_at(filters, i), 1, &budget) < 0) {
+            filter_error(err, "filter_list: more than %d conditions and list values",
+                         MAX_CONDS);
+            return -EINVAL;
+        }
     }
     root->nkids = nv_len(filters);
     root->kids = calloc(root->nkids ? root->nkids : 1, sizeof *root->kids);
@@ -424,6 +474,12 @@ static int parse_options(const struct nv *o, struct opts *out, struct nv_err *er
             } else {
                 out->offset = v->u.i;
             }
+        } else if ((strcmp(k, "order_by") == 0 || strcmp(k, "select") == 0) &&
+                   nv_len(v) > MAX_FIELDS && nv_is(v, NV_ARR)) {
+            char attr[64];
+            snprintf(attr, sizeof attr, "options.%s", k);
+            nv_err_add(err, attr, EINVAL, "List should have at most %d items, not %zu",
+                       MAX_FIELDS, nv_len(v));
         } else if (strcmp(k, "order_by") == 0) {
             if (!opt_type(v, NV_ARR, k, err)) {
                 continue;

@@ -1,4 +1,4 @@
-/* rpc: msgpack-rpc over unix sockets and TCP (DESIGN.md "RPC").
+/* rpc: msgpack-rpc over unix sockets and TCP.
  *
  * Wire: request [0, msgid, method, params], response [1, msgid, error,
  * result], notification [2, method, params]. Pipelined; replies may come
@@ -33,30 +33,61 @@ struct rpc_call;
 struct rpc_server_config {
     const char *unix_path;    /* NULL = no unix socket; created mode 0600 */
     const char *tcp_addr;     /* "host:port" (IPv4 or [IPv6]), NULL = no TCP */
-    const char *api_key_file; /* file holding the API key for TCP logins;
-                               * NULL = TCP logins always fail */
-    size_t max_frame;         /* bytes of one message; 0 = 4 MiB */
+    const char *api_key_file; /* file holding the API key for TCP logins
+                               * (mode 0600 or stricter: checked at start
+                               * and at every login); NULL = TCP logins
+                               * always fail */
+    size_t max_frame;         /* bytes of one message; 0 = 4 MiB (64 KiB
+                               * before a TCP login) */
     unsigned max_inflight;    /* calls in flight per connection (more get
                                * TOO_MANY); 0 = 1024: clients pipeline
                                * hundreds of writes on one connection */
-    unsigned max_conns;       /* open connections; 0 = 1024 */
-    unsigned idle_timeout_ms; /* unauthenticated idle TCP connections are
-                               * closed after this; 0 = 30000 */
+    /* Connection budgets, one per class (0 = the default in brackets):
+     * logged-in TCP [1024], unix socket [1024], TCP not logged in [64]
+     * and of those from one source address (IPv6: its /64) [16]. A TCP
+     * connection over its budget is closed at once, except that a new
+     * unauthenticated one evicts the oldest unauthenticated one when that
+     * has had a second to log in. */
+    unsigned max_conns;
+    unsigned max_unix_conns;
+    unsigned max_unauth_conns;
+    unsigned max_unauth_per_addr;
+    unsigned login_timeout_ms;   /* a TCP connection not logged in this long
+                                  * after it connected is closed; calls do
+                                  * not extend it; 0 = 10000 */
+    unsigned login_backoff_ms;   /* a failed login is answered after this,
+                                  * doubled per failure on the connection;
+                                  * 0 = 100 */
+    unsigned max_login_failures; /* the connection is closed after this many
+                                  * failed logins; 0 = 5 */
 };
+
+/* The API key: the first line of path, trailing blanks removed. Refused
+ * (with a message naming the path and why) when the file cannot be read,
+ * is not a regular file, holds no key, or can be read or written by
+ * group or others (like ssh with a private key). 0 and *key (owned), or
+ * a negative errno. */
+int rpc_key_file_read(const char *path, char **key, char *msg, size_t msglen);
 
 /* Handler of one method. params: borrowed positional array (never NULL),
  * valid until the handler replies. The handler must call rpc_reply or
  * rpc_reply_error exactly once, now or later (async). */
 typedef void (*rpc_method_fn)(struct rpc_call *call, const struct nv *params, void *ctx);
 
-#define RPC_M_NOAUTH 0x1 /* callable before authentication (auth.*, core.ping) */
+/* Callable before a TCP login. Only auth.* names may have it
+ * (rpc_server_register refuses it on others): before login nothing else,
+ * core.ping included, is answered but NOT_AUTHENTICATED. */
+#define RPC_M_NOAUTH 0x1
 
 int rpc_server_start(struct uv_loop_s *loop, const struct rpc_server_config *cfg,
                      struct rpc_server **out, char *errmsg, size_t errlen);
 /* name is copied. Registering a name twice replaces the handler. */
 int rpc_server_register(struct rpc_server *s, const char *name, rpc_method_fn fn, void *ctx,
                         unsigned flags);
-/* Send a notification [2, method, params] to every connection that asked
+/* Notifications from clients ([2, method, params], authenticated
+ * connections only) run the method like a request whose reply is dropped;
+ * an unknown method is ignored (and logged, rate-limited).
+ * Send a notification [2, method, params] to every connection that asked
  * for it with core.subscribe(collection) where collection == method, or
  * "*" (params taken). */
 void rpc_server_notify(struct rpc_server *s, const char *collection, struct nv *params);
@@ -66,7 +97,9 @@ void rpc_server_close(struct rpc_server *s, void (*done)(void *arg), void *arg);
 
 struct rpc_server_stats {
     unsigned conns, calls_inflight;
+    unsigned unauth_conns, unix_conns; /* of conns */
     uint64_t calls_total, bad_frames, rejected_conns;
+    uint64_t evicted_conns, login_failures, notifications;
 };
 void rpc_server_get_stats(const struct rpc_server *s, struct rpc_server_stats *st);
 

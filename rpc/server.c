@@ -8,11 +8,22 @@
  * being buffered (msgpack_unpacker would reserve or allocate first). Only
  * a complete message is decoded, with msgpack_unpack_next.
  *
+ * Limits against clients that cannot log in (anyone who reaches the TCP
+ * port): they can call auth.* only, in frames of at most 64 KiB; they
+ * share a small budget of connections (with a per-address share) that
+ * cannot crowd out logged-in clients or the unix socket, and each must
+ * log in within the login timeout. Failed logins are answered after an
+ * exponential delay, during which nothing else on the connection is
+ * handled; after a few the connection is closed, and an address that
+ * failed too often is refused for a while. Every log line an outsider can
+ * cause is rate-limited.
+ *
  * Lifetimes: a connection is referenced by itself while its handles are
  * open and by every call in flight. A reply to a closed connection is
  * dropped; the call and (last) the connection are freed then. The server
  * object lives until every listener and connection handle is closed. */
 #include <errno.h>
+#include <stdarg.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -49,6 +60,27 @@ static void ignore_sigpipe(void)
 void srv__log(const struct conn *c, const char *what, const char *detail)
 {
     fprintf(stderr, "rpc: %s: %s%s%s\n", c->peer, what, detail ? ": " : "", detail ? detail : "");
+}
+
+void srv__log_limited(struct rpc_server *s, struct ratelog *rl, const char *fmt, ...)
+{
+    uint64_t now = uv_now(s->loop);
+    if (rl->last != 0 && now - rl->last < LOG_EVERY_MS) {
+        rl->suppressed++;
+        return;
+    }
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (rl->suppressed > 0) {
+        fprintf(stderr, "rpc: %s (%u similar lines suppressed)\n", line, rl->suppressed);
+    } else {
+        fprintf(stderr, "rpc: %s\n", line);
+    }
+    rl->last = now != 0 ? now : 1;
+    rl->suppressed = 0;
 }
 
 /* Split "host:port" or "[v6]:port" (host may be empty = any). */
@@ -124,6 +156,10 @@ static void srv_unref(struct rpc_server *s)
         free(s->methods[i].name);
     }
     free(s->methods);
+    for (size_t i = 0; i < s->n_addrs; i++) {
+        free(s->addrs[i]);
+    }
+    free(s->addrs);
     void (*done)(void *) = s->done;
     void *arg = s->done_arg;
     free(s->unix_path);
@@ -138,6 +174,112 @@ static void srv_unref(struct rpc_server *s)
 static void listener_closed(uv_handle_t *h)
 {
     srv_unref(h->data);
+}
+
+/* ------------------------------------------------------------------ */
+/* source addresses */
+
+/* The key of a peer address: IPv4 (also when mapped into IPv6) as
+ * ::ffff:a.b.c.d, IPv6 by its /64 (one host usually has a whole /64). */
+static void addr_key(const struct sockaddr_storage *ss, uint8_t key[16], char *name, size_t len)
+{
+    memset(key, 0, 16);
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)ss;
+        const uint8_t *b = a6->sin6_addr.s6_addr;
+        static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (memcmp(b, v4mapped, 12) == 0) {
+            memcpy(key, b, 16);
+            snprintf(name, len, "%u.%u.%u.%u", b[12], b[13], b[14], b[15]);
+            return;
+        }
+        memcpy(key, b, 8);
+        struct sockaddr_in6 p = *a6;
+        memset(p.sin6_addr.s6_addr + 8, 0, 8);
+        char ip[INET6_ADDRSTRLEN] = "?";
+        uv_ip6_name(&p, ip, sizeof ip);
+        snprintf(name, len, "%s/64", ip);
+        return;
+    }
+    const struct sockaddr_in *a4 = (const struct sockaddr_in *)ss;
+    key[10] = key[11] = 0xff;
+    memcpy(key + 12, &a4->sin_addr, 4);
+    char ip[INET_ADDRSTRLEN] = "?";
+    uv_ip4_name(a4, ip, sizeof ip);
+    snprintf(name, len, "%s", ip);
+}
+
+/* Failed logins still counted now (one forgotten per decay period). */
+static unsigned addr_fails(struct rpc_server *s, struct addr_rec *a)
+{
+    uint64_t now = uv_now(s->loop);
+    uint64_t k = (now - a->fail_at) / ADDR_FAIL_DECAY_MS;
+    if (k >= a->fails) {
+        a->fails = 0;
+        a->fail_at = now;
+    } else {
+        a->fails -= (unsigned)k;
+        a->fail_at += k * ADDR_FAIL_DECAY_MS;
+    }
+    return a->fails;
+}
+
+static void addr_remove(struct rpc_server *s, size_t i)
+{
+    free(s->addrs[i]);
+    s->addrs[i] = s->addrs[--s->n_addrs];
+}
+
+/* Make room in a full table: forget the addresses with nothing left to
+ * remember, else the unreferenced one with the fewest failures. */
+static void addr_prune(struct rpc_server *s)
+{
+    for (size_t i = 0; i < s->n_addrs;) {
+        if (s->addrs[i]->refs == 0 && addr_fails(s, s->addrs[i]) == 0) {
+            addr_remove(s, i);
+        } else {
+            i++;
+        }
+    }
+    size_t best = SIZE_MAX;
+    for (size_t i = 0; s->n_addrs >= ADDR_TABLE_MAX && i < s->n_addrs; i++) {
+        if (s->addrs[i]->refs == 0 &&
+            (best == SIZE_MAX || s->addrs[i]->fails < s->addrs[best]->fails)) {
+            best = i;
+        }
+    }
+    if (best != SIZE_MAX && s->n_addrs >= ADDR_TABLE_MAX) {
+        addr_remove(s, best);
+    }
+}
+
+/* The record of key (created; NULL when out of memory or the table is
+ * full of referenced ones, which the budgets make impossible). */
+static struct addr_rec *addr_get(struct rpc_server *s, const uint8_t key[16], const char *name)
+{
+    for (size_t i = 0; i < s->n_addrs; i++) {
+        if (memcmp(s->addrs[i]->key, key, 16) == 0) {
+            return s->addrs[i];
+        }
+    }
+    if (s->n_addrs >= ADDR_TABLE_MAX) {
+        addr_prune(s);
+    }
+    if (s->n_addrs >= ADDR_TABLE_MAX) {
+        return NULL;
+    }
+    if (s->addrs == NULL) {
+        s->addrs = calloc(ADDR_TABLE_MAX, sizeof *s->addrs);
+    }
+    struct addr_rec *a = s->addrs != NULL ? calloc(1, sizeof *a) : NULL;
+    if (a == NULL) {
+        return NULL;
+    }
+    memcpy(a->key, key, 16);
+    snprintf(a->name, sizeof a->name, "%s", name);
+    a->fail_at = uv_now(s->loop);
+    s->addrs[s->n_addrs++] = a;
+    return a;
 }
 
 /* ------------------------------------------------------------------ */
@@ -161,6 +303,40 @@ static void conn_unref(struct conn *c)
     free(c);
 }
 
+
+/* The connection leaves its class's budget (at close or at login). */
+static void conn_uncount(struct conn *c)
+{
+    struct rpc_server *s = c->srv;
+    if (!c->counted) {
+        return;
+    }
+    c->counted = false;
+    s->st.conns--;
+    if (c->kind == CK_UNIX) {
+        s->n_unix--;
+    } else if (c->kind == CK_AUTH) {
+        s->n_auth--;
+    } else {
+        s->n_unauth--;
+        if (c->uprev != NULL) {
+            c->uprev->unext = c->unext;
+        } else {
+            s->unauth_head = c->unext;
+        }
+        if (c->unext != NULL) {
+            c->unext->uprev = c->uprev;
+        } else {
+            s->unauth_tail = c->uprev;
+        }
+        c->uprev = c->unext = NULL;
+        if (c->addr != NULL) {
+            c->addr->refs--;
+            c->addr = NULL;
+        }
+    }
+}
+
 static void conn_handle_closed(uv_handle_t *h)
 {
     struct conn *c = h->data;
@@ -176,16 +352,31 @@ static void conn_handle_closed(uv_handle_t *h)
     if (c->next != NULL) {
         c->next->prev = c->prev;
     }
-    if (c->counted) {
-        s->st.conns--;
-    }
     s->st.calls_inflight -= c->inflight;
     c->srv = NULL;
     conn_unref(c);
     srv_unref(s);
 }
 
-/* why NULL = a normal close (EOF, shutdown), not logged. */
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
+static void call_free(struct rpc_call *call);
+static void decode_cancel(struct conn *c);
+
+/* Read while nothing holds the connection: not closing, no failed
+ * login's reply waiting, not too much output queued. */
+static void conn_set_reading(struct conn *c)
+{
+    bool want = !c->closing && !c->shutting && !c->held && !c->decoding && !c->wq_full;
+    if (want && !c->reading) {
+        c->reading = uv_read_start(&c->h.stream, on_alloc, on_read) == 0;
+    } else if (!want && c->reading) {
+        uv_read_stop(&c->h.stream);
+        c->reading = false;
+    }
+}
+
+/* why NULL = a normal close (EOF, shutdown) or one logged by the caller. */
 static void conn_close(struct conn *c, const char *why)
 {
     if (c->closing) {
@@ -195,22 +386,69 @@ static void conn_close(struct conn *c, const char *why)
     if (why != NULL) {
         srv__log(c, "closing", why);
     }
+    conn_uncount(c);
+    decode_cancel(c);
+    if (c->held_call != NULL) {
+        /* its reply goes nowhere now */
+        struct rpc_call *call = c->held_call;
+        c->held_call = NULL;
+        c->held = false;
+        call_free(call);
+    }
     c->nclose = 1;
     if (c->is_tcp) {
-        c->nclose++;
-        uv_close((uv_handle_t *)&c->idle, conn_handle_closed);
+        c->nclose += 2;
+        uv_close((uv_handle_t *)&c->login_timer, conn_handle_closed);
+        uv_close((uv_handle_t *)&c->hold_timer, conn_handle_closed);
     }
     uv_close(&c->h.handle, conn_handle_closed);
+}
+
+static void shutdown_done(uv_shutdown_t *req, int status)
+{
+    (void)status;
+    struct conn *c = req->data;
+    conn_close(c, NULL);
+    conn_unref(c);
+}
+
+/* Close once the replies queued so far are written (the last one says
+ * why the connection ends). Nothing more is read or handled. */
+static void conn_close_after_write(struct conn *c)
+{
+    if (c->closing || c->shutting) {
+        return;
+    }
+    c->shutting = true;
+    conn_set_reading(c);
+    c->shut.data = c;
+    conn_ref(c);
+    if (uv_shutdown(&c->shut, &c->h.stream, shutdown_done) < 0) {
+        conn_unref(c);
+        conn_close(c, NULL);
+    }
+}
+
+/* A close an outsider can cause (bad frame, timeout): logged at most once
+ * a second per source address. */
+static void conn_close_limited(struct conn *c, const char *why)
+{
+    if (c->closing) {
+        return;
+    }
+    if (c->kind == CK_UNAUTH && c->addr != NULL) {
+        srv__log_limited(c->srv, &c->addr->log, "%s: closing: %s", c->peer, why);
+        conn_close(c, NULL);
+    } else {
+        conn_close(c, why);
+    }
 }
 
 static void bad_frame(struct conn *c, const char *why)
 {
     c->srv->st.bad_frames++;
-    conn_close(c, why);
+    conn_close_limited(c, why);
 }
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
-static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
 
 static void write_done(uv_write_t *req, int status)
 {
@@ -221,10 +459,10 @@ static void write_done(uv_write_t *req, int status)
     if (status < 0 && status != UV_ECANCELED) {
         /* EPIPE / ECONNRESET: the peer went away; not worth a log line */
         conn_close(c, status == UV_EPIPE || status == UV_ECONNRESET ? NULL : uv_strerror(status));
-    } else if (c->read_paused && !c->closing &&
+    } else if (c->wq_full && !c->closing &&
                uv_stream_get_write_queue_size(&c->h.stream) < WQ_LOW) {
-        c->read_paused = false;
-        uv_read_start(&c->h.stream, on_alloc, on_read);
+        c->wq_full = false;
+        conn_set_reading(c);
     }
     conn_unref(c);
 }
@@ -255,9 +493,9 @@ static void conn_write(struct conn *c, char *data, size_t len)
     }
     /* Back-pressure: a peer that sends calls but does not read replies
      * stops being read until it catches up. */
-    if (!c->read_paused && uv_stream_get_write_queue_size(&c->h.stream) > WQ_HIGH) {
-        c->read_paused = true;
-        uv_read_stop(&c->h.stream);
+    if (!c->wq_full && uv_stream_get_write_queue_size(&c->h.stream) > WQ_HIGH) {
+        c->wq_full = true;
+        conn_set_reading(c);
     }
 }
 
@@ -311,18 +549,55 @@ static struct method *find_method(const struct rpc_server *s, const char *name)
     return NULL;
 }
 
-static void dispatch(struct conn *c, int64_t msgid, const char *method, struct nv *params)
+/* A notification that is not run: no one to answer, so a log line (at
+ * most one a second for the whole server: any client can send them). */
+static void notification_dropped(struct conn *c, const char *method, const char *why)
+{
+    srv__log_limited(c->srv, &c->srv->log_notify, "%s: notification %.64s ignored: %s", c->peer,
+                     method, why);
+}
+
+static void free_off_loop(uv_loop_t *loop, struct nv *v);
+
+static void release_params(struct rpc_server *s, struct nv *params, bool big)
+{
+    if (big) {
+        free_off_loop(s->loop, params);
+    } else {
+        nv_free(params);
+    }
+}
+
+/* Run method for a request (msgid) or a notification (notify: nothing is
+ * sent back, errors included). params taken. */
+static void dispatch(struct conn *c, bool notify, int64_t msgid, const char *method,
+                     struct nv *params, bool big)
 {
     struct rpc_server *s = c->srv;
     s->st.calls_total++;
+    s->st.notifications += notify;
     const struct method *m = find_method(s, method);
     if (!c->authed && (m == NULL || !(m->flags & RPC_M_NOAUTH))) {
-        nv_free(params);
+        release_params(s, params, big);
+        if (notify) {
+            notification_dropped(c, method, "not authenticated");
+            return;
+        }
         send_error_set(c, msgid, NV_E_NOT_AUTHENTICATED, NV_ENOTAUTHENTICATED, "Not authenticated");
         return;
     }
+    if (notify && !c->authed) {
+        /* a login needs its answer */
+        release_params(s, params, big);
+        notification_dropped(c, method, "not authenticated");
+        return;
+    }
     if (m == NULL) {
-        nv_free(params);
+        release_params(s, params, big);
+        if (notify) {
+            notification_dropped(c, method, "no such method");
+            return;
+        }
         struct nv_err e;
         nv_err_init(&e);
         nv_err_set(&e, NV_E_NO_METHOD, NV_ENOMETHOD, "Method does not exist: \"%s\"", method);
@@ -331,7 +606,11 @@ static void dispatch(struct conn *c, int64_t msgid, const char *method, struct n
         return;
     }
     if (c->inflight >= s->max_inflight) {
-        nv_free(params);
+        release_params(s, params, big);
+        if (notify) {
+            notification_dropped(c, method, "too many calls in flight");
+            return;
+        }
         char msg[128];
         snprintf(msg, sizeof msg, "Maximum number of concurrent calls (%u) has exceeded",
                  s->max_inflight);
@@ -339,18 +618,23 @@ static void dispatch(struct conn *c, int64_t msgid, const char *method, struct n
         return;
     }
     struct rpc_call *call = calloc(1, sizeof *call);
+    /* a notification has no msgid, so no write session key either */
     if (call == NULL || (call->method = strdup(method)) == NULL ||
-        (c->client_id != NULL && (call->client_id = strdup(c->client_id)) == NULL)) {
+        (!notify && c->client_id != NULL && (call->client_id = strdup(c->client_id)) == NULL)) {
         if (call != NULL) {
             free(call->method);
         }
         free(call);
-        nv_free(params);
-        send_error_set(c, msgid, NV_E_CALL, ENOMEM, "[ENOMEM] out of memory");
+        release_params(s, params, big);
+        if (!notify) {
+            send_error_set(c, msgid, NV_E_CALL, ENOMEM, "[ENOMEM] out of memory");
+        }
         return;
     }
     call->c = c;
-    call->msgid = msgid;
+    call->big = big;
+    call->noreply = notify;
+    call->msgid = notify ? -1 : msgid;
     call->params = params;
     conn_ref(c);
     c->inflight++;
@@ -358,27 +642,47 @@ static void dispatch(struct conn *c, int64_t msgid, const char *method, struct n
     m->fn(call, call->params, m->ctx);
 }
 
-/* One complete message: [0, msgid, method, params]. */
-static void handle_message(struct conn *c, const char *p, size_t n)
+/* One complete message decoded: a request [0, msgid, method, params] or
+ * a notification [2, method, params]. Touches no connection or server
+ * state, so that a large message can be decoded off the loop. */
+struct parsed {
+    const char *why; /* not NULL: a malformed message (static text) */
+    bool notify;
+    int64_t msgid;
+    char method[256];
+    struct nv *params; /* NULL: params is not an array (a bad request) */
+};
+
+static void parse_message(const char *p, size_t n, struct parsed *out)
 {
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
     size_t off = 0;
     const char *why = NULL;
+    bool notify = false;
+    memset(out, 0, sizeof *out);
+    out->msgid = -1;
     if (msgpack_unpack_next(&u, p, n, &off) != MSGPACK_UNPACK_SUCCESS || off != n) {
         why = "undecodable msgpack";
-    } else if (u.data.type != MSGPACK_OBJECT_ARRAY || u.data.via.array.size != 4) {
+    } else if (u.data.type != MSGPACK_OBJECT_ARRAY || u.data.via.array.size < 1) {
         why = "not a request [0, msgid, method, params]";
+    } else {
+        const msgpack_object *t = &u.data.via.array.ptr[0];
+        notify = t->type == MSGPACK_OBJECT_POSITIVE_INTEGER && t->via.u64 == 2;
+        if (!(t->type == MSGPACK_OBJECT_POSITIVE_INTEGER && (t->via.u64 == 0 || notify))) {
+            why = "message type is not 0 (request) or 2 (notification)";
+        } else if (u.data.via.array.size != (notify ? 3u : 4u)) {
+            why = notify ? "not a notification [2, method, params]"
+                         : "not a request [0, msgid, method, params]";
+        }
     }
-    const msgpack_object *a = why == NULL ? u.data.via.array.ptr : NULL;
-    int64_t msgid = 0;
-    if (why == NULL) {
-        if (a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || a[0].via.u64 != 0) {
-            why = "message type is not 0 (request)";
-        } else if (a[1].type == MSGPACK_OBJECT_POSITIVE_INTEGER && a[1].via.u64 <= INT64_MAX) {
-            msgid = (int64_t)a[1].via.u64;
+    /* a notification is a request without the msgid: a[1] is the method */
+    const msgpack_object *a = why == NULL ? u.data.via.array.ptr - notify : NULL;
+    if (why == NULL && !notify) {
+        if (a[1].type == MSGPACK_OBJECT_POSITIVE_INTEGER && a[1].via.u64 <= INT64_MAX) {
+            out->msgid = (int64_t)a[1].via.u64;
         } else if (a[1].type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-            msgid = a[1].via.i64;
+            out->msgid = a[1].via.i64;
         } else {
             why = "msgid is not an integer";
         }
@@ -388,32 +692,207 @@ static void handle_message(struct conn *c, const char *p, size_t n)
          memchr(a[2].via.str.ptr, '\0', a[2].via.str.size) != NULL)) {
         why = "method is not a name";
     }
-    if (why != NULL) {
-        msgpack_unpacked_destroy(&u);
-        bad_frame(c, why);
+    out->why = why;
+    out->notify = notify;
+    if (why == NULL) {
+        memcpy(out->method, a[2].via.str.ptr, a[2].via.str.size);
+        out->method[a[2].via.str.size] = '\0';
+        out->params = a[3].type == MSGPACK_OBJECT_ARRAY ? nv_from_msgpack(&a[3]) : NULL;
+    }
+    msgpack_unpacked_destroy(&u);
+}
+
+/* Act on a decoded message (params taken). big: it came from a large
+ * frame, its params are freed off the loop. */
+static void deliver(struct conn *c, struct parsed *m, bool big)
+{
+    if (m->why != NULL) {
+        nv_free(m->params);
+        bad_frame(c, m->why);
         return;
     }
-    char method[256];
-    memcpy(method, a[2].via.str.ptr, a[2].via.str.size);
-    method[a[2].via.str.size] = '\0';
-    struct nv *params = a[3].type == MSGPACK_OBJECT_ARRAY ? nv_from_msgpack(&a[3]) : NULL;
-    msgpack_unpacked_destroy(&u);
-    if (c->is_tcp && !c->authed) {
-        uv_timer_again(&c->idle);
-    }
-    if (params == NULL) {
+    if (m->params == NULL) {
         c->srv->st.calls_total++;
-        send_error_set(c, msgid, NV_E_BAD_REQUEST, EINVAL,
+        if (m->notify) {
+            notification_dropped(c, m->method, "params is not an array");
+            return;
+        }
+        send_error_set(c, m->msgid, NV_E_BAD_REQUEST, EINVAL,
                        "params must be an array of positional arguments (with string map keys)");
         return;
     }
-    dispatch(c, msgid, method, params);
+    dispatch(c, m->notify, m->msgid, m->method, m->params, big);
 }
 
+/* ---- large frames, decoded and freed off the loop ----
+ * Decoding a message of millions of small objects (4 MiB of nested
+ * one-element arrays is 4M of them), and freeing them, takes hundreds of
+ * milliseconds; on the loop that would stall every client of the node.
+ * A frame of BIG_FRAME bytes or more is copied and decoded in the thread
+ * pool while its connection is held (nothing behind it is handled; the
+ * order of calls is kept), at most BIG_JOBS at a time (the pool also
+ * serves the Raft log's file operations); its params are freed there
+ * too. */
+#define BIG_FRAME (64u << 10)
+#define BIG_JOBS 2u
+
+struct decode_job {
+    uv_work_t req;
+    struct conn *c;
+    char *bytes;
+    size_t n;
+    struct parsed m;
+    struct decode_job *next; /* waiting for a pool slot */
+};
+
+static void process(struct conn *c);
+
+static void decode_work(uv_work_t *req)
+{
+    struct decode_job *j = req->data;
+    parse_message(j->bytes, j->n, &j->m);
+    free(j->bytes);
+    j->bytes = NULL;
+}
+
+static void free_work(uv_work_t *req)
+{
+    nv_free(req->data);
+}
+
+static void free_done(uv_work_t *req, int status)
+{
+    (void)status;
+    free(req);
+}
+
+/* Free a large value in the thread pool (inline without a loop or memory). */
+static void free_off_loop(uv_loop_t *loop, struct nv *v)
+{
+    uv_work_t *req = loop != NULL && v != NULL ? malloc(sizeof *req) : NULL;
+    if (req != NULL) {
+        req->data = v;
+        if (uv_queue_work(loop, req, free_work, free_done) == 0) {
+            return;
+        }
+        free(req);
+    }
+    nv_free(v);
+}
+
+static void decode_done(uv_work_t *req, int status);
+
+static void decode_start(struct rpc_server *s, struct decode_job *j)
+{
+    j->c->queued_job = NULL;
+    s->big_jobs++;
+    j->req.data = j;
+    if (uv_queue_work(s->loop, &j->req, decode_work, decode_done) < 0) {
+        /* cannot happen with a valid loop; finish as undecodable */
+        j->m.why = "undecodable msgpack";
+        free(j->bytes);
+        j->bytes = NULL;
+        decode_done(&j->req, 0);
+    }
+}
+
+static void decode_done(uv_work_t *req, int status)
+{
+    (void)status;
+    struct decode_job *j = req->data;
+    struct conn *c = j->c;
+    struct rpc_server *s = c->srv;
+    if (s != NULL) {
+        s->big_jobs--;
+        struct decode_job *next = s->decode_wait;
+        if (next != NULL) {
+            s->decode_wait = next->next;
+            decode_start(s, next);
+        }
+    }
+    c->decoding = false;
+    if (s == NULL || c->closing) {
+        free_off_loop(s != NULL ? s->loop : NULL, j->m.params);
+    } else {
+        deliver(c, &j->m, true);
+        conn_set_reading(c);
+        process(c);
+    }
+    free(j);
+    conn_unref(c);
+}
+
+/* Hand the message at msg (n >= BIG_FRAME bytes) to the thread pool. */
+static void decode_off_loop(struct conn *c, const char *msg, size_t n)
+{
+    struct rpc_server *s = c->srv;
+    struct decode_job *j = calloc(1, sizeof *j);
+    char *bytes = j != NULL ? malloc(n) : NULL;
+    if (bytes == NULL) {
+        free(j);
+        conn_close(c, "out of memory");
+        return;
+    }
+    memcpy(bytes, msg, n);
+    j->c = c;
+    j->bytes = bytes;
+    j->n = n;
+    conn_ref(c);
+    c->decoding = true;
+    conn_set_reading(c);
+    if (s->big_jobs >= BIG_JOBS) {
+        struct decode_job **tail = &s->decode_wait;
+        while (*tail != NULL) {
+            tail = &(*tail)->next;
+        }
+        *tail = j;
+        c->queued_job = j;
+        return;
+    }
+    decode_start(s, j);
+}
+
+/* A closing connection's frame still waiting for the pool is dropped
+ * (a running one finishes and is dropped in decode_done). */
+static void decode_cancel(struct conn *c)
+{
+    struct decode_job *j = c->queued_job;
+    if (j == NULL) {
+        return;
+    }
+    for (struct decode_job **p = &c->srv->decode_wait; *p != NULL; p = &(*p)->next) {
+        if (*p == j) {
+            *p = j->next;
+            break;
+        }
+    }
+    c->queued_job = NULL;
+    c->decoding = false;
+    free(j->bytes);
+    free(j);
+    conn_unref(c);
+}
+
+static void handle_message(struct conn *c, const char *p, size_t n)
+{
+    /* (before login frames are smaller: only logins are accepted) */
+    if (n >= BIG_FRAME && c->authed) {
+        decode_off_loop(c, p, n);
+        return;
+    }
+    struct parsed m;
+    parse_message(p, n, &m);
+    deliver(c, &m, false);
+}
+
+/* Handle the complete messages buffered, in order, until the connection
+ * is held (a failed login's reply waits) or closes. */
 static void process(struct conn *c)
 {
-    size_t max = c->srv->max_frame;
-    while (!c->closing && c->off < c->len) {
+    /* before a TCP login nothing larger than a login is accepted */
+    size_t max = c->kind == CK_UNAUTH && c->srv->max_frame > UNAUTH_MAX_FRAME ? UNAUTH_MAX_FRAME
+                                                                             : c->srv->max_frame;
+    while (!c->closing && !c->shutting && !c->held && !c->decoding && c->off < c->len) {
         const char *why = NULL;
         int r =
             srv__frame_scan(&c->sc, (const uint8_t *)c->buf + c->off, c->len - c->off, max, &why);
@@ -430,6 +909,9 @@ static void process(struct conn *c)
         memset(&c->sc, 0, sizeof c->sc);
         /* the buffer is not touched until the next read: msg stays valid */
         handle_message(c, msg, n);
+        /* a login may have changed the limit (for the next message) */
+        max = c->kind == CK_UNAUTH && c->srv->max_frame > UNAUTH_MAX_FRAME ? UNAUTH_MAX_FRAME
+                                                                          : c->srv->max_frame;
     }
     if (c->off == c->len) {
         c->off = c->len = 0;
@@ -483,12 +965,170 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     conn_unref(c);
 }
 
-static void idle_fired(uv_timer_t *t)
+/* ------------------------------------------------------------------ */
+/* logins */
+
+static void login_deadline(uv_timer_t *t)
 {
     struct conn *c = t->data;
     if (!c->authed) {
-        conn_close(c, "not authenticated within the idle timeout");
+        conn_close_limited(c, "not logged in within the login timeout");
     }
+}
+
+void srv__login_ok(struct conn *c, struct rpc_call *call)
+{
+    struct rpc_server *s = c->srv;
+    if (c->is_tcp && !c->authed && s->n_auth >= s->max_conns) {
+        struct nv_err e;
+        nv_err_init(&e);
+        nv_err_set(&e, NV_E_TOO_MANY, EAGAIN,
+                   "Maximum number of logged-in connections (%u) reached", s->max_conns);
+        srv__log_limited(s, &s->log_refused, "%s: logged-in connection budget (%u) full",
+                         c->peer, s->max_conns);
+        rpc_reply_error(call, &e);
+        nv_err_clear(&e);
+        conn_close_after_write(c);
+        return;
+    }
+    if (!c->authed) {
+        conn_uncount(c);
+        c->authed = true;
+        c->kind = CK_AUTH;
+        c->counted = true;
+        s->n_auth++;
+        s->st.conns++;
+        uv_timer_stop(&c->login_timer);
+    }
+    rpc_reply(call, nv_bool(true));
+}
+
+bool srv__login_blocked(struct conn *c)
+{
+    return c->addr != NULL && addr_fails(c->srv, c->addr) >= ADDR_FAIL_MAX;
+}
+
+static void hold_fired(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    struct rpc_call *call = c->held_call;
+    c->held_call = NULL;
+    c->held = false;
+    if (call == NULL || c->closing) {
+        return;
+    }
+    conn_ref(c);
+    rpc_reply(call, nv_bool(false));
+    if (c->close_after_reply) {
+        conn_close_after_write(c);
+    } else {
+        /* the frames that arrived behind the login, in order */
+        conn_set_reading(c);
+        process(c);
+    }
+    conn_unref(c);
+}
+
+void srv__login_failed(struct conn *c, struct rpc_call *call)
+{
+    struct rpc_server *s = c->srv;
+    s->st.login_failures++;
+    c->login_failures++;
+    if (!c->is_tcp || c->addr == NULL) {
+        rpc_reply(call, nv_bool(false));
+        return;
+    }
+    struct addr_rec *a = c->addr;
+    bool blocked = addr_fails(s, a) >= ADDR_FAIL_MAX;
+    /* trying on while blocked keeps the address blocked (for at most
+     * ADDR_FAIL_MAX decay periods after the last try) */
+    if (a->fails < 2 * ADDR_FAIL_MAX) {
+        a->fails++;
+    }
+    c->close_after_reply = blocked || c->login_failures >= s->max_login_failures;
+    unsigned shift = c->login_failures - 1 < 16 ? c->login_failures - 1 : 16;
+    uint64_t delay = (uint64_t)s->login_backoff_ms << shift;
+    if (blocked || delay > 30000) {
+        delay = (uint64_t)s->login_backoff_ms << (s->max_login_failures - 1 < 16
+                                                      ? s->max_login_failures - 1
+                                                      : 16);
+        delay = delay > 30000 ? 30000 : delay;
+    }
+    srv__log_limited(s, &a->log, "%s: %s (failure %u on this connection, %u recently from %s)%s",
+                     c->peer,
+                     blocked ? "login refused: too many failed logins from this address"
+                             : "login with a wrong API key",
+                     c->login_failures, a->fails, a->name,
+                     c->close_after_reply ? "; closing" : "");
+    /* the reply, and everything behind it on this connection, waits */
+    c->held = true;
+    c->held_call = call;
+    conn_set_reading(c);
+    uv_timer_start(&c->hold_timer, hold_fired, delay, 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* accepting */
+
+/* Refuse a new connection (its budget is full): closed before anything is
+ * read, one log line a second at most. */
+static void refuse(struct conn *c, struct ratelog *rl, const char *why)
+{
+    c->srv->st.rejected_conns++;
+    srv__log_limited(c->srv, rl, "%s: connection refused: %s", c->peer, why);
+    conn_close(c, NULL);
+}
+
+/* Admit an unauthenticated TCP connection into its budgets; false when it
+ * was refused (and closed). */
+static bool admit_unauth(struct conn *c, const struct sockaddr_storage *ss)
+{
+    struct rpc_server *s = c->srv;
+    uint8_t key[16];
+    char name[56];
+    addr_key(ss, key, name, sizeof name);
+    struct addr_rec *a = addr_get(s, key, name);
+    if (a == NULL) {
+        refuse(c, &s->log_refused, "out of memory");
+        return false;
+    }
+    if (addr_fails(s, a) >= ADDR_FAIL_MAX) {
+        refuse(c, &a->log, "too many failed logins from this address");
+        return false;
+    }
+    if (a->refs >= s->max_unauth_per_addr) {
+        refuse(c, &a->log, "too many connections not logged in from this address");
+        return false;
+    }
+    if (s->n_unauth >= s->max_unauth) {
+        struct conn *old = s->unauth_head;
+        uint64_t now = uv_now(s->loop);
+        if (old == NULL || now - old->accepted < EVICT_AFTER_MS) {
+            refuse(c, &s->log_refused, "the budget of connections not logged in is full");
+            return false;
+        }
+        s->st.evicted_conns++;
+        srv__log_limited(s, &s->log_refused,
+                         "%s: closing: evicted by a new connection (the budget of %u "
+                         "connections not logged in is full)",
+                         old->peer, s->max_unauth);
+        conn_close(old, NULL);
+    }
+    c->kind = CK_UNAUTH;
+    c->counted = true;
+    c->addr = a;
+    a->refs++;
+    s->n_unauth++;
+    s->st.conns++;
+    c->accepted = uv_now(s->loop);
+    c->uprev = s->unauth_tail;
+    if (s->unauth_tail != NULL) {
+        s->unauth_tail->unext = c;
+    } else {
+        s->unauth_head = c;
+    }
+    s->unauth_tail = c;
+    return true;
 }
 
 static void on_connection(uv_stream_t *listener, int status)
@@ -496,7 +1136,7 @@ static void on_connection(uv_stream_t *listener, int status)
     struct rpc_server *s = listener->data;
     bool is_tcp = listener == (uv_stream_t *)&s->tcp;
     if (status < 0) {
-        fprintf(stderr, "rpc: accept: %s\n", uv_strerror(status));
+        srv__log_limited(s, &s->log_refused, "accept: %s", uv_strerror(status));
         return;
     }
     struct conn *c = calloc(1, sizeof *c);
@@ -512,6 +1152,7 @@ static void on_connection(uv_stream_t *listener, int status)
     c->srv = s;
     c->refs = 1;
     c->is_tcp = is_tcp;
+    c->kind = is_tcp ? CK_UNAUTH : CK_UNIX;
     snprintf(c->peer, sizeof c->peer, "%s", is_tcp ? "tcp" : "unix");
     c->next = s->conns;
     if (s->conns != NULL) {
@@ -520,45 +1161,54 @@ static void on_connection(uv_stream_t *listener, int status)
     s->conns = c;
     s->refs++;
     if (is_tcp) {
-        uv_timer_init(s->loop, &c->idle);
-        c->idle.data = c;
+        uv_timer_init(s->loop, &c->login_timer);
+        c->login_timer.data = c;
+        uv_timer_init(s->loop, &c->hold_timer);
+        c->hold_timer.data = c;
     }
     rv = uv_accept(listener, &c->h.stream);
     if (rv < 0) {
         conn_close(c, uv_strerror(rv));
         return;
     }
-    if (is_tcp) {
-        struct sockaddr_storage ss;
-        int len = sizeof ss;
-        char ip[INET6_ADDRSTRLEN] = "?";
-        if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) == 0) {
-            if (ss.ss_family == AF_INET6) {
-                uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
-                snprintf(c->peer, sizeof c->peer, "[%s]:%u", ip,
-                         ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
-            } else {
-                uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
-                snprintf(c->peer, sizeof c->peer, "%s:%u", ip,
-                         ntohs(((struct sockaddr_in *)&ss)->sin_port));
-            }
+    if (!is_tcp) {
+        if (s->n_unix >= s->max_unix) {
+            refuse(c, &s->log_refused, "too many unix socket connections");
+            return;
         }
-    }
-    if (s->st.conns >= s->max_conns) {
-        s->st.rejected_conns++;
-        conn_close(c, "too many connections");
+        c->counted = true;
+        s->n_unix++;
+        s->st.conns++;
+        c->authed = true; /* the socket is mode 0600: its peers are root */
+        conn_set_reading(c);
         return;
     }
-    c->counted = true;
-    s->st.conns++;
-    if (is_tcp) {
-        uv_tcp_nodelay(&c->h.tcp, 1);
-        uv_tcp_keepalive(&c->h.tcp, 1, 60);
-        uv_timer_start(&c->idle, idle_fired, s->idle_ms, s->idle_ms);
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    int len = sizeof ss;
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET6) {
+            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
+            snprintf(c->peer, sizeof c->peer, "[%s]:%u", ip,
+                     ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+        } else {
+            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
+            snprintf(c->peer, sizeof c->peer, "%s:%u", ip,
+                     ntohs(((struct sockaddr_in *)&ss)->sin_port));
+        }
     } else {
-        c->authed = true; /* the socket is mode 0600: its peers are root */
+        conn_close(c, NULL); /* gone already */
+        return;
     }
-    uv_read_start(&c->h.stream, on_alloc, on_read);
+    if (!admit_unauth(c, &ss)) {
+        return;
+    }
+    uv_tcp_nodelay(&c->h.tcp, 1);
+    uv_tcp_keepalive(&c->h.tcp, 1, 60);
+    /* a deadline, not an idle timer: calls before login do not extend it */
+    uv_timer_start(&c->login_timer, login_deadline, s->login_timeout_ms, 0);
+    conn_set_reading(c);
 }
 
 /* ------------------------------------------------------------------ */
@@ -571,7 +1221,11 @@ static void call_free(struct rpc_call *call)
     if (c->srv != NULL) {
         c->srv->st.calls_inflight--;
     }
-    nv_free(call->params);
+    if (call->big) {
+        free_off_loop(c->srv != NULL ? c->srv->loop : NULL, call->params);
+    } else {
+        nv_free(call->params);
+    }
     free(call->method);
     free(call->client_id);
     free(call);
@@ -580,7 +1234,7 @@ static void call_free(struct rpc_call *call)
 
 void rpc_reply(struct rpc_call *call, struct nv *result)
 {
-    if (call->c->srv != NULL) {
+    if (call->c->srv != NULL && !call->noreply) {
         send_reply(call->c, call->msgid, NULL, result);
     }
     nv_free(result);
@@ -589,7 +1243,7 @@ void rpc_reply(struct rpc_call *call, struct nv *result)
 
 void rpc_reply_error(struct rpc_call *call, const struct nv_err *err)
 {
-    if (call->c->srv != NULL) {
+    if (call->c->srv != NULL && !call->noreply) {
         send_error(call->c, call->msgid, err);
     }
     call_free(call);
@@ -622,6 +1276,9 @@ bool rpc_call_trusted(const struct rpc_call *call)
 int rpc_server_register(struct rpc_server *s, const char *name, rpc_method_fn fn, void *ctx,
                         unsigned flags)
 {
+    if ((flags & RPC_M_NOAUTH) && strncmp(name, "auth.", 5) != 0) {
+        return -EINVAL; /* before login only auth.* is answered */
+    }
     struct method *m = find_method(s, name);
     if (m != NULL) {
         m->fn = fn;
@@ -739,8 +1396,15 @@ int rpc_server_start(struct uv_loop_s *loop, const struct rpc_server_config *cfg
     s->refs = 1;
     s->max_frame = cfg->max_frame ? cfg->max_frame : DEFAULT_MAX_FRAME;
     s->max_inflight = cfg->max_inflight ? cfg->max_inflight : DEFAULT_MAX_INFLIGHT;
-    s->max_conns = cfg->max_conns ? cfg->max_conns : DEFAULT_MAX_CONNS;
-    s->idle_ms = cfg->idle_timeout_ms ? cfg->idle_timeout_ms : DEFAULT_IDLE_MS;
+#define OR_DEFAULT(v, d) ((v) ? (v) : (d))
+    s->max_conns = OR_DEFAULT(cfg->max_conns, DEFAULT_MAX_CONNS);
+    s->max_unix = OR_DEFAULT(cfg->max_unix_conns, DEFAULT_MAX_UNIX_CONNS);
+    s->max_unauth = OR_DEFAULT(cfg->max_unauth_conns, DEFAULT_MAX_UNAUTH);
+    s->max_unauth_per_addr = OR_DEFAULT(cfg->max_unauth_per_addr, DEFAULT_MAX_UNAUTH_PER_ADDR);
+    s->login_timeout_ms = OR_DEFAULT(cfg->login_timeout_ms, DEFAULT_LOGIN_TIMEOUT_MS);
+    s->login_backoff_ms = OR_DEFAULT(cfg->login_backoff_ms, DEFAULT_LOGIN_BACKOFF_MS);
+    s->max_login_failures = OR_DEFAULT(cfg->max_login_failures, DEFAULT_MAX_LOGIN_FAILURES);
+#undef OR_DEFAULT
     s->unix_path = cfg->unix_path ? strdup(cfg->unix_path) : NULL;
     s->tcp_addr = cfg->tcp_addr ? strdup(cfg->tcp_addr) : NULL;
     s->key_file = cfg->api_key_file ? strdup(cfg->api_key_file) : NULL;
@@ -755,7 +1419,13 @@ int rpc_server_start(struct uv_loop_s *loop, const struct rpc_server_config *cfg
     }
     rv = rv == 0 ? rpc_server_register(s, "auth.login_with_api_key", srv__m_login, s, RPC_M_NOAUTH)
                  : rv;
-    rv = rv == 0 ? rpc_server_register(s, "core.ping", srv__m_ping, s, RPC_M_NOAUTH) : rv;
+    rv = rv == 0 ? rpc_server_register(s, "core.ping", srv__m_ping, s, 0) : rv;
+    if (rv == 0 && s->tcp_addr != NULL && s->key_file != NULL) {
+        /* a key file others can read is refused now, not at the first login */
+        char *key = NULL;
+        rv = rpc_key_file_read(s->key_file, &key, errmsg, errlen);
+        free(key);
+    }
     rv = rv == 0 ? rpc_server_register(s, "core.set_options", srv__m_set_options, s, 0) : rv;
     rv = rv == 0 ? rpc_server_register(s, "core.subscribe", srv__m_subscribe, s, 0) : rv;
     rv = rv == 0 ? rpc_server_register(s, "core.unsubscribe", srv__m_unsubscribe, s, 0) : rv;
@@ -791,7 +1461,7 @@ void rpc_server_notify(struct rpc_server *s, const char *collection, struct nv *
     rv = rv == 0 ? nv_pack(&pk, params) : rv;
     nv_free(params);
     for (struct conn *c = s->conns; rv == 0 && c != NULL; c = c->next) {
-        if (c->closing || !c->authed) {
+        if (c->closing || c->shutting || !c->authed) {
             continue;
         }
         for (unsigned i = 0; i < c->n_subs; i++) {
@@ -834,4 +1504,6 @@ void rpc_server_close(struct rpc_server *s, void (*done)(void *arg), void *arg)
 void rpc_server_get_stats(const struct rpc_server *s, struct rpc_server_stats *st)
 {
     *st = s->st;
+    st->unauth_conns = s->n_unauth;
+    st->unix_conns = s->n_unix;
 }

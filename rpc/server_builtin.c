@@ -1,6 +1,8 @@
 /* The methods every server has: auth.login_with_api_key (constant-time
- * key compare), core.ping, core.set_options (client id), core.subscribe. */
+ * key compare; the key file must be private), core.ping, core.set_options
+ * (client id), core.subscribe. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <msgpack.h>
 #include <signal.h>
@@ -36,36 +38,76 @@ void srv__m_ping(struct rpc_call *call, const struct nv *params, void *ctx)
     rpc_reply(call, nv_str("pong"));
 }
 
-/* The key file's first line (trailing newline and spaces removed), or
- * NULL when unreadable or empty. Read at each login: a rotated key takes
- * effect without a restart. */
-static char *read_key(const char *path)
+int rpc_key_file_read(const char *path, char **key, char *msg, size_t msglen)
 {
-    if (path == NULL) {
-        return NULL;
+    *key = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) {
+        int err = errno;
+        snprintf(msg, msglen, "API key file %s: %s", path, strerror(err));
+        return -err;
     }
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        fprintf(stderr, "rpc: API key file %s: %s\n", path, strerror(errno));
-        return NULL;
+    /* checked on the open file: what is read is what was checked */
+    struct stat st;
+    int rv = 0;
+    if (fstat(fd, &st) < 0) {
+        rv = -errno;
+        snprintf(msg, msglen, "API key file %s: %s", path, strerror(-rv));
+    } else if (!S_ISREG(st.st_mode)) {
+        rv = -EINVAL;
+        snprintf(msg, msglen, "API key file %s is not a regular file", path);
+    } else if ((st.st_mode & 077) != 0) {
+        rv = -EPERM;
+        snprintf(msg, msglen,
+                 "API key file %s has mode %04o: it must not be accessible by group or others "
+                 "(chmod 600 %s)",
+                 path, (unsigned)(st.st_mode & 07777), path);
     }
-    char *key = calloc(1, KEY_MAX + 1);
-    size_t n = key != NULL ? fread(key, 1, KEY_MAX, f) : 0;
-    fclose(f);
-    if (key == NULL) {
-        return NULL;
+    char *buf = rv == 0 ? calloc(1, KEY_MAX + 1) : NULL;
+    if (rv == 0 && buf == NULL) {
+        rv = -ENOMEM;
+        snprintf(msg, msglen, "API key file %s: out of memory", path);
     }
-    key[n] = '\0';
-    char *nl = strchr(key, '\n');
+    ssize_t n = rv == 0 ? read(fd, buf, KEY_MAX) : 0;
+    close(fd);
+    if (rv == 0 && n < 0) {
+        rv = -errno;
+        snprintf(msg, msglen, "API key file %s: %s", path, strerror(-rv));
+    }
+    if (rv < 0) {
+        free(buf);
+        return rv;
+    }
+    buf[n] = '\0';
+    char *nl = strchr(buf, '\n');
     if (nl != NULL) {
         *nl = '\0';
     }
-    n = strlen(key);
-    while (n > 0 && (key[n - 1] == '\r' || key[n - 1] == ' ' || key[n - 1] == '\t')) {
-        key[--n] = '\0';
+    size_t l = strlen(buf);
+    while (l > 0 && (buf[l - 1] == '\r' || buf[l - 1] == ' ' || buf[l - 1] == '\t')) {
+        buf[--l] = '\0';
     }
-    if (n == 0) {
-        free(key);
+    if (l == 0) {
+        free(buf);
+        snprintf(msg, msglen, "API key file %s holds no key (its first line is empty)", path);
+        return -EINVAL;
+    }
+    *key = buf;
+    return 0;
+}
+
+/* The key at each login (a rotated key takes effect without a restart),
+ * or NULL: a file that became unusable refuses every login, logged (at
+ * most once a second). */
+static char *read_key(struct rpc_server *s)
+{
+    if (s->key_file == NULL) {
+        return NULL;
+    }
+    char *key = NULL;
+    char msg[512];
+    if (rpc_key_file_read(s->key_file, &key, msg, sizeof msg) < 0) {
+        srv__log_limited(s, &s->log_key, "login refused: %s", msg);
         return NULL;
     }
     return key;
@@ -95,16 +137,19 @@ void srv__m_login(struct rpc_call *call, const struct nv *params, void *ctx)
         rpc_reply(call, nv_bool(true));
         return;
     }
-    char *secret = read_key(s->key_file);
+    /* an address over its failure budget is not even compared */
+    if (srv__login_blocked(c)) {
+        srv__login_failed(c, call);
+        return;
+    }
+    char *secret = read_key(s);
     bool ok = secret != NULL && key_equal(secret, strlen(secret), k->u.s.p, k->u.s.len);
     free(secret);
     if (ok) {
-        c->authed = true;
-        uv_timer_stop(&c->idle);
+        srv__login_ok(c, call);
     } else {
-        srv__log(c, "login with a wrong API key", NULL);
+        srv__login_failed(c, call);
     }
-    rpc_reply(call, nv_bool(ok));
 }
 
 void srv__m_set_options(struct rpc_call *call, const struct nv *params, void *ctx)

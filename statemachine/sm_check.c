@@ -43,10 +43,20 @@ static void enum_message(const char *const *ch, char *out, size_t len)
     }
 }
 
+/* No model has more than a few dozen fields: a larger map is refused as a
+ * whole, before its keys are copied or checked one by one (a client could
+ * send 300,000 of them in one frame). */
+#define MODEL_MAX_KEYS 1000
+
 bool sm__is_model(const char *attr, const struct nv *in, struct nv_err *err)
 {
     if (in == NULL || !nv_is(in, NV_MAP)) {
         nv_err_add(err, attr, EINVAL, "Input should be a valid dictionary");
+        return false;
+    }
+    if (nv_len(in) > MODEL_MAX_KEYS) {
+        nv_err_add(err, attr, EINVAL, "Input should have at most %d fields, not %zu",
+                   MODEL_MAX_KEYS, nv_len(in));
         return false;
     }
     return true;
@@ -202,7 +212,7 @@ struct nv *sm__model(const char *prefix, const struct sm_field *f, const struct 
     if (!sm__is_model(prefix, in, err)) {
         return NULL;
     }
-    size_t before = err->n;
+    size_t before = nv_err_count(err);
     struct nv *out = nv_map();
     char attr[256];
     for (size_t i = 0; f[i].name != NULL; i++) {
@@ -230,7 +240,7 @@ struct nv *sm__model(const char *prefix, const struct sm_field *f, const struct 
             nv_err_add(err, attr, EINVAL, "Extra inputs are not permitted");
         }
     }
-    if (err->n != before) {
+    if (nv_err_count(err) != before) {
         nv_free(out);
         return NULL;
     }

@@ -236,15 +236,13 @@ int sm__port_update(struct sm_ex *x, const struct nv *params)
         struct nv_err e;
         nv_err_init(&e);
         d = sm__model(mp, f, in, &e);
-        for (size_t j = 0; d == NULL && j < e.n; j++) {
-            nv_err_add(&all, e.items[j].attr, e.items[j].errnum, "%s", e.items[j].msg);
+        if (d == NULL) {
+            nv_err_merge(&all, &e);
         }
         nv_err_clear(&e);
     }
     if (d == NULL) {
-        for (size_t j = 0; j < all.n; j++) {
-            nv_err_add(x->err, all.items[j].attr, all.items[j].errnum, "%s", all.items[j].msg);
-        }
+        nv_err_merge(x->err, &all);
         nv_err_clear(&all);
         return -1;
     }

@@ -127,6 +127,7 @@ void h_node_init(struct h_node *n, const char *base, int id)
     FILE *f = fopen(n->keyfile, "w");
     fputs("test-key\n", f);
     fclose(f);
+    chmod(n->keyfile, 0600); /* nvmetd refuses a key file others can read */
     snprintf(n->psk, sizeof n->psk, "%s/raft.psk", base);
     h_write_psk(n->psk);
     n->raft_port = h_free_port();

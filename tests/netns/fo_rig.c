@@ -327,6 +327,7 @@ int rig_up(struct rig *r, const struct rig_opts *o)
     if (k != NULL) {
         fputs("rig-key\n", k);
         fclose(k);
+        chmod(r->key, 0600); /* nvmetd refuses a key file others can read */
     }
     /* a fresh Raft secret per rig, private to root like a real one */
     snprintf(r->psk, sizeof r->psk, "%s/raft.psk", r->base);

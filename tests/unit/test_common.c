@@ -3,10 +3,13 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
+#include <msgpack.h>
+#include <time.h>
 
 #include "nv.h"
 #include "nv_err.h"
@@ -89,6 +92,119 @@ static void test_err_shape(void **state)
 }
 
 /* JSON conversion keeps ints as ints and rejects trailing garbage. */
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A decoded map with repeated keys behaves as nv_set does (the first
+ * position, the last value); a map of 200,000 keys decodes in linear-ish
+ * time (it took minutes when every key was looked up in the keys before
+ * it). */
+static void test_decode_map_keys(void **state)
+{
+    (void)state;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 4);
+    msgpack_pack_str_with_body(&pk, "b", 1);
+    msgpack_pack_int(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "a", 1);
+    msgpack_pack_int(&pk, 2);
+    msgpack_pack_str_with_body(&pk, "b", 1);
+    msgpack_pack_int(&pk, 3);
+    msgpack_pack_int(&pk, 7); /* an int key prints in decimal */
+    msgpack_pack_int(&pk, 4);
+    struct nv *m = nv_decode(sb.data, sb.size, NULL);
+    assert_non_null(m);
+    assert_int_equal(nv_len(m), 3);
+    assert_string_equal(m->u.m.kv[0].k, "b");
+    assert_int_equal(nv_get_int(m, "b", 0), 3);
+    assert_string_equal(m->u.m.kv[1].k, "a");
+    assert_int_equal(nv_get_int(m, "7", 0), 4);
+    nv_free(m);
+    msgpack_sbuffer_destroy(&sb);
+
+    enum { N = 200000 };
+    msgpack_sbuffer_init(&sb);
+    msgpack_pack_map(&pk, N);
+    char k[16];
+    for (int i = 0; i < N; i++) {
+        snprintf(k, sizeof k, "k%d", i);
+        msgpack_pack_str_with_body(&pk, k, strlen(k));
+        msgpack_pack_int(&pk, i);
+    }
+    double t0 = now_s();
+    m = nv_decode(sb.data, sb.size, NULL);
+    struct nv *c = nv_copy(m);
+    double took = now_s() - t0;
+    printf("# decode + copy of a %d-key map: %.1f ms\n", N, took * 1e3);
+    assert_int_equal(nv_len(c), N);
+    assert_int_equal(nv_get_int(c, "k199999", 0), N - 1);
+    assert_true(took < 5.0); /* quadratic: minutes */
+    nv_free(m);
+    nv_free(c);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* A report keeps the first NV_ERR_MAX_ITEMS items and counts the rest;
+ * the reason and the extra list end with "... and K more errors"; 200,000
+ * items build in linear time; a copy (a forwarded error) keeps the count. */
+static void test_err_capped(void **state)
+{
+    (void)state;
+    struct nv_err e, c;
+    nv_err_init(&e);
+    nv_err_init(&c);
+    enum { N = 200000 };
+    double t0 = now_s();
+    for (int i = 0; i < N; i++) {
+        nv_err_add(&e, "x.options", EINVAL, "key %d: Extra inputs are not permitted", i);
+    }
+    assert_int_equal(e.n, NV_ERR_MAX_ITEMS);
+    assert_int_equal(nv_err_count(&e), N);
+    char *reason = nv_err_reason(&e);
+    struct nv *v = nv_err_to_nv(&e);
+    double took = now_s() - t0;
+    printf("# %d items: %.1f ms, reason %zu chars\n", N, took * 1e3, strlen(reason));
+    assert_true(took < 5.0);
+    assert_true(strlen(reason) < 2000);
+    assert_non_null(strstr(reason, "[EINVAL] x.options: key 19: Extra"));
+    assert_null(strstr(reason, "key 20:"));
+    assert_non_null(strstr(reason, "... and 199980 more errors\n"));
+    free(reason);
+    const struct nv *extra = nv_get(v, "extra");
+    assert_int_equal(nv_len(extra), NV_ERR_MAX_ITEMS + 1);
+    const struct nv *last = nv_at(extra, NV_ERR_MAX_ITEMS);
+    assert_true(nv_is(nv_at(last, 0), NV_NIL));
+    assert_string_equal(nv_at(last, 1)->u.s.p, "... and 199980 more errors");
+    assert_int_equal(nv_get_int(v, "code", 0), NV_E_INVALID_PARAMS);
+    /* through the wire and back: the same shape */
+    assert_int_equal(nv_err_from_nv(&c, v), 0);
+    struct nv *v2 = nv_err_to_nv(&c);
+    assert_true(nv_equal(v, v2));
+    nv_free(v2);
+    nv_free(v);
+    /* merge carries the count */
+    nv_err_clear(&c);
+    nv_err_merge(&c, &e);
+    assert_int_equal(nv_err_count(&c), N);
+    nv_err_clear(&c);
+    nv_err_clear(&e);
+    /* one dropped item: singular */
+    for (int i = 0; i <= NV_ERR_MAX_ITEMS; i++) {
+        nv_err_add(&e, NULL, EINVAL, "m");
+    }
+    reason = nv_err_reason(&e);
+    assert_non_null(strstr(reason, "... and 1 more error\n"));
+    free(reason);
+    nv_err_clear(&e);
+}
+
 static void test_json(void **state)
 {
     (void)state;
@@ -121,6 +237,8 @@ int main(void)
         cmocka_unit_test(test_msgpack_roundtrip),
         cmocka_unit_test(test_err_shape),
         cmocka_unit_test(test_json),
+        cmocka_unit_test(test_decode_map_keys),
+        cmocka_unit_test(test_err_capped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -307,12 +307,89 @@ static void test_depth_limit(void **state)
     nv_free(f);
 }
 
+/* Work bounds: 2000 conditions and list values, patterns of 1024
+ * characters, 1000 fields in select/order_by; at the bound it passes. */
+static void test_work_limits(void **state)
+{
+    (void)state;
+    struct nv_err e;
+    nv_err_init(&e);
+    struct nv *f = nv_arr();
+    for (int i = 0; i < 2000; i++) {
+        struct nv *c = nv_arr();
+        nv_push(c, nv_str("id"));
+        nv_push(c, nv_str("!="));
+        nv_push(c, nv_int(i));
+        nv_push(f, c);
+    }
+    assert_int_equal(rpc_query_check(f, NULL, &e), 0);
+    struct nv *c = nv_arr();
+    nv_push(c, nv_str("id"));
+    nv_push(c, nv_str("="));
+    nv_push(c, nv_int(0));
+    nv_push(f, c);
+    assert_true(rpc_query_check(f, NULL, &e) < 0);
+    assert_non_null(strstr(e.items[0].msg, "more than 2000 conditions"));
+    nv_err_clear(&e);
+    nv_free(f);
+    /* an "in" list counts its values */
+    struct nv *list = nv_arr();
+    for (int i = 0; i < 2000; i++) {
+        nv_push(list, nv_int(i));
+    }
+    f = nv_arr();
+    c = nv_arr();
+    nv_push(c, nv_str("id"));
+    nv_push(c, nv_str("in"));
+    nv_push(c, list);
+    nv_push(f, c);
+    assert_true(rpc_query_check(f, NULL, &e) < 0);
+    nv_err_clear(&e);
+    nv_free(f);
+    /* patterns */
+    char *pat = malloc(1026);
+    memset(pat, 'a', 1025);
+    pat[1025] = '\0';
+    f = nv_arr();
+    c = nv_arr();
+    nv_push(c, nv_str("name"));
+    nv_push(c, nv_str("~"));
+    nv_push(c, nv_str(pat));
+    nv_push(f, c);
+    assert_true(rpc_query_check(f, NULL, &e) < 0);
+    assert_non_null(strstr(e.items[0].msg, "longer than 1024"));
+    nv_err_clear(&e);
+    nv_free(f);
+    pat[1024] = '\0';
+    f = nv_arr();
+    c = nv_arr();
+    nv_push(c, nv_str("name"));
+    nv_push(c, nv_str("~"));
+    nv_push(c, nv_str(pat));
+    nv_push(f, c);
+    assert_int_equal(rpc_query_check(f, NULL, &e), 0);
+    nv_free(f);
+    free(pat);
+    /* select */
+    struct nv *o = nv_map();
+    struct nv *sel = nv_arr();
+    for (int i = 0; i < 1001; i++) {
+        nv_push(sel, nv_str("id"));
+    }
+    nv_set(o, "select", sel);
+    assert_true(rpc_query_check(NULL, o, &e) < 0);
+    assert_string_equal(e.items[0].attr, "options.select");
+    nv_err_clear(&e);
+    nv_free(o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cases),
         cmocka_unit_test(test_large),
         cmocka_unit_test(test_depth_limit),
+        cmocka_unit_test(test_work_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
