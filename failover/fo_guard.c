@@ -533,8 +533,12 @@ void fo_guard_stop(struct fo_guard *g)
         return;
     }
     /* the disarm travels ahead of the end of file, so the guardian exits
-     * without releasing anything */
+     * without releasing anything; unread reports are drained first, since
+     * closing a unix socket with data queued resets the peer, which the
+     * guardian would take for a dead daemon (a report sent after the
+     * drain follows a release: nothing is left to take away) */
     fo_guard_disarm(g);
+    (void)fo_guard_released(g);
     close(g->fd);
     stop_child(g);
     free(g);
