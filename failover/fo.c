@@ -473,7 +473,11 @@ void fo__evaluate(struct fo *f)
         fo__lease_drop(f);
         f->planned = false;
     }
-    fo__lease_run(f, leader && voters > 1 && !f->cfg.witness);
+    /* No renewals during a planned switchover: the node has released, and
+     * libraft hands over only once the target holds the leader's last
+     * entry, which a barrier every lease/3 can keep out of reach on a slow
+     * follower (seen in 1 of 5 switchovers on emulated guests). */
+    fo__lease_run(f, leader && voters > 1 && !f->cfg.witness && !f->passive);
     fo__vips_refresh(f);
     if (f->passive && (!leader || now > f->passive_since + PASSIVE_TIMEOUT_MS)) {
         if (leader) {

@@ -24,7 +24,9 @@ mkdir -p /var/lib/nvmet /run/nvmet-ha /etc/nvme
 for s in /sys/block/vd*; do
     [ "$(cat "$s/serial" 2> /dev/null)" = nvmetdata ] && mount -t ext4 "/dev/${s##*/}" /var/lib/nvmet
 done
-cp /payload/api.key /run/nvmet-ha/api.key 2> /dev/null && chmod 600 /run/nvmet-ha/api.key
+for f in api.key raft.psk; do
+    cp "/payload/$f" "/run/nvmet-ha/$f" 2> /dev/null && chmod 600 "/run/nvmet-ha/$f"
+done
 
 dmesg -n 6 # nvme and nvmet info lines on the console, with kernel time stamps
 stty -F /dev/ttyS1 raw -echo
