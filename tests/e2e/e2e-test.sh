@@ -24,6 +24,9 @@ set -uo pipefail
 HERE=$(dirname "$(readlink -f "$0")")
 source "$HERE/mvm.sh"
 set +e
+# The whole script is one compound command, parsed before it runs: bash
+# would otherwise read an edited file from the old offset mid-run.
+{
 
 BUILD=$(readlink -f "$1")
 shift
@@ -84,7 +87,7 @@ SOCK=/run/nvmet-ha/nvmetd.sock
 echo "e2e-test-key-$RANDOM$RANDOM" > "$MW/api.key"
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$MW/raft.psk"
 mvm_initrd "$KDIR" "$BUILD" "$MW/initrd" "$MW/api.key" "$MW/raft.psk" || { echo "FAIL: initrd"; exit 1; }
-truncate -s 2G "$MW/shared.img"
+truncate -s 4G "$MW/shared.img" # 64 MiB per writer run (SEG), sparse
 for n in da db wit; do
     truncate -s 96M "$MW/$n.img"
     mkfs.ext4 -q -F "$MW/$n.img"
@@ -183,8 +186,8 @@ LOGS=()
 DEV=""
 writer_start() {
     SEG=$((SEG + 1))
-    gx host "rm -f /tmp/stop; nvmet-e2e-io write $DEV /tmp/io-$SEG.log --base $((SEG * 32768)) \
-        --max 32768 --seconds 90 --stop /tmp/stop --run $SEG > /tmp/io-$SEG.out 2>&1 &" > /dev/null
+    gx host "rm -f /tmp/stop; nvmet-e2e-io write $DEV /tmp/io-$SEG.log --base $((SEG * 16384)) \
+        --max 16384 --seconds 90 --stop /tmp/stop --run $SEG > /tmp/io-$SEG.out 2>&1 &" > /dev/null
     LOGS+=("/tmp/io-$SEG.log")
 }
 # writer_stop -> WOUT "acked=.. errors=.. stall_ms=.. ..."; STALL, ERRORS, ACKED
@@ -482,3 +485,5 @@ for s in takeover switchover ana ana_switchover; do
 done
 echo "RESULT: $([ $FAILS = 0 ] && echo PASS || echo "FAIL ($FAILS)") in $SECONDS s"
 [ $FAILS = 0 ]
+exit
+}

@@ -125,6 +125,7 @@ static int do_write(int argc, char **argv)
     fprintf(log, "# run %" PRIu64 " base %" PRIu64 "\n", run, base);
     double t0 = now_ms(), last = 0, gap = 0, gap_at = 0, flushed = 0;
     uint64_t acked = 0, errors = 0;
+    int first_errno = 0;
     for (uint64_t seq = 0; seq < max; seq++) {
         double t = now_ms() - t0;
         if (t > seconds * 1e3 || (stop != NULL && access(stop, F_OK) == 0)) {
@@ -134,7 +135,9 @@ static int do_write(int argc, char **argv)
         ssize_t n = pwrite(fd, buf, BLK, (off_t)((base + seq) * BLK));
         t = now_ms() - t0;
         if (n != BLK) {
-            errors++;
+            if (errors++ == 0) {
+                first_errno = n < 0 ? errno : EIO;
+            }
             fprintf(log, "E %" PRIu64 " %.1f %d\n", seq, t, n < 0 ? errno : EIO);
             continue;
         }
@@ -153,8 +156,9 @@ static int do_write(int argc, char **argv)
     fclose(log);
     close(fd);
     free(buf);
-    printf("acked=%" PRIu64 " errors=%" PRIu64 " stall_ms=%.0f stall_at_ms=%.0f run_ms=%.0f\n",
-           acked, errors, gap, gap_at, last);
+    printf("acked=%" PRIu64 " errors=%" PRIu64 " stall_ms=%.0f stall_at_ms=%.0f run_ms=%.0f%s%s\n",
+           acked, errors, gap, gap_at, last, errors ? " first_error=" : "",
+           errors ? strerror(first_errno) : "");
     return 0;
 }
 
