@@ -75,9 +75,10 @@ static int check(const unsigned char *got, uint64_t run, uint64_t seq, uint64_t 
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: nvmet-e2e-io write DEV LOG --base BLOCK --max N --seconds S "
-                    "[--stop FILE] [--run ID]\n"
-                    "       nvmet-e2e-io verify DEV LOG...\n");
+    fprintf(stderr,
+            "usage: nvmet-e2e-io write DEV LOG --base BLOCK --max N --seconds S "
+            "[--stop FILE] [--run ID]\n"
+            "       nvmet-e2e-io verify DEV LOG...\n");
     return 2;
 }
 
@@ -204,8 +205,9 @@ static int verify_log(int fd, const char *logp, uint64_t *ok, uint64_t *lost)
             (*ok)++;
         } else {
             if (*lost < 5) {
-                fprintf(stderr, "nvmet-e2e-io: %s: block %" PRIu64 " (seq %" PRIu64
-                                ") does not hold what was acknowledged\n",
+                fprintf(stderr,
+                        "nvmet-e2e-io: %s: block %" PRIu64 " (seq %" PRIu64
+                        ") does not hold what was acknowledged\n",
                         logp, base + seq, seq);
             }
             (*lost)++;
