@@ -68,6 +68,32 @@ struct cons_chg {
     uint64_t target;
 };
 
+/* Storage health of the data dir (cons_disk.c). */
+struct cons_disk {
+    char dir[4096];
+    size_t segment;
+    bool accept_loss;
+    bool multi_hint; /* the configuration given names other voters, or a join */
+    /* commit watermark: two fixed-size slots written in turn */
+    int wm_fd;
+    uint64_t wm_seq;
+    uint64_t wm_committed;
+    unsigned wm_voters;
+    bool wm_found;
+    uint64_t wm_next_ms;
+    /* free space, sampled */
+    uint64_t free_bytes;
+    uint64_t space_next_ms;
+    bool low;
+    /* the last log write that failed; cleared by one that succeeds */
+    int error;
+    char error_msg[200];
+    uint64_t error_at;
+    uint64_t ready_retry_at; /* post-election barrier failed on the disk: not before */
+    size_t n_faults;
+    struct cons_log_fault faults[CONS_MAX_FAULTS];
+};
+
 struct cons_node {
     uv_loop_t* loop;
     struct raft raft;
@@ -111,6 +137,8 @@ struct cons_node {
     bool check_change;
     uint64_t contact_at; /* uv_now() when a leader was last heard */
 
+    struct cons_disk disk;
+
     /* Shutdown. */
     bool closing;
     bool raft_down;
@@ -129,6 +157,28 @@ bool cons_is_ready(const struct cons_node* n);
 void cons_check_change(struct cons_node* n);
 void cons_log(const struct cons_node* n, const char* fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* cons_disk.c */
+/* Before raft_init: remember the dir, read the watermark, check the free
+ * space. 0 or -errno with errmsg. */
+int cons_disk_open(struct cons_node* n,
+                   const struct cons_config* cfg,
+                   size_t segment,
+                   char* errmsg,
+                   size_t errlen);
+/* raft_start with the damaged-segment and watermark checks. 0 or -errno
+ * with errmsg (libraft may be started: the caller tears it down). */
+int cons_disk_start(struct cons_node* n, char* errmsg, size_t errlen);
+/* From the poll timer: free space, watermark, recovery of lost ranges. */
+void cons_disk_poll(struct cons_node* n);
+/* A log write (entry, barrier) finished with the libraft status. */
+void cons_disk_write_done(struct cons_node* n, int raft_status);
+/* The error a leader that cannot commit answers with, or 0. */
+int cons_disk_blocked(const struct cons_node* n);
+/* Whether the post-election barrier may be tried now. */
+bool cons_disk_may_retry_ready(const struct cons_node* n);
+/* At close (watermark written once more) and free. */
+void cons_disk_close(struct cons_node* n);
 
 /* cons_log.c */
 void cons_list_init(struct cons_list* l);
