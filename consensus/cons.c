@@ -684,6 +684,7 @@ int cons_start(struct uv_loop_s* loop,
     raft_uv_set_segment_size(&n->io, segment);
     /* a damaged segment is ours to judge (cons_disk.c), not renamed away */
     raft_uv_set_auto_recovery(&n->io, false);
+    cons_disk_guard_close(n);
     raft_uv_set_connect_retry_delay(&n->io, CONNECT_RETRY_MS);
     cons_fsm_setup(n);
     rv = raft_init(&n->raft, &n->io, &n->rfsm, cfg->id, n->address);

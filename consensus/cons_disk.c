@@ -43,6 +43,7 @@
 #define SPACE_EVERY_MS 1000
 #define READY_RETRY_MS 1000
 #define MAX_SET_ASIDE_ROUNDS 8
+#define CLOSE_QUIET_TICKS 5 /* 1 ms ticks without a close call from libraft */
 
 /* ------------------------------------------------------------------ */
 /* libraft 0.15 internals read here (renamed or hidden in 0.16-0.18) */
@@ -612,7 +613,9 @@ static int check_length(struct cons_node *n, char *errmsg, size_t errlen)
     uint64_t last = raft_last_index(&n->raft);
     bool self;
     unsigned voters = voters_of(n, &self);
-    bool sole = voters == 1 && self;
+    /* a log cut before its first configuration entry names no voter: the
+     * watermark's record (or the configuration given) then says it */
+    bool sole = voters > 0 ? voters == 1 && self : sole_holder_before_load(d);
     for (size_t i = 0; i < d->n_faults; i++) {
         struct cons_log_fault *f = &d->faults[i];
         f->first_lost = last + 1;
@@ -813,4 +816,65 @@ void cons_get_storage(const struct cons_node *n, struct cons_storage *out)
     out->watermark = d->wm_committed;
     out->n_faults = d->n_faults;
     memcpy(out->faults, d->faults, sizeof out->faults);
+}
+
+/* ------------------------------------------------------------------ */
+/* closing: libraft 0.15 tells "io closed" once per event after the last
+ * condition it tracks is met (uvMaybeFireCloseCb), but it does not track a
+ * segment writer that is still closing: when the writer's close callback
+ * comes after the transport's (on tmpfs, where writes run in the
+ * threadpool, it does), the io close callback fires twice. The second call
+ * frees libraft's strings again and reads the freed io. So the callback
+ * given to io->close is ours: each call restarts a short quiet period, and
+ * libraft's own callback runs once, when no call came for
+ * CLOSE_QUIET_TICKS loop iterations (a writer closes within two). */
+
+static struct cons_node *node_of_io(struct raft_io *io)
+{
+    return (struct cons_node *)((char *)io - offsetof(struct cons_node, io));
+}
+
+static void quiet_timer_closed(uv_handle_t *h)
+{
+    struct cons_node *n = h->data;
+    n->disk.close_fired = true;
+    n->disk.io_close_cb(&n->io); /* libraft's: ends in cons.c's raft_closed_cb */
+}
+
+static void quiet_tick(uv_timer_t *t)
+{
+    struct cons_node *n = t->data;
+    if (++n->disk.close_quiet >= CLOSE_QUIET_TICKS) {
+        uv_timer_stop(t);
+        uv_close((uv_handle_t *)t, quiet_timer_closed);
+    }
+}
+
+static void io_closed_once(struct raft_io *io)
+{
+    struct cons_node *n = node_of_io(io);
+    struct cons_disk *d = &n->disk;
+    if (d->close_fired || uv_is_closing((uv_handle_t *)&d->close_timer)) {
+        return;
+    }
+    d->close_quiet = 0;
+    if (!d->close_armed) {
+        d->close_armed = true;
+        uv_timer_init(n->loop, &d->close_timer);
+        d->close_timer.data = n;
+        uv_timer_start(&d->close_timer, quiet_tick, 1, 1);
+    }
+}
+
+static void io_close_guarded(struct raft_io *io, raft_io_close_cb cb)
+{
+    struct cons_node *n = node_of_io(io);
+    n->disk.io_close_cb = cb;
+    n->disk.io_close(io, io_closed_once);
+}
+
+void cons_disk_guard_close(struct cons_node *n)
+{
+    n->disk.io_close = n->io.close;
+    n->io.close = io_close_guarded;
 }

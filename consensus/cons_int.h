@@ -92,6 +92,13 @@ struct cons_disk {
     uint64_t ready_retry_at; /* post-election barrier failed on the disk: not before */
     size_t n_faults;
     struct cons_log_fault faults[CONS_MAX_FAULTS];
+    /* the io close callback, fired once and only when libraft is quiet */
+    void (*io_close)(struct raft_io* io, raft_io_close_cb cb);
+    raft_io_close_cb io_close_cb;
+    uv_timer_t close_timer;
+    bool close_armed;
+    bool close_fired;
+    unsigned close_quiet;
 };
 
 struct cons_node {
@@ -177,8 +184,11 @@ void cons_disk_write_done(struct cons_node* n, int raft_status);
 int cons_disk_blocked(const struct cons_node* n);
 /* Whether the post-election barrier may be tried now. */
 bool cons_disk_may_retry_ready(const struct cons_node* n);
-/* At close (watermark written once more) and free. */
+/* At close: the watermark once more. */
 void cons_disk_close(struct cons_node* n);
+/* After raft_uv_init: make libraft's io close callback fire once, after
+ * its segment writers have closed (see cons_disk.c). */
+void cons_disk_guard_close(struct cons_node* n);
 
 /* cons_log.c */
 void cons_list_init(struct cons_list* l);
