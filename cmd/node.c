@@ -281,7 +281,9 @@ static bool rn_is_leader(void *ctx)
     }
     struct cons_status st;
     cons_get_status(n->cons, &st);
-    return st.state == CONS_LEADER && st.ready;
+    /* a leader whose log cannot be written is still the one to ask: its
+     * answer is the disk's error (ENOSPC), not "no quorum" */
+    return st.state == CONS_LEADER && (st.ready || st.storage_error < 0);
 }
 
 static const char *rn_leader_rpc(void *ctx)
@@ -444,6 +446,8 @@ static int start_consensus(struct node *n, char *msg, size_t msglen)
                               * leader goes idle */
                              .heartbeat_ms = node_heartbeat_ms(n->cfg.election_timeout_ms),
                              .snapshot_threshold = n->cfg.snapshot_threshold,
+                             .segment_size = (size_t)n->cfg.segment_kb << 10,
+                             .accept_data_loss = n->cfg.accept_data_loss,
                              .pre_vote = true,
                              .join = n->cfg.join != NULL,
                              /* a restarted member must not vote while a lease

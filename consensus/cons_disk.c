@@ -752,6 +752,7 @@ void cons_disk_write_done(struct cons_node *n, int raft_status)
     if (raft_status == 0) {
         if (d->error != 0) {
             cons_log(n, "storage: Raft log writes in %s work again", d->dir);
+            sample_space(n);
         }
         d->error = 0;
         d->ready_retry_at = 0;
