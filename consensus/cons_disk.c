@@ -621,6 +621,7 @@ static int check_length(struct cons_node *n, char *errmsg, size_t errlen)
         f->first_lost = last + 1;
         if (f->last_lost != 0 && f->last_lost < f->first_lost) {
             f->first_lost = f->last_lost = 0; /* nothing past the snapshot was lost */
+            f->recovered = !sole;
         }
     }
     bool shorter = d->wm_committed > last;
