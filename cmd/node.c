@@ -229,6 +229,20 @@ static void on_change(void *arg, const struct cons_status *st)
         node_stop(n, NULL, NULL);
         return;
     }
+    if (st->storage_stop) {
+        /* libraft 0.15 cannot step down: stopping is how another member
+         * takes over (a supervisor restarts us; the start-up space check
+         * says when the disk is still full) */
+        node_log(n, NODE_LOG_ERROR,
+                 "raft: this leader cannot write its log in %s (%s): stopping so that another "
+                 "member leads (cluster.status node.storage on the others)",
+                 n->cfg.data_dir, strerror(-st->storage_error));
+        if (n->cfg.exit_status != NULL) {
+            *n->cfg.exit_status = 1;
+        }
+        node_stop(n, NULL, NULL);
+        return;
+    }
     bool caught = (st->state == CONS_LEADER && st->ready) ||
                   (st->state == CONS_FOLLOWER && st->leader_id != 0 &&
                    st->last_applied >= st->commit_index && st->commit_index > 0);
@@ -283,7 +297,7 @@ static bool rn_is_leader(void *ctx)
     cons_get_status(n->cons, &st);
     /* a leader whose log cannot be written is still the one to ask: its
      * answer is the disk's error (ENOSPC), not "no quorum" */
-    return st.state == CONS_LEADER && (st.ready || st.storage_error < 0);
+    return st.state == CONS_LEADER && (st.ready || (st.storage_error < 0 && !st.storage_stop));
 }
 
 static const char *rn_leader_rpc(void *ctx)

@@ -157,7 +157,7 @@ static const struct raft_progress* raft_progress_of(const struct cons_node* n)
 bool cons_is_ready(const struct cons_node* n)
 {
     return !n->closing && !n->raft_down && n->ready && raft_state(R(n)) == RAFT_LEADER &&
-           raft_term_of(n) == n->ready_term && !raft_transferring(n);
+           raft_term_of(n) == n->ready_term && !raft_transferring(n) && !n->disk.stop;
 }
 
 static void ready_cb(struct raft_barrier* req, int status)
@@ -207,7 +207,9 @@ void cons_check_change(struct cons_node* n)
     cons_get_status(n, &st);
     bool caught = st.commit_index > 0 && st.last_applied >= st.commit_index;
     bool changed = !n->reported || st.state != n->last_state || st.ready != n->last_ready ||
-                   st.leader_id != n->last_leader || (caught && !n->last_caught);
+                   st.leader_id != n->last_leader || (caught && !n->last_caught) ||
+                   (st.storage_stop && !n->disk.stop_reported);
+    n->disk.stop_reported = n->disk.stop_reported || st.storage_stop;
     n->last_caught = caught;
     if (!changed) {
         return;
@@ -271,6 +273,7 @@ void cons_get_status(const struct cons_node* n, struct cons_status* st)
     st->state = CONS_UNAVAILABLE;
     st->start_error = n->start_error;
     st->storage_error = n->disk.error;
+    st->storage_stop = n->disk.stop;
     if (n->start_error < 0) {
         snprintf(st->start_msg, sizeof st->start_msg, "%s", n->start_msg);
     }

@@ -149,6 +149,10 @@ struct cons_status {
     /* -ENOSPC / -EIO while this node's Raft log cannot be written (the
      * last log write failed), 0 otherwise; details in cons_get_storage. */
     int storage_error;
+    /* This node led a multi-node cluster when its log write failed: it
+     * takes nothing more and should be closed so another member leads
+     * (see "Storage faults"). Reported once through the change callback. */
+    bool storage_stop;
 };
 void cons_get_status(const struct cons_node *n, struct cons_status *st);
 
@@ -171,9 +175,24 @@ void cons_get_status(const struct cons_node *n, struct cons_status *st);
  * While running: the free space of the data dir is sampled every second,
  * and a failed log write (fallocate of the next segment: -ENOSPC; other
  * I/O: -EIO) is reported as it is, to the proposer and in the storage
- * status. A leader whose post-election barrier failed on the disk answers
- * cons_propose/cons_barrier with that error (not -NV_ENOTLEADER) and tries
- * the barrier again every second. */
+ * status. A single voter whose post-election barrier failed on the disk
+ * answers cons_propose/cons_barrier with that error (not -NV_ENOTLEADER)
+ * and tries the barrier again every second.
+ *
+ * A leader of a multi-node cluster with less than one segment free hands
+ * its leadership to another voter (raft_transfer, at most every 30 s):
+ * the segments it preallocated let it go on until the hand-over is done,
+ * and a full disk never fails one of its writes.
+ *
+ * A leader of a multi-node cluster must not append again once a write of
+ * its own failed: the entry it dropped may sit on the followers, and a new
+ * entry at the same index and term would commit on the leader while they
+ * apply the old one (libraft 0.15 neither steps down on a failed write nor
+ * can hand leadership over from a log shorter than its followers'). So it
+ * stops taking proposals (-NV_ENOTLEADER: nothing happened), completes what
+ * was in flight with -NV_ELEADERSHIPLOST (the followers may still commit
+ * it), and sets cons_status.storage_stop: the owner closes the node, the
+ * other members elect a leader, and a restart (with space) catches up. */
 #define CONS_OPEN_SEGMENTS 3 /* libraft 0.15: one being written + a pool of 2 */
 #define CONS_MAX_FAULTS 4
 

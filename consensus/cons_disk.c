@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "cons_int.h"
+#include "nv_err.h"
 
 #define WATERMARK_FILE "log-watermark"
 #define WATERMARK_SLOT 512 /* two slots, each in its own sector */
@@ -43,6 +44,7 @@
 #define SPACE_EVERY_MS 1000
 #define READY_RETRY_MS 1000
 #define MAX_SET_ASIDE_ROUNDS 8
+#define HANDOVER_EVERY_MS 30000
 #define CLOSE_QUIET_TICKS 5 /* 1 ms ticks without a close call from libraft */
 
 /* ------------------------------------------------------------------ */
@@ -148,7 +150,9 @@ static int usable_space(const char *dir, uint64_t *free_bytes, uint64_t *reusabl
     if (statvfs(dir, &vfs) < 0) {
         return -errno;
     }
-    *free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    /* root (nvmetd) may also fill the blocks a file system keeps for root */
+    fsblkcnt_t blocks = geteuid() == 0 ? vfs.f_bfree : vfs.f_bavail;
+    *free_bytes = (uint64_t)blocks * vfs.f_frsize;
     *reusable = 0;
     DIR *d = opendir(dir);
     if (d == NULL) {
@@ -730,6 +734,36 @@ static void check_recovered(struct cons_node *n)
     }
 }
 
+static void handover_cb(struct raft_transfer *req)
+{
+    struct cons_node *n = req->data;
+    n->disk.handing_over = false;
+    if (!n->closing && raft_state(&n->raft) != RAFT_LEADER) {
+        cons_log(n, "storage: leadership handed over (data dir %s is low on space)", n->disk.dir);
+    }
+}
+
+/* Low on space while leading others: let a voter with room lead before a
+ * write of ours fails (cons.h). */
+static void maybe_hand_over(struct cons_node *n)
+{
+    struct cons_disk *d = &n->disk;
+    bool self;
+    uint64_t now = uv_now(n->loop);
+    if (!d->low || d->stop || d->handing_over || now < d->handover_next_ms ||
+        raft_state(&n->raft) != RAFT_LEADER || voters_of(n, &self) < 2) {
+        return;
+    }
+    d->handover_next_ms = now + HANDOVER_EVERY_MS;
+    d->handover.data = n;
+    int rv = raft_transfer(&n->raft, &d->handover, 0, handover_cb);
+    char a[32], b[32];
+    cons_log(n, "storage: data dir %s has %s free, less than one segment (%s): %s", d->dir,
+             mib(d->free_bytes, a, sizeof a), mib(d->segment, b, sizeof b),
+             rv == 0 ? "handing leadership to another member" : raft_strerror(rv));
+    d->handing_over = rv == 0;
+}
+
 void cons_disk_poll(struct cons_node *n)
 {
     struct cons_disk *d = &n->disk;
@@ -738,6 +772,7 @@ void cons_disk_poll(struct cons_node *n)
         d->space_next_ms = now + SPACE_EVERY_MS;
         sample_space(n);
     }
+    maybe_hand_over(n);
     wm_update(n, false);
     check_recovered(n);
 }
@@ -775,11 +810,29 @@ void cons_disk_write_done(struct cons_node *n, int raft_status)
     snprintf(d->error_msg, sizeof d->error_msg, "%s", words);
     d->error_at = uv_now(n->loop);
     d->ready_retry_at = d->error_at + READY_RETRY_MS;
+    bool self;
+    if (!d->stop && raft_state(&n->raft) == RAFT_LEADER && voters_of(n, &self) > 1) {
+        d->stop = true; /* cons.h: never append again; the owner closes us */
+        cons_log(n,
+                 "storage: this leader cannot write its Raft log (%s) and must not append "
+                 "again: it stops so that another member leads",
+                 strerror(-err));
+        n->check_change = true; /* reported from the idle handle, outside libraft */
+        cons_kick(n);
+    }
+}
+
+int cons_disk_status(const struct cons_node *n, int raft_status)
+{
+    if (n->disk.stop && storage_status(raft_status)) {
+        return -NV_ELEADERSHIPLOST; /* the followers may hold and commit it */
+    }
+    return cons_err(raft_status);
 }
 
 int cons_disk_blocked(const struct cons_node *n)
 {
-    if (n->disk.error == 0 || raft_state((struct raft *)&n->raft) != RAFT_LEADER) {
+    if (n->disk.error == 0 || n->disk.stop || raft_state((struct raft *)&n->raft) != RAFT_LEADER) {
         return 0;
     }
     return cons_is_ready(n) ? 0 : n->disk.error;

@@ -90,6 +90,11 @@ struct cons_disk {
     char error_msg[200];
     uint64_t error_at;
     uint64_t ready_retry_at; /* post-election barrier failed on the disk: not before */
+    bool stop;               /* a multi-node leader's write failed (cons.h) */
+    bool stop_reported;
+    struct raft_transfer handover; /* low on space: leadership to another voter */
+    bool handing_over;
+    uint64_t handover_next_ms;
     size_t n_faults;
     struct cons_log_fault faults[CONS_MAX_FAULTS];
     /* the io close callback, fired once and only when libraft is quiet */
@@ -182,6 +187,8 @@ void cons_disk_poll(struct cons_node* n);
 void cons_disk_write_done(struct cons_node* n, int raft_status);
 /* The error a leader that cannot commit answers with, or 0. */
 int cons_disk_blocked(const struct cons_node* n);
+/* The error a failed log write completes its requests with. */
+int cons_disk_status(const struct cons_node* n, int raft_status);
 /* Whether the post-election barrier may be tried now. */
 bool cons_disk_may_retry_ready(const struct cons_node* n);
 /* At close: the watermark once more. */

@@ -190,7 +190,7 @@ static void batch_cb(struct raft_apply* req, int status, void* result)
             cons_complete(n, c, c->status, c->result);
         }
     } else {
-        cons_complete_all(n, &b->cmds, status == 0 ? -EBADMSG : cons_err(status));
+        cons_complete_all(n, &b->cmds, status == 0 ? -EBADMSG : cons_disk_status(n, status));
     }
     free(b);
 }
@@ -281,7 +281,7 @@ static void flush_proposals(struct cons_node* n)
             raft_free(buf);
         }
         cons_disk_write_done(n, rv);
-        cons_complete_all(n, &b->cmds, cons_err(rv));
+        cons_complete_all(n, &b->cmds, cons_disk_status(n, rv));
         free(b);
     }
 }
@@ -290,7 +290,7 @@ static void bar_cb(struct raft_barrier* req, int status)
 {
     struct cons_bar* b = req->data;
     cons_disk_write_done(b->node, status);
-    cons_complete_all(b->node, &b->waiters, cons_err(status));
+    cons_complete_all(b->node, &b->waiters, cons_disk_status(b->node, status));
     free(b);
 }
 
