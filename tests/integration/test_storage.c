@@ -32,7 +32,9 @@
 
 struct lab {
     char base[256];
-    char mnt[300]; /* a tmpfs, "" if none */
+    char mnt[300];     /* the first tmpfs, "" if none */
+    char mnts[3][300]; /* every one, for the teardown */
+    int n_mnts;
     struct h_node n[MAXN];
     int count;
     char list[512];
@@ -76,28 +78,36 @@ static int teardown(void **state)
             h_node_wait(&l->n[i]);
         }
     }
-    if (l->mnt[0] != '\0') {
-        umount2(l->mnt, MNT_DETACH);
+    for (int i = 0; i < l->n_mnts; i++) {
+        umount2(l->mnts[i], MNT_DETACH);
     }
     h_rmrf(l->base);
     current = NULL;
     return 0;
 }
 
-/* A tmpfs of size bytes under the lab; false (test skipped) when it cannot
- * be mounted here. */
-static bool lab_tmpfs(struct lab *l, size_t size)
+/* A tmpfs of size bytes under the lab, its path in out; false (test
+ * skipped) when it cannot be mounted here. */
+static bool lab_tmpfs_at(struct lab *l, size_t size, char *out, size_t len)
 {
-    snprintf(l->mnt, sizeof l->mnt, "%s/small", l->base);
-    assert_int_equal(mkdir(l->mnt, 0700), 0);
+    assert_true(l->n_mnts < 3);
+    char m[sizeof l->mnts[0]];
+    snprintf(m, sizeof m, "%s/small%d", l->base, l->n_mnts);
+    assert_int_equal(mkdir(m, 0700), 0);
     char opt[64];
     snprintf(opt, sizeof opt, "size=%zu,mode=0700", size);
-    if (mount("tmpfs", l->mnt, "tmpfs", 0, opt) < 0) {
+    if (mount("tmpfs", m, "tmpfs", 0, opt) < 0) {
         print_message("cannot mount a tmpfs (%s): skipped\n", strerror(errno));
-        l->mnt[0] = '\0';
         return false;
     }
+    memcpy(l->mnts[l->n_mnts++], m, sizeof m);
+    snprintf(out, len, "%s", m);
     return true;
+}
+
+static bool lab_tmpfs(struct lab *l, size_t size)
+{
+    return lab_tmpfs_at(l, size, l->mnt, sizeof l->mnt);
 }
 
 static void stop(struct h_node *n)
@@ -494,6 +504,58 @@ static void test_disk_fills(void **state)
     teardown(NULL);
 }
 
+/* In a three-node cluster whose leader's data dir runs low (less than one
+ * segment free), leadership moves to another member before any write
+ * fails; writes through the old leader keep working (forwarded), and its
+ * cluster.status says why its disk is low. */
+static void test_leader_low_hands_over(void **state)
+{
+    (void)state;
+    struct lab l;
+    lab_init(&l, 3);
+    for (int i = 0; i < 3; i++) {
+        char m[300];
+        if (!lab_tmpfs_at(&l, 2 << 20, m, sizeof m)) {
+            teardown(NULL);
+            skip();
+        }
+        snprintf(l.n[i].data, sizeof l.n[i].data, "%s/data", m);
+    }
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(start(&l, i, "--segment-kb", "64"), 0);
+    }
+    int L = wait_leader(&l, 10000);
+    assert_true(L >= 0);
+    struct h_node *old = &l.n[L];
+    usleep(1500000); /* every member registers its RPC address (forwarding) */
+    create_subsys(old, "s1");
+    char filler[400];
+    fill(l.mnts[L], filler, sizeof filler);
+    long deadline = now_ms() + 10000;
+    int L2 = -1;
+    while (now_ms() < deadline && (L2 < 0 || L2 == L)) {
+        L2 = wait_leader(&l, 500);
+    }
+    assert_true(L2 >= 0 && L2 != L);
+    assert_true(log_has(old, "handing leadership to another member"));
+    create_subsys(old, "s2"); /* through the old leader: forwarded */
+    create_subsys(&l.n[L2], "s3");
+    struct nv *st = status_of(old);
+    const struct nv *s = nv_get(nv_get(st, "node"), "storage");
+    assert_string_equal(nv_get_str(s, "state"), "low");
+    assert_non_null(strstr(nv_get_str(s, "reason"), "less than one segment"));
+    nv_free(st);
+    char *names = NULL;
+    deadline = now_ms() + 5000;
+    do {
+        free(names);
+        names = local_names(&l.n[L2]);
+    } while (strcmp(names, "s1,s2,s3") != 0 && now_ms() < deadline && usleep(20000) == 0);
+    assert_string_equal(names, "s1,s2,s3");
+    free(names);
+    teardown(NULL);
+}
+
 int main(void)
 {
     /* tmpfs mounts in a private mount namespace (nvmetd children inherit
@@ -506,6 +568,7 @@ int main(void)
         cmocka_unit_test_teardown(test_member_catches_up, teardown),
         cmocka_unit_test_teardown(test_tiny_data_dir, teardown),
         cmocka_unit_test_teardown(test_disk_fills, teardown),
+        cmocka_unit_test_teardown(test_leader_low_hands_over, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
