@@ -20,6 +20,8 @@
  *     "no quorum". We check the space at start and report failed writes as
  *     what they are (ENOSPC, EIO).
  *
+ * This file holds the start-up side (space check, damaged segments, the
+ * watermark and the log length); cons_storage.c the running side.
  * Everything runs on the loop thread. */
 #include <dirent.h>
 #include <errno.h>
@@ -40,12 +42,7 @@
 
 #define WATERMARK_FILE "log-watermark"
 #define WATERMARK_SLOT 512 /* two slots, each in its own sector */
-#define WATERMARK_EVERY_MS 1000
-#define SPACE_EVERY_MS 1000
-#define READY_RETRY_MS 1000
 #define MAX_SET_ASIDE_ROUNDS 8
-#define HANDOVER_EVERY_MS 30000
-#define CLOSE_QUIET_TICKS 5 /* 1 ms ticks without a close call from libraft */
 
 /* ------------------------------------------------------------------ */
 /* libraft 0.15 internals read here (renamed or hidden in 0.16-0.18) */
@@ -61,7 +58,7 @@ static uint64_t commit_of(const struct cons_node *n)
 }
 
 /* Voters in the current configuration, and whether this node is one. */
-static unsigned voters_of(const struct cons_node *n, bool *self)
+unsigned cons_disk_voters(const struct cons_node *n, bool *self)
 {
     const struct raft_configuration *c = &n->raft.configuration;
     unsigned v = 0;
@@ -77,7 +74,7 @@ static unsigned voters_of(const struct cons_node *n, bool *self)
 
 /* The highest index this node both stores and knows committed: what the
  * watermark may promise. */
-static uint64_t durable_commit(const struct cons_node *n)
+uint64_t cons_disk_durable_commit(const struct cons_node *n)
 {
     uint64_t c = commit_of(n), s = stored_of(n);
     return c < s ? c : s;
@@ -100,7 +97,7 @@ static int fail(char *errmsg, size_t errlen, int rv, const char *fmt, ...)
 }
 
 /* "1.9 MiB" */
-static const char *mib(uint64_t bytes, char *buf, size_t len)
+const char *cons_disk_mib(uint64_t bytes, char *buf, size_t len)
 {
     snprintf(buf, len, "%.1f MiB", (double)bytes / (1024.0 * 1024.0));
     return buf;
@@ -116,7 +113,7 @@ static void sync_dir(const char *dir)
 }
 
 /* libraft prefixes its load errors with "io: ". */
-static const char *raft_words(const struct cons_node *n)
+const char *cons_disk_words(const struct cons_node *n)
 {
     const char *m = raft_errmsg((struct raft *)&n->raft);
     if (m == NULL) {
@@ -169,7 +166,7 @@ static int usable_space(const char *dir, uint64_t *free_bytes, uint64_t *reusabl
     return 0;
 }
 
-static void sample_space(struct cons_node *n)
+void cons_disk_sample_space(struct cons_node *n)
 {
     struct cons_disk *d = &n->disk;
     uint64_t free_bytes = 0, reusable = 0;
@@ -185,10 +182,11 @@ static void sample_space(struct cons_node *n)
                      "storage: data dir %s has %s free, less than one Raft segment (%s): the "
                      "log stops growing (writes fail with ENOSPC) once the preallocated "
                      "segments are full",
-                     d->dir, mib(free_bytes, a, sizeof a), mib(d->segment, b, sizeof b));
+                     d->dir, cons_disk_mib(free_bytes, a, sizeof a),
+                     cons_disk_mib(d->segment, b, sizeof b));
         } else {
             cons_log(n, "storage: data dir %s has %s free again", d->dir,
-                     mib(free_bytes, a, sizeof a));
+                     cons_disk_mib(free_bytes, a, sizeof a));
         }
     }
     d->low = low;
@@ -263,7 +261,7 @@ static void wm_read(struct cons_node *n)
 
 /* Write the next slot and fdatasync. A new file gets its full size and a
  * synced dir first, so a later fdatasync has no metadata to carry. */
-static int wm_write(struct cons_node *n, uint64_t committed, unsigned voters)
+int cons_disk_wm_write(struct cons_node *n, uint64_t committed, unsigned voters)
 {
     struct cons_disk *d = &n->disk;
     char path[PATH_MAX];
@@ -303,27 +301,6 @@ static int wm_write(struct cons_node *n, uint64_t committed, unsigned voters)
         d->wm_voters = voters;
     }
     return rv;
-}
-
-/* Record a higher committed index (never a lower one: a restarted member
- * learns the commit index late). */
-static void wm_update(struct cons_node *n, bool force)
-{
-    struct cons_disk *d = &n->disk;
-    bool self;
-    unsigned voters = voters_of(n, &self);
-    uint64_t c = durable_commit(n);
-    if (!(c > d->wm_committed || (voters != d->wm_voters && voters > 0 && c > 0))) {
-        return;
-    }
-    if (!force && uv_now(n->loop) < d->wm_next_ms) {
-        return;
-    }
-    d->wm_next_ms = uv_now(n->loop) + WATERMARK_EVERY_MS;
-    int rv = wm_write(n, c > d->wm_committed ? c : d->wm_committed, voters);
-    if (rv < 0 && d->error == 0) {
-        cons_log(n, "storage: write %s/%s: %s", d->dir, WATERMARK_FILE, strerror(-rv));
-    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -547,8 +524,9 @@ int cons_disk_open(struct cons_node *n, const struct cons_config *cfg, size_t se
         return fail(errmsg, errlen, -ENOSPC,
                     "data dir %s: %s available, the Raft log needs %s (%d open segments of %s "
                     "are preallocated): No space left on device",
-                    d->dir, mib(free_bytes + reusable, a, sizeof a), mib(needed, b, sizeof b),
-                    CONS_OPEN_SEGMENTS, mib(segment, c, sizeof c));
+                    d->dir, cons_disk_mib(free_bytes + reusable, a, sizeof a),
+                    cons_disk_mib(needed, b, sizeof b), CONS_OPEN_SEGMENTS,
+                    cons_disk_mib(segment, c, sizeof c));
     }
     d->low = free_bytes < segment;
     return 0;
@@ -561,7 +539,7 @@ static int on_damaged_segment(struct cons_node *n, const struct seg *bad, char *
 {
     struct cons_disk *d = &n->disk;
     char words[RAFT_ERRMSG_BUF_SIZE];
-    snprintf(words, sizeof words, "%s", raft_words(n));
+    snprintf(words, sizeof words, "%s", cons_disk_words(n));
     uint64_t from = bad->open ? 0 : bad->first;
     const char *gap = strstr(words, "should have been ");
     if (gap != NULL) {
@@ -616,7 +594,7 @@ static int check_length(struct cons_node *n, char *errmsg, size_t errlen)
     struct cons_disk *d = &n->disk;
     uint64_t last = raft_last_index(&n->raft);
     bool self;
-    unsigned voters = voters_of(n, &self);
+    unsigned voters = cons_disk_voters(n, &self);
     /* a log cut before its first configuration entry names no voter: the
      * watermark's record (or the configuration given) then says it */
     bool sole = voters > 0 ? voters == 1 && self : sole_holder_before_load(d);
@@ -678,7 +656,8 @@ static int check_length(struct cons_node *n, char *errmsg, size_t errlen)
                      " are lost; starting without them as asked (accept_data_loss)",
                      d->dir, last + 1, d->wm_committed);
         }
-        wm_write(n, last, voters); /* the loss is accepted: the shorter log is the truth now */
+        cons_disk_wm_write(n, last,
+                           voters); /* the loss is accepted: the shorter log is the truth now */
     } else if (shorter) {
         cons_log(n,
                  "storage: data dir %s: entries %" PRIu64 "..%" PRIu64
@@ -697,7 +676,7 @@ int cons_disk_start(struct cons_node *n, char *errmsg, size_t errlen)
         }
         /* A failed load leaves struct raft as it was: raft_start may run
          * again on the dir without the damaged segment. */
-        const char *words = raft_words(n);
+        const char *words = cons_disk_words(n);
         struct seg bad;
         if (round >= MAX_SET_ASIDE_ROUNDS || !content_error(rv, words) ||
             !named_segment(n->disk.dir, words, &bad)) {
@@ -711,225 +690,7 @@ int cons_disk_start(struct cons_node *n, char *errmsg, size_t errlen)
     }
     int rv = check_length(n, errmsg, errlen);
     if (rv == 0) {
-        sample_space(n);
+        cons_disk_sample_space(n);
     }
     return rv;
-}
-
-/* ------------------------------------------------------------------ */
-/* running */
-
-static void check_recovered(struct cons_node *n)
-{
-    struct cons_disk *d = &n->disk;
-    for (size_t i = 0; i < d->n_faults; i++) {
-        struct cons_log_fault *f = &d->faults[i];
-        uint64_t upto = f->last_lost > f->first_lost ? f->last_lost : f->first_lost;
-        if (f->recovered || f->accepted || upto == 0 || durable_commit(n) < upto) {
-            continue;
-        }
-        f->recovered = true;
-        cons_log(n, "storage: caught up: entries %" PRIu64 "..%" PRIu64 " (%s%s%s) are held again",
-                 f->first_lost, upto, f->kind, f->file[0] ? " " : "", f->file);
-    }
-}
-
-static void handover_cb(struct raft_transfer *req)
-{
-    struct cons_node *n = req->data;
-    n->disk.handing_over = false;
-    if (!n->closing && raft_state(&n->raft) != RAFT_LEADER) {
-        cons_log(n, "storage: leadership handed over (data dir %s is low on space)", n->disk.dir);
-    }
-}
-
-/* Low on space while leading others: let a voter with room lead before a
- * write of ours fails (cons.h). */
-static void maybe_hand_over(struct cons_node *n)
-{
-    struct cons_disk *d = &n->disk;
-    bool self;
-    uint64_t now = uv_now(n->loop);
-    if (!d->low || d->stop || d->handing_over || now < d->handover_next_ms ||
-        raft_state(&n->raft) != RAFT_LEADER || voters_of(n, &self) < 2) {
-        return;
-    }
-    d->handover_next_ms = now + HANDOVER_EVERY_MS;
-    d->handover.data = n;
-    int rv = raft_transfer(&n->raft, &d->handover, 0, handover_cb);
-    char a[32], b[32];
-    cons_log(n, "storage: data dir %s has %s free, less than one segment (%s): %s", d->dir,
-             mib(d->free_bytes, a, sizeof a), mib(d->segment, b, sizeof b),
-             rv == 0 ? "handing leadership to another member" : raft_strerror(rv));
-    d->handing_over = rv == 0;
-}
-
-void cons_disk_poll(struct cons_node *n)
-{
-    struct cons_disk *d = &n->disk;
-    uint64_t now = uv_now(n->loop);
-    if (now >= d->space_next_ms) {
-        d->space_next_ms = now + SPACE_EVERY_MS;
-        sample_space(n);
-    }
-    maybe_hand_over(n);
-    wm_update(n, false);
-    check_recovered(n);
-}
-
-static bool storage_status(int raft_status)
-{
-    return raft_status == RAFT_NOSPACE || raft_status == RAFT_IOERR;
-}
-
-void cons_disk_write_done(struct cons_node *n, int raft_status)
-{
-    struct cons_disk *d = &n->disk;
-    if (raft_status == 0) {
-        if (d->error != 0) {
-            cons_log(n, "storage: Raft log writes in %s work again", d->dir);
-            sample_space(n);
-        }
-        d->error = 0;
-        d->ready_retry_at = 0;
-        return;
-    }
-    if (!storage_status(raft_status)) {
-        return; /* leadership moved or shutting down: not the disk */
-    }
-    int err = cons_err(raft_status);
-    char words[sizeof d->error_msg];
-    snprintf(words, sizeof words, "%s", raft_words(n));
-    if (err != d->error || strcmp(words, d->error_msg) != 0) {
-        sample_space(n);
-        char a[32];
-        cons_log(n, "storage: Raft log write failed in %s: %s (%s; %s free)", d->dir,
-                 strerror(-err), words, mib(d->free_bytes, a, sizeof a));
-    }
-    d->error = err;
-    snprintf(d->error_msg, sizeof d->error_msg, "%s", words);
-    d->error_at = uv_now(n->loop);
-    d->ready_retry_at = d->error_at + READY_RETRY_MS;
-    bool self;
-    if (!d->stop && raft_state(&n->raft) == RAFT_LEADER && voters_of(n, &self) > 1) {
-        d->stop = true; /* cons.h: never append again; the owner closes us */
-        cons_log(n,
-                 "storage: this leader cannot write its Raft log (%s) and must not append "
-                 "again: it stops so that another member leads",
-                 strerror(-err));
-        n->check_change = true; /* reported from the idle handle, outside libraft */
-        cons_kick(n);
-    }
-}
-
-int cons_disk_status(const struct cons_node *n, int raft_status)
-{
-    if (n->disk.stop && storage_status(raft_status)) {
-        return -NV_ELEADERSHIPLOST; /* the followers may hold and commit it */
-    }
-    return cons_err(raft_status);
-}
-
-int cons_disk_blocked(const struct cons_node *n)
-{
-    if (n->disk.error == 0 || n->disk.stop || raft_state((struct raft *)&n->raft) != RAFT_LEADER) {
-        return 0;
-    }
-    return cons_is_ready(n) ? 0 : n->disk.error;
-}
-
-bool cons_disk_may_retry_ready(const struct cons_node *n)
-{
-    return uv_now(n->loop) >= n->disk.ready_retry_at;
-}
-
-void cons_disk_close(struct cons_node *n)
-{
-    if (n->started && !n->raft_down) {
-        wm_update(n, true);
-    }
-}
-
-void cons_get_storage(const struct cons_node *n, struct cons_storage *out)
-{
-    memset(out, 0, sizeof *out);
-    if (n == NULL) {
-        return;
-    }
-    const struct cons_disk *d = &n->disk;
-    out->free_bytes = d->free_bytes;
-    out->segment_bytes = d->segment;
-    out->needed_bytes = (uint64_t)CONS_OPEN_SEGMENTS * d->segment;
-    out->low = d->low;
-    out->error = d->error;
-    if (d->error != 0) {
-        snprintf(out->error_msg, sizeof out->error_msg, "%s", d->error_msg);
-        uint64_t now = uv_now(n->loop);
-        out->error_age_ms = now > d->error_at ? now - d->error_at : 0;
-    }
-    out->blocked = n->started && !n->raft_down && cons_disk_blocked(n) != 0;
-    out->watermark = d->wm_committed;
-    out->n_faults = d->n_faults;
-    memcpy(out->faults, d->faults, sizeof out->faults);
-}
-
-/* ------------------------------------------------------------------ */
-/* closing: libraft 0.15 tells "io closed" once per event after the last
- * condition it tracks is met (uvMaybeFireCloseCb), but it does not track a
- * segment writer that is still closing: when the writer's close callback
- * comes after the transport's (on tmpfs, where writes run in the
- * threadpool, it does), the io close callback fires twice. The second call
- * frees libraft's strings again and reads the freed io. So the callback
- * given to io->close is ours: each call restarts a short quiet period, and
- * libraft's own callback runs once, when no call came for
- * CLOSE_QUIET_TICKS loop iterations (a writer closes within two). */
-
-static struct cons_node *node_of_io(struct raft_io *io)
-{
-    return (struct cons_node *)((char *)io - offsetof(struct cons_node, io));
-}
-
-static void quiet_timer_closed(uv_handle_t *h)
-{
-    struct cons_node *n = h->data;
-    n->disk.close_fired = true;
-    n->disk.io_close_cb(&n->io); /* libraft's: ends in cons.c's raft_closed_cb */
-}
-
-static void quiet_tick(uv_timer_t *t)
-{
-    struct cons_node *n = t->data;
-    if (++n->disk.close_quiet >= CLOSE_QUIET_TICKS) {
-        uv_timer_stop(t);
-        uv_close((uv_handle_t *)t, quiet_timer_closed);
-    }
-}
-
-static void io_closed_once(struct raft_io *io)
-{
-    struct cons_node *n = node_of_io(io);
-    struct cons_disk *d = &n->disk;
-    if (d->close_fired || uv_is_closing((uv_handle_t *)&d->close_timer)) {
-        return;
-    }
-    d->close_quiet = 0;
-    if (!d->close_armed) {
-        d->close_armed = true;
-        uv_timer_init(n->loop, &d->close_timer);
-        d->close_timer.data = n;
-        uv_timer_start(&d->close_timer, quiet_tick, 1, 1);
-    }
-}
-
-static void io_close_guarded(struct raft_io *io, raft_io_close_cb cb)
-{
-    struct cons_node *n = node_of_io(io);
-    n->disk.io_close_cb = cb;
-    n->disk.io_close(io, io_closed_once);
-}
-
-void cons_disk_guard_close(struct cons_node *n)
-{
-    n->disk.io_close = n->io.close;
-    n->io.close = io_close_guarded;
 }

@@ -170,7 +170,7 @@ void cons_check_change(struct cons_node* n);
 void cons_log(const struct cons_node* n, const char* fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* cons_disk.c */
+/* cons_disk.c (start) and cons_storage.c (running) */
 /* Before raft_init: remember the dir, read the watermark, check the free
  * space. 0 or -errno with errmsg. */
 int cons_disk_open(struct cons_node* n,
@@ -191,6 +191,13 @@ int cons_disk_blocked(const struct cons_node* n);
 int cons_disk_status(const struct cons_node* n, int raft_status);
 /* Whether the post-election barrier may be tried now. */
 bool cons_disk_may_retry_ready(const struct cons_node* n);
+/* Shared by cons_disk.c and cons_storage.c. */
+unsigned cons_disk_voters(const struct cons_node* n, bool* self);
+uint64_t cons_disk_durable_commit(const struct cons_node* n);
+const char* cons_disk_mib(uint64_t bytes, char* buf, size_t len);
+const char* cons_disk_words(const struct cons_node* n);
+void cons_disk_sample_space(struct cons_node* n);
+int cons_disk_wm_write(struct cons_node* n, uint64_t committed, unsigned voters);
 /* At close: the watermark once more. */
 void cons_disk_close(struct cons_node* n);
 /* After raft_uv_init: make libraft's io close callback fire once, after
