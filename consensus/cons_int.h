@@ -80,6 +80,7 @@ struct cons_disk {
     uint64_t wm_committed;
     unsigned wm_voters;
     bool wm_found;
+    bool wm_failing; /* the last write failed (logged once) */
     uint64_t wm_next_ms;
     /* free space, sampled */
     uint64_t free_bytes;

@@ -39,9 +39,11 @@ static void wm_update(struct cons_node *n, bool force)
     }
     d->wm_next_ms = uv_now(n->loop) + WATERMARK_EVERY_MS;
     int rv = cons_disk_wm_write(n, c > d->wm_committed ? c : d->wm_committed, voters);
-    if (rv < 0 && d->error == 0) {
-        cons_log(n, "storage: write the commit watermark in %s: %s", d->dir, strerror(-rv));
+    if (rv < 0 && !d->wm_failing) {
+        cons_log(n, "storage: write the commit watermark in %s: %s (tried again every second)",
+                 d->dir, strerror(-rv));
     }
+    d->wm_failing = rv < 0;
 }
 
 /* ------------------------------------------------------------------ */
