@@ -229,6 +229,20 @@ static void on_change(void *arg, const struct cons_status *st)
         node_stop(n, NULL, NULL);
         return;
     }
+    if (st->storage_stop) {
+        /* libraft 0.15 cannot step down: stopping is how another member
+         * takes over (a supervisor restarts us; the start-up space check
+         * says when the disk is still full) */
+        node_log(n, NODE_LOG_ERROR,
+                 "raft: this leader cannot write its log in %s (%s): stopping so that another "
+                 "member leads (cluster.status node.storage on the others)",
+                 n->cfg.data_dir, strerror(-st->storage_error));
+        if (n->cfg.exit_status != NULL) {
+            *n->cfg.exit_status = 1;
+        }
+        node_stop(n, NULL, NULL);
+        return;
+    }
     bool caught = (st->state == CONS_LEADER && st->ready) ||
                   (st->state == CONS_FOLLOWER && st->leader_id != 0 &&
                    st->last_applied >= st->commit_index && st->commit_index > 0);
@@ -281,7 +295,9 @@ static bool rn_is_leader(void *ctx)
     }
     struct cons_status st;
     cons_get_status(n->cons, &st);
-    return st.state == CONS_LEADER && st.ready;
+    /* a leader whose log cannot be written is still the one to ask: its
+     * answer is the disk's error (ENOSPC), not "no quorum" */
+    return st.state == CONS_LEADER && (st.ready || (st.storage_error < 0 && !st.storage_stop));
 }
 
 static const char *rn_leader_rpc(void *ctx)
@@ -450,6 +466,8 @@ static int start_consensus(struct node *n, char *msg, size_t msglen)
                              .cert_file = n->cfg.raft_cert,
                              .key_file = n->cfg.raft_key,
                              .insecure = n->cfg.raft_insecure,
+                             .segment_size = (size_t)n->cfg.segment_kb << 10,
+                             .accept_data_loss = n->cfg.accept_data_loss,
                              .pre_vote = true,
                              .join = n->cfg.join != NULL,
                              /* a restarted member must not vote while a lease

@@ -38,6 +38,8 @@ struct node_config {
     unsigned snapshot_threshold;
     unsigned sweep_interval_ms;
     unsigned rpc_hold_timeout_ms; /* how long a call waits for a leader */
+    unsigned segment_kb;          /* Raft segment size in KiB, 0 = consensus default */
+    bool accept_data_loss;        /* start a single voter on a log that lost entries */
     int *exit_status; /* set to 1 when the node stops on an error (not owned) */
 };
 

@@ -72,6 +72,7 @@ static const struct key_def keys[] = {
     KS("cluster", cluster),
     KS("join", join),
     {"witness", K_BOOL, offsetof(struct node_config, witness), 0},
+    {"accept-data-loss", K_BOOL, offsetof(struct node_config, accept_data_loss), 0},
     KS("api-key-file", api_key_file),
     KS("device-root", device_root),
     KS("emulate-kernel", emulate_kernel),
@@ -86,6 +87,7 @@ static const struct key_def keys[] = {
     KU("snapshot-threshold", snapshot_threshold, 10000000),
     KU("sweep-interval", sweep_interval_ms, 86400000),
     KU("rpc-hold-timeout", rpc_hold_timeout_ms, 600000),
+    KU("segment-kb", segment_kb, 1048576),
 };
 
 bool node_config_is_flag(const char *key)
@@ -271,6 +273,10 @@ int node_config_check(const struct node_config *c, char *msg, size_t msglen)
         snprintf(msg, msglen, "no RPC endpoint: give --socket and/or --rpc");
         return -EINVAL;
     }
+    if (c->segment_kb != 0 && c->segment_kb < 64) {
+        snprintf(msg, msglen, "--segment-kb %u: at least 64 (KiB)", c->segment_kb);
+        return -EINVAL;
+    }
     if (c->rpc != NULL && c->api_key_file == NULL) {
         snprintf(msg, msglen, "--rpc needs --api-key-file (TCP clients must log in)");
         return -EINVAL;
@@ -403,6 +409,68 @@ void node_env_init(struct node *n)
 /* ------------------------------------------------------------------ */
 /* cluster.status */
 
+static struct nv *render_fault(const struct cons_log_fault *f)
+{
+    struct nv *m = nv_map();
+    nv_set_str(m, "what", f->kind);
+    nv_set(m, "file", f->file[0] ? nv_str(f->file) : nv_nil());
+    nv_set(m, "set_aside_as", f->set_aside[0] ? nv_str(f->set_aside) : nv_nil());
+    nv_set_str(m, "reason", f->reason);
+    nv_set(m, "lost_first", f->first_lost ? nv_int((int64_t)f->first_lost) : nv_nil());
+    nv_set(m, "lost_last", f->last_lost ? nv_int((int64_t)f->last_lost) : nv_nil());
+    nv_set_str(m, "action", f->accepted    ? "started without the lost entries (accept-data-loss)"
+                            : f->recovered ? "caught up from the other members"
+                                           : "catching up from the other members");
+    return m;
+}
+
+/* The data dir as Raft sees it: free space, a failing log write and what
+ * it stops, the faults found at start. */
+static struct nv *render_storage(const struct node *n)
+{
+    struct cons_storage s;
+    cons_get_storage(n->cons, &s);
+    struct nv *m = nv_map();
+    const char *state = s.error != 0 ? "error" : s.low ? "low" : "ok";
+    nv_set_str(m, "state", state);
+    nv_set_str(m, "data_dir", n->cfg.data_dir);
+    nv_set_int(m, "free_bytes", (int64_t)s.free_bytes);
+    nv_set_int(m, "segment_bytes", (int64_t)s.segment_bytes);
+    nv_set_int(m, "preallocated_bytes", (int64_t)s.needed_bytes);
+    if (s.error != 0) {
+        nv_set(m, "error", nv_strf("[%s] %s", nv_errname(-s.error), s.error_msg));
+        nv_set_int(m, "error_age_ms", (int64_t)s.error_age_ms);
+        /* writes append entries, linearizable reads a barrier entry: both
+         * need the log to grow */
+        nv_set(m, "reason",
+               nv_strf("the Raft log in %s cannot be written (%s): writes and linearizable "
+                       "reads (each commits a log entry) fail with %s until %s; reads with "
+                       "{\"extra\": {\"consistency\": \"local\"}} still answer%s",
+                       n->cfg.data_dir, strerror(-s.error), nv_errname(-s.error),
+                       s.error == -ENOSPC ? "space is freed in its file system"
+                                          : "the disk works again",
+                       s.blocked ? "; this leader has not committed its first entry of the "
+                                   "term (it retries every second)"
+                                 : ""));
+    } else if (s.low) {
+        nv_set(m, "error", nv_nil());
+        nv_set(m, "reason",
+               nv_strf("less than one segment free in %s: writes fail with ENOSPC once the "
+                       "preallocated segments are full",
+                       n->cfg.data_dir));
+    } else {
+        nv_set(m, "error", nv_nil());
+        nv_set(m, "reason", nv_nil());
+    }
+    nv_set_int(m, "committed_watermark", (int64_t)s.watermark);
+    struct nv *faults = nv_arr();
+    for (size_t i = 0; i < s.n_faults && i < CONS_MAX_FAULTS; i++) {
+        nv_push(faults, render_fault(&s.faults[i]));
+    }
+    nv_set(m, "log_faults", faults);
+    return m;
+}
+
 static struct nv *render_status(const struct node *n)
 {
     struct nv *r = nv_map();
@@ -448,6 +516,7 @@ struct nv *node_cluster_status(void *ctx, struct nv_err *err)
     nv_set_int(me, "snapshot_index", (int64_t)st.snapshot_index);
     nv_set_int(me, "last_contact_ms", (int64_t)st.last_contact_ms);
     nv_set(me, "render", render_status(n));
+    nv_set(me, "storage", render_storage(n));
     struct nv *fo = node_failover_status(n, NULL);
     nv_set(me, "failover", fo);
     nv_set_bool(me, "cluster_list_mismatch", n->list_mismatch);

@@ -160,13 +160,14 @@ static void note_committed(struct cons_node* n);
 bool cons_is_ready(const struct cons_node* n)
 {
     return !n->closing && !n->raft_down && n->ready && raft_state(R(n)) == RAFT_LEADER &&
-           raft_term_of(n) == n->ready_term && !raft_transferring(n);
+           raft_term_of(n) == n->ready_term && !raft_transferring(n) && !n->disk.stop;
 }
 
 static void ready_cb(struct raft_barrier* req, int status)
 {
     struct cons_node* n = req->data;
     n->ready_pending = false;
+    cons_disk_write_done(n, status);
     if (status == 0 && !n->closing && raft_state(&n->raft) == RAFT_LEADER &&
         raft_term_of(n) == n->ready_pending_term) {
         n->ready = true;
@@ -189,7 +190,7 @@ static void maybe_start_ready(struct cons_node* n)
     if (n->ready && n->ready_term != raft_term_of(n)) {
         n->ready = false;
     }
-    if (n->ready || n->ready_pending) {
+    if (n->ready || n->ready_pending || !cons_disk_may_retry_ready(n)) {
         return;
     }
     n->ready_req.data = n;
@@ -209,7 +210,9 @@ void cons_check_change(struct cons_node* n)
     cons_get_status(n, &st);
     bool caught = st.commit_index > 0 && st.last_applied >= st.commit_index;
     bool changed = !n->reported || st.state != n->last_state || st.ready != n->last_ready ||
-                   st.leader_id != n->last_leader || (caught && !n->last_caught);
+                   st.leader_id != n->last_leader || (caught && !n->last_caught) ||
+                   (st.storage_stop && !n->disk.stop_reported);
+    n->disk.stop_reported = n->disk.stop_reported || st.storage_stop;
     n->last_caught = caught;
     if (!changed) {
         return;
@@ -229,6 +232,7 @@ static void poll_cb(uv_timer_t* t)
     }
     maybe_start_ready(n);
     note_committed(n);
+    cons_disk_poll(n);
     if (raft_state(&n->raft) == RAFT_FOLLOWER) {
         raft_id lid = 0;
         const char* laddr = NULL;
@@ -272,6 +276,8 @@ void cons_get_status(const struct cons_node* n, struct cons_status* st)
     st->id = n->id;
     st->state = CONS_UNAVAILABLE;
     st->start_error = n->start_error;
+    st->storage_error = n->disk.error;
+    st->storage_stop = n->disk.stop;
     if (n->start_error < 0) {
         snprintf(st->start_msg, sizeof st->start_msg, "%s", n->start_msg);
     }
@@ -617,10 +623,9 @@ static int bootstrap(struct cons_node* n,
 
 static int start_raft(struct cons_node* n, char* errmsg, size_t errlen)
 {
-    int rv = raft_start(&n->raft);
+    int rv = cons_disk_start(n, errmsg, errlen);
     if (rv != 0) {
-        return fail(errmsg, errlen, cons_err(rv), "raft start: %s",
-                    raft_errmsg(&n->raft)[0] ? raft_errmsg(&n->raft) : raft_strerror(rv));
+        return rv;
     }
     n->started = true;
     n->contact_at = uv_now(n->loop);
@@ -728,6 +733,11 @@ int cons_start(struct uv_loop_s* loop,
     cons_list_init(&n->barriers);
     cons_list_init(&n->done);
     n->last_state = -1;
+    rv = cons_disk_open(n, cfg, segment, errmsg, errlen);
+    if (rv < 0) {
+        free(n);
+        return rv;
+    }
 
     rv = transport_init(n, cfg, errmsg, errlen);
     if (rv < 0) {
@@ -742,6 +752,9 @@ int cons_start(struct uv_loop_s* loop,
         return rv;
     }
     raft_uv_set_segment_size(&n->io, segment);
+    /* a damaged segment is ours to judge (cons_disk.c), not renamed away */
+    raft_uv_set_auto_recovery(&n->io, false);
+    cons_disk_guard_close(n);
     raft_uv_set_connect_retry_delay(&n->io, CONNECT_RETRY_MS);
     cons_fsm_setup(n);
     rv = raft_init(&n->raft, &n->io, &n->rfsm, cfg->id, n->address);
@@ -810,6 +823,7 @@ void cons_close(struct cons_node* n, void (*done)(void* arg), void* arg)
     cons_complete_all(n, &n->proposals, -ESHUTDOWN);
     cons_complete_all(n, &n->barriers, -ESHUTDOWN);
     uv_timer_stop(&n->poll);
+    cons_disk_close(n);
     /* Fails pending applies/barriers/changes (leadership lost: outcome
      * unknown) and the transfer; all land in the done queue. */
     raft_close(&n->raft, raft_closed_cb);

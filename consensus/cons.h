@@ -94,6 +94,13 @@ struct cons_config {
     const char *cert_file;
     const char *key_file;
     bool insecure;
+    /* Start on a shorter log when the data dir lost entries that this node
+     * is the only holder of (a single voter): a damaged segment is set
+     * aside, a log shorter than the recorded commit watermark is taken as
+     * it is (see "Storage faults" below). Without it such a start is
+     * refused with -EBADMSG. A member of a multi-node cluster starts
+     * either way and fetches the lost entries from the others. */
+    bool accept_data_loss;
 };
 
 /* Start a node: init raft_uv in data_dir, bootstrap if the dir is empty,
@@ -117,7 +124,8 @@ typedef void (*cons_cb)(void *arg, int status, void *result);
 
 /* Propose a command (buf copied). 0: cb will be called. <0: nothing
  * happened and cb will not be called (-NV_ENOTLEADER unless this node is a
- * ready leader, -EMSGSIZE above 16 MiB, -ESHUTDOWN after close). */
+ * ready leader, -ENOSPC/-EIO from a leader that cannot write its log,
+ * -EMSGSIZE above 16 MiB, -ESHUTDOWN after close). */
 int cons_propose(struct cons_node *n, const void *buf, size_t len, cons_cb cb, void *arg);
 
 /* Linearizable-read barrier: cb(arg, 0, NULL) once everything committed
@@ -149,8 +157,83 @@ struct cons_status {
      * the message; the node does nothing more and should be closed. */
     int start_error;
     char start_msg[200];
+    /* -ENOSPC / -EIO while this node's Raft log cannot be written (the
+     * last log write failed), 0 otherwise; details in cons_get_storage. */
+    int storage_error;
+    /* This node led a multi-node cluster when its log write failed: it
+     * takes nothing more and should be closed so another member leads
+     * (see "Storage faults"). Reported once through the change callback. */
+    bool storage_stop;
 };
 void cons_get_status(const struct cons_node *n, struct cons_status *st);
+
+/* Storage faults (cons_disk.c).
+ *
+ * At start: the data dir must hold the open segments libraft preallocates
+ * (CONS_OPEN_SEGMENTS x segment_size), else cons_start fails with -ENOSPC
+ * naming the dir, the space needed and the space available. libraft's own
+ * auto-recovery (which renames a damaged last segment and starts on a
+ * shorter log without a word) is off: a damaged segment is found here,
+ * logged, and set aside as corrupt-<ns>-<name> with every later segment,
+ * and the log restarts from the entries before it. A commit watermark
+ * (data_dir/log-watermark, fsynced at most once a second and at close)
+ * also catches a log that silently ends before entries known committed.
+ * A single voter refuses both unless accept_data_loss; a member of a
+ * multi-node cluster goes on and the leader sends the entries again (the
+ * other members hold every committed entry). Until it has them, its vote
+ * rests on the shorter log: stop no other member meanwhile.
+ *
+ * While running: the free space of the data dir is sampled every second,
+ * and a failed log write (fallocate of the next segment: -ENOSPC; other
+ * I/O: -EIO) is reported as it is, to the proposer and in the storage
+ * status. A single voter whose post-election barrier failed on the disk
+ * answers cons_propose/cons_barrier with that error (not -NV_ENOTLEADER)
+ * and tries the barrier again every second.
+ *
+ * A leader of a multi-node cluster with less than one segment free hands
+ * its leadership to another voter (raft_transfer, at most every 30 s):
+ * the segments it preallocated let it go on until the hand-over is done,
+ * and a full disk never fails one of its writes.
+ *
+ * A leader of a multi-node cluster must not append again once a write of
+ * its own failed: the entry it dropped may sit on the followers, and a new
+ * entry at the same index and term would commit on the leader while they
+ * apply the old one (libraft 0.15 neither steps down on a failed write nor
+ * can hand leadership over from a log shorter than its followers'). So it
+ * stops taking proposals (-NV_ENOTLEADER: nothing happened), completes what
+ * was in flight with -NV_ELEADERSHIPLOST (the followers may still commit
+ * it), and sets cons_status.storage_stop: the owner closes the node, the
+ * other members elect a leader, and a restart (with space) catches up. */
+#define CONS_OPEN_SEGMENTS 3 /* libraft 0.15: one being written + a pool of 2 */
+#define CONS_MAX_FAULTS 4
+
+struct cons_log_fault {
+    char kind[24];      /* "damaged segment" or "shorter log" */
+    char file[64];      /* the segment file, "" for a shorter log */
+    char set_aside[96]; /* its name after being set aside, "" if none */
+    char reason[200];   /* libraft's words, or what the watermark says */
+    uint64_t first_lost; /* entries this node lost: first..last */
+    uint64_t last_lost;  /* 0: not known (only open segments were set aside) */
+    bool accepted;       /* a single voter started anyway (accept_data_loss) */
+    bool recovered;      /* this node holds committed entries past the range again */
+};
+
+struct cons_storage {
+    uint64_t free_bytes;    /* available in the data dir's file system (last sample) */
+    uint64_t needed_bytes;  /* what the open segments take: CONS_OPEN_SEGMENTS x segment */
+    uint64_t segment_bytes;
+    bool low;               /* less than one segment free: the log stops growing once
+                             * the preallocated segments are full */
+    int error;              /* -errno of the last failed log write; 0 after a success */
+    char error_msg[200];    /* libraft's words for it */
+    uint64_t error_age_ms;  /* since it happened */
+    bool blocked;           /* leader that cannot commit: writes and linearizable
+                             * reads answer `error` */
+    uint64_t watermark;     /* committed index recorded in log-watermark */
+    size_t n_faults;        /* found at this start */
+    struct cons_log_fault faults[CONS_MAX_FAULTS];
+};
+void cons_get_storage(const struct cons_node *n, struct cons_storage *out);
 
 /* Called after every change of state/ready/leader (polled every few ms),
  * and when the node becomes caught up (last_applied reaches commit_index).

@@ -68,6 +68,45 @@ struct cons_chg {
     uint64_t target;
 };
 
+/* Storage health of the data dir (cons_disk.c). */
+struct cons_disk {
+    char dir[4096];
+    size_t segment;
+    bool accept_loss;
+    bool multi_hint; /* the configuration given names other voters, or a join */
+    /* commit watermark: two fixed-size slots written in turn */
+    int wm_fd;
+    uint64_t wm_seq;
+    uint64_t wm_committed;
+    unsigned wm_voters;
+    bool wm_found;
+    bool wm_failing; /* the last write failed (logged once) */
+    uint64_t wm_next_ms;
+    /* free space, sampled */
+    uint64_t free_bytes;
+    uint64_t space_next_ms;
+    bool low;
+    /* the last log write that failed; cleared by one that succeeds */
+    int error;
+    char error_msg[200];
+    uint64_t error_at;
+    uint64_t ready_retry_at; /* post-election barrier failed on the disk: not before */
+    bool stop;               /* a multi-node leader's write failed (cons.h) */
+    bool stop_reported;
+    struct raft_transfer handover; /* low on space: leadership to another voter */
+    bool handing_over;
+    uint64_t handover_next_ms;
+    size_t n_faults;
+    struct cons_log_fault faults[CONS_MAX_FAULTS];
+    /* the io close callback, fired once and only when libraft is quiet */
+    void (*io_close)(struct raft_io* io, raft_io_close_cb cb);
+    raft_io_close_cb io_close_cb;
+    uv_timer_t close_timer;
+    bool close_armed;
+    bool close_fired;
+    unsigned close_quiet;
+};
+
 struct cons_node {
     uv_loop_t* loop;
     struct raft raft;
@@ -115,6 +154,7 @@ struct cons_node {
      * admits these and the current configuration's). */
     uint64_t* committed_ids;
     size_t n_committed;
+    struct cons_disk disk;
 
     /* Shutdown. */
     bool closing;
@@ -132,6 +172,40 @@ bool cons_is_ready(const struct cons_node* n);
 void cons_check_change(struct cons_node* n);
 void cons_log(const struct cons_node* n, const char* fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* cons_disk.c (start) and cons_storage.c (running) */
+/* Before raft_init: remember the dir, read the watermark, check the free
+ * space. 0 or -errno with errmsg. */
+int cons_disk_open(struct cons_node* n,
+                   const struct cons_config* cfg,
+                   size_t segment,
+                   char* errmsg,
+                   size_t errlen);
+/* raft_start with the damaged-segment and watermark checks. 0 or -errno
+ * with errmsg (libraft may be started: the caller tears it down). */
+int cons_disk_start(struct cons_node* n, char* errmsg, size_t errlen);
+/* From the poll timer: free space, watermark, recovery of lost ranges. */
+void cons_disk_poll(struct cons_node* n);
+/* A log write (entry, barrier) finished with the libraft status. */
+void cons_disk_write_done(struct cons_node* n, int raft_status);
+/* The error a leader that cannot commit answers with, or 0. */
+int cons_disk_blocked(const struct cons_node* n);
+/* The error a failed log write completes its requests with. */
+int cons_disk_status(const struct cons_node* n, int raft_status);
+/* Whether the post-election barrier may be tried now. */
+bool cons_disk_may_retry_ready(const struct cons_node* n);
+/* Shared by cons_disk.c and cons_storage.c. */
+unsigned cons_disk_voters(const struct cons_node* n, bool* self);
+uint64_t cons_disk_durable_commit(const struct cons_node* n);
+const char* cons_disk_mib(uint64_t bytes, char* buf, size_t len);
+const char* cons_disk_words(const struct cons_node* n);
+void cons_disk_sample_space(struct cons_node* n);
+int cons_disk_wm_write(struct cons_node* n, uint64_t committed, unsigned voters);
+/* At close: the watermark once more. */
+void cons_disk_close(struct cons_node* n);
+/* After raft_uv_init: make libraft's io close callback fire once, after
+ * its segment writers have closed (see cons_disk.c). */
+void cons_disk_guard_close(struct cons_node* n);
 
 /* cons_log.c */
 void cons_list_init(struct cons_list* l);

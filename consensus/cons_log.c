@@ -152,6 +152,14 @@ void cons_dispatch(struct cons_node* n)
 /* ------------------------------------------------------------------ */
 /* flushing queued proposals and barriers */
 
+/* Why a node that is not a ready leader refuses: a leader whose log cannot
+ * be written says so (ENOSPC, EIO), anyone else is not the leader. */
+static int not_ready_error(const struct cons_node* n)
+{
+    int blocked = cons_disk_blocked(n);
+    return blocked != 0 ? blocked : -NV_ENOTLEADER;
+}
+
 static void inflight_unlink(struct cons_node* n, struct cons_batch* b)
 {
     if (b->prev != NULL) {
@@ -173,6 +181,7 @@ static void batch_cb(struct raft_apply* req, int status, void* result)
     struct cons_batch* b = req->data;
     struct cons_node* n = b->node;
     inflight_unlink(n, b);
+    cons_disk_write_done(n, status);
     struct cons_cmd* c;
     if (b->applied) {
         /* Applied here: each command carries its own outcome (0 + result,
@@ -181,7 +190,7 @@ static void batch_cb(struct raft_apply* req, int status, void* result)
             cons_complete(n, c, c->status, c->result);
         }
     } else {
-        cons_complete_all(n, &b->cmds, status == 0 ? -EBADMSG : cons_err(status));
+        cons_complete_all(n, &b->cmds, status == 0 ? -EBADMSG : cons_disk_status(n, status));
     }
     free(b);
 }
@@ -204,9 +213,9 @@ static void flush_proposals(struct cons_node* n)
         return;
     }
     if (!cons_is_ready(n)) {
-        /* Accepted while we led, lost leadership before reaching raft:
-         * nothing happened. */
-        cons_complete_all(n, &n->proposals, -NV_ENOTLEADER);
+        /* Accepted while we led, lost leadership (or the disk) before
+         * reaching raft: nothing happened. */
+        cons_complete_all(n, &n->proposals, not_ready_error(n));
         return;
     }
     struct cons_batch* b = calloc(1, sizeof *b);
@@ -271,7 +280,8 @@ static void flush_proposals(struct cons_node* n)
         if (rv == RAFT_NOTLEADER) {
             raft_free(buf);
         }
-        cons_complete_all(n, &b->cmds, cons_err(rv));
+        cons_disk_write_done(n, rv);
+        cons_complete_all(n, &b->cmds, cons_disk_status(n, rv));
         free(b);
     }
 }
@@ -279,7 +289,8 @@ static void flush_proposals(struct cons_node* n)
 static void bar_cb(struct raft_barrier* req, int status)
 {
     struct cons_bar* b = req->data;
-    cons_complete_all(b->node, &b->waiters, cons_err(status));
+    cons_disk_write_done(b->node, status);
+    cons_complete_all(b->node, &b->waiters, cons_disk_status(b->node, status));
     free(b);
 }
 
@@ -289,7 +300,7 @@ static void flush_barriers(struct cons_node* n)
         return;
     }
     if (!cons_is_ready(n)) {
-        cons_complete_all(n, &n->barriers, -NV_ENOTLEADER);
+        cons_complete_all(n, &n->barriers, not_ready_error(n));
         return;
     }
     struct cons_bar* b = calloc(1, sizeof *b);
@@ -343,7 +354,7 @@ int cons_propose(struct cons_node* n, const void* buf, size_t len, cons_cb cb, v
         return -EINVAL;
     }
     if (!cons_is_ready(n)) {
-        return -NV_ENOTLEADER;
+        return not_ready_error(n);
     }
     struct cons_cmd* c = calloc(1, sizeof *c);
     if (c == NULL) {
@@ -371,7 +382,7 @@ int cons_barrier(struct cons_node* n, cons_cb cb, void* arg)
         return -ESHUTDOWN;
     }
     if (!cons_is_ready(n)) {
-        return -NV_ENOTLEADER;
+        return not_ready_error(n);
     }
     struct cons_cmd* c = calloc(1, sizeof *c);
     if (c == NULL) {

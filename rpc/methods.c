@@ -59,6 +59,14 @@ void methods_reply_errno(struct rpc_methods *m, struct rpc_call *call, int statu
         case ESHUTDOWN:
             nv_err_set(&e, NV_E_NOT_LEADER, ESHUTDOWN, "The node is shutting down");
             break;
+        case ENOSPC:
+            /* from consensus: the leader's Raft log cannot grow; reads need
+             * it too (their barrier is a log entry) */
+            nv_err_call(&e, ENOSPC,
+                        "No space left on device for the Raft log: writes and linearizable "
+                        "reads fail until space is freed (cluster.status: node.storage); reads "
+                        "with {\"extra\": {\"consistency\": \"local\"}} still answer");
+            break;
         default:
             nv_err_call(&e, -status, "%s", strerror(-status));
             break;
