@@ -274,7 +274,10 @@ static struct cons_config base_config(void)
     struct cons_config cc = {.election_timeout_ms = 300,
                              .heartbeat_ms = 30,
                              .snapshot_threshold = 100000,
-                             .pre_vote = true};
+                             .pre_vote = true,
+                             /* storage is under test, not the transport:
+                              * plain TCP (frames are still checked) */
+                             .insecure = true};
     return cc;
 }
 
