@@ -89,7 +89,8 @@ mvm_launch() {
     : > "$MW/$name.ctl.log"
     qemu-system-x86_64 -accel tcg -cpu max -M pc -m "${MMEM:-768M}" -smp 1 \
         -nodefaults -no-user-config -display none -monitor none -no-reboot \
-        -serial "file:$MW/$name.console" -serial "pipe:$MW/$name.ctl" \
+        -chardev "file,id=con,path=$MW/$name.console,append=on" -serial chardev:con \
+        -serial "pipe:$MW/$name.ctl" \
         -kernel "$kdir/vmlinux" -initrd "$initrd" \
         -append "console=ttyS0 panic=-1 loglevel=4 quiet mvm.name=$name mvm.ip=$ip" \
         -netdev "socket,id=n0,mcast=$MCAST,localaddr=127.0.0.1" \
