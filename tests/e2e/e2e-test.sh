@@ -271,33 +271,42 @@ gx host "cat /sys/class/nvme/nvme*/dhchap_secret" | grep -q '^DHHC-1' &&
     pass "the connection uses DH-CHAP" || fail "no DH-CHAP secret on the host controller"
 
 # --- takeover ----------------------------------------------------------------
-# takeover LABEL: power loss of the active while the host writes. Sets
-# FO_MS (kill -> VIP on the other node, host clock) and the writer results.
+# takeover LABEL KEY: power loss of the active while the host writes; the
+# new active is the node that takes the VIP (ANA=1: whose ANA group
+# becomes optimized). Records KEY_stall, KEY_fo (kill -> new active, host
+# clock) and KEY_lost.
 takeover() {
-    local label=$1 act oth g t_kill
-    act=$(active 10) || { fail "$label: no active before the kill"; return 1; }
+    local label=$1 key=$2 act="" oth g t_kill cond what n
+    if [ "$ANA" = 1 ]; then
+        for n in da db; do mvm_alive "$n" && ana_optimized "$n" && act=$n; done
+        cond=$ANA_OPT what="reports its ANA group optimized"
+    else
+        act=$(active 10)
+        cond="ip addr show dev eth0 | grep -q 'inet $VIP/'" what="holds the VIP"
+    fi
+    [ -n "$act" ] || { fail "$label: no active node before the power loss"; return 1; }
     oth=$(other "$act")
     writer_start
-    watch "$oth" "ip addr show dev eth0 | grep -q 'inet $VIP/'"
+    watch "$oth" "$cond"
     sleep 3
     sync_clock "$oth"
     t_kill=$(now)
     mvm_kill "$act"
     if g=$(watched "$oth" 30); then
         FO_MS=$(ms "$t_kill" "$(guest_to_host "$g")")
-        pass "$label: $oth took the VIP ${FO_MS} ms after $act lost power (±${ERR_MS} ms)"
+        pass "$label: $oth $what ${FO_MS} ms after $act lost power (±${ERR_MS} ms)"
     else
         FO_MS=-1
-        fail "$label: $oth did not take the VIP within 30 s"
+        fail "$label: $oth did not take over within 30 s"
     fi
     sleep 5
     writer_stop
     echo "  writer: $WOUT"
     [ "$ERRORS" = 0 ] && pass "$label: no I/O error" || fail "$label: $ERRORS I/O errors"
     verify "$label" "/tmp/io-$SEG.log"
-    record "takeover_stall" "$STALL"
-    record "takeover_fo" "$FO_MS"
-    record "takeover_lost" "$LOST"
+    record "${key}_stall" "$STALL"
+    record "${key}_fo" "$FO_MS"
+    record "${key}_lost" "$LOST"
     LAST_DEAD=$act
 }
 
@@ -393,9 +402,9 @@ witness_down() {
 }
 
 ANA=0
-takeover "takeover 1"
+takeover "takeover 1" takeover
 back "$LAST_DEAD"
-for ((k = 2; k <= TRIALS; k++)); do takeover "takeover $k"; back "$LAST_DEAD"; done
+for ((k = 2; k <= TRIALS; k++)); do takeover "takeover $k" takeover; back "$LAST_DEAD"; done
 for ((k = 1; k <= TRIALS; k++)); do switchover "switchover $k" switchover; done
 gx host "cat /sys/class/nvme/nvme*/dhchap_secret" | grep -q '^DHHC-1' &&
     pass "DH-CHAP still in use after the failovers" || fail "no DH-CHAP secret after the failovers"
@@ -446,38 +455,8 @@ paths_live() {
 }
 DEV=$(find_dev) && pass "ana: multipath device $DEV" || fail "ana: no device"
 gx host "cat /sys/block/${DEV#/dev/}/multipath/*/ana_state 2>/dev/null; for c in /sys/block/nvme*c*n1; do echo \$c \$(cat \$c/ana_state); done"
-# ana_takeover LABEL: like takeover, the new active is the one whose
-# group becomes optimized.
-ana_takeover() {
-    local label=$1 act oth g t_kill
-    act=""
-    for n in da db; do mvm_alive "$n" && ana_optimized "$n" && act=$n; done
-    [ -n "$act" ] || { fail "$label: no optimized node"; return 1; }
-    oth=$(other "$act")
-    writer_start
-    watch "$oth" "$ANA_OPT"
-    sleep 3
-    sync_clock "$oth"
-    t_kill=$(now)
-    mvm_kill "$act"
-    if g=$(watched "$oth" 30); then
-        FO_MS=$(ms "$t_kill" "$(guest_to_host "$g")")
-        pass "$label: $oth optimized ${FO_MS} ms after $act lost power (±${ERR_MS} ms)"
-    else
-        FO_MS=-1; fail "$label: $oth did not become optimized"
-    fi
-    sleep 5
-    writer_stop
-    echo "  writer: $WOUT"
-    [ "$ERRORS" = 0 ] && pass "$label: no I/O error" || fail "$label: $ERRORS I/O errors"
-    verify "$label" "/tmp/io-$SEG.log"
-    record "ana_stall" "$STALL"
-    record "ana_fo" "$FO_MS"
-    record "ana_lost" "$LOST"
-    LAST_DEAD=$act
-}
 for ((k = 1; k <= TRIALS; k++)); do
-    ana_takeover "ana takeover $k"
+    takeover "ana takeover $k" ana
     back "$LAST_DEAD"
     # the host's controller for that path kept reconnecting (ctrl-loss-tmo)
     check "ana: the host's path to $LAST_DEAD comes back by itself" paths_live 2 60
