@@ -2,7 +2,7 @@
 # The README's first command: installs the Debian packages, builds, starts a
 # local three-node nvmet-ha cluster on loopback (one Raft cluster; configfs
 # emulated under run/nodeN/configfs because this host kernel has no nvmet),
-# runs the complete setup of API.md through nvmetctl against the cluster,
+# runs the complete setup (every kind of object of the API) through nvmetctl against the cluster,
 # prints the rendered tree of the active node and the cluster status, and
 # leaves the cluster up for nvmetctl calls until Ctrl-C.
 #   NODES=1 bash scripts/demo.sh   runs a single node instead.
@@ -73,7 +73,7 @@ ctl failover.status >/dev/null || { tail -n 20 "$RUN"/node*/nvmetd.log; echo "de
 sleep 1.5 # every member registers its RPC address through Raft
 
 show() { echo "\$ nvmetctl call $*"; ctl "$@"; echo; }
-echo "== The complete setup of API.md, through nvmetctl --url $URLS"
+echo "== The complete setup (subsystem, namespace, port, host, links), through nvmetctl --url $URLS"
 show nvmet.subsys.create '{"name": "nqn.2024-01.com.example:nvme:subsys1", "serial": "TRUENAS001"}'
 show nvmet.namespace.create '{"subsys": 1, "device": "zvol/tank/nvme/ns1", "device_nguid": null, "device_uuid": null, "enabled": true}'
 show nvmet.port.create '{"addr_trtype": "TCP", "addr_traddr": "0.0.0.0", "addr_trsvcid": "4420", "addr_adrfam": "IPV4"}'
