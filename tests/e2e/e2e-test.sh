@@ -27,6 +27,7 @@ set +e
 # The whole script is one compound command, parsed before it runs: bash
 # would otherwise read an edited file from the old offset mid-run.
 {
+E2E_T0=$(date +%s)
 
 BUILD=$(readlink -f "$1")
 shift
@@ -477,7 +478,7 @@ for s in takeover switchover ana ana_switchover; do
     printf '%-16s %-22s %-22s %s\n' "$s" "$(stats "${RES[${s}_stall]:-}")" \
         "$(stats "${RES[${s}_fo]:-}")" "$(echo ${RES[${s}_lost]:-0} | tr ' ' '+' | bc)"
 done
-echo "RESULT: $([ $FAILS = 0 ] && echo PASS || echo "FAIL ($FAILS)") in $SECONDS s"
+echo "RESULT: $([ $FAILS = 0 ] && echo PASS || echo "FAIL ($FAILS)") in $(($(date +%s) - E2E_T0)) s"
 [ $FAILS = 0 ]
 exit
 }
