@@ -361,53 +361,22 @@ static void dispatch(struct conn *c, int64_t msgid, const char *method, struct n
 /* One complete message: [0, msgid, method, params]. */
 static void handle_message(struct conn *c, const char *p, size_t n)
 {
-    msgpack_unpacked u;
-    msgpack_unpacked_init(&u);
-    size_t off = 0;
+    struct srv_request rq;
     const char *why = NULL;
-    if (msgpack_unpack_next(&u, p, n, &off) != MSGPACK_UNPACK_SUCCESS || off != n) {
-        why = "undecodable msgpack";
-    } else if (u.data.type != MSGPACK_OBJECT_ARRAY || u.data.via.array.size != 4) {
-        why = "not a request [0, msgid, method, params]";
-    }
-    const msgpack_object *a = why == NULL ? u.data.via.array.ptr : NULL;
-    int64_t msgid = 0;
-    if (why == NULL) {
-        if (a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || a[0].via.u64 != 0) {
-            why = "message type is not 0 (request)";
-        } else if (a[1].type == MSGPACK_OBJECT_POSITIVE_INTEGER && a[1].via.u64 <= INT64_MAX) {
-            msgid = (int64_t)a[1].via.u64;
-        } else if (a[1].type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-            msgid = a[1].via.i64;
-        } else {
-            why = "msgid is not an integer";
-        }
-    }
-    if (why == NULL &&
-        (a[2].type != MSGPACK_OBJECT_STR || a[2].via.str.size == 0 || a[2].via.str.size > 255 ||
-         memchr(a[2].via.str.ptr, '\0', a[2].via.str.size) != NULL)) {
-        why = "method is not a name";
-    }
-    if (why != NULL) {
-        msgpack_unpacked_destroy(&u);
+    if (srv__decode_request(p, n, &rq, &why) < 0) {
         bad_frame(c, why);
         return;
     }
-    char method[256];
-    memcpy(method, a[2].via.str.ptr, a[2].via.str.size);
-    method[a[2].via.str.size] = '\0';
-    struct nv *params = a[3].type == MSGPACK_OBJECT_ARRAY ? nv_from_msgpack(&a[3]) : NULL;
-    msgpack_unpacked_destroy(&u);
     if (c->is_tcp && !c->authed) {
         uv_timer_again(&c->idle);
     }
-    if (params == NULL) {
+    if (rq.params == NULL) {
         c->srv->st.calls_total++;
-        send_error_set(c, msgid, NV_E_BAD_REQUEST, EINVAL,
+        send_error_set(c, rq.msgid, NV_E_BAD_REQUEST, EINVAL,
                        "params must be an array of positional arguments (with string map keys)");
         return;
     }
-    dispatch(c, msgid, method, params);
+    dispatch(c, rq.msgid, rq.method, rq.params);
 }
 
 static void process(struct conn *c)

@@ -12,6 +12,8 @@
 
 #include "rpc.h"
 
+struct nv;
+
 #define DEFAULT_MAX_FRAME (4u << 20)
 /* Pipelining clients (nvmetctl's crash test: 500 creates on one
  * connection) must not hit TOO_MANY; only authenticated peers can hold
@@ -107,6 +109,16 @@ struct wreq {
 enum { SCAN_MORE, SCAN_DONE, SCAN_BAD, SCAN_BIG };
 int srv__frame_scan(struct frame_scan *s, const uint8_t *buf, size_t len, size_t max,
                     const char **why);
+/* One complete message decoded: [0, msgid, method, params]. */
+struct srv_request {
+    int64_t msgid;
+    char method[256];
+    struct nv *params; /* owned; NULL if not an array of values with string keys */
+};
+/* server_frame.c: decode the n bytes of one message (what a SCAN_DONE
+ * delimited). 0 (rq->params may still be NULL: an error reply, the
+ * connection stays), or -EBADMSG with *why (the connection is closed). */
+int srv__decode_request(const char *p, size_t n, struct srv_request *rq, const char **why);
 /* server_builtin.c */
 void srv__m_ping(struct rpc_call *call, const struct nv *params, void *ctx);
 void srv__m_login(struct rpc_call *call, const struct nv *params, void *ctx);
