@@ -478,7 +478,8 @@ struct nv *nv_from_msgpack(const struct msgpack_object *o)
             char kbuf[64];
             char *key;
             if (k->type == MSGPACK_OBJECT_STR) {
-                key = strndup(k->via.str.ptr, k->via.str.size);
+                /* msgpack-c gives an empty string a NULL ptr */
+                key = k->via.str.size > 0 ? strndup(k->via.str.ptr, k->via.str.size) : strdup("");
             } else if (k->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
                 snprintf(kbuf, sizeof kbuf, "%" PRIu64, k->via.u64);
                 key = strdup(kbuf);

@@ -56,6 +56,28 @@ static void test_msgpack_roundtrip(void **state)
     nv_free(w);
 }
 
+/* An empty map key decodes as "" (msgpack-c gives it a NULL pointer: the
+ * fuzzer's UBSan report on strndup(NULL, 0)); empty str/bin/ext values too. */
+static void test_msgpack_empty_key(void **state)
+{
+    (void)state;
+    /* {"": 1, "k": ""}; {"b": bin8 of 0 bytes, "e": ext8 of 0 bytes} */
+    static const unsigned char a[] = {0x82, 0xa0, 0x01, 0xa1, 'k', 0xa0};
+    static const unsigned char b[] = {0x82, 0xa1, 'b', 0xc4, 0x00, 0xa1, 'e', 0xc7, 0x00, 0x05};
+    size_t used;
+    struct nv *v = nv_decode(a, sizeof a, &used);
+    assert_non_null(v);
+    assert_int_equal(used, sizeof a);
+    assert_int_equal(nv_get_int(v, "", 0), 1);
+    assert_string_equal(nv_get_str(v, "k"), "");
+    nv_free(v);
+    v = nv_decode(b, sizeof b, &used);
+    assert_non_null(v);
+    assert_int_equal(nv_len(nv_get(v, "b")), 0);
+    assert_int_equal(nv_len(nv_get(v, "e")), 0);
+    nv_free(v);
+}
+
 /* Validation errors render as the reference's reason lines and wire map. */
 static void test_err_shape(void **state)
 {
@@ -119,6 +141,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_map_order_and_replace),
         cmocka_unit_test(test_msgpack_roundtrip),
+        cmocka_unit_test(test_msgpack_empty_key),
         cmocka_unit_test(test_err_shape),
         cmocka_unit_test(test_json),
     };
