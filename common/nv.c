@@ -505,11 +505,21 @@ struct nv *nv_from_msgpack(const struct msgpack_object *o)
 
 struct nv *nv_decode(const void *buf, size_t len, size_t *used)
 {
+    /* msgpack-c allocates what a header announces before it looks for the
+     * bytes (an array32 header of 2^32 items: ~100 GB): scan first */
+    struct nv_scan sc = {0};
+    const char *why;
+    if (nv_scan(&sc, buf, len, len, &why) != NV_SCAN_DONE) {
+        if (used != NULL) {
+            *used = 0;
+        }
+        return NULL;
+    }
     msgpack_unpacked u;
     size_t off = 0;
     msgpack_unpacked_init(&u);
     struct nv *v = NULL;
-    if (msgpack_unpack_next(&u, buf, len, &off) == MSGPACK_UNPACK_SUCCESS) {
+    if (msgpack_unpack_next(&u, buf, sc.pos, &off) == MSGPACK_UNPACK_SUCCESS) {
         v = nv_from_msgpack(&u.data);
     }
     msgpack_unpacked_destroy(&u);

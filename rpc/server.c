@@ -2,7 +2,7 @@
  * authentication, per-connection client id, dispatch (rpc.h "server").
  *
  * One libuv loop thread. Each connection reads into its own buffer; a
- * resumable msgpack scanner (frame_scan) finds where one message ends
+ * resumable msgpack scanner (nv_scan) finds where one message ends
  * WITHOUT allocating anything for the sizes it announces, so a 5-byte
  * header claiming a 4 GiB string or array is refused at once instead of
  * being buffered (msgpack_unpacker would reserve or allocate first). Only
@@ -386,10 +386,10 @@ static void process(struct conn *c)
         const char *why = NULL;
         int r =
             srv__frame_scan(&c->sc, (const uint8_t *)c->buf + c->off, c->len - c->off, max, &why);
-        if (r == SCAN_MORE) {
+        if (r == NV_SCAN_MORE) {
             break;
         }
-        if (r != SCAN_DONE) {
+        if (r != NV_SCAN_DONE) {
             bad_frame(c, why);
             return;
         }

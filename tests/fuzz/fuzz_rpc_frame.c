@@ -21,7 +21,7 @@
 struct outcome {
     size_t messages;
     size_t consumed; /* bytes of complete messages */
-    int verdict;     /* SCAN_MORE at the end of the stream, SCAN_BAD or SCAN_BIG */
+    int verdict;     /* NV_SCAN_MORE at the end of the stream, NV_SCAN_BAD or NV_SCAN_BIG */
     uint64_t digest; /* of the message lengths */
 };
 
@@ -62,8 +62,8 @@ static void run(const uint8_t *s, size_t n, size_t max, uint64_t seed, bool deco
                 struct outcome *o)
 {
     memset(o, 0, sizeof *o);
-    o->verdict = SCAN_MORE;
-    struct frame_scan sc;
+    o->verdict = NV_SCAN_MORE;
+    struct nv_scan sc;
     memset(&sc, 0, sizeof sc);
     size_t off = 0, len = 0;
     while (len < n) {
@@ -84,10 +84,10 @@ static void run(const uint8_t *s, size_t n, size_t max, uint64_t seed, bool deco
         for (;;) {
             const char *why = NULL;
             int r = srv__frame_scan(&sc, buf + at, len - off - at, max, &why);
-            if (r == SCAN_MORE) {
+            if (r == NV_SCAN_MORE) {
                 break;
             }
-            if (r != SCAN_DONE) {
+            if (r != NV_SCAN_DONE) {
                 FUZZ_CHECK(why != NULL);
                 o->verdict = r;
                 free(buf);

@@ -78,6 +78,30 @@ static void test_msgpack_empty_key(void **state)
     nv_free(v);
 }
 
+/* Sizes announced by headers are checked against the bytes before
+ * anything is allocated: msgpack-c alone allocated 2^32 array slots for
+ * the 5 bytes of an array32 header (fuzz_query, fuzz_command: ASan out of
+ * memory); a raft entry or snapshot could carry such a header. */
+static void test_msgpack_announced_sizes(void **state)
+{
+    (void)state;
+    static const unsigned char arr[] = {0xdd, 0xff, 0xff, 0xff, 0xff, 0x01};
+    static const unsigned char map[] = {0x81, 0xa1, 'k', 0xdf, 0xdd, 0xdd, 0xdd, 0xdd};
+    static const unsigned char str[] = {0x91, 0xdb, 0xff, 0xff, 0xff, 0xff, 'x'};
+    size_t used = 99;
+    assert_null(nv_decode(arr, sizeof arr, &used));
+    assert_int_equal(used, 0);
+    assert_null(nv_decode(map, sizeof map, NULL));
+    assert_null(nv_decode(str, sizeof str, NULL));
+    /* a container whose items are all present still decodes, padding after it too */
+    static const unsigned char ok[] = {0xdd, 0x00, 0x00, 0x00, 0x02, 0x01, 0xc0, 0x00, 0x00};
+    struct nv *v = nv_decode(ok, sizeof ok, &used);
+    assert_non_null(v);
+    assert_int_equal(used, 7);
+    assert_int_equal(nv_len(v), 2);
+    nv_free(v);
+}
+
 /* Validation errors render as the reference's reason lines and wire map. */
 static void test_err_shape(void **state)
 {
@@ -142,6 +166,7 @@ int main(void)
         cmocka_unit_test(test_map_order_and_replace),
         cmocka_unit_test(test_msgpack_roundtrip),
         cmocka_unit_test(test_msgpack_empty_key),
+        cmocka_unit_test(test_msgpack_announced_sizes),
         cmocka_unit_test(test_err_shape),
         cmocka_unit_test(test_json),
     };
