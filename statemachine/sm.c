@@ -74,10 +74,13 @@ static void clear_contents(struct sm_state *s)
     for (size_t i = 0; i < SM_NIDX; i++) {
         hidx_free(&s->idx[i]);
     }
+    /* an unused slot holds nothing (sess_put fills every field) */
     for (size_t i = 0; i < SM_SESSIONS; i++) {
-        free(s->sess[i].client);
-        nv_free(s->sess[i].res);
-        s->sess[i] = (struct sm_sess){.next = -1};
+        if (s->sess[i].used) {
+            free(s->sess[i].client);
+            nv_free(s->sess[i].res);
+            s->sess[i] = (struct sm_sess){.next = -1};
+        }
     }
     for (size_t i = 0; i < SM_SESSION_BUCKETS; i++) {
         s->bucket[i] = -1;
