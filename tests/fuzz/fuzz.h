@@ -47,7 +47,13 @@ char *fuzz_prepare(const struct sm_state *s, const char *method, const char *par
  * sm_prepare/sm_apply); aborts if a call of the script fails. */
 struct sm_state *fuzz_populated_state(void);
 
-/* Every read of a state (entries of each table, plain and verbose, the
+/* Empty s (sm_restore of an empty state's snapshot): reusing states
+ * keeps the harnesses fast (sm_new allocates the whole session table);
+ * emptying them before an input returns keeps libFuzzer's malloc/free
+ * balance (else it re-runs the input to look for a leak). */
+void fuzz_state_reset(struct sm_state *s);
+
+/* Every read of a state (entries of each table with options.extra, the
  * global entry, the cluster facts) and snapshot -> restore -> snapshot,
  * which must give the same bytes. */
 void fuzz_exercise_state(const struct sm_state *s);

@@ -183,8 +183,8 @@ void fuzz_exercise_state(const struct sm_state *s)
     struct nv *verbose = nv_map();
     nv_set_bool(verbose, "verbose", true);
     nv_set_bool(verbose, "retrieve_locked_info", false);
+    nv_free(sm_entries(s, SM_SUBSYS, NULL));
     for (int t = 0; t < SM_TABLE_COUNT; t++) {
-        nv_free(sm_entries(s, (enum sm_table)t, NULL));
         nv_free(sm_entries(s, (enum sm_table)t, verbose));
         const struct nv *row = sm_row(s, (enum sm_table)t, 0);
         if (row != NULL) {
@@ -198,19 +198,38 @@ void fuzz_exercise_state(const struct sm_state *s)
     sm_active_node(s, &term);
     free(nv_dump(sm_cluster(s)));
 
+    static struct sm_state *copy;
+    if (copy == NULL) {
+        copy = sm_new();
+        FUZZ_CHECK(copy != NULL);
+    }
     char *a = NULL, *b = NULL;
     size_t al = 0, bl = 0;
     FUZZ_CHECK(sm_snapshot(s, &a, &al) == 0);
-    struct sm_state *copy = sm_new();
     struct nv_err e;
     nv_err_init(&e);
     FUZZ_CHECK(sm_restore(copy, a, al, &e) == 0);
     nv_err_clear(&e);
     FUZZ_CHECK(sm_snapshot(copy, &b, &bl) == 0);
     FUZZ_CHECK(al == bl && memcmp(a, b, al) == 0);
-    sm_free(copy);
     free(a);
     free(b);
+    fuzz_state_reset(copy);
+}
+
+void fuzz_state_reset(struct sm_state *s)
+{
+    static char *empty;
+    static size_t empty_len;
+    if (empty == NULL) {
+        struct sm_state *e = sm_new();
+        FUZZ_CHECK(e != NULL && sm_snapshot(e, &empty, &empty_len) == 0);
+        sm_free(e);
+    }
+    struct nv_err e;
+    nv_err_init(&e);
+    FUZZ_CHECK(sm_restore(s, empty, empty_len, &e) == 0);
+    nv_err_clear(&e);
 }
 
 static void put32(unsigned char *p, uint32_t v)
