@@ -8,9 +8,11 @@
  * a full match). We use POSIX extended regexes wrapped as "^(...)": the
  * common syntax is the same; Python-only syntax ((?i), \d, lookarounds)
  * is not supported and is reported as an invalid regular expression. */
+#include <ctype.h>
 #include <errno.h>
 #include <regex.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,6 +111,121 @@ static void filter_error(struct nv_err *err, const char *fmt, ...)
     nv_err_add(err, "filters", EINVAL, "Value error, %s", inner);
 }
 
+/* ------------------------------------------------------------------ */
+/* regular expressions: bounded before regcomp */
+
+/* glibc's regcomp copies what a bounded repetition applies to, {m,n} n
+ * times, and recurses once per group: "(((a{1,99}){1,99}){1,99})" took
+ * 5 s and 1 GB, a few more characters minutes, and 200,000 nested groups
+ * overflowed the stack - on the event loop, from one query. Estimate the
+ * expanded size first (an atom is 1, a group the sum of its contents, a
+ * bound multiplies what it follows) and bound the group nesting. */
+#define RE_MAX_GROUPS 32
+#define RE_MAX_SIZE 10000.0
+
+/* The copies a bound {m}, {m,} or {m,n} at *pp makes, *pp moved past it;
+ * 0 and *pp unchanged if it is not a bound (regcomp judges it). */
+static double re_copies(const char **pp)
+{
+    const char *p = *pp + 1;
+    double m = 0, n;
+    while (isdigit((unsigned char)*p)) {
+        m = m * 10 + (*p++ - '0');
+    }
+    n = m;
+    if (*p == ',') {
+        p++;
+        n = isdigit((unsigned char)*p) ? 0 : m + 1; /* {m,}: m copies and a star */
+        while (isdigit((unsigned char)*p)) {
+            n = n * 10 + (*p++ - '0');
+        }
+    }
+    if (*p != '}' || p == *pp + 1) {
+        return 0;
+    }
+    *pp = p + 1;
+    n = n > m ? n : m;
+    return n > 1 ? n : 1;
+}
+
+/* Past the bracket expression at p ("[^]a[:digit:]]"), or NULL if it does
+ * not end (regcomp reports that). */
+static const char *re_skip_bracket(const char *p)
+{
+    p++;
+    if (*p == '^') {
+        p++;
+    }
+    if (*p == ']') {
+        p++;
+    }
+    while (*p != '\0' && *p != ']') {
+        if (*p == '[' && (p[1] == ':' || p[1] == '=' || p[1] == '.')) {
+            char k = p[1];
+            const char *e = p + 2;
+            while (*e != '\0' && !(e[0] == k && e[1] == ']')) {
+                e++;
+            }
+            if (*e == '\0') {
+                return NULL;
+            }
+            p = e + 2;
+        } else {
+            p++;
+        }
+    }
+    return *p == ']' ? p + 1 : NULL;
+}
+
+static bool re_too_complex(const char *p)
+{
+    /* per open group: the size so far and of its last atom */
+    double sum[RE_MAX_GROUPS + 1] = {0}, last[RE_MAX_GROUPS + 1] = {0};
+    unsigned d = 0;
+    while (*p != '\0') {
+        double atom = 1, k;
+        const char *q = p;
+        if (*p == '(') {
+            if (d == RE_MAX_GROUPS) {
+                return true;
+            }
+            d++;
+            sum[d] = last[d] = 0;
+            p++;
+            continue;
+        }
+        if (*p == '|' || *p == '*' || *p == '+' || *p == '?') {
+            if (*p == '|') {
+                last[d] = 0; /* alternatives add up */
+            }
+            p++;
+            continue;
+        }
+        if (*p == '{' && (k = re_copies(&q)) > 0) {
+            sum[d] += last[d] * (k - 1);
+            last[d] *= k;
+            p = q;
+        } else {
+            if (*p == ')' && d > 0) {
+                atom = sum[d--];
+                p++;
+            } else if (*p == '[') {
+                if ((p = re_skip_bracket(p)) == NULL) {
+                    return false;
+                }
+            } else {
+                p += *p == '\\' && p[1] != '\0' ? 2 : 1;
+            }
+            sum[d] += atom;
+            last[d] = atom;
+        }
+        if (sum[d] > RE_MAX_SIZE) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static int compile_cond(const struct nv *f, struct cond *c, int depth, struct nv_err *err);
 
 /* A branch of an OR: a leaf, a nested OR, or an AND-group (a list whose
@@ -189,6 +306,10 @@ static int compile_cond(const struct nv *f, struct cond *c, int depth, struct nv
         if (!nv_is(c->value, NV_STR)) {
             filter_error(err, "filter_list: regular expression must be a string, not %s",
                          q__py_type(c->value));
+            return -EINVAL;
+        }
+        if (re_too_complex(c->value->u.s.p)) {
+            filter_error(err, "filter_list: regular expression too complex: %s", c->value->u.s.p);
             return -EINVAL;
         }
         size_t l = c->value->u.s.len;
