@@ -632,6 +632,12 @@ int sm_snapshot(const struct sm_state *s, char **buf, size_t *len)
     return rv < 0 ? rv : 0;
 }
 
+/* An int in [lo, SM_ID_MAX]. */
+static bool count_ok(const struct nv *v, int64_t lo)
+{
+    return nv_is(v, NV_INT) && v->u.i >= lo && v->u.i <= SM_ID_MAX;
+}
+
 int sm_restore(struct sm_state *s, const void *buf, size_t len, struct nv_err *err)
 {
     size_t used = 0;
@@ -646,7 +652,9 @@ int sm_restore(struct sm_state *s, const void *buf, size_t len, struct nv_err *e
     const struct nv *g = nv_get(d, "global");
     const struct nv *cl = nv_get(d, "cluster");
     const struct nv *ss = nv_get(d, "sessions");
+    const struct nv *ids = nv_get(d, "next_id"), *rv = nv_get(d, "row_ver");
     bool ok = (nv_is(g, NV_NIL) || nv_is(g, NV_MAP)) && nv_is(ss, NV_ARR) &&
+              (rv == NULL || count_ok(rv, 0)) && (ids == NULL || nv_is(ids, NV_ARR)) &&
               (cl == NULL || nv_is(cl, NV_NIL) ||
                (nv_is(cl, NV_MAP) && nv_is(nv_get(cl, "nodes"), NV_ARR) &&
                 nv_is(nv_get(cl, "failover"), NV_MAP)));
@@ -654,8 +662,11 @@ int sm_restore(struct sm_state *s, const void *buf, size_t len, struct nv_err *e
         const struct nv *a = nv_get(d, snap_keys[t]);
         ok = nv_is(a, NV_ARR);
         for (size_t i = 0; ok && i < nv_len(a); i++) {
-            ok = nv_is(nv_at(a, i), NV_MAP) && nv_is(nv_get(nv_at(a, i), "id"), NV_INT);
+            ok = nv_is(nv_at(a, i), NV_MAP) && count_ok(nv_get(nv_at(a, i), "id"), 1);
         }
+    }
+    for (size_t i = 0; ok && i < nv_len(ids); i++) {
+        ok = count_ok(nv_at(ids, i), 0);
     }
     for (size_t i = 0; ok && i < nv_len(ss); i++) {
         const struct nv *it = nv_at(ss, i);
@@ -680,7 +691,6 @@ int sm_restore(struct sm_state *s, const void *buf, size_t len, struct nv_err *e
             sm__insert(s, (enum sm_table)t, nv_copy(nv_at(a, i)));
         }
     }
-    const struct nv *ids = nv_get(d, "next_id");
     for (int t = 0; t < SM_TABLE_COUNT; t++) {
         const struct nv *v = nv_at(ids, (size_t)t);
         if (nv_is(v, NV_INT) && v->u.i > s->next_id[t]) {

@@ -196,6 +196,50 @@ static void test_complete_setup_entries(void **state)
     sm_free(r);
 }
 
+/* Restore the snapshot written as JSON; 0 or the error. */
+static int restore_json(struct sm_state *s, const char *json)
+{
+    struct nv *d = nv_from_json(json);
+    assert_non_null(d);
+    char *buf;
+    size_t len;
+    assert_int_equal(nv_encode(d, &buf, &len), 0);
+    struct nv_err e;
+    nv_err_init(&e);
+    int rv = sm_restore(s, buf, len, &e);
+    nv_err_clear(&e);
+    free(buf);
+    nv_free(d);
+    return rv;
+}
+
+#define SNAP_HEAD                                                                      \
+    "{\"v\": 1, \"global\": null, \"sessions\": [], \"namespace\": [], \"port\": [], " \
+    "\"host\": [], \"host_subsys\": [], \"port_subsys\": [], "
+
+/* Ids and row versions in a snapshot are counts of writes: one claiming
+ * 2^63-1 (the next create computed id + 1: a signed overflow) is
+ * refused; 2^62 is accepted and the next create gets the next id. */
+static void test_restore_id_limits(void **state)
+{
+    (void)state;
+    struct sm_state *s = sm_new();
+    assert_true(restore_json(s, SNAP_HEAD "\"subsys\": [{\"id\": 9223372036854775807, \"name\": "
+                                          "\"x\"}]}") < 0);
+    assert_true(restore_json(s, SNAP_HEAD "\"subsys\": [], \"next_id\": [1, 9223372036854775807, "
+                                          "1, 1, 1, 1]}") < 0);
+    assert_true(restore_json(s, SNAP_HEAD "\"subsys\": [], \"row_ver\": 9223372036854775807}") < 0);
+    assert_true(restore_json(s, SNAP_HEAD "\"subsys\": [{\"id\": 0, \"name\": \"x\"}]}") < 0);
+    assert_int_equal(
+        restore_json(s, SNAP_HEAD "\"subsys\": [{\"id\": 4611686018427387904, "
+                                  "\"name\": \"x\"}], \"row_ver\": 4611686018427387904}"),
+        0);
+    struct nv *v = ok(s, NULL, "nvmet.subsys.create", "[{\"name\": \"y\"}]");
+    assert_int_equal(nv_get_int(v, "id", 0), 4611686018427387905LL);
+    nv_free(v);
+    sm_free(s);
+}
+
 static void test_validation_messages(void **state)
 {
     (void)state;
@@ -526,6 +570,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_complete_setup_entries),
         cmocka_unit_test(test_validation_messages),
+        cmocka_unit_test(test_restore_id_limits),
         cmocka_unit_test(test_updates_and_deletes),
         cmocka_unit_test(test_race_rechecked_on_apply),
         cmocka_unit_test(test_session_bound),
