@@ -126,6 +126,26 @@ static void seeds_command(void)
     e = fuzz_entry(again, again_len, 2, &elen);
     put("fuzz_command", "retry", "", 0, e, elen);
     free(e);
+    /* the same command as an unknown future version and with none */
+    for (int v = 0; v < 2; v++) {
+        struct nv *c = nv_decode(cmds[2], lens[2], NULL);
+        if (v == 0) {
+            nv_set_int(c, "v", 2);
+        } else {
+            nv_del(c, "v");
+        }
+        char *buf;
+        size_t blen;
+        if (c == NULL || nv_encode(c, &buf, &blen) < 0) {
+            exit(1);
+        }
+        const char *one[] = {buf};
+        e = fuzz_entry(one, &blen, 1, &elen);
+        put("fuzz_command", v == 0 ? "version-2" : "version-none", "", 0, e, elen);
+        free(e);
+        free(buf);
+        nv_free(c);
+    }
     for (size_t i = 0; i < fuzz_script_len; i++) {
         free((char *)cmds[i]);
     }
