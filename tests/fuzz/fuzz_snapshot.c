@@ -2,9 +2,10 @@
  * installs a snapshot (what consensus hands sm_restore after its header).
  *
  * Input: [call selector][snapshot bytes...]. The snapshot is restored over
- * a populated state (every 4th input) or an empty one; then the state is read, round-tripped through a
- * snapshot, and one call of the population script (picked by the selector)
- * is prepared and applied on it, as a leader would after the install.
+ * a populated state (every 4th input) or an empty one; then the state is
+ * read, round-tripped through a snapshot, and one call of the population
+ * script (picked by the selector) is prepared and applied on it, as a
+ * leader would after the install.
  * Properties: a refused snapshot leaves the state exactly as it was; an
  * accepted one reads, snapshots to bytes that restore to the same bytes,
  * and takes writes. */
