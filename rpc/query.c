@@ -115,13 +115,17 @@ static void filter_error(struct nv_err *err, const char *fmt, ...)
 /* regular expressions: bounded before regcomp */
 
 /* glibc's regcomp copies what a bounded repetition applies to, {m,n} n
- * times, and recurses once per group: "(((a{1,99}){1,99}){1,99})" took
- * 5 s and 1 GB, a few more characters minutes, and 200,000 nested groups
- * overflowed the stack - on the event loop, from one query. Estimate the
- * expanded size first (an atom is 1, a group the sum of its contents, a
- * bound multiplies what it follows) and bound the group nesting. */
+ * times, and recurses once per group; a loop inside a bound makes it
+ * exponential. Seen on the event loop, from one query: "(((a{1,99}){1,99})
+ * {1,99})" 5 s and 1 GB, "a*{10000}" 1 s and 1.5 GB, "((a*)*){20}" 0.9 s
+ * and {40} over 10 s, 200,000 nested groups a stack overflow, and a
+ * back-reference "(a*)*\1c" matching a 1 KB name over 10 s. So,
+ * before regcomp: at most 32 nested groups, no back-references, a bound
+ * only over what holds no * or + (it may hold bounds), and at most 1000
+ * atoms once the bounds are expanded (an atom 1, a group the sum of its
+ * contents, a bound multiplies what it follows). */
 #define RE_MAX_GROUPS 32
-#define RE_MAX_SIZE 10000.0
+#define RE_MAX_SIZE 1000.0
 
 /* The copies a bound {m}, {m,} or {m,n} at *pp makes, *pp moved past it;
  * 0 and *pp unchanged if it is not a bound (regcomp judges it). */
@@ -179,11 +183,14 @@ static const char *re_skip_bracket(const char *p)
 
 static bool re_too_complex(const char *p)
 {
-    /* per open group: the size so far and of its last atom */
+    /* per open group: its size so far and whether it holds a * or +; the
+     * same of its last atom */
     double sum[RE_MAX_GROUPS + 1] = {0}, last[RE_MAX_GROUPS + 1] = {0};
+    bool loops[RE_MAX_GROUPS + 1] = {false}, last_loops[RE_MAX_GROUPS + 1] = {false};
     unsigned d = 0;
     while (*p != '\0') {
         double atom = 1, k;
+        bool atom_loops = false;
         const char *q = p;
         if (*p == '(') {
             if (d == RE_MAX_GROUPS) {
@@ -191,23 +198,34 @@ static bool re_too_complex(const char *p)
             }
             d++;
             sum[d] = last[d] = 0;
+            loops[d] = last_loops[d] = false;
             p++;
             continue;
         }
         if (*p == '|' || *p == '*' || *p == '+' || *p == '?') {
             if (*p == '|') {
                 last[d] = 0; /* alternatives add up */
+                last_loops[d] = false;
+            } else if (*p != '?') {
+                last_loops[d] = loops[d] = true;
             }
             p++;
             continue;
         }
+        if (*p == '\\' && p[1] >= '1' && p[1] <= '9') {
+            return true; /* a back-reference */
+        }
         if (*p == '{' && (k = re_copies(&q)) > 0) {
+            if (last_loops[d]) {
+                return true;
+            }
             sum[d] += last[d] * (k - 1);
             last[d] *= k;
             p = q;
         } else {
             if (*p == ')' && d > 0) {
-                atom = sum[d--];
+                atom = sum[d];
+                atom_loops = loops[d--];
                 p++;
             } else if (*p == '[') {
                 if ((p = re_skip_bracket(p)) == NULL) {
@@ -218,6 +236,8 @@ static bool re_too_complex(const char *p)
             }
             sum[d] += atom;
             last[d] = atom;
+            last_loops[d] = atom_loops;
+            loops[d] = loops[d] || atom_loops;
         }
         if (sum[d] > RE_MAX_SIZE) {
             return true;
