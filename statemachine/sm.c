@@ -643,26 +643,38 @@ struct col {
     unsigned types;
 };
 static const struct col global_cols[] = {
-    {"basenqn", C_STR | C_NIL}, {"kernel", C_BOOL},         {"ana", C_BOOL},
-    {"rdma", C_BOOL},           {"xport_referral", C_BOOL}, {"enabled", C_BOOL},
-    {NULL, 0}};
-static const struct col subsys_cols[] = {
-    {"name", C_STR},           {"subnqn", C_STR},           {"serial", C_STR},
-    {"allow_any_host", C_BOOL}, {"pi_enable", C_BOOL | C_NIL}, {"qid_max", C_INT | C_NIL},
-    {"ieee_oui", C_STR | C_NIL}, {"ana", C_BOOL | C_NIL},     {NULL, 0}};
+    {"basenqn", C_STR | C_NIL}, {"kernel", C_BOOL},  {"ana", C_BOOL}, {"rdma", C_BOOL},
+    {"xport_referral", C_BOOL}, {"enabled", C_BOOL}, {NULL, 0}};
+static const struct col subsys_cols[] = {{"name", C_STR},
+                                         {"subnqn", C_STR},
+                                         {"serial", C_STR},
+                                         {"allow_any_host", C_BOOL},
+                                         {"pi_enable", C_BOOL | C_NIL},
+                                         {"qid_max", C_INT | C_NIL},
+                                         {"ieee_oui", C_STR | C_NIL},
+                                         {"ana", C_BOOL | C_NIL},
+                                         {NULL, 0}};
 static const struct col ns_cols[] = {
-    {"nsid", C_INT},        {"subsys_id", C_INT},         {"device_type", C_STR},
-    {"device_path", C_STR}, {"filesize", C_INT | C_NIL}, {"device_uuid", C_STR},
+    {"nsid", C_INT},         {"subsys_id", C_INT},        {"device_type", C_STR},
+    {"device_path", C_STR},  {"filesize", C_INT | C_NIL}, {"device_uuid", C_STR},
     {"device_nguid", C_STR}, {"enabled", C_BOOL},         {NULL, 0}};
-static const struct col port_cols[] = {
-    {"index", C_INT},          {"addr_trtype", C_STR},           {"addr_trsvcid", C_INT | C_NIL},
-    {"addr_traddr", C_STR},    {"addr_adrfam", C_STR},           {"inline_data_size", C_INT | C_NIL},
-    {"max_queue_size", C_INT | C_NIL}, {"pi_enable", C_BOOL | C_NIL}, {"enabled", C_BOOL},
-    {NULL, 0}};
-static const struct col host_cols[] = {
-    {"hostnqn", C_STR},         {"description", C_STR},           {"dhchap_key", C_STR | C_NIL},
-    {"dhchap_ctrl_key", C_STR | C_NIL}, {"dhchap_dhgroup", C_STR | C_NIL}, {"dhchap_hash", C_STR},
-    {NULL, 0}};
+static const struct col port_cols[] = {{"index", C_INT},
+                                       {"addr_trtype", C_STR},
+                                       {"addr_trsvcid", C_INT | C_NIL},
+                                       {"addr_traddr", C_STR},
+                                       {"addr_adrfam", C_STR},
+                                       {"inline_data_size", C_INT | C_NIL},
+                                       {"max_queue_size", C_INT | C_NIL},
+                                       {"pi_enable", C_BOOL | C_NIL},
+                                       {"enabled", C_BOOL},
+                                       {NULL, 0}};
+static const struct col host_cols[] = {{"hostnqn", C_STR},
+                                       {"description", C_STR},
+                                       {"dhchap_key", C_STR | C_NIL},
+                                       {"dhchap_ctrl_key", C_STR | C_NIL},
+                                       {"dhchap_dhgroup", C_STR | C_NIL},
+                                       {"dhchap_hash", C_STR},
+                                       {NULL, 0}};
 static const struct col host_subsys_cols[] = {{"host_id", C_INT}, {"subsys_id", C_INT}, {NULL, 0}};
 static const struct col port_subsys_cols[] = {{"port_id", C_INT}, {"subsys_id", C_INT}, {NULL, 0}};
 static const struct col *const table_cols[SM_TABLE_COUNT] = {
@@ -672,17 +684,23 @@ static const struct col cluster_cols[] = {
 static const struct col node_cols[] = {
     {"id", C_INT}, {"kind", C_STR}, {"raft", C_STR}, {"rpc", C_STR | C_NIL}, {NULL, 0}};
 static const struct col active_cols[] = {{"node", C_INT}, {"term", C_INT}, {NULL, 0}};
-static const struct col failover_cols[] = {
-    {"takeover_delay_ms", C_INT}, {"fence_command", C_STR | C_NIL}, {"announce_count", C_INT},
-    {"announce_interval_ms", C_INT}, {"vips", C_ARR}, {NULL, 0}};
-static const struct col vip_cols[] = {{"address", C_STR}, {"prefix", C_INT}, {"interface", C_STR},
-                                      {"node_addresses", C_MAP}, {NULL, 0}};
+static const struct col failover_cols[] = {{"takeover_delay_ms", C_INT},
+                                           {"fence_command", C_STR | C_NIL},
+                                           {"announce_count", C_INT},
+                                           {"announce_interval_ms", C_INT},
+                                           {"vips", C_ARR},
+                                           {NULL, 0}};
+static const struct col vip_cols[] = {{"address", C_STR},
+                                      {"prefix", C_INT},
+                                      {"interface", C_STR},
+                                      {"node_addresses", C_MAP},
+                                      {NULL, 0}};
 
 static unsigned type_bit(const struct nv *v)
 {
-    static const unsigned bits[] = {[NV_NIL] = C_NIL, [NV_BOOL] = C_BOOL, [NV_INT] = C_INT,
-                                    [NV_FLOAT] = 0,   [NV_STR] = C_STR,   [NV_ARR] = C_ARR,
-                                    [NV_MAP] = C_MAP};
+    static const unsigned bits[] = {
+        [NV_NIL] = C_NIL, [NV_BOOL] = C_BOOL, [NV_INT] = C_INT, [NV_FLOAT] = 0,
+        [NV_STR] = C_STR, [NV_ARR] = C_ARR,   [NV_MAP] = C_MAP};
     return v != NULL ? bits[v->t] : 0;
 }
 
@@ -717,8 +735,8 @@ static bool cluster_ok(const struct nv *cl)
     }
     const struct nv *active = nv_get(cl, "active"), *f = nv_get(cl, "failover");
     return shape_ok(cl, cluster_cols) && all_ok(nv_get(cl, "nodes"), node_cols) &&
-           (nv_is(active, NV_NIL) || shape_ok(active, active_cols)) &&
-           shape_ok(f, failover_cols) && all_ok(nv_get(f, "vips"), vip_cols);
+           (nv_is(active, NV_NIL) || shape_ok(active, active_cols)) && shape_ok(f, failover_cols) &&
+           all_ok(nv_get(f, "vips"), vip_cols);
 }
 
 /* An int in [lo, SM_ID_MAX]. */
