@@ -328,13 +328,15 @@ static int compile_cond(const struct nv *f, struct cond *c, int depth, struct nv
                          q__py_type(c->value));
             return -EINVAL;
         }
-        if (re_too_complex(c->value->u.s.p)) {
-            filter_error(err, "filter_list: regular expression too complex: %s", c->value->u.s.p);
-            return -EINVAL;
-        }
         size_t l = c->value->u.s.len;
         char *pat = malloc(l + 4);
         snprintf(pat, l + 4, "^(%s)", c->value->u.s.p);
+        /* what regcomp sees: a ")" in the value closes the wrapping group */
+        if (re_too_complex(pat)) {
+            free(pat);
+            filter_error(err, "filter_list: regular expression too complex: %s", c->value->u.s.p);
+            return -EINVAL;
+        }
         int rv = regcomp(&c->re, pat, REG_EXTENDED | REG_NOSUB | (c->ci ? REG_ICASE : 0));
         free(pat);
         if (rv != 0) {

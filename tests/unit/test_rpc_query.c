@@ -196,6 +196,8 @@ static const struct qcase cases[] = {
      "Value error, filter_list: regular expression too complex: a*{10000}"},
     {"a bound over a group holding a loop is refused", "[[\"name\", \"~\", \"((a*)*){20}\"]]",
      NULL, VERR, "Value error, filter_list: regular expression too complex: ((a*)*){20}"},
+    {"a ')' that closes the anchoring group counts", "[[\"name\", \"~\", \"$(a*)*){20}Q\"]]",
+     NULL, VERR, "Value error, filter_list: regular expression too complex: $(a*)*){20}Q"},
     {"back-references are refused", "[[\"name\", \"~\", \"(a*)*\\\\1c\"]]", NULL, VERR,
      "Value error, filter_list: regular expression too complex: (a*)*\\1c"},
     {"bounds inside bounds are fine while small",
