@@ -121,7 +121,7 @@ static void filter_error(struct nv_err *err, const char *fmt, ...)
  * and {40} over 10 s, 200,000 nested groups a stack overflow, and a
  * back-reference "(a*)*\1c" matching a 1 KB name over 10 s. So,
  * before regcomp: at most 32 nested groups, no back-references, a bound
- * only over what holds no * or + (it may hold bounds), and at most 1000
+ * only over what holds no *, + or {m,} (it may hold bounds), and at most 1000
  * atoms once the bounds are expanded (an atom 1, a group the sum of its
  * contents, a bound multiplies what it follows). */
 #define RE_MAX_GROUPS 32
@@ -221,6 +221,10 @@ static bool re_too_complex(const char *p)
             }
             sum[d] += last[d] * (k - 1);
             last[d] *= k;
+            /* {m,} ends in a loop, like * */
+            if (q[-2] == ',') {
+                last_loops[d] = loops[d] = true;
+            }
             p = q;
         } else {
             if (*p == ')' && d > 0) {

@@ -198,6 +198,8 @@ static const struct qcase cases[] = {
      NULL, VERR, "Value error, filter_list: regular expression too complex: ((a*)*){20}"},
     {"a ')' that closes the anchoring group counts", "[[\"name\", \"~\", \"$(a*)*){20}Q\"]]",
      NULL, VERR, "Value error, filter_list: regular expression too complex: $(a*)*){20}Q"},
+    {"{m,} is a loop too", "[[\"name\", \"~\", \"((a?{1,9}){1,}){1,}\"]]", NULL, VERR,
+     "Value error, filter_list: regular expression too complex: ((a?{1,9}){1,}){1,}"},
     {"back-references are refused", "[[\"name\", \"~\", \"(a*)*\\\\1c\"]]", NULL, VERR,
      "Value error, filter_list: regular expression too complex: (a*)*\\1c"},
     {"bounds inside bounds are fine while small",
