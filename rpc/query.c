@@ -120,10 +120,12 @@ static void filter_error(struct nv_err *err, const char *fmt, ...)
  * {1,99})" 5 s and 1 GB, "a*{10000}" 1 s and 1.5 GB, "((a*)*){20}" 0.9 s
  * and {40} over 10 s, 200,000 nested groups a stack overflow, and a
  * back-reference "(a*)*\1c" matching a 1 KB name over 10 s. So,
- * before regcomp: at most 32 nested groups, no back-references, a bound
- * only over what holds no *, + or {m,} (it may hold bounds), and at most 1000
- * atoms once the bounds are expanded (an atom 1, a group the sum of its
- * contents, a bound multiplies what it follows). */
+ * before regcomp: at most 32 nested groups, no back-references, no
+ * repetition right after another ("a**", "a+{3}"), a bound only over what
+ * holds no *, + or {m,} (it may hold bounds), and at most 1000 atoms once
+ * the repetitions are expanded (an atom 1, a group the sum of its
+ * contents, a bound multiplies what it follows, + doubles it: regcomp
+ * copies X+ into X X*, so 20 nested (a+)+ took 1.7 s and 1.6 GB). */
 #define RE_MAX_GROUPS 32
 #define RE_MAX_SIZE 1000.0
 
@@ -188,11 +190,13 @@ static bool re_too_complex(const char *p)
     double sum[RE_MAX_GROUPS + 1] = {0}, last[RE_MAX_GROUPS + 1] = {0};
     bool loops[RE_MAX_GROUPS + 1] = {false}, last_loops[RE_MAX_GROUPS + 1] = {false};
     unsigned d = 0;
+    bool repeated = false; /* the last thing read was *, +, ? or a bound */
     while (*p != '\0') {
         double atom = 1, k;
         bool atom_loops = false;
         const char *q = p;
         if (*p == '(') {
+            repeated = false;
             if (d == RE_MAX_GROUPS) {
                 return true;
             }
@@ -202,21 +206,35 @@ static bool re_too_complex(const char *p)
             p++;
             continue;
         }
-        if (*p == '|' || *p == '*' || *p == '+' || *p == '?') {
-            if (*p == '|') {
-                last[d] = 0; /* alternatives add up */
-                last_loops[d] = false;
-            } else if (*p != '?') {
+        if (*p == '|') {
+            last[d] = 0; /* alternatives add up */
+            last_loops[d] = repeated = false;
+            p++;
+            continue;
+        }
+        if (*p == '*' || *p == '+' || *p == '?') {
+            if (repeated) {
+                return true; /* stacked: "a**", "a+{3}" */
+            }
+            if (*p == '+') {
+                sum[d] += last[d]; /* X+ is X X* */
+                last[d] *= 2;
+            }
+            if (*p != '?') {
                 last_loops[d] = loops[d] = true;
             }
+            repeated = true;
             p++;
+            if (sum[d] > RE_MAX_SIZE) {
+                return true;
+            }
             continue;
         }
         if (*p == '\\' && p[1] >= '1' && p[1] <= '9') {
             return true; /* a back-reference */
         }
         if (*p == '{' && (k = re_copies(&q)) > 0) {
-            if (last_loops[d]) {
+            if (last_loops[d] || repeated) {
                 return true;
             }
             sum[d] += last[d] * (k - 1);
@@ -225,6 +243,7 @@ static bool re_too_complex(const char *p)
             if (q[-2] == ',') {
                 last_loops[d] = loops[d] = true;
             }
+            repeated = true;
             p = q;
         } else {
             if (*p == ')' && d > 0) {
@@ -242,6 +261,7 @@ static bool re_too_complex(const char *p)
             last[d] = atom;
             last_loops[d] = atom_loops;
             loops[d] = loops[d] || atom_loops;
+            repeated = false;
         }
         if (sum[d] > RE_MAX_SIZE) {
             return true;
