@@ -497,7 +497,8 @@ static char *map_key(const msgpack_object *k)
 {
     char kbuf[64];
     if (k->type == MSGPACK_OBJECT_STR) {
-        return strndup(k->via.str.ptr, k->via.str.size);
+        /* msgpack-c gives an empty string a NULL ptr */
+        return k->via.str.size > 0 ? strndup(k->via.str.ptr, k->via.str.size) : strdup("");
     }
     if (k->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
         snprintf(kbuf, sizeof kbuf, "%" PRIu64, k->via.u64);
@@ -595,11 +596,21 @@ static struct nv *map_from_msgpack(const msgpack_object *o)
 
 struct nv *nv_decode(const void *buf, size_t len, size_t *used)
 {
+    /* msgpack-c allocates what a header announces before it looks for the
+     * bytes (an array32 header of 2^32 items: ~100 GB): scan first */
+    struct nv_scan sc = {0};
+    const char *why;
+    if (nv_scan(&sc, buf, len, len, &why) != NV_SCAN_DONE) {
+        if (used != NULL) {
+            *used = 0;
+        }
+        return NULL;
+    }
     msgpack_unpacked u;
     size_t off = 0;
     msgpack_unpacked_init(&u);
     struct nv *v = NULL;
-    if (msgpack_unpack_next(&u, buf, len, &off) == MSGPACK_UNPACK_SUCCESS) {
+    if (msgpack_unpack_next(&u, buf, sc.pos, &off) == MSGPACK_UNPACK_SUCCESS) {
         v = nv_from_msgpack(&u.data);
     }
     msgpack_unpacked_destroy(&u);

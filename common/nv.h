@@ -92,11 +92,30 @@ bool nv_equal(const struct nv *a, const struct nv *b);
  * nv_from_msgpack converts a decoded object (bin/ext become str; uint above
  * INT64_MAX becomes float). nv_decode decodes exactly one object from buf
  * and sets *used to the bytes consumed (trailing bytes are allowed: raft
- * entries are zero-padded); NULL on malformed or truncated input. */
+ * entries are zero-padded); NULL on malformed or truncated input, or sizes
+ * that the bytes cannot hold (checked before anything is allocated). */
 int nv_pack(struct msgpack_packer *pk, const struct nv *v);
 int nv_encode(const struct nv *v, char **buf, size_t *len);
 struct nv *nv_from_msgpack(const struct msgpack_object *o);
 struct nv *nv_decode(const void *buf, size_t len, size_t *used);
+
+/* msgpack framing without decoding or allocating: where one object starts
+ * at buf[0] ends, from its headers alone. Resumable: s starts zeroed and
+ * keeps its place, call again with more bytes (buf is the same object, now
+ * longer). Every announced size is checked against max before waiting for
+ * its bytes, and every child item takes at least one byte, so a header
+ * announcing 2^32 items or a 4 GiB string fails at once.
+ * NV_SCAN_MORE: incomplete; NV_SCAN_DONE: s->pos bytes make the object;
+ * NV_SCAN_BAD (*why): malformed or nested deeper than NV_SCAN_DEPTH;
+ * NV_SCAN_BIG (*why): a size above max. */
+#define NV_SCAN_DEPTH 30 /* nesting; msgpack-c's own limit is 32 */
+struct nv_scan {
+    size_t pos;
+    unsigned depth;
+    uint64_t left[NV_SCAN_DEPTH]; /* items still to come at each depth */
+};
+enum { NV_SCAN_MORE, NV_SCAN_DONE, NV_SCAN_BAD, NV_SCAN_BIG };
+int nv_scan(struct nv_scan *s, const uint8_t *buf, size_t len, size_t max, const char **why);
 
 /* A compact JSON-like rendering for logs and test failure messages (not a
  * JSON encoder for clients; nvmetctl uses json-c). Caller frees. */

@@ -74,6 +74,7 @@ void nv_err_clear(struct nv_err *e)
 
 bool nv_err_isset(const struct nv_err *e) { return e->code != NV_E_NONE || e->n > 0; }
 
+static char *vfmt(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 static char *vfmt(const char *fmt, va_list ap)
 {
     char *p = NULL;

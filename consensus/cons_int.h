@@ -221,4 +221,20 @@ void cons_dispatch(struct cons_node* n);
 void cons_fail_inflight(struct cons_node* n, int status);
 void cons_fsm_setup(struct cons_node* n);
 
+/* Reading one entry (a pure function of its bytes, so every node skips
+ * exactly the same malformed parts): cons_entry_open checks the header,
+ * cons_entry_next yields the commands in order. */
+struct cons_entry_iter {
+    const unsigned char* p; /* borrowed: the entry */
+    size_t size, off;
+    uint32_t count, i;
+};
+/* 0, or -EBADMSG with *why: not a consensus entry, or a count that cannot
+ * fit in size bytes. */
+int cons_entry_open(struct cons_entry_iter* it, const void* buf, size_t size, const char** why);
+/* 1 and the next command (*cmd borrowed from the entry), 0 at the end, or
+ * -EBADMSG with *why when command it->i is truncated (then 0: nothing
+ * more is read). */
+int cons_entry_next(struct cons_entry_iter* it, const void** cmd, size_t* len, const char** why);
+
 #endif

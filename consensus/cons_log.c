@@ -398,6 +398,51 @@ int cons_barrier(struct cons_node* n, cons_cb cb, void* arg)
 /* ------------------------------------------------------------------ */
 /* raft fsm adapters (version 1: libraft frees snapshot buffers) */
 
+int cons_entry_open(struct cons_entry_iter* it, const void* buf, size_t size, const char** why)
+{
+    memset(it, 0, sizeof *it);
+    const unsigned char* p = buf;
+    if (p == NULL || size < CONS_ENTRY_HDR || get32(p) != CONS_ENTRY_MAGIC) {
+        *why = "not a consensus entry";
+        return -EBADMSG;
+    }
+    uint32_t count = get32(p + 4);
+    /* each command takes at least 8 bytes (length word, padding) */
+    if ((size_t)count > (size - CONS_ENTRY_HDR) / 8) {
+        *why = "more commands than can fit in the entry";
+        return -EBADMSG;
+    }
+    it->p = p;
+    it->size = size;
+    it->off = CONS_ENTRY_HDR;
+    it->count = count;
+    return 0;
+}
+
+int cons_entry_next(struct cons_entry_iter* it, const void** cmd, size_t* len, const char** why)
+{
+    if (it->i == it->count) {
+        return 0;
+    }
+    if (it->size - it->off < 4) {
+        *why = "truncated before a command";
+        it->count = it->i;
+        return -EBADMSG;
+    }
+    size_t l = get32(it->p + it->off);
+    if (l > it->size - it->off - 4) {
+        *why = "a command length overruns the entry";
+        it->count = it->i;
+        return -EBADMSG;
+    }
+    *cmd = it->p + it->off + 4;
+    *len = l;
+    /* the last command's padding may be missing: tolerated */
+    it->off += framed_len(l) <= it->size - it->off ? framed_len(l) : it->size - it->off;
+    it->i++;
+    return 1;
+}
+
 /* The in-flight batch whose entry sits at index, if we proposed it. */
 static struct cons_batch* inflight_find(struct cons_node* n, raft_index index)
 {
@@ -432,31 +477,17 @@ static int fsm_apply(struct raft_fsm* f, const struct raft_buffer* rbuf, void** 
         b->applied = true;
     }
 
-    const unsigned char* p = rbuf->base;
-    size_t size = rbuf->len;
-    if (p == NULL || size < CONS_ENTRY_HDR || get32(p) != CONS_ENTRY_MAGIC) {
-        cons_log(n, "entry %llu: not a consensus entry (%zu bytes), skipped", index, size);
+    struct cons_entry_iter it;
+    const char* why = NULL;
+    if (cons_entry_open(&it, rbuf->base, rbuf->len, &why) < 0) {
+        cons_log(n, "entry %llu: %s (%zu bytes), skipped", index, why, rbuf->len);
         return 0; /* never fail: followers would diverge, the leader would stall */
     }
-    uint32_t count = get32(p + 4);
-    if ((size_t)count > (size - CONS_ENTRY_HDR) / 8) {
-        cons_log(n, "entry %llu: %u commands cannot fit in %zu bytes, skipped", index, count, size);
-        return 0;
-    }
-    size_t off = CONS_ENTRY_HDR;
-    for (uint32_t i = 0; i < count; i++) {
-        if (size - off < 4) {
-            cons_log(n, "entry %llu: truncated at command %u, rest skipped", index, i);
-            break;
-        }
-        size_t len = get32(p + off);
-        if (len > size - off - 4) {
-            cons_log(n, "entry %llu: command %u length %zu overruns the entry, rest skipped", index,
-                     i, len);
-            break;
-        }
-        void* res = n->fsm.apply(n->fsm.data, p + off + 4, len);
-        off += framed_len(len) <= size - off ? framed_len(len) : size - off;
+    const void* cmd;
+    size_t len;
+    int rv;
+    while ((rv = cons_entry_next(&it, &cmd, &len, &why)) > 0) {
+        void* res = n->fsm.apply(n->fsm.data, cmd, len);
         if (c != NULL) {
             c->status = 0;
             c->result = res;
@@ -464,6 +495,9 @@ static int fsm_apply(struct raft_fsm* f, const struct raft_buffer* rbuf, void** 
         } else {
             drop_result(n, res);
         }
+    }
+    if (rv < 0) {
+        cons_log(n, "entry %llu: command %u: %s, rest skipped", index, it.i, why);
     }
     if (b != NULL) {
         *result = b;

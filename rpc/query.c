@@ -8,9 +8,11 @@
  * a full match). We use POSIX extended regexes wrapped as "^(...)": the
  * common syntax is the same; Python-only syntax ((?i), \d, lookarounds)
  * is not supported and is reported as an invalid regular expression. */
+#include <ctype.h>
 #include <errno.h>
 #include <regex.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,6 +118,165 @@ static void filter_error(struct nv_err *err, const char *fmt, ...)
     nv_err_add(err, "filters", EINVAL, "Value error, %s", inner);
 }
 
+/* ------------------------------------------------------------------ */
+/* regular expressions: bounded before regcomp */
+
+/* glibc's regcomp copies what a bounded repetition applies to, {m,n} n
+ * times, and recurses once per group; a loop inside a bound makes it
+ * exponential. Seen on the event loop, from one query: "(((a{1,99}){1,99})
+ * {1,99})" 5 s and 1 GB, "a*{10000}" 1 s and 1.5 GB, "((a*)*){20}" 0.9 s
+ * and {40} over 10 s, 200,000 nested groups a stack overflow, and a
+ * back-reference "(a*)*\1c" matching a 1 KB name over 10 s. So,
+ * before regcomp: at most 32 nested groups, no back-references, no
+ * repetition right after another ("a**", "a+{3}"), a bound only over what
+ * holds no *, + or {m,} (it may hold bounds), and at most 1000 atoms once
+ * the repetitions are expanded (an atom 1, a group the sum of its
+ * contents, a bound multiplies what it follows, + doubles it: regcomp
+ * copies X+ into X X*, so 20 nested (a+)+ took 1.7 s and 1.6 GB). */
+#define RE_MAX_GROUPS 32
+#define RE_MAX_SIZE 1000.0
+
+/* The copies a bound {m}, {m,} or {m,n} at *pp makes, *pp moved past it;
+ * 0 and *pp unchanged if it is not a bound (regcomp judges it). */
+static double re_copies(const char **pp)
+{
+    const char *p = *pp + 1;
+    double m = 0, n;
+    while (isdigit((unsigned char)*p)) {
+        m = m * 10 + (*p++ - '0');
+    }
+    n = m;
+    if (*p == ',') {
+        p++;
+        n = isdigit((unsigned char)*p) ? 0 : m + 1; /* {m,}: m copies and a star */
+        while (isdigit((unsigned char)*p)) {
+            n = n * 10 + (*p++ - '0');
+        }
+    }
+    if (*p != '}' || p == *pp + 1) {
+        return 0;
+    }
+    *pp = p + 1;
+    n = n > m ? n : m;
+    return n > 1 ? n : 1;
+}
+
+/* Past the bracket expression at p ("[^]a[:digit:]]"), or NULL if it does
+ * not end (regcomp reports that). */
+static const char *re_skip_bracket(const char *p)
+{
+    p++;
+    if (*p == '^') {
+        p++;
+    }
+    if (*p == ']') {
+        p++;
+    }
+    while (*p != '\0' && *p != ']') {
+        if (*p == '[' && (p[1] == ':' || p[1] == '=' || p[1] == '.')) {
+            char k = p[1];
+            const char *e = p + 2;
+            while (*e != '\0' && !(e[0] == k && e[1] == ']')) {
+                e++;
+            }
+            if (*e == '\0') {
+                return NULL;
+            }
+            p = e + 2;
+        } else {
+            p++;
+        }
+    }
+    return *p == ']' ? p + 1 : NULL;
+}
+
+static bool re_too_complex(const char *p)
+{
+    /* per open group: its size so far and whether it holds a * or +; the
+     * same of its last atom */
+    double sum[RE_MAX_GROUPS + 1] = {0}, last[RE_MAX_GROUPS + 1] = {0};
+    bool loops[RE_MAX_GROUPS + 1] = {false}, last_loops[RE_MAX_GROUPS + 1] = {false};
+    unsigned d = 0;
+    bool repeated = false; /* the last thing read was *, +, ? or a bound */
+    while (*p != '\0') {
+        double atom = 1, k;
+        bool atom_loops = false;
+        const char *q = p;
+        if (*p == '(') {
+            repeated = false;
+            if (d == RE_MAX_GROUPS) {
+                return true;
+            }
+            d++;
+            sum[d] = last[d] = 0;
+            loops[d] = last_loops[d] = false;
+            p++;
+            continue;
+        }
+        if (*p == '|') {
+            last[d] = 0; /* alternatives add up */
+            last_loops[d] = repeated = false;
+            p++;
+            continue;
+        }
+        if (*p == '*' || *p == '+' || *p == '?') {
+            if (repeated) {
+                return true; /* stacked: "a**", "a+{3}" */
+            }
+            if (*p == '+') {
+                sum[d] += last[d]; /* X+ is X X* */
+                last[d] *= 2;
+            }
+            if (*p != '?') {
+                last_loops[d] = loops[d] = true;
+            }
+            repeated = true;
+            p++;
+            if (sum[d] > RE_MAX_SIZE) {
+                return true;
+            }
+            continue;
+        }
+        if (*p == '\\' && p[1] >= '1' && p[1] <= '9') {
+            return true; /* a back-reference */
+        }
+        if (*p == '{' && (k = re_copies(&q)) > 0) {
+            if (last_loops[d] || repeated) {
+                return true;
+            }
+            sum[d] += last[d] * (k - 1);
+            last[d] *= k;
+            /* {m,} ends in a loop, like * */
+            if (q[-2] == ',') {
+                last_loops[d] = loops[d] = true;
+            }
+            repeated = true;
+            p = q;
+        } else {
+            if (*p == ')' && d > 0) {
+                atom = sum[d];
+                atom_loops = loops[d--];
+                p++;
+            } else if (*p == '[') {
+                if ((p = re_skip_bracket(p)) == NULL) {
+                    return false;
+                }
+            } else {
+                p += *p == '\\' && p[1] != '\0' ? 2 : 1;
+            }
+            sum[d] += atom;
+            last[d] = atom;
+            last_loops[d] = atom_loops;
+            loops[d] = loops[d] || atom_loops;
+            repeated = false;
+        }
+        if (sum[d] > RE_MAX_SIZE) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static int compile_cond(const struct nv *f, struct cond *c, int depth, struct nv_err *err);
 
 /* A branch of an OR: a leaf, a nested OR, or an AND-group (a list whose
@@ -206,6 +367,12 @@ static int compile_cond(const struct nv *f, struct cond *c, int depth, struct nv
         }
         char *pat = malloc(l + 4);
         snprintf(pat, l + 4, "^(%s)", c->value->u.s.p);
+        /* what regcomp sees: a ")" in the value closes the wrapping group */
+        if (re_too_complex(pat)) {
+            free(pat);
+            filter_error(err, "filter_list: regular expression too complex: %s", c->value->u.s.p);
+            return -EINVAL;
+        }
         int rv = regcomp(&c->re, pat, REG_EXTENDED | REG_NOSUB | (c->ci ? REG_ICASE : 0));
         free(pat);
         if (rv != 0) {

@@ -2,7 +2,7 @@
  * authentication, per-connection client id, dispatch (rpc.h "server").
  *
  * One libuv loop thread. Each connection reads into its own buffer; a
- * resumable msgpack scanner (frame_scan) finds where one message ends
+ * resumable msgpack scanner (nv_scan) finds where one message ends
  * WITHOUT allocating anything for the sizes it announces, so a 5-byte
  * header claiming a 4 GiB string or array is refused at once instead of
  * being buffered (msgpack_unpacker would reserve or allocate first). Only
@@ -655,51 +655,16 @@ struct parsed {
 
 static void parse_message(const char *p, size_t n, struct parsed *out)
 {
-    msgpack_unpacked u;
-    msgpack_unpacked_init(&u);
-    size_t off = 0;
-    const char *why = NULL;
-    bool notify = false;
+    struct srv_request rq;
     memset(out, 0, sizeof *out);
     out->msgid = -1;
-    if (msgpack_unpack_next(&u, p, n, &off) != MSGPACK_UNPACK_SUCCESS || off != n) {
-        why = "undecodable msgpack";
-    } else if (u.data.type != MSGPACK_OBJECT_ARRAY || u.data.via.array.size < 1) {
-        why = "not a request [0, msgid, method, params]";
-    } else {
-        const msgpack_object *t = &u.data.via.array.ptr[0];
-        notify = t->type == MSGPACK_OBJECT_POSITIVE_INTEGER && t->via.u64 == 2;
-        if (!(t->type == MSGPACK_OBJECT_POSITIVE_INTEGER && (t->via.u64 == 0 || notify))) {
-            why = "message type is not 0 (request) or 2 (notification)";
-        } else if (u.data.via.array.size != (notify ? 3u : 4u)) {
-            why = notify ? "not a notification [2, method, params]"
-                         : "not a request [0, msgid, method, params]";
-        }
+    if (srv__decode_request(p, n, &rq, &out->why) < 0) {
+        return;
     }
-    /* a notification is a request without the msgid: a[1] is the method */
-    const msgpack_object *a = why == NULL ? u.data.via.array.ptr - notify : NULL;
-    if (why == NULL && !notify) {
-        if (a[1].type == MSGPACK_OBJECT_POSITIVE_INTEGER && a[1].via.u64 <= INT64_MAX) {
-            out->msgid = (int64_t)a[1].via.u64;
-        } else if (a[1].type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
-            out->msgid = a[1].via.i64;
-        } else {
-            why = "msgid is not an integer";
-        }
-    }
-    if (why == NULL &&
-        (a[2].type != MSGPACK_OBJECT_STR || a[2].via.str.size == 0 || a[2].via.str.size > 255 ||
-         memchr(a[2].via.str.ptr, '\0', a[2].via.str.size) != NULL)) {
-        why = "method is not a name";
-    }
-    out->why = why;
-    out->notify = notify;
-    if (why == NULL) {
-        memcpy(out->method, a[2].via.str.ptr, a[2].via.str.size);
-        out->method[a[2].via.str.size] = '\0';
-        out->params = a[3].type == MSGPACK_OBJECT_ARRAY ? nv_from_msgpack(&a[3]) : NULL;
-    }
-    msgpack_unpacked_destroy(&u);
+    out->notify = rq.notify;
+    out->msgid = rq.msgid;
+    memcpy(out->method, rq.method, sizeof out->method);
+    out->params = rq.params;
 }
 
 /* Act on a decoded message (params taken). big: it came from a large
@@ -896,10 +861,10 @@ static void process(struct conn *c)
         const char *why = NULL;
         int r =
             srv__frame_scan(&c->sc, (const uint8_t *)c->buf + c->off, c->len - c->off, max, &why);
-        if (r == SCAN_MORE) {
+        if (r == NV_SCAN_MORE) {
             break;
         }
-        if (r != SCAN_DONE) {
+        if (r != NV_SCAN_DONE) {
             bad_frame(c, why);
             return;
         }

@@ -10,6 +10,7 @@
 
 #include <uv.h>
 
+#include "nv.h"
 #include "rpc.h"
 
 #define DEFAULT_MAX_FRAME (4u << 20)
@@ -49,7 +50,6 @@
 #define LOG_EVERY_MS 1000u /* rate-limited log lines: one a second */
 #define READ_CHUNK (16u << 10) /* free space offered to each read */
 #define KEEP_BUF (256u << 10)  /* an idle connection keeps at most this */
-#define MAX_DEPTH 30           /* nesting; msgpack-c's own limit is 32 */
 #define WQ_HIGH (16u << 20)    /* stop reading while this much output waits */
 #define WQ_LOW (1u << 20)      /* ...and resume below this */
 #define CLIENT_ID_MAX 256
@@ -64,14 +64,6 @@ struct method {
     rpc_method_fn fn;
     void *ctx;
     unsigned flags;
-};
-
-/* Where the scan of the current message stands (offsets relative to its
- * first byte). left[i] = items still to come in the container at depth i. */
-struct frame_scan {
-    size_t pos;
-    unsigned depth;
-    uint64_t left[MAX_DEPTH];
 };
 
 /* One line per LOG_EVERY_MS; the lines dropped in between are counted
@@ -125,7 +117,7 @@ struct conn {
     unsigned n_subs;
     char *buf; /* read buffer: [off, len) not yet consumed */
     size_t off, len, cap;
-    struct frame_scan sc;
+    struct nv_scan sc; /* of the message at off */
     char peer[64];
     struct conn *prev, *next;
 };
@@ -173,13 +165,22 @@ struct wreq {
     struct conn *c;
 };
 
-/* server_frame.c: advance the scan over buf[0, len) (the current message
- * so far): SCAN_MORE (incomplete), SCAN_DONE (s->pos bytes make one
- * message), SCAN_BAD (not a msgpack array / malformed), SCAN_BIG (a size
- * above max). */
-enum { SCAN_MORE, SCAN_DONE, SCAN_BAD, SCAN_BIG };
-int srv__frame_scan(struct frame_scan *s, const uint8_t *buf, size_t len, size_t max,
+/* server_frame.c: nv_scan of the current message, which must be an array
+ * (NV_SCAN_BAD "message is not an array" otherwise). */
+int srv__frame_scan(struct nv_scan *s, const uint8_t *buf, size_t len, size_t max,
                     const char **why);
+/* One complete message decoded: a request [0, msgid, method, params] or
+ * a notification [2, method, params] (notify, msgid -1). */
+struct srv_request {
+    bool notify;
+    int64_t msgid;
+    char method[256];
+    struct nv *params; /* owned; NULL if not an array of values with string keys */
+};
+/* server_frame.c: decode the n bytes of one message (what NV_SCAN_DONE
+ * delimited). 0 (rq->params may still be NULL: an error reply, the
+ * connection stays), or -EBADMSG with *why (the connection is closed). */
+int srv__decode_request(const char *p, size_t n, struct srv_request *rq, const char **why);
 /* server_builtin.c */
 void srv__m_ping(struct rpc_call *call, const struct nv *params, void *ctx);
 void srv__m_login(struct rpc_call *call, const struct nv *params, void *ctx);

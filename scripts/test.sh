@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README's second command, and all that .ci/run does):
 # installs the Debian packages, builds with warnings as errors and runs
-# every test, then builds with ASan+UBSan and runs them again.
+# every test, then builds with ASan+UBSan and runs them again, then builds
+# the libFuzzer harnesses with clang and runs each for a short time.
 # Run as root on Debian 12 (integration tests create device nodes and
 # network namespaces).
 set -euo pipefail
@@ -26,3 +27,10 @@ build build/asan -DCMAKE_BUILD_TYPE=Debug -DNVMET_SANITIZE=ON
 echo "== tests under ASan + UBSan"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build/asan --output-on-failure -LE kernel
+
+echo "== build (libFuzzer harnesses: clang, ASan + UBSan)"
+cmake -S . -B build/fuzz -DNVMET_WERROR=ON -DCMAKE_C_COMPILER=clang \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNVMET_FUZZ=ON >/dev/null
+cmake --build build/fuzz -j"$JOBS" --target fuzzers
+echo "== fuzz (each harness 20 s over its corpus)"
+ctest --test-dir build/fuzz --output-on-failure -L fuzz

@@ -74,10 +74,13 @@ static void clear_contents(struct sm_state *s)
     for (size_t i = 0; i < SM_NIDX; i++) {
         hidx_free(&s->idx[i]);
     }
+    /* an unused slot holds nothing (sess_put fills every field) */
     for (size_t i = 0; i < SM_SESSIONS; i++) {
-        free(s->sess[i].client);
-        nv_free(s->sess[i].res);
-        s->sess[i] = (struct sm_sess){.next = -1};
+        if (s->sess[i].used) {
+            free(s->sess[i].client);
+            nv_free(s->sess[i].res);
+            s->sess[i] = (struct sm_sess){.next = -1};
+        }
     }
     for (size_t i = 0; i < SM_SESSION_BUCKETS; i++) {
         s->bucket[i] = -1;
@@ -629,6 +632,119 @@ int sm_snapshot(const struct sm_state *s, char **buf, size_t *len)
     return rv < 0 ? rv : 0;
 }
 
+/* What sm_restore accepts is what apply can have written: the stored rows
+ * and cluster facts of sm.h, every column below present with one of its
+ * types. Apply, the reads and the renderer use these columns without
+ * checking them again (a port row without addr_trtype reached strcmp
+ * with NULL in the next port create). Other keys are left alone. */
+enum { C_INT = 1, C_STR = 2, C_BOOL = 4, C_NIL = 8, C_ARR = 16, C_MAP = 32 };
+struct col {
+    const char *name;
+    unsigned types;
+};
+static const struct col global_cols[] = {
+    {"basenqn", C_STR | C_NIL}, {"kernel", C_BOOL},  {"ana", C_BOOL}, {"rdma", C_BOOL},
+    {"xport_referral", C_BOOL}, {"enabled", C_BOOL}, {NULL, 0}};
+static const struct col subsys_cols[] = {{"name", C_STR},
+                                         {"subnqn", C_STR},
+                                         {"serial", C_STR},
+                                         {"allow_any_host", C_BOOL},
+                                         {"pi_enable", C_BOOL | C_NIL},
+                                         {"qid_max", C_INT | C_NIL},
+                                         {"ieee_oui", C_STR | C_NIL},
+                                         {"ana", C_BOOL | C_NIL},
+                                         {NULL, 0}};
+static const struct col ns_cols[] = {
+    {"nsid", C_INT},         {"subsys_id", C_INT},        {"device_type", C_STR},
+    {"device_path", C_STR},  {"filesize", C_INT | C_NIL}, {"device_uuid", C_STR},
+    {"device_nguid", C_STR}, {"enabled", C_BOOL},         {NULL, 0}};
+static const struct col port_cols[] = {{"index", C_INT},
+                                       {"addr_trtype", C_STR},
+                                       {"addr_trsvcid", C_INT | C_NIL},
+                                       {"addr_traddr", C_STR},
+                                       {"addr_adrfam", C_STR},
+                                       {"inline_data_size", C_INT | C_NIL},
+                                       {"max_queue_size", C_INT | C_NIL},
+                                       {"pi_enable", C_BOOL | C_NIL},
+                                       {"enabled", C_BOOL},
+                                       {NULL, 0}};
+static const struct col host_cols[] = {{"hostnqn", C_STR},
+                                       {"description", C_STR},
+                                       {"dhchap_key", C_STR | C_NIL},
+                                       {"dhchap_ctrl_key", C_STR | C_NIL},
+                                       {"dhchap_dhgroup", C_STR | C_NIL},
+                                       {"dhchap_hash", C_STR},
+                                       {NULL, 0}};
+static const struct col host_subsys_cols[] = {{"host_id", C_INT}, {"subsys_id", C_INT}, {NULL, 0}};
+static const struct col port_subsys_cols[] = {{"port_id", C_INT}, {"subsys_id", C_INT}, {NULL, 0}};
+static const struct col *const table_cols[SM_TABLE_COUNT] = {
+    subsys_cols, ns_cols, port_cols, host_cols, host_subsys_cols, port_subsys_cols};
+static const struct col cluster_cols[] = {
+    {"nodes", C_ARR}, {"active", C_NIL | C_MAP}, {"failover", C_MAP}, {NULL, 0}};
+static const struct col node_cols[] = {
+    {"id", C_INT}, {"kind", C_STR}, {"raft", C_STR}, {"rpc", C_STR | C_NIL}, {NULL, 0}};
+static const struct col active_cols[] = {{"node", C_INT}, {"term", C_INT}, {NULL, 0}};
+static const struct col failover_cols[] = {{"takeover_delay_ms", C_INT},
+                                           {"fence_command", C_STR | C_NIL},
+                                           {"announce_count", C_INT},
+                                           {"announce_interval_ms", C_INT},
+                                           {"vips", C_ARR},
+                                           {NULL, 0}};
+static const struct col vip_cols[] = {{"address", C_STR},
+                                      {"prefix", C_INT},
+                                      {"interface", C_STR},
+                                      {"node_addresses", C_MAP},
+                                      {NULL, 0}};
+
+static unsigned type_bit(const struct nv *v)
+{
+    static const unsigned bits[] = {
+        [NV_NIL] = C_NIL, [NV_BOOL] = C_BOOL, [NV_INT] = C_INT, [NV_FLOAT] = 0,
+        [NV_STR] = C_STR, [NV_ARR] = C_ARR,   [NV_MAP] = C_MAP};
+    return v != NULL ? bits[v->t] : 0;
+}
+
+static bool shape_ok(const struct nv *m, const struct col *cols)
+{
+    if (!nv_is(m, NV_MAP)) {
+        return false;
+    }
+    for (; cols->name != NULL; cols++) {
+        if (!(type_bit(nv_get(m, cols->name)) & cols->types)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Every element of the array a has the shape cols. */
+static bool all_ok(const struct nv *a, const struct col *cols)
+{
+    for (size_t i = 0; i < nv_len(a); i++) {
+        if (!shape_ok(nv_at(a, i), cols)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool cluster_ok(const struct nv *cl)
+{
+    if (cl == NULL || nv_is(cl, NV_NIL)) {
+        return true; /* the defaults */
+    }
+    const struct nv *active = nv_get(cl, "active"), *f = nv_get(cl, "failover");
+    return shape_ok(cl, cluster_cols) && all_ok(nv_get(cl, "nodes"), node_cols) &&
+           (nv_is(active, NV_NIL) || shape_ok(active, active_cols)) && shape_ok(f, failover_cols) &&
+           all_ok(nv_get(f, "vips"), vip_cols);
+}
+
+/* An int in [lo, SM_ID_MAX]. */
+static bool count_ok(const struct nv *v, int64_t lo)
+{
+    return nv_is(v, NV_INT) && v->u.i >= lo && v->u.i <= SM_ID_MAX;
+}
+
 int sm_restore(struct sm_state *s, const void *buf, size_t len, struct nv_err *err)
 {
     size_t used = 0;
@@ -643,16 +759,19 @@ int sm_restore(struct sm_state *s, const void *buf, size_t len, struct nv_err *e
     const struct nv *g = nv_get(d, "global");
     const struct nv *cl = nv_get(d, "cluster");
     const struct nv *ss = nv_get(d, "sessions");
-    bool ok = (nv_is(g, NV_NIL) || nv_is(g, NV_MAP)) && nv_is(ss, NV_ARR) &&
-              (cl == NULL || nv_is(cl, NV_NIL) ||
-               (nv_is(cl, NV_MAP) && nv_is(nv_get(cl, "nodes"), NV_ARR) &&
-                nv_is(nv_get(cl, "failover"), NV_MAP)));
+    const struct nv *ids = nv_get(d, "next_id"), *rv = nv_get(d, "row_ver");
+    bool ok = (nv_is(g, NV_NIL) || shape_ok(g, global_cols)) && nv_is(ss, NV_ARR) &&
+              (rv == NULL || count_ok(rv, 0)) && (ids == NULL || nv_is(ids, NV_ARR)) &&
+              cluster_ok(cl);
     for (int t = 0; t < SM_TABLE_COUNT && ok; t++) {
         const struct nv *a = nv_get(d, snap_keys[t]);
         ok = nv_is(a, NV_ARR);
         for (size_t i = 0; ok && i < nv_len(a); i++) {
-            ok = nv_is(nv_at(a, i), NV_MAP) && nv_is(nv_get(nv_at(a, i), "id"), NV_INT);
+            ok = shape_ok(nv_at(a, i), table_cols[t]) && count_ok(nv_get(nv_at(a, i), "id"), 1);
         }
+    }
+    for (size_t i = 0; ok && i < nv_len(ids); i++) {
+        ok = count_ok(nv_at(ids, i), 0);
     }
     for (size_t i = 0; ok && i < nv_len(ss); i++) {
         const struct nv *it = nv_at(ss, i);
@@ -677,7 +796,6 @@ int sm_restore(struct sm_state *s, const void *buf, size_t len, struct nv_err *e
             sm__insert(s, (enum sm_table)t, nv_copy(nv_at(a, i)));
         }
     }
-    const struct nv *ids = nv_get(d, "next_id");
     for (int t = 0; t < SM_TABLE_COUNT; t++) {
         const struct nv *v = nv_at(ids, (size_t)t);
         if (nv_is(v, NV_INT) && v->u.i > s->next_id[t]) {

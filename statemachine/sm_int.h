@@ -15,6 +15,9 @@
 #define SM_SESSIONS 4096        /* remembered (client id, seq) results */
 #define SM_SESSION_BUCKETS 8192 /* power of two */
 #define SM_STR_MAX 1024         /* every string argument (reference §0.2) */
+/* Row ids and row versions count writes, so they stay far below this; a
+ * snapshot that claims more is refused (then id + 1 cannot overflow). */
+#define SM_ID_MAX ((int64_t)1 << 62)
 
 struct sm_rows_tab {
     struct nv **row; /* ascending id */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <msgpack.h>
@@ -59,6 +60,52 @@ static void test_msgpack_roundtrip(void **state)
     nv_free(w);
 }
 
+/* An empty map key decodes as "" (msgpack-c gives it a NULL pointer: the
+ * fuzzer's UBSan report on strndup(NULL, 0)); empty str/bin/ext values too. */
+static void test_msgpack_empty_key(void **state)
+{
+    (void)state;
+    /* {"": 1, "k": ""}; {"b": bin8 of 0 bytes, "e": ext8 of 0 bytes} */
+    static const unsigned char a[] = {0x82, 0xa0, 0x01, 0xa1, 'k', 0xa0};
+    static const unsigned char b[] = {0x82, 0xa1, 'b', 0xc4, 0x00, 0xa1, 'e', 0xc7, 0x00, 0x05};
+    size_t used;
+    struct nv *v = nv_decode(a, sizeof a, &used);
+    assert_non_null(v);
+    assert_int_equal(used, sizeof a);
+    assert_int_equal(nv_get_int(v, "", 0), 1);
+    assert_string_equal(nv_get_str(v, "k"), "");
+    nv_free(v);
+    v = nv_decode(b, sizeof b, &used);
+    assert_non_null(v);
+    assert_int_equal(nv_len(nv_get(v, "b")), 0);
+    assert_int_equal(nv_len(nv_get(v, "e")), 0);
+    nv_free(v);
+}
+
+/* Sizes announced by headers are checked against the bytes before
+ * anything is allocated: msgpack-c alone allocated 2^32 array slots for
+ * the 5 bytes of an array32 header (fuzz_query, fuzz_command: ASan out of
+ * memory); a raft entry or snapshot could carry such a header. */
+static void test_msgpack_announced_sizes(void **state)
+{
+    (void)state;
+    static const unsigned char arr[] = {0xdd, 0xff, 0xff, 0xff, 0xff, 0x01};
+    static const unsigned char map[] = {0x81, 0xa1, 'k', 0xdf, 0xdd, 0xdd, 0xdd, 0xdd};
+    static const unsigned char str[] = {0x91, 0xdb, 0xff, 0xff, 0xff, 0xff, 'x'};
+    size_t used = 99;
+    assert_null(nv_decode(arr, sizeof arr, &used));
+    assert_int_equal(used, 0);
+    assert_null(nv_decode(map, sizeof map, NULL));
+    assert_null(nv_decode(str, sizeof str, NULL));
+    /* a container whose items are all present still decodes, padding after it too */
+    static const unsigned char ok[] = {0xdd, 0x00, 0x00, 0x00, 0x02, 0x01, 0xc0, 0x00, 0x00};
+    struct nv *v = nv_decode(ok, sizeof ok, &used);
+    assert_non_null(v);
+    assert_int_equal(used, 7);
+    assert_int_equal(nv_len(v), 2);
+    nv_free(v);
+}
+
 /* Validation errors render as the reference's reason lines and wire map. */
 static void test_err_shape(void **state)
 {
@@ -87,6 +134,32 @@ static void test_err_shape(void **state)
     nv_err_call(&e, EFAULT, "Failed to generate a random serial for subsystem");
     r = nv_err_reason(&e);
     assert_string_equal(r, "[EFAULT] Failed to generate a random serial for subsystem");
+    free(r);
+    nv_err_clear(&e);
+}
+
+/* The reason text of a long report is built in linear time: 100,000
+ * items (a query's options can hold that many bad values) in well under a
+ * second; the quadratic version timed out in fuzz_query with a thousand. */
+static void test_err_reason_linear(void **state)
+{
+    (void)state;
+    struct nv_err e;
+    nv_err_init(&e);
+    for (int i = 0; i < 100000; i++) {
+        nv_err_add(&e, "options.order_by", EINVAL, "Input should be a valid string %d", i);
+    }
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    char *r = nv_err_reason(&e);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    assert_non_null(r);
+    assert_true((b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000 < 1000);
+    const char *first = "[EINVAL] options.order_by: Input should be a valid string 0\n";
+    assert_memory_equal(r, first, strlen(first));
+    /* the report is capped: the first items, then a count of the rest */
+    const char *last = "... and 99980 more errors\n";
+    assert_string_equal(r + strlen(r) - strlen(last), last);
     free(r);
     nv_err_clear(&e);
 }
@@ -235,7 +308,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_map_order_and_replace),
         cmocka_unit_test(test_msgpack_roundtrip),
+        cmocka_unit_test(test_msgpack_empty_key),
+        cmocka_unit_test(test_msgpack_announced_sizes),
         cmocka_unit_test(test_err_shape),
+        cmocka_unit_test(test_err_reason_linear),
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_decode_map_keys),
         cmocka_unit_test(test_err_capped),

@@ -185,6 +185,32 @@ static const struct qcase cases[] = {
      "[3]"},
     {"a bad regex is refused", "[[\"name\", \"~\", \"(\"]]", NULL, VERR,
      "Value error, filter_list: invalid regular expression: ("},
+    {"bounded repetitions are allowed", "[[\"name\", \"~\", \"[a-z]{1,5}(ph){0,1}a$\"]]", NULL, IDS,
+     "[1,3,4]"},
+    {"nested bounds that expand to 970,299 copies are refused",
+     "[[\"name\", \"~\", \"(((a{1,99}){1,99}){1,99})\"]]", NULL, VERR,
+     "Value error, filter_list: regular expression too complex: (((a{1,99}){1,99}){1,99})"},
+    {"{m,} counts too", "[[\"name\", \"~\", \"((x{100,}){101})\"]]", NULL, VERR,
+     "Value error, filter_list: regular expression too complex: ((x{100,}){101})"},
+    {"a bound over a star is refused", "[[\"name\", \"~\", \"a*{10000}\"]]", NULL, VERR,
+     "Value error, filter_list: regular expression too complex: a*{10000}"},
+    {"a bound over a group holding a loop is refused", "[[\"name\", \"~\", \"((a*)*){20}\"]]",
+     NULL, VERR, "Value error, filter_list: regular expression too complex: ((a*)*){20}"},
+    {"a ')' that closes the anchoring group counts", "[[\"name\", \"~\", \"$(a*)*){20}Q\"]]",
+     NULL, VERR, "Value error, filter_list: regular expression too complex: $(a*)*){20}Q"},
+    {"{m,} is a loop too", "[[\"name\", \"~\", \"((a?{1,9}){1,}){1,}\"]]", NULL, VERR,
+     "Value error, filter_list: regular expression too complex: ((a?{1,9}){1,}){1,}"},
+    {"stacked repetitions are refused", "[[\"name\", \"~\", \"z+OO****+++\"]]", NULL, VERR,
+     "Value error, filter_list: regular expression too complex: z+OO****+++"},
+    {"nested + doubles the size", "[[\"name\", \"~\", \"((((((((((a+)+)+)+)+)+)+)+)+)+)\"]]",
+     NULL, VERR,
+     "Value error, filter_list: regular expression too complex: ((((((((((a+)+)+)+)+)+)+)+)+)+)"},
+    {"back-references are refused", "[[\"name\", \"~\", \"(a*)*\\\\1c\"]]", NULL, VERR,
+     "Value error, filter_list: regular expression too complex: (a*)*\\1c"},
+    {"bounds inside bounds are fine while small",
+     "[[\"name\", \"~\", \"([a-z]{1,3}[.]?){1,3}ta$\"]]", NULL, IDS, "[4]"},
+    {"braces in a bracket expression are not bounds",
+     "[[\"name\", \"~\", \"[{]{0}[[:alpha:]{]{1,2}l\"]]", NULL, IDS, "[1,4]"},
 };
 
 static char *ids_of(const struct nv *v)
@@ -360,6 +386,10 @@ static void test_work_limits(void **state)
     assert_non_null(strstr(e.items[0].msg, "longer than 1024"));
     nv_err_clear(&e);
     nv_free(f);
+    /* 1024 characters that regcomp may take (256 bounded atoms) */
+    for (int i = 0; i < 1024; i += 4) {
+        memcpy(pat + i, "a{2}", 4);
+    }
     pat[1024] = '\0';
     f = nv_arr();
     c = nv_arr();
@@ -383,6 +413,45 @@ static void test_work_limits(void **state)
     nv_free(o);
 }
 
+/* The filter [["name", "~", "(((...a...)))"]] with depth groups. */
+static int check_nested_regex(size_t depth, struct nv_err *e)
+{
+    char *pat = malloc(2 * depth + 2);
+    assert_non_null(pat);
+    memset(pat, '(', depth);
+    pat[depth] = 'a';
+    memset(pat + depth + 1, ')', depth);
+    pat[2 * depth + 1] = '\0';
+    struct nv *f = nv_arr(), *leaf = nv_arr();
+    nv_push(leaf, nv_str("name"));
+    nv_push(leaf, nv_str("~"));
+    nv_push(leaf, nv_str(pat));
+    nv_push(f, leaf);
+    int rv = rpc_query_check(f, NULL, e);
+    nv_free(f);
+    free(pat);
+    return rv;
+}
+
+/* Deeply nested groups are refused before regcomp: 200,000 of them
+ * overflowed its stack (a crash of the daemon from one query; the
+ * 1024-character bound stops that many now, 40 still get here). */
+static void test_regex_nesting(void **state)
+{
+    (void)state;
+    struct nv_err e;
+    nv_err_init(&e);
+    assert_true(check_nested_regex(200000, &e) < 0);
+    nv_err_clear(&e);
+    nv_err_init(&e);
+    assert_true(check_nested_regex(40, &e) < 0);
+    assert_non_null(strstr(e.items[0].msg, "regular expression too complex"));
+    nv_err_clear(&e);
+    nv_err_init(&e);
+    assert_int_equal(check_nested_regex(31, &e), 0);
+    nv_err_clear(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -390,6 +459,7 @@ int main(void)
         cmocka_unit_test(test_large),
         cmocka_unit_test(test_depth_limit),
         cmocka_unit_test(test_work_limits),
+        cmocka_unit_test(test_regex_nesting),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

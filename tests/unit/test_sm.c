@@ -196,6 +196,122 @@ static void test_complete_setup_entries(void **state)
     sm_free(r);
 }
 
+/* Restore the snapshot written as JSON; 0 or the error. */
+static int restore_json(struct sm_state *s, const char *json)
+{
+    struct nv *d = nv_from_json(json);
+    assert_non_null(d);
+    char *buf;
+    size_t len;
+    assert_int_equal(nv_encode(d, &buf, &len), 0);
+    struct nv_err e;
+    nv_err_init(&e);
+    int rv = sm_restore(s, buf, len, &e);
+    nv_err_clear(&e);
+    free(buf);
+    nv_free(d);
+    return rv;
+}
+
+#define SNAP_HEAD                                                                      \
+    "{\"v\": 1, \"global\": null, \"sessions\": [], \"namespace\": [], \"port\": [], " \
+    "\"host\": [], \"host_subsys\": [], \"port_subsys\": [], "
+
+/* Ids and row versions in a snapshot are counts of writes: one claiming
+ * 2^63-1 (the next create computed id + 1: a signed overflow) is
+ * refused; 2^62 is accepted and the next create gets the next id. */
+static void test_restore_id_limits(void **state)
+{
+    (void)state;
+    struct sm_state *s = sm_new();
+    assert_true(restore_json(s, SNAP_HEAD "\"subsys\": [{\"id\": 9223372036854775807, \"name\": "
+                                          "\"x\"}]}") < 0);
+    assert_true(restore_json(s, SNAP_HEAD "\"subsys\": [], \"next_id\": [1, 9223372036854775807, "
+                                          "1, 1, 1, 1]}") < 0);
+    assert_true(restore_json(s, SNAP_HEAD "\"subsys\": [], \"row_ver\": 9223372036854775807}") < 0);
+    assert_true(restore_json(s, SNAP_HEAD "\"subsys\": [{\"id\": 0, \"name\": \"x\"}]}") < 0);
+    assert_int_equal(
+        restore_json(s, SNAP_HEAD "\"subsys\": [{\"id\": 4611686018427387904, \"name\": \"x\", "
+                                  "\"subnqn\": \"nqn.2024-01.com.example:x\", \"serial\": \"S\", "
+                                  "\"allow_any_host\": false, \"pi_enable\": null, "
+                                  "\"qid_max\": null, \"ieee_oui\": null, \"ana\": null}], "
+                                  "\"row_ver\": 4611686018427387904}"),
+        0);
+    struct nv *v = ok(s, NULL, "nvmet.subsys.create", "[{\"name\": \"y\"}]");
+    assert_int_equal(nv_get_int(v, "id", 0), 4611686018427387905LL);
+    nv_free(v);
+    sm_free(s);
+}
+
+/* A snapshot's rows must have the columns apply wrote, with their types:
+ * a port row without addr_trtype was accepted and the next port create
+ * passed NULL to strcmp (fuzz_snapshot, UBSan). */
+static void test_restore_row_shapes(void **state)
+{
+    (void)state;
+    struct sm_state *s = sm_new();
+    setup_tree(s, NULL);
+    char *good;
+    size_t len;
+    assert_int_equal(sm_snapshot(s, &good, &len), 0);
+    struct nv *d = nv_decode(good, len, NULL);
+    assert_non_null(d);
+    static const char *const drop[][2] = {{"port", "addr_trtype"},
+                                          {"subsys", "serial"},
+                                          {"host", "dhchap_hash"},
+                                          {"namespace", "nsid"},
+                                          {"port_subsys", "subsys_id"}};
+    for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++) {
+        struct nv *c = nv_copy(d);
+        nv_del(nv_at(nv_get(c, drop[i][0]), 0), drop[i][1]);
+        char *buf;
+        size_t blen;
+        assert_int_equal(nv_encode(c, &buf, &blen), 0);
+        struct nv_err e;
+        nv_err_init(&e);
+        assert_true(sm_restore(s, buf, blen, &e) < 0);
+        nv_err_clear(&e);
+        free(buf);
+        nv_free(c);
+    }
+    /* a wrong type, in the cluster facts too */
+    struct nv *c = nv_copy(d);
+    nv_set_int(nv_at(nv_get(c, "host"), 0), "hostnqn", 5);
+    char *buf;
+    size_t blen;
+    assert_int_equal(nv_encode(c, &buf, &blen), 0);
+    struct nv_err e;
+    nv_err_init(&e);
+    assert_true(sm_restore(s, buf, blen, &e) < 0);
+    free(buf);
+    nv_free(c);
+    nv_err_clear(&e);
+    /* a member without its raft address; with it, the same facts restore */
+    static const char *const cl[] = {
+        "{\"nodes\": [{\"id\": 1, \"kind\": \"data\", \"rpc\": null}], \"active\": null, "
+        "\"failover\": {\"takeover_delay_ms\": 0, \"fence_command\": null, \"announce_count\": "
+        "3, \"announce_interval_ms\": 200, \"vips\": []}}",
+        "{\"nodes\": [{\"id\": 1, \"kind\": \"data\", \"raft\": \"127.0.0.1:7001\", \"rpc\": "
+        "null}], \"active\": null, \"failover\": {\"takeover_delay_ms\": 0, \"fence_command\": "
+        "null, \"announce_count\": 3, \"announce_interval_ms\": 200, \"vips\": []}}"};
+    for (int i = 0; i < 2; i++) {
+        c = nv_copy(d);
+        nv_set(c, "cluster", nv_from_json(cl[i]));
+        assert_int_equal(nv_encode(c, &buf, &blen), 0);
+        assert_int_equal(sm_restore(s, buf, blen, &e) < 0, i == 0);
+        nv_err_clear(&e);
+        free(buf);
+        nv_free(c);
+    }
+    /* its own snapshot restores */
+    assert_int_equal(sm_restore(s, good, len, &e), 0);
+    assert_int_equal(sm_rows(s, SM_PORT), 1);
+    nv_err_clear(&e);
+    free(good);
+    nv_free(d);
+    sm_free(s);
+}
+
 static void test_validation_messages(void **state)
 {
     (void)state;
@@ -217,7 +333,8 @@ static void test_validation_messages(void **state)
         {"nvmet.subsys.create", "[{\"name\": \"x\", \"subnqn\": \"" SUB "\"}]",
          "[EINVAL] nvmet_subsys_create.subnqn: Object with this subnqn already exists"},
         {"nvmet.subsys.create", "[{\"name\": \"x\", \"subnqn\": \"nqn.2024-01.1com.example:x\"}]",
-         "[EINVAL] nvmet_subsys_create.subnqn: Value error, nqn.2024-01.1com.example:x: domain does not "
+         "[EINVAL] nvmet_subsys_create.subnqn: Value error, nqn.2024-01.1com.example:x: domain "
+         "does not "
          "appear to be valid"},
         {"nvmet.subsys.create",
          "[{\"name\": \"x\", \"subnqn\": \"nqn.2014-08.org.nvmexpress:uuid:zzzzzzzz-1111-2222-3333-"
@@ -277,24 +394,28 @@ static void test_validation_messages(void **state)
          "[{\"addr_trtype\": \"TCP\", \"addr_traddr\": \"1.2.3.4\", \"addr_adrfam\": \"IPV6\"}]",
          "[EINVAL] nvmet_port_create.addr_adrfam: addr_adrfam IPV6 does not match addr_traddr "
          "1.2.3.4 (IPV4)"},
-        {"nvmet.port.create", "[{\"addr_trtype\": \"FC\", \"addr_traddr\": \"x\", "
-                              "\"addr_trsvcid\": 1}]",
+        {"nvmet.port.create",
+         "[{\"addr_trtype\": \"FC\", \"addr_traddr\": \"x\", "
+         "\"addr_trsvcid\": 1}]",
          "[EINVAL] nvmet_port_create.FC.addr_trsvcid: Extra inputs are not permitted"},
         {"nvmet.port.update", "[1, {\"bogus\": 1}]",
          "[EINVAL] nvmet_port_update.NVMetPortUpdateRDMATCP.bogus: Extra inputs are not "
          "permitted"},
         {"nvmet.port.delete", "[1]",
          "[EINVAL] nvmet_port_delete.id: Port #1 used by 1 subsystem: " SUB},
-        {"nvmet.host.create", "[{\"hostnqn\": \"nqn.2024-01.com.example:h2\", "
-                              "\"dhchap_ctrl_key\": \"DHHC-1:00:abc:\"}]",
+        {"nvmet.host.create",
+         "[{\"hostnqn\": \"nqn.2024-01.com.example:h2\", "
+         "\"dhchap_ctrl_key\": \"DHHC-1:00:abc:\"}]",
          "[EINVAL] nvmet_host_create: Value error, Cannot configure bi-directional "
          "authentication without setting dhchap_key"},
-        {"nvmet.host.create", "[{\"hostnqn\": \"nqn.2024-01.com.example:h2\", "
-                              "\"dhchap_hash\": \"MD5\"}]",
+        {"nvmet.host.create",
+         "[{\"hostnqn\": \"nqn.2024-01.com.example:h2\", "
+         "\"dhchap_hash\": \"MD5\"}]",
          "[EINVAL] nvmet_host_create.dhchap_hash: Input should be 'SHA-256', 'SHA-384' or "
          "'SHA-512'"},
-        {"nvmet.host.create", "[{\"hostnqn\": \"nqn.2024-01.com.example:h2\", "
-                              "\"dhchap_dhgroup\": \"1024-BIT\"}]",
+        {"nvmet.host.create",
+         "[{\"hostnqn\": \"nqn.2024-01.com.example:h2\", "
+         "\"dhchap_dhgroup\": \"1024-BIT\"}]",
          "[EINVAL] nvmet_host_create.dhchap_dhgroup: Input should be '2048-BIT', '3072-BIT', "
          "'4096-BIT', '6144-BIT' or '8192-BIT'"},
         {"nvmet.host.delete", "[1]",
@@ -526,6 +647,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_complete_setup_entries),
         cmocka_unit_test(test_validation_messages),
+        cmocka_unit_test(test_restore_id_limits),
+        cmocka_unit_test(test_restore_row_shapes),
         cmocka_unit_test(test_updates_and_deletes),
         cmocka_unit_test(test_race_rechecked_on_apply),
         cmocka_unit_test(test_session_bound),

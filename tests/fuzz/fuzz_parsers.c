@@ -1,0 +1,190 @@
+/* The string parsers and validators that see client or peer text, one per
+ * value of the first input byte; the rest of the input is the string
+ * (NUL-terminated in a buffer of exactly its size, so a read past it is an
+ * ASan report).
+ *
+ * Properties: canonical forms are fixed points (a normalized UUID or path
+ * normalizes to itself); what one parser accepts, its consumer accepts
+ * (an accepted VIP has a canonical text; JSON written back parses). */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cons_int.h"
+#include "cons_tr.h"
+#include "fo_net.h"
+#include "fuzz.h"
+#include "nv.h"
+#include "nv_json.h"
+#include "query_int.h"
+#include "sm_int.h"
+#include "tgt.h"
+
+static void nqn(const char *s)
+{
+    char msg[512];
+    int rv = sm__nqn_check(s, msg, sizeof msg);
+    bool valid = sm__valid_nqn(s);
+    /* valid = the rules hold and the length (in characters) is in range */
+    FUZZ_CHECK(!valid || rv == 0);
+    FUZZ_CHECK(rv == 0 || memchr(msg, '\0', sizeof msg) != NULL);
+}
+
+static void uuid(const char *s)
+{
+    char out[37], again[37];
+    if (sm__uuid_norm(s, out)) {
+        FUZZ_CHECK(strlen(out) == 36);
+        FUZZ_CHECK(sm__uuid_norm(out, again) && strcmp(out, again) == 0);
+    }
+}
+
+static void dhchap(const char *s)
+{
+    const char *why = sm__dhchap_key_error(s);
+    char msg[256];
+    int rv = tgt_dhchap_check(s, msg, sizeof msg);
+    FUZZ_CHECK(why == NULL || strlen(why) > 0);
+    FUZZ_CHECK(rv == 0 || strlen(msg) > 0);
+}
+
+static void base64(const uint8_t *p, size_t n)
+{
+    /* out must hold len*3/4+3 bytes (sm.h); exactly that, for ASan */
+    unsigned char *out = malloc(n * 3 / 4 + 3);
+    FUZZ_CHECK(out != NULL);
+    long got = sm_base64_decode((const char *)p, n, out);
+    FUZZ_CHECK(got == -1 || (got >= 0 && (size_t)got <= n * 3 / 4));
+    free(out);
+}
+
+static void normpath(const char *s)
+{
+    char *a = sm__normpath(s);
+    FUZZ_CHECK(a != NULL);
+    char *b = sm__normpath(a);
+    FUZZ_CHECK(b != NULL && strcmp(a, b) == 0);
+    free(a);
+    free(b);
+}
+
+static void field_path(const char *s)
+{
+    struct path p;
+    if (q__path_parse(s, &p) == 0) {
+        FUZZ_CHECK(p.n >= 1);
+        q__path_free(&p);
+    }
+}
+
+/* "address\nifname" with the prefix from the next byte */
+static void vip(struct fuzz_in *in)
+{
+    unsigned prefix = fuzz_u8(in);
+    char *s = fuzz_rest_str(in);
+    char *nl = strchr(s, '\n');
+    const char *ifname = "eth0";
+    if (nl != NULL) {
+        *nl = '\0';
+        ifname = nl + 1;
+    }
+    struct fo_vip v;
+    char msg[256];
+    if (fo_vip_parse(s, prefix, ifname, &v, msg, sizeof msg) == 0) {
+        FUZZ_CHECK(v.family == AF_INET || v.family == AF_INET6);
+        FUZZ_CHECK(strlen(v.text) > 0 && strlen(v.ifname) < sizeof v.ifname);
+    }
+    free(s);
+}
+
+static void raft_address(const char *s)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = 0;
+    if (cons_parse_addr(s, &sa, &len) == 0) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)&sa;
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)&sa;
+        FUZZ_CHECK((sa.ss_family == AF_INET && len == sizeof *v4 && v4->sin_port != 0) ||
+                   (sa.ss_family == AF_INET6 && len == sizeof *v6 && v6->sin6_port != 0));
+    }
+}
+
+static void json(const char *s)
+{
+    struct nv *v = nv_from_json(s);
+    if (v != NULL) {
+        char *text = nv_to_json(v);
+        FUZZ_CHECK(text != NULL);
+        struct nv *back = nv_from_json(text);
+        FUZZ_CHECK(back != NULL);
+        nv_free(back);
+        free(text);
+        nv_free(v);
+    }
+}
+
+enum parser {
+    NQN,
+    UUID,
+    DHCHAP,
+    BASE64,
+    IP,
+    NORMPATH,
+    FIELD_PATH,
+    VIP,
+    RAFT_ADDRESS,
+    JSON,
+    N_PARSERS
+};
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    struct fuzz_in in = {data, size};
+    enum parser which = (enum parser)(fuzz_u8(&in) % N_PARSERS);
+    if (which == BASE64) {
+        /* binary-safe: the decoder takes a length */
+        uint8_t *copy = malloc(in.n ? in.n : 1);
+        FUZZ_CHECK(copy != NULL);
+        memcpy(copy, in.p, in.n);
+        base64(copy, in.n);
+        free(copy);
+        return 0;
+    }
+    if (which == VIP) {
+        vip(&in);
+        return 0;
+    }
+    char *s = fuzz_rest_str(&in);
+    switch (which) {
+        case NQN:
+            nqn(s);
+            break;
+        case UUID:
+            uuid(s);
+            break;
+        case DHCHAP:
+            dhchap(s);
+            break;
+        case IP:
+            sm__ip_family(s);
+            sm__strchars(s);
+            break;
+        case NORMPATH:
+            normpath(s);
+            break;
+        case FIELD_PATH:
+            field_path(s);
+            break;
+        case RAFT_ADDRESS:
+            raft_address(s);
+            break;
+        case JSON:
+            json(s);
+            break;
+        default:
+            break;
+    }
+    free(s);
+    return 0;
+}
