@@ -1,4 +1,4 @@
-/* node: one nvmetd process, wiring the modules together (DESIGN.md data
+/* node: one nvmetd process, wiring the modules together (the data
  * flow): consensus drives the statemachine, every apply schedules a render
  * of target/, rpc/ serves clients through struct rpc_node. */
 #ifndef NODE_H

@@ -1,4 +1,4 @@
-/* The product's cluster methods (API.md "Beyond the reference"):
+/* The product's cluster methods (beyond the TrueNAS API):
  *   cluster.status [{"local": bool}]  this node, and (unless local) every
  *       registered member asked over RPC in parallel, merged per member;
  *   cluster.node.add / remove / promote, failover.become_passive  through the

@@ -1,4 +1,4 @@
-/* The reference's query engine (truenas-nvmet.md §8.1, §8.2): filters and
+/* The TrueNAS query engine (query-filters and query-options): filters and
  * options over a list of entries, with Python's comparison semantics.
  *
  * Pipeline: filter (stops at the first match with get and no order_by) ->

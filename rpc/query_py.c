@@ -1,4 +1,4 @@
-/* The query engine's value semantics (truenas-nvmet.md §8.1): field paths
+/* The query engine's value semantics (as TrueNAS filters them in Python): field paths
  * ("a.b.0.*", "\." escapes a dot) and Python-like equality, ordering,
  * membership and prefix tests. */
 #include <ctype.h>
