@@ -2,19 +2,17 @@
  * rpc -> sm_prepare -> cons_propose -> (commit) -> sm_apply on every node ->
  * render target/ -> reply on the node that answered. */
 #include <errno.h>
-#include <fcntl.h>
-#include <libgen.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "node_int.h"
 #include "nv.h"
 #include "nv_err.h"
+#include "nv_file.h"
 
 void node_log(const struct node *n, int level, const char *fmt, ...)
 {
@@ -385,34 +383,6 @@ static int start_target(struct node *n, char *msg, size_t msglen)
     return 0;
 }
 
-/* PATH := TEXT + "\n", surviving a power loss at any moment: a
- * temporary file synced, renamed over PATH, the directory synced. */
-static void write_durably(const char *path, const char *text)
-{
-    char tmp[4300];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        return;
-    }
-    size_t len = strlen(text);
-    bool ok = write(fd, text, len) == (ssize_t)len && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
-    close(fd);
-    if (!ok || rename(tmp, path) < 0) {
-        unlink(tmp);
-        return;
-    }
-    char *dir = strdup(path);
-    if (dir != NULL) {
-        int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
-        free(dir);
-    }
-}
-
 static int cmp_peer(const void *a, const void *b)
 {
     const struct cons_peer *x = a, *y = b;
@@ -457,7 +427,9 @@ static int check_cluster_list(struct node *n, bool write, char *msg, size_t msgl
         return 0;
     }
     if (write) {
-        write_durably(path, n->cluster_list);
+        char text[sizeof n->cluster_list + 1];
+        int len = snprintf(text, sizeof text, "%s\n", n->cluster_list);
+        nv_write_durably(path, text, (size_t)len, 0644);
     }
     return 0;
 }

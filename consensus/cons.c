@@ -19,6 +19,7 @@
 #include "cons_int.h"
 #include "cons_tr.h"
 #include "nv_err.h"
+#include "nv_file.h"
 
 #define POLL_MS 5
 #define CONNECT_RETRY_MS 100
@@ -374,35 +375,13 @@ static int read_node_id(const char* dir, uint64_t* id)
 
 static int write_node_id(const char* dir, uint64_t id)
 {
-    char path[PATH_MAX], tmp[PATH_MAX];
-    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, NODE_ID_FILE) >= sizeof path ||
-        (size_t)snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, NODE_ID_FILE) >= sizeof tmp) {
+    char path[PATH_MAX];
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, NODE_ID_FILE) >= sizeof path) {
         return -ENAMETOOLONG;
-    }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        return -errno;
     }
     char text[32];
     int len = snprintf(text, sizeof text, "%" PRIu64 "\n", id);
-    int rv = 0;
-    if (write(fd, text, (size_t)len) != len || fsync(fd) < 0) {
-        rv = errno ? -errno : -EIO;
-    }
-    close(fd);
-    if (rv == 0 && rename(tmp, path) < 0) {
-        rv = -errno;
-    }
-    if (rv < 0) {
-        unlink(tmp);
-        return rv;
-    }
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-    return 0;
+    return nv_write_durably(path, text, (size_t)len, 0600);
 }
 
 static int fail(char* errmsg, size_t errlen, int rv, const char* fmt, ...)

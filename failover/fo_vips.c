@@ -20,6 +20,7 @@
 
 #include "fo_int.h"
 #include "nv.h"
+#include "nv_file.h"
 #include "sm.h"
 
 #define STATE_FILE "failover-vips"
@@ -179,12 +180,13 @@ void fo__vips_persist(struct fo *f)
     if (f->cfg.data_dir == NULL) {
         return;
     }
-    char path[4096], tmp[4200];
+    char path[4096];
     snprintf(path, sizeof path, "%s/" STATE_FILE, f->cfg.data_dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *o = fopen(tmp, "w");
+    char *text = NULL;
+    size_t len = 0;
+    FILE *o = open_memstream(&text, &len);
     if (o == NULL) {
-        fo__log(f, FO_LOG_ERROR, "write %s: %s", tmp, strerror(errno));
+        fo__log(f, FO_LOG_ERROR, "write %s: %s", path, strerror(errno));
         return;
     }
     fprintf(o, STATE_MAGIC "\nshared %d\n", f->shared ? 1 : 0);
@@ -193,12 +195,11 @@ void fo__vips_persist(struct fo *f)
         inet_ntop(f->vips[i].family, f->vips[i].addr, a, sizeof a);
         fprintf(o, "vip %s %u %s\n", a, f->vips[i].prefix, f->vips[i].ifname);
     }
-    bool ok = fflush(o) == 0 && fsync(fileno(o)) == 0;
-    ok = fclose(o) == 0 && ok;
-    if (!ok || rename(tmp, path) < 0) {
-        fo__log(f, FO_LOG_ERROR, "write %s: %s", path, strerror(errno));
-        unlink(tmp);
+    int rv = fclose(o) == 0 ? nv_write_durably(path, text, len, 0644) : -ENOMEM;
+    if (rv < 0) {
+        fo__log(f, FO_LOG_ERROR, "write %s: %s", path, strerror(-rv));
     }
+    free(text);
 }
 
 void fo__vips_refresh(struct fo *f)
