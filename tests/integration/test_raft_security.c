@@ -3,9 +3,12 @@
  * (an AppendEntries whose batch header announces more entries than its
  * header holds) and a 2^63-byte preamble sent raw to a node in PSK,
  * certificate and plaintext mode leave it alive and leading in the same
- * term; a three-node cluster on ::1 elects a leader and replicates. */
+ * term; forged RequestVotes (D2: term 1,000,000, disrupt-leader set) sent
+ * to every node of a three-node PSK cluster change no term and no leader;
+ * a three-node cluster on ::1 elects a leader and replicates. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -69,10 +72,15 @@ static void put64(uint8_t *p, uint64_t v)
     }
 }
 
-/* libraft's handshake as node id, then either D1 (huge = false) or a
- * preamble of 2^63 header bytes and random bytes. Returns true if the node
- * closed the connection within 3 s. */
-static bool send_raw(int port, int family, uint64_t id, bool huge)
+enum attack_kind {
+    A_D1,   /* AppendEntries announcing more entries than its header holds */
+    A_HUGE, /* a preamble of 2^63 header bytes, then random bytes */
+    A_VOTE, /* D2: RequestVote, term 1,000,000, candidate = id, disrupt */
+};
+
+/* libraft's plain handshake as node id, then the attack. Returns true if
+ * the node closed the connection within 3 s. */
+static bool send_raw(int port, int family, uint64_t id, enum attack_kind kind)
 {
     uint8_t b[512];
     size_t n = 0;
@@ -81,7 +89,12 @@ static bool send_raw(int port, int family, uint64_t id, bool huge)
     memset(b + 24, 0, 16);
     memcpy(b + 24, addr, sizeof addr);
     n = 40;
-    if (huge) {
+    if (kind == A_VOTE) {
+        uint64_t vote[] = {3, 40, 1000000, id, 0, 0, 1};
+        for (size_t i = 0; i < sizeof vote / sizeof vote[0]; i++, n += 8) {
+            put64(b + n, vote[i]);
+        }
+    } else if (kind == A_HUGE) {
         put64(b + n, 1), put64(b + n + 8, 1ull << 63);
         n += 16;
         for (int i = 0; i < 200; i++) {
@@ -138,10 +151,10 @@ static void attack_node(struct h_node *n, int family, uint64_t member)
     bool leader = false;
     assert_int_equal(local_state(n, &term, &leader), 0);
     assert_true(leader);
-    assert_true(send_raw(n->raft_port, family, member, false));
-    assert_true(send_raw(n->raft_port, family, 99, false));
-    assert_true(send_raw(n->raft_port, family, member, true));
-    assert_true(send_raw(n->raft_port, family, 99, true));
+    assert_true(send_raw(n->raft_port, family, member, A_D1));
+    assert_true(send_raw(n->raft_port, family, 99, A_D1));
+    assert_true(send_raw(n->raft_port, family, member, A_HUGE));
+    assert_true(send_raw(n->raft_port, family, 99, A_HUGE));
     usleep(300000);
     assert_int_equal(local_state(n, &term2, &leader), 0);
     assert_true(leader);
@@ -270,6 +283,80 @@ static void test_d1_insecure_ipv6(void **state)
     h_rmrf(base);
 }
 
+/* The index of the node that is the ready leader within 15 s, or -1. */
+static int wait_leader(struct h_node *n, int count)
+{
+    long end = now_ms() + 15000;
+    while (now_ms() < end) {
+        for (int i = 0; i < count; i++) {
+            uint64_t term;
+            bool l = false;
+            if (local_state(&n[i], &term, &l) == 0 && l) {
+                return i;
+            }
+        }
+        usleep(20000);
+    }
+    return -1;
+}
+
+/* D2 on a three-node PSK cluster: forged RequestVotes over plain TCP, each
+ * claiming a member's id (the candidate itself) or a stranger's, sent to
+ * every node, are all closed before libraft sees them; for two seconds
+ * after, every node stays in the term it had and the leader keeps
+ * leading. Before the transport checked peers, one such vote deposed the
+ * leader for 4.6 s and moved every term past 1,000,000. */
+static void test_d2_cluster_psk(void **state)
+{
+    (void)state;
+    char base[256];
+    h_tmpdir(base, sizeof base);
+    struct h_node n[3];
+    char list[256] = "";
+    size_t o = 0;
+    for (int i = 0; i < 3; i++) {
+        h_node_init(&n[i], base, i + 1);
+        o += (size_t)snprintf(list + o, sizeof list - o, "%s%d=127.0.0.1:%d", i ? "," : "", i + 1,
+                              n[i].raft_port);
+    }
+    for (int i = 0; i < 3; i++) {
+        /* a long election timeout: a loaded CI host must not hold an
+         * election of its own during the two seconds watched */
+        const char *extra[] = {"--cluster", list, "--election-timeout", "3000", NULL};
+        assert_int_equal(h_node_start(&n[i], extra), 0);
+    }
+    int leader = wait_leader(n, 3);
+    assert_true(leader >= 0);
+    uint64_t term[3];
+    for (int i = 0; i < 3; i++) {
+        bool l;
+        assert_int_equal(local_state(&n[i], &term[i], &l), 0);
+    }
+    for (int i = 0; i < 3; i++) {
+        uint64_t member = (uint64_t)((i + 1) % 3 + 1);
+        assert_true(send_raw(n[i].raft_port, AF_INET, member, A_VOTE));
+        assert_true(send_raw(n[i].raft_port, AF_INET, 99, A_VOTE));
+    }
+    long end = now_ms() + 2000;
+    while (now_ms() < end) {
+        for (int i = 0; i < 3; i++) {
+            uint64_t t = 0;
+            bool l = false;
+            assert_int_equal(local_state(&n[i], &t, &l), 0);
+            if (t != term[i] || (i == leader && !l)) {
+                h_node_print_log(&n[i]);
+                fail_msg("node %d: term %" PRIu64 " -> %" PRIu64 ", leader %d", i + 1, term[i], t,
+                         l);
+            }
+        }
+        usleep(50000);
+    }
+    for (int i = 0; i < 3; i++) {
+        stop(&n[i]);
+    }
+    h_rmrf(base);
+}
+
 /* Three nodes on ::1 with the PSK: a leader, a replicated write seen on
  * every node. */
 static void test_cluster_ipv6(void **state)
@@ -341,7 +428,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_refused_configs), cmocka_unit_test(test_d1_psk),
         cmocka_unit_test(test_d1_cert),         cmocka_unit_test(test_d1_insecure_ipv6),
-        cmocka_unit_test(test_cluster_ipv6),
+        cmocka_unit_test(test_cluster_ipv6),    cmocka_unit_test(test_d2_cluster_psk),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
