@@ -164,6 +164,10 @@ bool sm__running(const struct sm_state *s); /* global.enabled: "disable first" r
 const char *sm__basenqn(const struct sm_state *s);
 bool sm__same(const struct nv *a, const struct nv *b); /* nil == absent */
 bool sm__env_flag(struct sm_ex *x, const char *key);   /* "#ha", "#rdma": recorded */
+/* The same for a check added after entries were already logged: an entry
+ * that recorded nothing under key was accepted by the leader of its time,
+ * which did not check, so its replay must accept it too (true). */
+bool sm__env_flag_since(struct sm_ex *x, const char *key);
 /* "Too many arguments (expected max, found n)" */
 bool sm__argc_ok(struct sm_ex *x, const struct nv *params, size_t max);
 /* The row, or InstanceNotFound "<Verbose> <id> does not exist". */

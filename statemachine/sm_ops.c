@@ -69,6 +69,14 @@ bool sm__env_flag(struct sm_ex *x, const char *key)
     return v;
 }
 
+bool sm__env_flag_since(struct sm_ex *x, const char *key)
+{
+    if (x->replay && nv_get(x->dev, key) == NULL) {
+        return true;
+    }
+    return sm__env_flag(x, key);
+}
+
 /* ---- small helpers ---- */
 
 bool sm__failed(struct sm_ex *x)

@@ -86,6 +86,21 @@ static void port_normalize(struct sm_ex *x, struct nv *n, const struct nv *d, co
     nv_set_str(n, "addr_adrfam", fam);
 }
 
+/* TrueNAS refuses an RDMA port on a platform without an RDMA-capable NIC,
+ * on create and on every update of an RDMA port, whatever the global rdma
+ * switch (RDMA ports may exist while it is off; they are just not
+ * rendered). The leader's capability is recorded in the command. */
+static void port_rdma(struct sm_ex *x, const struct nv *n, const char *pfx)
+{
+    if (strcmp(nv_get_str(n, "addr_trtype"), "RDMA") != 0 || sm__env_flag_since(x, "#rdma")) {
+        return;
+    }
+    char attr[160];
+    snprintf(attr, sizeof attr, "%s.addr_trtype", pfx);
+    nv_err_add(x->err, attr, EINVAL,
+               "This platform cannot support NVMe-oF(RDMA) or is missing an RDMA capable NIC.");
+}
+
 static void port_duplicate(struct sm_ex *x, const struct nv *n, const char *pfx, int64_t self)
 {
     const char *tr = nv_get_str(n, "addr_trtype"), *addr = nv_get_str(n, "addr_traddr");
@@ -163,6 +178,7 @@ int sm__port_create(struct sm_ex *x, const struct nv *params)
     port_normalize(x, n, d, pfx);
     if (!sm__failed(x)) {
         port_duplicate(x, n, pfx, 0);
+        port_rdma(x, n, pfx);
     }
     nv_free(d);
     int64_t index = 0;
@@ -254,7 +270,8 @@ int sm__port_update(struct sm_ex *x, const struct nv *params)
     }
     struct nv *n = sm__merged(old, d);
     port_normalize(x, n, d, pfx);
-    if (!sm__failed(x)) {
+    bool normal = !sm__failed(x);
+    if (normal) {
         port_duplicate(x, n, pfx, id);
     }
     if (!sm__failed(x) && sm__rows_with(x->s, SM_PORT_SUBSYS, "port_id", id, NULL, 0) > 0 &&
@@ -269,6 +286,9 @@ int sm__port_update(struct sm_ex *x, const struct nv *params)
                 nv_err_add(x->err, attr, EINVAL, SM_ACTIVE_MSG, keys[i], "port");
             }
         }
+    }
+    if (normal) {
+        port_rdma(x, n, pfx);
     }
     nv_free(d);
     if (sm__failed(x)) {

@@ -122,7 +122,8 @@ static void err(struct sm_state *s, const char *method, const char *json, const 
 
 static void setup_tree(struct sm_state *s, struct sm_state *r)
 {
-    nv_free(ok(s, r, "nvmet.subsys.create", "[{\"name\": \"" SUB "\", \"serial\": \"TRUENAS001\"}]"));
+    nv_free(
+        ok(s, r, "nvmet.subsys.create", "[{\"name\": \"" SUB "\", \"serial\": \"TRUENAS001\"}]"));
     nv_free(ok(s, r, "nvmet.namespace.create",
                "[{\"subsys\": 1, \"device\": \"zvol/tank/nvme/ns1\", \"device_nguid\": null, "
                "\"device_uuid\": null, \"enabled\": true}]"));
@@ -430,6 +431,9 @@ static void test_validation_messages(void **state)
         {"nvmet.global.update", "[{\"rdma\": true}]",
          "[EINVAL] nvmet_global_update.rdma: This platform cannot support NVMe-oF(RDMA) or is "
          "missing a RDMA capable NIC."},
+        {"nvmet.port.create", "[{\"addr_trtype\": \"RDMA\", \"addr_traddr\": \"198.51.100.9\"}]",
+         "[EINVAL] nvmet_port_create.addr_trtype: This platform cannot support NVMe-oF(RDMA) or "
+         "is missing an RDMA capable NIC."},
     };
     char *before;
     size_t lb;
@@ -473,7 +477,8 @@ static void test_updates_and_deletes(void **state)
     nv_free(n);
     nv_free(ok(s, NULL, "nvmet.namespace.create",
                "[{\"subsys\": 1, \"device\": \"zvol/tank/c\", \"nsid\": 7}]"));
-    nv_free(ok(s, NULL, "nvmet.namespace.create", "[{\"subsys\": 1, \"device\": \"zvol/tank/d\"}]"));
+    nv_free(
+        ok(s, NULL, "nvmet.namespace.create", "[{\"subsys\": 1, \"device\": \"zvol/tank/d\"}]"));
     err(s, "nvmet.subsys.delete", "[1]",
         "[EINVAL] nvmet_subsys_delete.id: Subsystem " SUB " contains 4 namespaces: 1,2,3,...");
     /* LOOP ports */
@@ -483,9 +488,10 @@ static void test_updates_and_deletes(void **state)
     assert_int_equal(nv_get_int(p, "index", 0), 2);
     nv_free(p);
     /* host spellings */
-    struct nv *h = ok(s, NULL, "nvmet.host.create",
-                      "[{\"hostnqn\": \"nqn.2024-01.com.example:h2\", \"dhchap_dhgroup\": \"NULL\", "
-                      "\"dhchap_hash\": \"SHA512\"}]");
+    struct nv *h =
+        ok(s, NULL, "nvmet.host.create",
+           "[{\"hostnqn\": \"nqn.2024-01.com.example:h2\", \"dhchap_dhgroup\": \"NULL\", "
+           "\"dhchap_hash\": \"SHA512\"}]");
     assert_true(nv_get_is_nil(h, "dhchap_dhgroup"));
     assert_string_equal(nv_get_str(h, "dhchap_hash"), "SHA-512");
     nv_free(h);
@@ -562,6 +568,73 @@ static void test_race_rechecked_on_apply(void **state)
 }
 
 /* The session table is bounded: the oldest results are forgotten. */
+/* Apply cmd (with its recorded environment "d" edited by the caller) to s. */
+static struct sm_result *apply_cmd(struct sm_state *s, const struct nv *cmd)
+{
+    char *buf;
+    size_t len;
+    assert_int_equal(sm_command_encode(cmd, NULL, -1, &buf, &len), 0);
+    struct sm_result *r = sm_apply(s, buf, len);
+    free(buf);
+    assert_non_null(r);
+    return r;
+}
+
+/* An RDMA port needs an RDMA-capable leader, on create and on update; the
+ * leader's answer travels in the command, so every replica agrees; an
+ * entry logged before the check (nothing recorded) still replays. */
+static void test_rdma_port(void **state)
+{
+    (void)state;
+    struct sm_state *s = sm_new();
+    nv_free(ok(s, NULL, "nvmet.port.create",
+               "[{\"addr_trtype\": \"TCP\", \"addr_traddr\": \"198.51.100.8\"}]"));
+    err(s, "nvmet.port.update", "[1, {\"addr_trtype\": \"RDMA\"}]",
+        "[EINVAL] nvmet_port_update.addr_trtype: This platform cannot support NVMe-oF(RDMA) or "
+        "is missing an RDMA capable NIC.");
+
+    env.rdma_capable = true;
+    struct sm_state *r = sm_new();
+    struct nv *params =
+        nv_from_json("[{\"addr_trtype\": \"RDMA\", \"addr_traddr\": \"198.51.100.9\"}]");
+    struct nv *cmd = NULL;
+    struct nv_err e;
+    nv_err_init(&e);
+    assert_int_equal(sm_prepare(r, "nvmet.port.create", params, &env, &cmd, &e), 0);
+    env.rdma_capable = false;
+    struct nv *d = (struct nv *)nv_get(cmd, "d");
+    assert_true(nv_get_bool(d, "#rdma", false));
+
+    /* recorded capable: applies on a replica that is not capable itself */
+    struct sm_state *r2 = sm_new();
+    struct sm_result *res = apply_cmd(r2, cmd);
+    assert_null(res->err);
+    sm_result_free(res);
+
+    /* logged before the check (nothing recorded): replays */
+    nv_del(d, "#rdma");
+    res = apply_cmd(r, cmd);
+    assert_null(res->err);
+    assert_string_equal(nv_get_str(res->value, "addr_trtype"), "RDMA");
+    sm_result_free(res);
+
+    /* recorded not capable: refused on apply as on the leader */
+    struct sm_state *r3 = sm_new();
+    nv_set_bool(d, "#rdma", false);
+    res = apply_cmd(r3, cmd);
+    assert_non_null(res->err);
+    assert_int_equal(sm_rows(r3, SM_PORT), 0);
+    sm_result_free(res);
+
+    nv_free(cmd);
+    nv_free(params);
+    nv_err_clear(&e);
+    sm_free(r3);
+    sm_free(r2);
+    sm_free(r);
+    sm_free(s);
+}
+
 static void test_session_bound(void **state)
 {
     (void)state;
@@ -603,7 +676,8 @@ static void test_cluster_facts(void **state)
                "[{\"id\": 1, \"kind\": \"witness\", \"raft\": \"127.0.0.1:7001\"}]"));
     err(s, "cluster.node.register",
         "[{\"id\": 3, \"kind\": \"data\", \"raft\": \"127.0.0.1:7001\"}]",
-        "[EINVAL] cluster_node_register.raft: Raft address 127.0.0.1:7001 already belongs to node 1");
+        "[EINVAL] cluster_node_register.raft: Raft address 127.0.0.1:7001 already belongs to node "
+        "1");
     const struct nv *nodes = nv_get(sm_cluster(s), "nodes");
     assert_int_equal(nv_len(nodes), 2);
     assert_int_equal(nv_get_int(nv_at(nodes, 0), "id", 0), 1);
@@ -621,7 +695,8 @@ static void test_cluster_facts(void **state)
     assert_int_equal(nv_get_int(f, "takeover_delay_ms", 0), 500);
     assert_int_equal(nv_get_int(f, "announce_count", 0), 3);
     nv_free(f);
-    err(s, "failover.update", "[{\"vips\": [{\"address\": \"198.51.100.100\", \"prefix\": 33, "
+    err(s, "failover.update",
+        "[{\"vips\": [{\"address\": \"198.51.100.100\", \"prefix\": 33, "
         "\"interface\": \"eth0\"}]}]",
         "[EINVAL] failover_update.vips.0.prefix: Input should be less than or equal to 32");
     char *a, *b;
@@ -652,6 +727,7 @@ int main(void)
         cmocka_unit_test(test_updates_and_deletes),
         cmocka_unit_test(test_race_rechecked_on_apply),
         cmocka_unit_test(test_session_bound),
+        cmocka_unit_test(test_rdma_port),
         cmocka_unit_test(test_cluster_facts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
