@@ -17,7 +17,7 @@
 
 struct nv;
 
-/* RPC error kinds: the JSON-RPC codes of the reference plus product codes. */
+/* RPC error kinds: TrueNAS middleware's JSON-RPC codes plus product codes. */
 #define NV_ERR_KINDS(X)                                                        \
     X(NV_E_NONE, 0, "OK")                                                      \
     X(NV_E_PARSE, -32700, "Parse error")                                       \
@@ -72,7 +72,7 @@ void nv_err_clear(struct nv_err *e); /* frees contents, back to "no error" */
 bool nv_err_isset(const struct nv_err *e);
 
 /* Append a validation item (kind INVALID_PARAMS, errnum EINVAL for the
- * response as the reference does). attr may be NULL. errnum is the item's
+ * response, as TrueNAS does). attr may be NULL. errnum is the item's
  * own errno (EINVAL, or ENOENT for "X N does not exist"). The reason is
  * rebuilt as "[ERRNAME] attr: msg" lines when the error is rendered. */
 void nv_err_add(struct nv_err *e, const char *attr, int errnum, const char *fmt, ...)
@@ -97,7 +97,7 @@ void nv_err_copy(struct nv_err *dst, const struct nv_err *src);
 struct nv *nv_err_to_nv(const struct nv_err *e);
 int nv_err_from_nv(struct nv_err *e, const struct nv *v);
 
-/* The reason text as the reference renders it (validation: one
+/* The reason text as TrueNAS renders it (validation: one
  * "[ERRNAME] attr: msg" line per item, then "... and K more errors" when
  * items were dropped). Caller frees. */
 char *nv_err_reason(const struct nv_err *e);

@@ -740,7 +740,7 @@ static struct nv *select_item(const struct nv *item, const struct nv *sel, struc
 
 struct sort_key {
     struct path path;
-    const char *null_key; /* the whole field, looked up top-level (reference quirk) */
+    const char *null_key; /* the whole field, looked up top-level (TrueNAS's quirk) */
     int nulls;            /* 0 none, -1 first, 1 last */
     bool desc;
 };

@@ -13,7 +13,7 @@
  *              failover.* over the statemachine and a node interface
  *              (rpc_methods_register);
  *   client   - async and blocking clients (rpc_client_*, rpc_call_sync);
- *   query    - the reference's filters/options engine (rpc_query). */
+ *   query    - TrueNAS's query filters/options engine (rpc_query). */
 #ifndef RPC_H
 #define RPC_H
 
@@ -240,11 +240,11 @@ int rpc_call_sync(const char *endpoint, const char *method, struct nv *params,
 
 /* ================= query engine ================= */
 
-/* Apply query filters and options (reference §8.1, §8.2) to items
+/* Apply query filters and options (TrueNAS middleware's semantics) to items
  * (borrowed array of entries). filters NULL = [], options NULL = {}.
  * On success *out is owned: an array, one entry (get), or an int (count).
  * Bad filters/options give INVALID_PARAMS items on attribute "filters" /
- * "options" (messages as the reference); run-time failures (type mismatch
+ * "options" (TrueNAS's messages); run-time failures (type mismatch
  * in ordering, get with no match -> "MatchNotFound()", get with offset)
  * give CALL errors. */
 int rpc_query(const struct nv *items, const struct nv *filters, const struct nv *options,

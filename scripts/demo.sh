@@ -49,7 +49,7 @@ trap 'echo; echo "demo: stopping"; exit 0' INT TERM
 for i in $(seq 1 "$NODES"); do
     N=$RUN/node$i
     mkdir -p "$N/configfs" "$N/root/dev/zvol/tank/nvme"
-    # The brief's namespace lives on zvol/tank/nvme/ns1: a block device node
+    # README "A complete setup" puts its namespace on zvol/tank/nvme/ns1: a block device node
     # there (only checked, never opened, by the emulation).
     mknod "$N/root/dev/zvol/tank/nvme/ns1" b 7 200
     CLUSTER=()

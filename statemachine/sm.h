@@ -1,8 +1,8 @@
-/* statemachine: the replicated nvmet configuration (API.md, reference
- * truenas-nvmet.md §0-5). Deterministic core: no I/O, no clock, no
- * randomness. Time and random values come in through struct sm_env on the
- * leader (sm_prepare) and travel inside the command, so every node applies
- * identical bytes (DESIGN.md "Replicated state and determinism").
+/* statemachine: the replicated nvmet configuration (TrueNAS's nvmet.*
+ * model with the additions of README "The API"). Deterministic core: no
+ * I/O, no clock, no randomness. Time and random values come in through
+ * struct sm_env on the leader (sm_prepare) and travel inside the command,
+ * so every node applies identical bytes and reaches the same state.
  *
  * Flow of one write:
  *   leader:   sm_prepare(state, method, params, env) -> command (nv map)
@@ -53,7 +53,7 @@ enum sm_table {
     SM_TABLE_COUNT
 };
 
-/* "nvmet.subsys", "nvmet.namespace", ... and the reference's verbose
+/* "nvmet.subsys", "nvmet.namespace", ... and TrueNAS's verbose
  * names "NVMetSubsys", ... (for "NVMetSubsys 7 does not exist"). */
 const char *sm_table_service(enum sm_table t);
 const char *sm_table_verbose(enum sm_table t);
@@ -94,7 +94,7 @@ struct sm_env {
 };
 
 /* Turn a client call into a normalized command, validating everything the
- * reference validates (argument count and types, strict typing, unknown
+ * TrueNAS validates (argument count and types, strict typing, unknown
  * keys, defaults, NQN rules, uniqueness, existence, the "disable first"
  * rules, device checks) with its exact attributes and messages.
  *
@@ -102,7 +102,7 @@ struct sm_env {
  * params: the positional argument array (borrowed; NULL means []).
  * On success returns 0 and *cmd (owned by the caller). On failure returns a
  * negative errno and fills err (INVALID_PARAMS for validation, CALL for the
- * reference's CallErrors); -ENOENT with NV_E_NO_METHOD if method is not a
+ * TrueNAS's CallErrors); -ENOENT with NV_E_NO_METHOD if method is not a
  * statemachine write. */
 int sm_prepare(const struct sm_state *s, const char *method, const struct nv *params,
                const struct sm_env *env, struct nv **cmd, struct nv_err *err);

@@ -1,4 +1,4 @@
-/* statemachine: argument validation shaped like the reference's pydantic
+/* statemachine: argument validation shaped like TrueNAS middleware's pydantic
  * models (strict types, extra keys forbidden, exact messages), the NQN
  * rules, addresses, uuids, paths and DH-CHAP key formats. */
 #include <arpa/inet.h>
@@ -247,7 +247,7 @@ struct nv *sm__model(const char *prefix, const struct sm_field *f, const struct 
     return out;
 }
 
-/* ---- NQN (reference §0.1) ---- */
+/* ---- NQN (TrueNAS's NQN type, middleware api/base/types/nvmet.py) ---- */
 
 static bool domain_ok(const char *d, size_t len)
 {

@@ -1,7 +1,7 @@
 /* statemachine: the replicated cluster facts next to the nvmet model —
  * the member registry (id, kind, Raft and RPC addresses), the failover
- * settings of API.md, and the active node (DESIGN.md "Failover": a
- * replicated fact with the Raft term in which it was chosen). */
+ * settings (failover.config), and the active node (a replicated fact,
+ * with the Raft term in which it was chosen). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>

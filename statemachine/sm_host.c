@@ -1,5 +1,4 @@
-/* statemachine: nvmet.host and the host_subsys/port_subsys links
- * (reference §5). */
+/* statemachine: nvmet.host and the host_subsys/port_subsys links. */
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -26,7 +25,7 @@ static const struct sm_field host_fields[] = {{"hostnqn", SF_NQN, SF_REQ, 0, 0, 
                                               {"dhchap_hash", SF_ENUM, 0, 0, 0, hashes},
                                               {NULL, 0, 0, 0, 0, NULL}};
 
-/* A new host's stored row before the client's keys (reference §5.1). */
+/* A new host's stored row before the client's keys (TrueNAS's defaults). */
 static struct nv *host_defaults(void)
 {
     struct nv *n = nv_map();
@@ -52,7 +51,7 @@ int sm__host_write(struct sm_ex *x, const struct nv *params, bool create)
     if (!sm__is_model(pfx, in, x->err)) {
         return -1;
     }
-    /* the brief's "NULL" dhgroup spelling */
+    /* "NULL" is accepted as a spelling of the null dhgroup */
     struct nv *inc = nv_copy(in);
     const char *g = nv_get_str(inc, "dhchap_dhgroup");
     if (g != NULL && strcmp(g, "NULL") == 0) {
@@ -74,8 +73,8 @@ int sm__host_write(struct sm_ex *x, const struct nv *params, bool create)
         nv_free(d);
         return -1;
     }
-    /* bi-directional authentication needs the host key (the reference's
-     * intended model check, enforced here) */
+    /* bi-directional authentication needs the host key (TrueNAS's model
+     * means to check this but never does; enforced here) */
     if (nv_get_str(n, "dhchap_ctrl_key") != NULL && nv_get_str(n, "dhchap_key") == NULL) {
         nv_err_add(x->err, pfx, EINVAL,
                    "Value error, Cannot configure bi-directional authentication without setting "
@@ -179,7 +178,7 @@ int sm__link_write(struct sm_ex *x, const struct nv *params, enum sm_table t, bo
         if (nv_get_int(r, ocol, -1) == oid && nv_get_int(r, "subsys_id", -1) == sid &&
             nv_get_int(r, "id", 0) != id) {
             snprintf(attr, sizeof attr, "%s.%s", pfx, ocol);
-            /* the reference says "Host ID" for ports too */
+            /* TrueNAS says "Host ID" for ports too; its message is kept */
             nv_err_add(x->err, attr, EINVAL,
                        "This record already exists (Host ID: %" PRId64 "/Subsystem ID: %" PRId64
                        ")",

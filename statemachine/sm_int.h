@@ -14,7 +14,7 @@
 #define SM_SNAP_VERSION 1
 #define SM_SESSIONS 4096        /* remembered (client id, seq) results */
 #define SM_SESSION_BUCKETS 8192 /* power of two */
-#define SM_STR_MAX 1024         /* every string argument (reference §0.2) */
+#define SM_STR_MAX 1024         /* every string argument (TrueNAS's limit) */
 /* Row ids and row versions count writes, so they stay far below this; a
  * snapshot that claims more is refused (then id + 1 cannot overflow). */
 #define SM_ID_MAX ((int64_t)1 << 62)
@@ -49,7 +49,7 @@ struct sm_state {
     struct nv *global; /* NULL until nvmet.global.init (or the first write) */
     struct nv *cluster; /* {"nodes", "active", "failover"}; NULL = defaults */
     struct sm_rows_tab t[SM_TABLE_COUNT];
-    int64_t next_id[SM_TABLE_COUNT]; /* ids are never reused (DESIGN.md) */
+    int64_t next_id[SM_TABLE_COUNT]; /* ids are never reused: an old id never names a new row */
     struct sm_hidx idx[SM_NIDX];
     int64_t row_ver;  /* every written row gets "_v" = ++row_ver (target/ reuses
                        * what it rendered from an unchanged row) */
@@ -134,8 +134,10 @@ bool sm__is_model(const char *attr, const struct nv *in, struct nv_err *err);
 /* Strict int positional argument. */
 bool sm__arg_int(const char *attr, const struct nv *v, int64_t *out, struct nv_err *err);
 
-/* NQN rules of reference §0.1; message without the "Value error, " prefix
- * in msg (len bytes) and 0 on success, 1 for a length error (msg complete). */
+/* The syntax rules of TrueNAS's NQN type (the discovery NQN, the uuid form
+ * or "nqn.YYYY-MM.<reverse domain>"; the caller checks the length 11..223):
+ * 0 if valid, else -1 with the message, "Value error, " prefix included, in
+ * msg (len bytes). */
 int sm__nqn_check(const char *nqn, char *msg, size_t len);
 bool sm__valid_nqn(const char *nqn);
 /* 4 = IPv4, 6 = IPv6, 0 = neither. */
@@ -145,7 +147,8 @@ bool sm__uuid_norm(const char *in, char out[37]);
 void sm__uuid_format(const unsigned char b[16], char out[37]);
 /* posix normpath (Python os.path.normpath) into a malloc'd string. */
 char *sm__normpath(const char *p);
-/* DH-CHAP key format check (reference §5.1); NULL or the message. */
+/* DH-CHAP key format check as TrueNAS does it ("DHHC-1:00:...:", or
+ * 01/02/03 with a 32/48/64-byte secret); NULL or the message. */
 const char *sm__dhchap_key_error(const char *key);
 size_t sm__strchars(const char *s); /* code points of UTF-8 text */
 

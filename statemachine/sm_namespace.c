@@ -1,5 +1,5 @@
-/* statemachine: nvmet.namespace create/update/delete (reference §3, the
- * brief's "device" shorthand, BLOCK devices). */
+/* statemachine: nvmet.namespace create/update/delete (TrueNAS's rules,
+ * plus the "device" shorthand and BLOCK devices). */
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -26,7 +26,8 @@ static const struct sm_field ns_fields[] = {
     {"device_nguid", SF_STR, SF_NULL, 0, 0, NULL},
     {NULL, 0, 0, 0, 0, NULL}};
 
-/* The brief's "device" shorthand -> device_type + device_path. */
+/* The "device" shorthand -> device_type + device_path ("zvol/..." ZVOL,
+ * "/dev/..." BLOCK, another absolute path FILE). */
 static bool ns_device(struct sm_ex *x, struct nv *d, const char *pfx, bool create)
 {
     char attr[160];
@@ -66,7 +67,9 @@ static bool ns_device(struct sm_ex *x, struct nv *d, const char *pfx, bool creat
     return !sm__failed(x);
 }
 
-/* Reference §3.1 step 3 (plus BLOCK). Returns the device kind seen. */
+/* TrueNAS's device_path checks (ZVOL: "zvol/" and a block device under
+ * /dev/zvol; FILE: in an existing directory, not a directory), plus BLOCK.
+ * Returns the device kind seen. */
 static int ns_path_check(struct sm_ex *x, const char *pfx, const char *type, const char *path)
 {
     char attr[160], os[4200];
@@ -151,7 +154,7 @@ static void ns_uuid_generate(struct sm_ex *x, struct nv *n, const char *key, int
     nv_err_call(x->err, EFAULT, "Failed to generate a %s for subsystem", key);
 }
 
-/* A new namespace's stored row before the client's keys (reference §3.1). */
+/* A new namespace's stored row before the client's keys (TrueNAS's defaults). */
 static struct nv *defaults(void)
 {
     struct nv *n = nv_map();
@@ -193,7 +196,8 @@ int sm__ns_write(struct sm_ex *x, const struct nv *params, bool create)
         return -1;
     }
     if (!create) {
-        /* the subsystem of a namespace never changes (reference §3.2) */
+        /* the subsystem of a namespace never changes (TrueNAS validates
+         * subsys_id in an update but keeps the stored one) */
         nv_set_int(n, "subsys_id", nv_get_int(old, "subsys_id", 0));
     }
     int64_t sid = nv_get_int(d, "subsys_id", nv_get_int(n, "subsys_id", 0));

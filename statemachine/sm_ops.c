@@ -1,5 +1,5 @@
-/* statemachine: every write of the API (reference §1.2, §2-5 and the
- * product decisions of API.md), run identically by sm_prepare (checking,
+/* statemachine: every write of the API (TrueNAS's nvmet.* writes with the
+ * additions of README "The API"), run identically by sm_prepare (checking,
  * recording the environment) and sm_apply (re-checking, mutating). */
 #include <ctype.h>
 #include <errno.h>
@@ -133,7 +133,7 @@ struct nv *sm__merged(const struct nv *old, const struct nv *data)
     return m;
 }
 
-/* Two spellings of one reference: {"subsys": 1} == {"subsys_id": 1}. */
+/* Two spellings of one foreign key: {"subsys": 1} == {"subsys_id": 1}. */
 bool sm__alias(struct sm_ex *x, struct nv *d, const char *prefix, const char *canon,
                const char *alt, bool required)
 {

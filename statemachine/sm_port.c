@@ -1,5 +1,5 @@
-/* statemachine: nvmet.port create/update/delete (reference §4: the
- * TCP/RDMA vs FC union, LOOP for the kernel tests). */
+/* statemachine: nvmet.port create/update/delete (TrueNAS's rules: the
+ * TCP/RDMA vs FC union; LOOP for the kernel tests). */
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>

@@ -1,4 +1,4 @@
-/* statemachine: query-shaped entries (reference §1-5 entry tables): nested
+/* statemachine: query-shaped entries (those of TrueNAS's nvmet.*.query): nested
  * subsys/port/host objects, verbose id lists, the computed "locked". */
 #include <stdbool.h>
 #include <stdlib.h>

@@ -1,5 +1,6 @@
-/* statemachine: nvmet.subsys create/update/delete (reference §2, API.md
- * "subsys.create"). */
+/* statemachine: nvmet.subsys create/update/delete (TrueNAS's rules, plus
+ * a name that is an NQN becoming the subnqn and a serial that may be given
+ * and updated). */
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -67,7 +68,7 @@ static bool subsys_exposed(const struct sm_state *s, int64_t id)
     return false;
 }
 
-/* A new subsystem's stored row before the client's keys (reference §2.1). */
+/* A new subsystem's stored row before the client's keys (TrueNAS's defaults). */
 static struct nv *defaults(void)
 {
     struct nv *n = nv_map();

@@ -1,6 +1,6 @@
 /* target: renders the committed configuration into the kernel's nvmet
- * configfs tree (DESIGN.md "Rendering to configfs"; reference
- * truenas-nvmet.md §6 and nvmet-configfs.md §2-3).
+ * configfs tree (drivers/nvme/target/configfs.c), the way TrueNAS
+ * middleware renders its nvmet configuration.
  *
  * Desired tree = f(state rows, this node's view). Reconcile, never rebuild:
  * create top-down, delete bottom-up, write only what differs, follow the
@@ -11,7 +11,7 @@
  *   emulated (any other directory): the same operations on a plain tree,
  *   where the backend creates the attribute files a real mkdir would create
  *   and refuses what the kernel refuses (EACCES, EBUSY, EINVAL, ENOTEMPTY,
- *   EPERM, EEXIST as listed in nvmet-configfs.md §3.3). */
+ *   EPERM, EEXIST for the same wrong steps). */
 #ifndef TGT_H
 #define TGT_H
 
@@ -143,7 +143,7 @@ struct nv *tgt_live_tree(struct tgt *t);
  * port_id, ctrl}. debugfs NULL = "/sys/kernel/debug". */
 struct nv *tgt_sessions(const char *debugfs, const struct sm_state *s);
 
-/* ---- DH-CHAP secrets (nvmet-configfs.md §5) ------------------------- */
+/* ---- DH-CHAP secrets (DHHC-1, NVMe Base spec) ----------------------- */
 
 /* nvmet.host.generate_key(dhchap_hash, nqn): random secret of the hash's
  * length (32/48/64), transformed HMAC_H(secret, nqn || "NVMe-over-Fabrics")
@@ -159,7 +159,7 @@ int tgt_dhchap_generate(const char *hash, const char *nqn,
  * of "DHHC-1:XX:"; len must be 32, 48 or 64. With nqn non-NULL and
  * hmac_id > 0 the secret is transformed first (HMAC with the hash of
  * hmac_id, the output has that hash's length); with nqn NULL the secret is
- * stored as given (the nvme-cli 3.x form; the §5.4 vectors). Returns the
+ * stored as given (the nvme-cli 3.x form). Returns the
  * string length or -EINVAL / -ENOSPC / -EIO. */
 int tgt_dhchap_format(int hmac_id, const unsigned char *secret, size_t len, const char *nqn,
                       char *out, size_t outlen);

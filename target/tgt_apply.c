@@ -1,6 +1,6 @@
 /* Applying one object of a pass (see tgt_reconcile.c): make or remove
  * the dir or link, and write the attributes that differ in the order the
- * kernel's locks need (nvmet-configfs.md §3):
+ * kernel's locks need (drivers/nvme/target/configfs.c):
  *   - a port's addr_* and param_* only while nothing is linked (EACCES):
  *     unlink, write, and the port-link stage links again;
  *   - a namespace's device_path/uuid/nguid (EBUSY) and buffered_io/

@@ -19,7 +19,7 @@
 #define NVMET_HA_VERSION "0.0.0"
 #endif
 
-/* ---- value maps (truenas-nvmet.md §0, nvmet-configfs.md §2) ----------- */
+/* ---- value maps: API enum value -> the string configfs accepts ------- */
 
 static const struct tgt_map trtype_map[] = {
     {"TCP", "tcp"}, {"RDMA", "rdma"}, {"FC", "fc"}, {"LOOP", "loop"}, {NULL, NULL}};
@@ -216,7 +216,7 @@ static int fn_device_nguid(const struct tgt_build *b, const struct nv *row, cons
 }
 
 /* ZVOL "zvol/pool/vol" -> "/dev/zvol/pool/vol" with spaces as '+' (the
- * udev name, reference §6.8); FILE and BLOCK paths as given. */
+ * udev name, as TrueNAS renders it); FILE and BLOCK paths as given. */
 static int fn_device_path(const struct tgt_build *b, const struct nv *row, const struct nv *aux,
                           char *out, size_t len)
 {
@@ -316,7 +316,7 @@ static int fn_ana_state(const struct tgt_build *b, const struct nv *row, const s
         NULL, TA_STR, NULL, NULL, NULL, NULL, TA_ALWAYS, TA_NEED_FILE, NULL, 0, 0 \
     }
 
-/* reference §6.2: identity attributes before anything links the subsystem */
+/* TrueNAS's write order; identity attributes before any port link */
 static const struct tgt_attr subsys_attrs[] = {
     {"attr_serial", TA_STR, "serial", NULL, NULL, NULL, TA_ALWAYS, TA_NEED_FILE, NULL,
      TA_CMP_PADDED, TA_LOCK_IDENTITY},
@@ -339,7 +339,7 @@ static const struct tgt_attr subsys_attrs[] = {
     A_END,
 };
 
-/* reference §6.3: "" (written as "\n") when there is no key */
+/* a key is "" (written as "\n") when the host has none */
 static const struct tgt_attr host_attrs[] = {
     {"dhchap_key", TA_STR, "dhchap_key", "", NULL, NULL, TA_ALWAYS, TA_REPORT, "dhchap",
      TA_CMP_TEXT, TA_LOCK_NONE},
@@ -352,7 +352,7 @@ static const struct tgt_attr host_attrs[] = {
     A_END,
 };
 
-/* reference §6.4; addr_trtype first: writing it resets the port's tsas */
+/* TrueNAS's write order; addr_trtype first: writing it resets the tsas */
 static const struct tgt_attr port_attrs[] = {
     {"addr_trtype", TA_MAP, "addr_trtype", NULL, trtype_map, NULL, TA_ALWAYS, TA_NEED_FILE, NULL,
      TA_CMP_TEXT, TA_LOCK_LINKED},
@@ -371,7 +371,8 @@ static const struct tgt_attr port_attrs[] = {
     A_END,
 };
 
-/* reference §6.5: the destination port's address, then enable */
+/* the destination port's address, then enable (addr_* is EACCES while
+ * the referral is enabled) */
 static const struct tgt_attr referral_attrs[] = {
     {"addr_trtype", TA_MAP, "addr_trtype", NULL, trtype_map, NULL, TA_ALWAYS, TA_NEED_FILE, NULL,
      TA_CMP_TEXT, TA_LOCK_ENABLED},
@@ -386,8 +387,8 @@ static const struct tgt_attr referral_attrs[] = {
     A_END,
 };
 
-/* reference §6.8; path/uuid/nguid/buffered_io/resv_enable only while
- * enable=0, so enable is written last */
+/* device_path/uuid/nguid (EBUSY) and buffered_io/resv_enable (EINVAL)
+ * only while enable=0, so enable is written last */
 static const struct tgt_attr ns_attrs[] = {
     {"device_uuid", TA_FN, "device_uuid", NULL, NULL, fn_device_uuid, TA_ALWAYS, TA_NEED_FILE, NULL,
      TA_CMP_UUID, TA_LOCK_ENABLED},

@@ -1,5 +1,5 @@
 /* The desired tree = f(state rows, view): the builder walks the rows in
- * the stage order of truenas-nvmet.md §6.1 and renders every object's
+ * the stage order of enum tgt_kind and renders every object's
  * attributes from the tables of tgt_attrs.c.
  *
  * Two port modes live side by side. IP takeover: ports/<index> listens on
@@ -232,7 +232,7 @@ static void build_hosts(struct builder *bd)
 }
 
 /* RDMA ports exist in the state but are rendered only while global rdma
- * is on (reference §10.11). */
+ * is on, as in TrueNAS. */
 static bool port_rendered(const struct builder *bd, const struct nv *port)
 {
     const char *tr = nv_get_str(port, "addr_trtype");
@@ -623,8 +623,8 @@ static void build_referrals(struct builder *bd)
     }
 }
 
-/* Access lists matter only while allow_any_host is off (reference §6.6);
- * the kernel refuses links while it is on. */
+/* Access lists matter only while allow_any_host is off; the kernel
+ * refuses links while it is on (EINVAL). */
 static void build_host_links(struct builder *bd)
 {
     const struct tgt_rows *r = bd->b.rows;
@@ -649,10 +649,11 @@ static void build_host_links(struct builder *bd)
     }
 }
 
-/* A port listens once a subsystem is linked (reference §6.7): only enabled
- * ports. A subsystem with effective ANA is linked to the ANA form of the
- * port on every data node; the others to the plain form, and only on the
- * active node (IP takeover: the VIPs and their ports live there). */
+/* The kernel starts a port listening at its first subsystem link: only
+ * enabled ports get links. A subsystem with effective ANA is linked to the
+ * ANA form of the port on every data node; the others to the plain form,
+ * and only on the active node (IP takeover: the VIPs and their ports live
+ * there). */
 static void build_port_links(struct builder *bd)
 {
     const struct tgt_rows *r = bd->b.rows;

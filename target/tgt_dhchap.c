@@ -1,5 +1,6 @@
-/* DH-HMAC-CHAP secrets in the DHHC-1 representation (NVMe Base spec,
- * nvmet-configfs.md §5): "DHHC-1:XX:" + base64(key || crc32_le(key)) + ":".
+/* DH-HMAC-CHAP secrets in the DHHC-1 representation (NVMe Base spec; the
+ * form nvme-cli's gen-dhchap-key writes and the kernel reads):
+ * "DHHC-1:XX:" + base64(key || crc32_le(key)) + ":".
  * OpenSSL does the HMAC and base64, zlib the CRC-32 (the IEEE one the
  * kernel checks in nvme_auth_extract_key). */
 #include <ctype.h>

@@ -1,5 +1,6 @@
-/* The emulated kernel: the nvmet configfs rules (nvmet-configfs.md §2,
- * §3.3) on a plain directory tree, so that ordering bugs fail in unit
+/* The emulated kernel: the nvmet configfs rules (drivers/nvme/target/
+ * configfs.c, fs/configfs/dir.c), with the kernel's errno for each wrong
+ * step, on a plain directory tree, so that ordering bugs fail in unit
  * tests the way they fail on a real kernel.
  *
  * The schema (which directory is what) is one table: default groups are
@@ -170,7 +171,9 @@ int tgt__emu_kstrtoull(const char *s, unsigned long long max, unsigned long long
     return kstrtoull0(s, max, out);
 }
 
-/* Name rules of the make_group handlers (nvmet-configfs.md §2.1-2.3). */
+/* Name rules of the make_group handlers in drivers/nvme/target/configfs.c
+ * (EINVAL): no subsystem named the discovery NQN, an nsid is a u32 other
+ * than 0 and 0xffffffff, a port id a u16, an ANA group id 1..128. */
 static int check_item_name(enum emu_type type, const char *name)
 {
     unsigned long long v;

@@ -1,7 +1,7 @@
 /* The emulated kernel's attribute files: per object type the files a real
- * mkdir creates, their default contents (nvmet-configfs.md §2.6) and the
- * store() rules of drivers/nvme/target/configfs.c (§2.1-2.4): what value
- * is accepted, how it reads back, and when the write is refused. */
+ * mkdir creates, their default contents on the profile's kernel, and the
+ * store() rules of drivers/nvme/target/configfs.c: what value is
+ * accepted, how it reads back, and when the write is refused. */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>

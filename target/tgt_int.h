@@ -48,7 +48,10 @@ struct tgt_ops {
 extern const struct tgt_ops tgt__real_ops;
 extern const struct tgt_ops tgt__emu_ops;
 
-/* Emulated kernel profiles (nvmet-configfs.md §1, §10). */
+/* Emulated kernel profiles. 6.1 (Debian 12): no attr_ieee_oui or
+ * attr_firmware, no DH-CHAP (CONFIG_NVME_TARGET_AUTH unset), no nvme-loop,
+ * cntlid_min < cntlid_max strictly. 6.12 (Debian backports): all of them,
+ * and min <= max. 6.13: adds resv_enable. */
 #define TGT_P61 0x1u
 #define TGT_P613 0x4u              /* 6.13 and later: reservations (resv_enable) */
 #define TGT_P612 (0x2u | TGT_P613) /* as masks: 6.12 "and later" */
@@ -60,7 +63,8 @@ extern const struct tgt_ops tgt__emu_ops;
 
 /* ---- object tree ---------------------------------------------------- */
 
-/* Object kinds in the order of the create stages (truenas-nvmet.md §6.1):
+/* Object kinds in the order of the create stages (TrueNAS's renderer,
+ * middleware utils/nvmet/kernel.py, plus ANA groups after ports):
  * creates run in this order, deletes in the reverse order. */
 enum tgt_kind {
     TK_SUBSYS = 1,

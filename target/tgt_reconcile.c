@@ -8,7 +8,7 @@
  *                the last tree that are no longer desired. Nothing else is
  *                read, so one changed namespace among thousands costs a
  *                few reads and writes.
- * Creates run in the stage order of truenas-nvmet.md §6.1 (subsystems,
+ * Creates run in the stage order of enum tgt_kind (subsystems,
  * hosts, ports, ANA groups, referrals, allowed_hosts links, port links,
  * namespaces), deletes in the reverse order, and every create or update
  * runs before any delete: a namespace leaves an ANA group before the

@@ -1,6 +1,7 @@
 /* nvmet.global.sessions: the controllers the kernel lists in debugfs,
  * <debugfs>/nvmet/<subnqn>/ctrl<N>/{hostnqn,host_traddr,port}, mapped to
- * the state's subsystem and port ids (truenas-nvmet.md §1.3). */
+ * the state's subsystem and port ids (the items of TrueNAS's
+ * nvmet.global.sessions). */
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>

@@ -1,7 +1,8 @@
 /* Integration tests of one nvmetd (a one-member Raft cluster on loopback,
- * emulated configfs) driven by the real nvmetctl and rpc client:
- * the complete setup of API.md checked file by file, the brief's calls,
- * deletes, restart persistence, kill -9 during pipelined creates. */
+ * emulated configfs) driven by the real nvmetctl and rpc client: the
+ * complete setup (README "A complete setup") checked file by file, the
+ * example calls, deletes, restart persistence, kill -9 during pipelined
+ * creates. */
 #include <dirent.h>
 #include <errno.h>
 #include <setjmp.h>
@@ -163,7 +164,7 @@ static int count_entries(const char *root, const char *rel)
     return n;
 }
 
-/* The brief's complete setup, in its order, through nvmetctl. */
+/* README "A complete setup", in its order, through nvmetctl. */
 static void complete_setup(const struct h_node *n)
 {
     nv_free(ok_call(n, "nvmet.subsys.create",
@@ -238,7 +239,8 @@ static void test_complete_setup_tree(void **state)
     expect_link(root, "ports/1/subsystems/" SUBNQN, "subsystems/" SUBNQN);
 }
 
-/* Every call of the brief works verbatim and answers in the reference's shapes. */
+/* Every example call (TrueNAS's and the short spellings) works verbatim and
+ * answers in TrueNAS's shapes. */
 static void test_brief_examples(void **state)
 {
     struct fx *f = *state;
@@ -402,7 +404,7 @@ static void test_brief_examples(void **state)
 }
 
 /* Validation errors print as "[ERRNAME] attribute: message" with the
- * reference's exact attributes and messages, and change nothing. */
+ * TrueNAS's exact attributes and messages, and change nothing. */
 static void test_validation_errors(void **state)
 {
     struct fx *f = *state;

@@ -106,7 +106,7 @@ static void test_msgpack_announced_sizes(void **state)
     nv_free(v);
 }
 
-/* Validation errors render as the reference's reason lines and wire map. */
+/* Validation errors render as TrueNAS's reason lines and wire map. */
 static void test_err_shape(void **state)
 {
     (void)state;

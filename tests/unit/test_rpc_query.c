@@ -1,5 +1,5 @@
-/* Unit tests of the query engine (rpc_query): the reference's filters and
- * options (truenas-nvmet.md §8.1, §8.2), table-driven. Each case states
+/* Unit tests of the query engine (rpc_query): TrueNAS middleware's query
+ * filters and options, table-driven. Each case states
  * its behaviour in its first column. */
 #include <errno.h>
 #include <setjmp.h>

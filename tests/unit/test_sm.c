@@ -1,4 +1,4 @@
-/* statemachine unit tests: prepare/apply of every write, the reference's
+/* statemachine unit tests: prepare/apply of every write, TrueNAS's
  * messages, determinism across replicas, client sessions, snapshots. */
 #include <errno.h>
 #include <setjmp.h>

@@ -1,6 +1,7 @@
-/* target/: DH-HMAC-CHAP secrets: known answers from nvmet-configfs.md
- * §5.4, a cross-check of the transform against libnvme's
- * nvme_gen_dhchap_key(), generation and validation. */
+/* target/: DH-HMAC-CHAP secrets: known answers (the example key of
+ * nvme-cli's gen-dhchap-key documentation; keys of the secret 00 01 02 ...
+ * computed with Python's zlib and base64), a cross-check of the transform
+ * against libnvme's nvme_gen_dhchap_key(), generation and validation. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>

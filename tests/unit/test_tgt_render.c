@@ -45,8 +45,9 @@ static int teardown(void **state)
     return 0;
 }
 
-/* API.md's complete setup: subsystem, zvol namespace, TCP port 0.0.0.0:4420,
- * port link, host and its allowed_hosts link, global enabled. */
+/* README "A complete setup": subsystem, zvol namespace, TCP port
+ * 0.0.0.0:4420, port link, host and its allowed_hosts link, global
+ * enabled. */
 static void complete_setup(struct ctx *c)
 {
     fx_device(&c->f, "/dev/zvol/tank/nvme/ns1");

@@ -1,6 +1,7 @@
 /* target/ driven through the real statemachine (sm_prepare ->
  * sm_command_encode -> sm_apply -> tgt_reconcile), the way nvmetd does:
- * the API.md setup renders the expected tree, updates and deletes follow. */
+ * README "A complete setup" renders the expected tree, updates and
+ * deletes follow. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -103,7 +104,7 @@ static int render(struct ctx *c, const struct tgt_view *v, bool sweep, struct tg
     return errors;
 }
 
-/* The brief's complete setup, in its order. */
+/* README "A complete setup", in its order. */
 static void complete_setup(struct ctx *c)
 {
     nv_free(
