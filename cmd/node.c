@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "metrics.h"
 #include "node_int.h"
 #include "nv.h"
 #include "nv_err.h"
@@ -68,6 +69,7 @@ void node_render_pass(struct node *n)
     int errors = tgt_reconcile(n->tgt, n->sm, &v, sweep, &rep);
     n->render_sweep = false;
     n->render_passes++;
+    nv_hist_add(&n->render_time, uv_hrtime() - t0);
     n->drift_total += rep.drift;
     if (rep.drift > 0) {
         node_log(n, NODE_LOG_INFO, "render: repaired %u drifted object(s)", rep.drift);
@@ -143,7 +145,9 @@ static void *fsm_apply(void *data, const void *buf, size_t len)
 {
     struct node *n = data;
     uint64_t before = sm_generation(n->sm);
+    uint64_t t0 = uv_hrtime();
     struct sm_result *r = sm_apply(n->sm, buf, len);
+    nv_hist_add(&n->apply_time, uv_hrtime() - t0);
     if (sm_generation(n->sm) != before) {
         schedule_render(n);
     }
@@ -572,6 +576,9 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, struct node **out
     if (rv == 0) {
         rv = start_rpc(n, msg, msglen);
     }
+    if (rv == 0 && cfg->metrics != NULL) {
+        rv = metrics_start(loop, cfg->metrics, node_metrics_fill, n, &n->metrics, msg, msglen);
+    }
     if (rv < 0) {
         /* Partial start: stop what started; the caller exits. */
         *out = n;
@@ -646,8 +653,14 @@ void node_stop(struct node *n, void (*done)(void *arg), void *arg)
     n->stop_done = done;
     n->stop_arg = arg;
     resolve_waiters(n, true);
-    /* 6 handles + failover + (consensus, then rpc) */
-    n->closing = 8;
+    /* 6 handles + failover + metrics + (consensus, then rpc) */
+    n->closing = 9;
+    if (n->metrics != NULL) {
+        metrics_stop(n->metrics, module_closed, n);
+        n->metrics = NULL;
+    } else {
+        n->closing--;
+    }
     if (n->fo != NULL) {
         fo_close(n->fo, module_closed, n); /* releases what an HA node holds */
     } else {

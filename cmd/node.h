@@ -33,6 +33,7 @@ struct node_config {
     char *raft_cacert;
     char *raft_cert;
     char *raft_key;
+    char *metrics; /* "HOST:PORT" of the Prometheus endpoint, NULL = none */
     bool raft_insecure;
     unsigned election_timeout_ms;
     unsigned snapshot_threshold;

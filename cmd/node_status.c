@@ -42,7 +42,7 @@ void node_config_free(struct node_config *c)
                      &c->api_key_file, &c->device_root, &c->emulate_kernel,
                      &c->debugfs,      &c->log_level,   &c->join,
                      &c->raft_psk_file, &c->raft_cacert, &c->raft_cert,
-                     &c->raft_key};
+                     &c->raft_key,     &c->metrics};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         free(*strs[i]);
         *strs[i] = NULL;
@@ -82,6 +82,7 @@ static const struct key_def keys[] = {
     KS("raft-cacert", raft_cacert),
     KS("raft-cert", raft_cert),
     KS("raft-key", raft_key),
+    KS("metrics", metrics),
     {"raft-insecure", K_BOOL, offsetof(struct node_config, raft_insecure), 0},
     KU("election-timeout", election_timeout_ms, 60000),
     KU("snapshot-threshold", snapshot_threshold, 10000000),

@@ -58,6 +58,8 @@ static void usage(FILE *f)
             "  --sweep-interval MS    full configfs drift repair period (default 30000)\n"
             "  --rpc-hold-timeout MS  how long a call that needs the leader waits for one\n"
             "                         during an election (default 5000)\n"
+            "  --metrics HOST:PORT    serve Prometheus metrics at http://HOST:PORT/metrics\n"
+            "                         (no authentication: a monitoring network only)\n"
             "  --log-level LEVEL      error, info (default) or debug\n"
             "  --config FILE          read the same keys from FILE (key = value)\n");
 }
