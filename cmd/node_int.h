@@ -69,7 +69,7 @@ struct node {
     struct rpc_client *join_client;
     bool joined;
     bool stopping;
-    uv_signal_t sig_int, sig_term;
+    uv_signal_t sig_int, sig_term, sig_hup;
     void (*stop_done)(void *arg);
     void *stop_arg;
     int closing; /* handles still closing */
@@ -84,6 +84,8 @@ unsigned node_heartbeat_ms(unsigned election_ms);
 /* node_cluster.c */
 void node_cluster_start(struct node *n);
 void node_cluster_stop(struct node *n, uv_close_cb closed);
+/* (Re)start the drift sweep timer with cfg.sweep_interval_ms (0 = off). */
+void node_sweep_restart(struct node *n);
 
 /* metrics (node_metrics.c): the text of one scrape (metrics_fill_fn). */
 struct mx;

@@ -244,7 +244,7 @@ static int run_nvmetd(const struct h_node *n, const char *metrics, char **err)
     snprintf(out, sizeof out, "%s/start.err", n->dir);
     snprintf(cmd, sizeof cmd,
              "timeout 20 %s --id 1 --data-dir %s --raft 127.0.0.1:%d --raft-psk-file %s "
-             "--socket %s --configfs %s --metrics '%s' 2>%s",
+             "--socket %s --configfs %s --emulate --metrics '%s' 2>%s",
              NVMETD_BIN, n->data, n->raft_port, n->psk, n->sock, n->configfs, metrics, out);
     int rc = system(cmd);
     *err = h_read(out);

@@ -199,7 +199,7 @@ static void test_refused_configs(void **state)
                         NVMETD_BIN, common, n.data),
                      0);
     assert_int_equal(chmod(n.psk, 0644), 0);
-    assert_int_equal(sh("%s %s --data-dir %s --configfs %s --raft-psk-file %s 2>&1 | grep -q "
+    assert_int_equal(sh("%s %s --data-dir %s --configfs %s --emulate --raft-psk-file %s 2>&1 | grep -q "
                         "'too open'",
                         NVMETD_BIN, common, n.data, n.configfs, n.psk),
                      0);
