@@ -607,7 +607,10 @@ struct nv *node_cluster_status(void *ctx, struct nv_err *err)
     nv_set_str(me, "kind", n->cfg.witness ? "witness" : "data");
     nv_set_str(me, "raft_address", n->cfg.raft);
     nv_set_str(me, "role", cons_state_name(st.state));
-    nv_set_bool(me, "ready", st.ready);
+    /* "ready" alone read like a fault on every healthy follower: it is
+     * the leader's readiness to serve writes (post-election barrier
+     * applied), false on followers by definition */
+    nv_set_bool(me, "leader_ready", st.ready);
     nv_set_int(me, "term", (int64_t)st.term);
     nv_set_int(me, "commit_index", (int64_t)st.commit_index);
     nv_set_int(me, "applied_index", (int64_t)st.last_applied);

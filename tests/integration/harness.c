@@ -189,7 +189,7 @@ int h_node_start(struct h_node *n, const char *const *extra)
         struct nv *r = h_call(n, "cluster.status", "[{\"local\": true}]", &e);
         nv_err_clear(&e);
         if (r != NULL) {
-            bool ready = nv_get_bool(nv_get(r, "node"), "ready", false);
+            bool ready = nv_get_bool(nv_get(r, "node"), "leader_ready", false);
             nv_free(r);
             if (ready || extra != NULL) {
                 return 0;

@@ -192,7 +192,7 @@ static int wait_leader(const struct cl *c, int ms)
                 continue;
             }
             struct nv *s = local_status(&c->n[i]);
-            bool ready = nv_get_bool(nv_get(s, "node"), "ready", false);
+            bool ready = nv_get_bool(nv_get(s, "node"), "leader_ready", false);
             nv_free(s);
             if (ready) {
                 return i;

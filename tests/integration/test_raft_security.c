@@ -60,7 +60,7 @@ static int local_state(const struct h_node *n, uint64_t *term, bool *leader)
     }
     const struct nv *node = nv_get(r, "node");
     *term = (uint64_t)nv_get_int(node, "term", 0);
-    *leader = nv_get_bool(node, "ready", false);
+    *leader = nv_get_bool(node, "leader_ready", false);
     nv_free(r);
     return 0;
 }
