@@ -188,8 +188,9 @@ static void node_exec(struct node *n, int id, const char *list)
         dup2(fd, 2);
         const char *argv[32] = {NVMETD_BIN, "--id", sid, "--data-dir", n->data, "--raft", raft,
                                 "--socket", n->sock, "--configfs", n->cfs, "--device-root",
-                                n->dev, "--log-level", "error", "--raft-psk-file", g_psk};
-        size_t k = 17;
+                                n->dev, "--log-level", "error", "--raft-psk-file", g_psk,
+                                "--emulate"};
+        size_t k = 18;
         if (list != NULL) {
             argv[k++] = "--cluster";
             argv[k++] = list;

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "metrics.h"
 #include "node_int.h"
 #include "nv.h"
 #include "nv_err.h"
@@ -68,6 +69,7 @@ void node_render_pass(struct node *n)
     int errors = tgt_reconcile(n->tgt, n->sm, &v, sweep, &rep);
     n->render_sweep = false;
     n->render_passes++;
+    nv_hist_add(&n->render_time, uv_hrtime() - t0);
     n->drift_total += rep.drift;
     if (rep.drift > 0) {
         node_log(n, NODE_LOG_INFO, "render: repaired %u drifted object(s)", rep.drift);
@@ -143,7 +145,9 @@ static void *fsm_apply(void *data, const void *buf, size_t len)
 {
     struct node *n = data;
     uint64_t before = sm_generation(n->sm);
+    uint64_t t0 = uv_hrtime();
     struct sm_result *r = sm_apply(n->sm, buf, len);
+    nv_hist_add(&n->apply_time, uv_hrtime() - t0);
     if (sm_generation(n->sm) != before) {
         schedule_render(n);
     }
@@ -355,6 +359,23 @@ static void on_signal(uv_signal_t *s, int signum)
     node_stop(n, NULL, NULL);
 }
 
+/* SIGHUP re-reads the configuration; it never stops the node (its
+ * default action would kill it without a word). */
+static void on_hup(uv_signal_t *s, int signum)
+{
+    (void)signum;
+    node_reload(s->data);
+}
+
+void node_sweep_restart(struct node *n)
+{
+    uv_timer_stop(&n->sweep_timer);
+    if (n->cfg.sweep_interval_ms > 0) {
+        uv_timer_start(&n->sweep_timer, sweep_timer_cb, n->cfg.sweep_interval_ms,
+                       n->cfg.sweep_interval_ms);
+    }
+}
+
 static int start_target(struct node *n, char *msg, size_t msglen)
 {
     if (n->cfg.witness) {
@@ -362,13 +383,19 @@ static int start_target(struct node *n, char *msg, size_t msglen)
     }
     struct tgt_config tc = {.root = n->cfg.configfs,
                             .device_root = n->cfg.device_root,
+                            .emulate = n->cfg.emulate || n->cfg.emulate_kernel != NULL,
                             .emulate_kernel = n->cfg.emulate_kernel};
     struct nv_err e;
     nv_err_init(&e);
     int rv = tgt_open(&tc, &n->tgt, &e);
     if (rv < 0) {
         char *r = nv_err_reason(&e);
-        snprintf(msg, msglen, "configfs %s: %s", n->cfg.configfs, r ? r : strerror(-rv));
+        const char *hint = rv != -EMEDIUMTYPE ? ""
+                           : tc.emulate       ? "; drop --emulate"
+                                              : "; mount it (modprobe nvmet; mount -t configfs none "
+                                                "/sys/kernel/config) or pass --emulate to run an "
+                                                "emulated target (tests, demos)";
+        snprintf(msg, msglen, "configfs %s: %s%s", n->cfg.configfs, r ? r : strerror(-rv), hint);
         free(r);
         nv_err_clear(&e);
         return rv;
@@ -560,6 +587,8 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, struct node **out
     n->sig_int.data = n;
     uv_signal_init(loop, &n->sig_term);
     n->sig_term.data = n;
+    uv_signal_init(loop, &n->sig_hup);
+    n->sig_hup.data = n;
 
     int rv = start_target(n, msg, msglen);
     if (rv == 0) {
@@ -572,19 +601,20 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, struct node **out
     if (rv == 0) {
         rv = start_rpc(n, msg, msglen);
     }
+    if (rv == 0 && cfg->metrics != NULL) {
+        rv = metrics_start(loop, cfg->metrics, node_metrics_fill, n, &n->metrics, msg, msglen);
+    }
     if (rv < 0) {
         /* Partial start: stop what started; the caller exits. */
         *out = n;
         return rv;
     }
-    if (cfg->sweep_interval_ms > 0) {
-        uv_timer_start(&n->sweep_timer, sweep_timer_cb, cfg->sweep_interval_ms,
-                       cfg->sweep_interval_ms);
-    }
+    node_sweep_restart(n);
     node_cluster_start(n);
     node_join_start(n);
     uv_signal_start(&n->sig_int, on_signal, SIGINT);
     uv_signal_start(&n->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&n->sig_hup, on_hup, SIGHUP);
     node_log(n, NODE_LOG_INFO, "started: raft %s, rpc %s, socket %s, data %s", cfg->raft,
              cfg->rpc ? cfg->rpc : "-", cfg->socket ? cfg->socket : "-", cfg->data_dir);
     *out = n;
@@ -646,8 +676,14 @@ void node_stop(struct node *n, void (*done)(void *arg), void *arg)
     n->stop_done = done;
     n->stop_arg = arg;
     resolve_waiters(n, true);
-    /* 6 handles + failover + (consensus, then rpc) */
-    n->closing = 8;
+    /* 7 handles + failover + metrics + (consensus, then rpc) */
+    n->closing = 10;
+    if (n->metrics != NULL) {
+        metrics_stop(n->metrics, module_closed, n);
+        n->metrics = NULL;
+    } else {
+        n->closing--;
+    }
     if (n->fo != NULL) {
         fo_close(n->fo, module_closed, n); /* releases what an HA node holds */
     } else {
@@ -659,6 +695,7 @@ void node_stop(struct node *n, void (*done)(void *arg), void *arg)
     uv_close((uv_handle_t *)&n->sweep_timer, handle_closed);
     uv_close((uv_handle_t *)&n->sig_int, handle_closed);
     uv_close((uv_handle_t *)&n->sig_term, handle_closed);
+    uv_close((uv_handle_t *)&n->sig_hup, handle_closed);
     if (n->cons != NULL) {
         cons_close(n->cons, consensus_closed, n);
     } else {

@@ -33,7 +33,9 @@ struct node_config {
     char *raft_cacert;
     char *raft_cert;
     char *raft_key;
+    char *metrics; /* "HOST:PORT" of the Prometheus endpoint, NULL = none */
     bool raft_insecure;
+    bool emulate; /* --emulate: --configfs is a plain directory on purpose */
     unsigned election_timeout_ms;
     unsigned snapshot_threshold;
     unsigned sweep_interval_ms;
@@ -41,6 +43,11 @@ struct node_config {
     unsigned segment_kb;          /* Raft segment size in KiB, 0 = consensus default */
     bool accept_data_loss;        /* start a single voter on a log that lost entries */
     int *exit_status; /* set to 1 when the node stops on an error (not owned) */
+    /* SIGHUP: build the configuration again as at the start (config file,
+     * then flags) into *out (defaults first). 0 or -errno with msg. NULL =
+     * nothing to re-read. */
+    int (*reload)(void *arg, struct node_config *out, char *msg, size_t msglen);
+    void *reload_arg;
 };
 
 void node_config_defaults(struct node_config *c);
@@ -54,6 +61,13 @@ bool node_config_is_flag(const char *key);
 int node_config_load(struct node_config *c, const char *path, char *msg, size_t msglen);
 /* A Raft address: "a.b.c.d:port" or "[v6]:port". */
 bool node_raft_address_ok(const char *s);
+/* SIGHUP: re-read the configuration (cfg.reload), apply what can change
+ * while running (log-level, rpc-hold-timeout, sweep-interval), log every
+ * other changed key as taking effect at the next restart, and forget the
+ * cached node-to-node key so that the key file is read again. A config
+ * that does not parse changes nothing (logged). */
+struct node;
+void node_reload(struct node *n);
 /* Final checks (required keys, formats). */
 int node_config_check(const struct node_config *c, char *msg, size_t msglen);
 

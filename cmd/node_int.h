@@ -8,6 +8,7 @@
 #include "cons.h"
 #include "fo.h"
 #include "node.h"
+#include "nv_hist.h"
 #include "rpc.h"
 #include "sm.h"
 #include "tgt.h"
@@ -46,6 +47,9 @@ struct node {
     uint64_t drift_total;
     unsigned last_errors;
     struct nv *last_problems; /* owned: problems of the last render */
+    struct nv_hist apply_time;  /* per committed entry */
+    struct nv_hist render_time; /* per render pass */
+    struct metrics *metrics;    /* the Prometheus endpoint, NULL = none */
     struct render_waiter *waiters, **waiters_tail;
 
     char cluster_key[256];
@@ -65,7 +69,7 @@ struct node {
     struct rpc_client *join_client;
     bool joined;
     bool stopping;
-    uv_signal_t sig_int, sig_term;
+    uv_signal_t sig_int, sig_term, sig_hup;
     void (*stop_done)(void *arg);
     void *stop_arg;
     int closing; /* handles still closing */
@@ -80,6 +84,12 @@ unsigned node_heartbeat_ms(unsigned election_ms);
 /* node_cluster.c */
 void node_cluster_start(struct node *n);
 void node_cluster_stop(struct node *n, uv_close_cb closed);
+/* (Re)start the drift sweep timer with cfg.sweep_interval_ms (0 = off). */
+void node_sweep_restart(struct node *n);
+
+/* metrics (node_metrics.c): the text of one scrape (metrics_fill_fn). */
+struct mx;
+void node_metrics_fill(void *ctx, struct mx *o);
 void node_cluster_tick(struct node *n);
 const char *node_leader_rpc(struct node *n);
 struct tgt_view node_view(const struct node *n);

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <ifaddrs.h>
 #include <limits.h>
 #include <net/if.h>
@@ -42,7 +43,7 @@ void node_config_free(struct node_config *c)
                      &c->api_key_file, &c->device_root, &c->emulate_kernel,
                      &c->debugfs,      &c->log_level,   &c->join,
                      &c->raft_psk_file, &c->raft_cacert, &c->raft_cert,
-                     &c->raft_key};
+                     &c->raft_key,     &c->metrics};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         free(*strs[i]);
         *strs[i] = NULL;
@@ -72,6 +73,7 @@ static const struct key_def keys[] = {
     KS("cluster", cluster),
     KS("join", join),
     {"witness", K_BOOL, offsetof(struct node_config, witness), 0},
+    {"emulate", K_BOOL, offsetof(struct node_config, emulate), 0},
     {"accept-data-loss", K_BOOL, offsetof(struct node_config, accept_data_loss), 0},
     KS("api-key-file", api_key_file),
     KS("device-root", device_root),
@@ -82,6 +84,7 @@ static const struct key_def keys[] = {
     KS("raft-cacert", raft_cacert),
     KS("raft-cert", raft_cert),
     KS("raft-key", raft_key),
+    KS("metrics", metrics),
     {"raft-insecure", K_BOOL, offsetof(struct node_config, raft_insecure), 0},
     KU("election-timeout", election_timeout_ms, 60000),
     KU("snapshot-threshold", snapshot_threshold, 10000000),
@@ -89,6 +92,102 @@ static const struct key_def keys[] = {
     KU("rpc-hold-timeout", rpc_hold_timeout_ms, 600000),
     KU("segment-kb", segment_kb, 1048576),
 };
+
+/* Keys node_reload applies while running; every other change waits for a
+ * restart (addresses, data dir, security modes: what the running modules
+ * were built with). */
+static const char *const live_keys[] = {"log-level", "rpc-hold-timeout", "sweep-interval", NULL};
+
+static bool is_live(const char *key)
+{
+    for (size_t i = 0; live_keys[i] != NULL; i++) {
+        if (strcmp(live_keys[i], key) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The key's value as text (for the log), "-" when unset. */
+static void key_text(const struct node_config *c, const struct key_def *k, char *out, size_t len)
+{
+    const void *field = (const char *)c + k->offset;
+    switch (k->type) {
+    case K_STR: {
+        const char *s = *(char *const *)field;
+        snprintf(out, len, "%s", s != NULL ? s : "-");
+        break;
+    }
+    case K_UINT:
+        snprintf(out, len, "%u", *(const unsigned *)field);
+        break;
+    case K_U64:
+        snprintf(out, len, "%" PRIu64, *(const uint64_t *)field);
+        break;
+    case K_BOOL:
+        snprintf(out, len, "%s", *(const bool *)field ? "true" : "false");
+        break;
+    }
+}
+
+static int level_of(const char *name)
+{
+    return name == NULL                    ? NODE_LOG_INFO
+           : strcmp(name, "debug") == 0    ? NODE_LOG_DEBUG
+           : strcmp(name, "error") == 0    ? NODE_LOG_ERROR
+                                           : NODE_LOG_INFO;
+}
+
+void node_reload(struct node *n)
+{
+    n->cluster_key[0] = '\0'; /* read the key file again at the next use */
+    if (n->cfg.reload == NULL) {
+        node_log(n, NODE_LOG_INFO, "SIGHUP: no configuration to re-read; key files are read "
+                                   "again at their next use");
+        return;
+    }
+    struct node_config c;
+    char msg[512] = "";
+    if (n->cfg.reload(n->cfg.reload_arg, &c, msg, sizeof msg) < 0) {
+        node_log(n, NODE_LOG_ERROR, "SIGHUP: configuration not reloaded, nothing changed: %s",
+                 msg);
+        node_config_free(&c);
+        return;
+    }
+    unsigned changed = 0, later = 0;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        char was[256], now[256];
+        key_text(&n->cfg, &keys[i], was, sizeof was);
+        key_text(&c, &keys[i], now, sizeof now);
+        if (strcmp(was, now) == 0) {
+            continue;
+        }
+        if (!is_live(keys[i].name)) {
+            node_log(n, NODE_LOG_INFO, "SIGHUP: %s changed (%s -> %s): takes effect at the next "
+                                       "restart", keys[i].name, was, now);
+            later++;
+            continue;
+        }
+        node_log(n, NODE_LOG_INFO, "SIGHUP: %s: %s -> %s", keys[i].name, was, now);
+        changed++;
+        if (strcmp(keys[i].name, "log-level") == 0) {
+            free(n->cfg.log_level);
+            n->cfg.log_level = c.log_level;
+            c.log_level = NULL;
+            n->log_level = level_of(n->cfg.log_level);
+        } else if (strcmp(keys[i].name, "rpc-hold-timeout") == 0) {
+            n->cfg.rpc_hold_timeout_ms = c.rpc_hold_timeout_ms;
+            n->rnode.hold_timeout_ms = c.rpc_hold_timeout_ms;
+        } else if (strcmp(keys[i].name, "sweep-interval") == 0) {
+            n->cfg.sweep_interval_ms = c.sweep_interval_ms;
+            node_sweep_restart(n);
+        }
+    }
+    node_log(n, NODE_LOG_INFO, "SIGHUP: configuration re-read: %u change(s) applied, %u at the "
+                               "next restart; key files are read again at their next use",
+             changed, later);
+    node_config_free(&c);
+}
 
 bool node_config_is_flag(const char *key)
 {
@@ -508,7 +607,10 @@ struct nv *node_cluster_status(void *ctx, struct nv_err *err)
     nv_set_str(me, "kind", n->cfg.witness ? "witness" : "data");
     nv_set_str(me, "raft_address", n->cfg.raft);
     nv_set_str(me, "role", cons_state_name(st.state));
-    nv_set_bool(me, "ready", st.ready);
+    /* "ready" alone read like a fault on every healthy follower: it is
+     * the leader's readiness to serve writes (post-election barrier
+     * applied), false on followers by definition */
+    nv_set_bool(me, "leader_ready", st.ready);
     nv_set_int(me, "term", (int64_t)st.term);
     nv_set_int(me, "commit_index", (int64_t)st.commit_index);
     nv_set_int(me, "applied_index", (int64_t)st.last_applied);

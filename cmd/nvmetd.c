@@ -41,9 +41,11 @@ static void usage(FILE *f)
             "  --rpc HOST:PORT        TCP listener; clients log in with the API key\n"
             "  --api-key-file FILE    the API key for TCP clients (first line; the file\n"
             "                         must be mode 0600 or stricter)\n"
-            "  --configfs DIR         directory holding nvmet/ (default /sys/kernel/config);\n"
-            "                         a directory that is not configfs is emulated\n"
+            "  --configfs DIR         directory holding nvmet/ (default /sys/kernel/config)\n"
+            "  --emulate              --configfs is a plain directory: emulate the kernel's\n"
+            "                         nvmet there (tests, demos; refused on real configfs)\n"
             "  --emulate-kernel VER   emulated kernel profile: 6.12 (default), 6.13 or 6.1\n"
+            "                         (implies --emulate)\n"
             "  --device-root DIR      look devices and FILE backing files up under DIR\n"
             "  --debugfs DIR          debugfs for nvmet.global.sessions\n"
             "  --witness              vote in Raft, never render configfs\n"
@@ -58,6 +60,8 @@ static void usage(FILE *f)
             "  --sweep-interval MS    full configfs drift repair period (default 30000)\n"
             "  --rpc-hold-timeout MS  how long a call that needs the leader waits for one\n"
             "                         during an election (default 5000)\n"
+            "  --metrics HOST:PORT    serve Prometheus metrics at http://HOST:PORT/metrics\n"
+            "                         (no authentication: a monitoring network only)\n"
             "  --log-level LEVEL      error, info (default) or debug\n"
             "  --config FILE          read the same keys from FILE (key = value)\n");
 }
@@ -139,6 +143,19 @@ static int parse_args(int argc, char **argv, struct node_config *cfg, char *msg,
 
 static void stopped(void *arg) { (void)arg; }
 
+/* SIGHUP: the same arguments, read again (the config file may have changed). */
+struct args {
+    int argc;
+    char **argv;
+};
+
+static int reload(void *arg, struct node_config *out, char *msg, size_t msglen)
+{
+    const struct args *a = arg;
+    node_config_defaults(out);
+    return parse_args(a->argc, a->argv, out, msg, msglen);
+}
+
 int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
@@ -172,6 +189,9 @@ int main(int argc, char **argv)
     struct node *n = NULL;
     int code = 0;
     cfg.exit_status = &code;
+    struct args args = {argc, argv};
+    cfg.reload = reload;
+    cfg.reload_arg = &args;
     int rv = node_start(&loop, &cfg, &n, msg, sizeof msg); /* n takes cfg's strings */
     if (rv < 0) {
         fprintf(stderr, "nvmetd: %s\n", msg[0] ? msg : strerror(-rv));

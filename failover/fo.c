@@ -132,6 +132,7 @@ static void acquire(struct fo *f, const char *why)
     render(f); /* ports linked, namespaces enabled, ANA optimized */
     fo__announce_start(f);
     f->acquires++;
+    nv_hist_add(&f->acquire_time, uv_hrtime() - t0);
     f->last_acquire_ms = (uv_hrtime() - t0) / 1000000;
     f->last_change_ms = fo__now(f);
     snprintf(f->last_why, sizeof f->last_why, "%s", why);
@@ -538,6 +539,17 @@ void fo__evaluate(struct fo *f)
             f->ops.changed(f->ops.ctx);
         }
     }
+}
+
+void fo_get_stats(const struct fo *f, struct fo_stats *st)
+{
+    *st = (struct fo_stats){.role = f->role,
+                            .serving = f->serving,
+                            .acquires = f->acquires,
+                            .releases = f->releases,
+                            .acquire_time = f->acquire_time,
+                            .fence_ok = f->fence_ok,
+                            .fence_failed = f->fence_failed};
 }
 
 /* Whether ANA is on anywhere (global or a subsystem): a scan of the

@@ -45,6 +45,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "nv_hist.h"
+
 #include "tgt.h"
 
 struct uv_loop_s;
@@ -145,6 +147,17 @@ int fo_become_passive(struct fo *f, uint64_t target,
 /* The data nodes that vote, in ascending id order (node A, B, ...): fills
  * at most max ids (ids may be NULL with max 0), returns how many there are. */
 unsigned fo_data_nodes(const struct fo *f, uint64_t *ids, unsigned max);
+
+/* Counters for metrics (loop thread). */
+struct fo_stats {
+    enum fo_role role;
+    bool serving;                /* holds the active role now */
+    uint64_t acquires, releases; /* times it took / gave up the role */
+    struct nv_hist acquire_time; /* from the decision to VIPs up, ports
+                                  * rendered and announcements sent */
+    uint64_t fence_ok, fence_failed;
+};
+void fo_get_stats(const struct fo *f, struct fo_stats *st);
 
 /* "MASTER", "BACKUP" or "SINGLE" (TrueNAS failover.status) of a role. */
 const char *fo_status_name(enum fo_role role);

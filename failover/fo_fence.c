@@ -39,11 +39,13 @@ static void fence_exit(uv_process_t *p, int64_t status, int sig)
     uv_close((uv_handle_t *)p, fence_closed);
     if (status == 0 && sig == 0) {
         f->fence = FO_FENCE_OK;
+        f->fence_ok++;
         f->fence_failures = 0;
         f->fence_error[0] = '\0';
         fo__log(f, FO_LOG_INFO, "fence command succeeded");
     } else {
         f->fence = FO_FENCE_FAILED;
+        f->fence_failed++;
         unsigned pause = FENCE_RETRY_MIN_MS << (f->fence_failures < 5 ? f->fence_failures : 5);
         f->fence_failures++;
         f->fence_next_ms = fo__now(f) + (pause < FENCE_RETRY_MAX_MS ? pause : FENCE_RETRY_MAX_MS);

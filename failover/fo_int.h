@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "fo.h"
+#include "nv_hist.h"
 #include "fo_guard.h"
 #include "fo_net.h"
 
@@ -119,6 +120,8 @@ struct fo {
     uv_timer_t guard_timer; /* restarts a dead guardian */
 
     uint64_t acquires, releases;
+    struct nv_hist acquire_time; /* VIPs added, rendered, announced */
+    uint64_t fence_ok, fence_failed;
     uint64_t last_acquire_ms; /* how long the last acquire took */
 
     unsigned pending; /* capability calls whose callback has not come */

@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "nv_hist.h"
+
 struct nv;
 struct nv_err;
 struct uv_loop_s;
@@ -102,6 +104,20 @@ struct rpc_server_stats {
     uint64_t evicted_conns, login_failures, notifications;
 };
 void rpc_server_get_stats(const struct rpc_server *s, struct rpc_server_stats *st);
+
+/* Per registered method: the calls answered (an error answer counts in
+ * errors too) and the time from dispatch to answer. Calls refused before
+ * dispatch (not logged in, no such method, too many in flight) are not
+ * counted here: their names come from anyone. cb runs for each method
+ * that answered at least one call (loop thread). */
+struct rpc_method_stats {
+    uint64_t calls, errors;
+    struct nv_hist latency;
+};
+void rpc_server_each_method(const struct rpc_server *s,
+                            void (*cb)(void *arg, const char *method,
+                                       const struct rpc_method_stats *st),
+                            void *arg);
 
 /* Reply (exactly once per call). rpc_reply takes result (NULL = nil).
  * Safe after the connection closed: the reply is dropped and the call freed. */

@@ -636,6 +636,8 @@ static void dispatch(struct conn *c, bool notify, int64_t msgid, const char *met
     call->noreply = notify;
     call->msgid = notify ? -1 : msgid;
     call->params = params;
+    call->mi = (size_t)(m - s->methods);
+    call->t0 = uv_hrtime();
     conn_ref(c);
     c->inflight++;
     s->st.calls_inflight++;
@@ -1197,8 +1199,21 @@ static void call_free(struct rpc_call *call)
     conn_unref(c);
 }
 
+static void account(const struct rpc_call *call, bool error)
+{
+    struct rpc_server *s = call->c->srv;
+    if (s == NULL || call->mi >= s->n_methods) {
+        return;
+    }
+    struct rpc_method_stats *st = &s->methods[call->mi].st;
+    st->calls++;
+    st->errors += error;
+    nv_hist_add(&st->latency, uv_hrtime() - call->t0);
+}
+
 void rpc_reply(struct rpc_call *call, struct nv *result)
 {
+    account(call, false);
     if (call->c->srv != NULL && !call->noreply) {
         send_reply(call->c, call->msgid, NULL, result);
     }
@@ -1208,6 +1223,7 @@ void rpc_reply(struct rpc_call *call, struct nv *result)
 
 void rpc_reply_error(struct rpc_call *call, const struct nv_err *err)
 {
+    account(call, true);
     if (call->c->srv != NULL && !call->noreply) {
         send_error(call->c, call->msgid, err);
     }
@@ -1264,8 +1280,20 @@ int rpc_server_register(struct rpc_server *s, const char *name, rpc_method_fn fn
     if (copy == NULL) {
         return -ENOMEM;
     }
-    s->methods[s->n_methods++] = (struct method){copy, fn, ctx, flags};
+    s->methods[s->n_methods++] = (struct method){copy, fn, ctx, flags, {0}};
     return 0;
+}
+
+void rpc_server_each_method(const struct rpc_server *s,
+                            void (*cb)(void *arg, const char *method,
+                                       const struct rpc_method_stats *st),
+                            void *arg)
+{
+    for (size_t i = 0; i < s->n_methods; i++) {
+        if (s->methods[i].st.calls > 0) {
+            cb(arg, s->methods[i].name, &s->methods[i].st);
+        }
+    }
 }
 
 static int listen_unix(struct rpc_server *s, char *errmsg, size_t errlen)

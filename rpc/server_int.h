@@ -64,6 +64,7 @@ struct method {
     rpc_method_fn fn;
     void *ctx;
     unsigned flags;
+    struct rpc_method_stats st; /* the calls it answered */
 };
 
 /* One line per LOG_EVERY_MS; the lines dropped in between are counted
@@ -130,6 +131,8 @@ struct rpc_call {
     char *method;
     char *client_id; /* the connection's id when the call arrived */
     struct nv *params;
+    size_t mi;   /* its method: s->methods[mi] */
+    uint64_t t0; /* uv_hrtime() at dispatch */
 };
 
 struct rpc_server {

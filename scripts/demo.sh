@@ -57,7 +57,7 @@ for i in $(seq 1 "$NODES"); do
     "$NVMETD" --id "$i" --data-dir "$N/data" --raft "127.0.0.1:${RAFT[$i]}" \
         --raft-psk-file "$RUN/raft.psk" \
         --rpc "127.0.0.1:${RPC[$i]}" --api-key-file "$RUN/api.key" --socket "$N/nvmetd.sock" \
-        --configfs "$N/configfs" --device-root "$N/root" --debugfs "$N" "${CLUSTER[@]}" \
+        --configfs "$N/configfs" --emulate --device-root "$N/root" --debugfs "$N" "${CLUSTER[@]}" \
         2> "$N/nvmetd.log" &
     PIDS[$i]=$!
 done

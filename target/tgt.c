@@ -48,6 +48,19 @@ int tgt_open(const struct tgt_config *cfg, struct tgt **out, struct nv_err *err)
         nv_err_call(err, e, "configfs root %s: %s", cfg->root, strerror(e));
         return -e;
     }
+    /* A typo in the path must not run a fake target in production, and
+     * the emulator must never write into the kernel's tree. */
+    bool is_configfs = sf.f_type == CONFIGFS_MAGIC_NR;
+    if (!is_configfs && !cfg->emulate) {
+        nv_err_call(err, EMEDIUMTYPE, "%s is not a configfs mount (filesystem type 0x%lx)",
+                    cfg->root, (unsigned long)sf.f_type);
+        return -EMEDIUMTYPE;
+    }
+    if (is_configfs && cfg->emulate) {
+        nv_err_call(err, EMEDIUMTYPE,
+                    "%s is the kernel's configfs: the emulator would write into it", cfg->root);
+        return -EMEDIUMTYPE;
+    }
     struct tgt *t = calloc(1, sizeof *t);
     if (t == NULL) {
         nv_err_call(err, ENOMEM, "out of memory");
@@ -64,7 +77,7 @@ int tgt_open(const struct tgt_config *cfg, struct tgt **out, struct nv_err *err)
         nv_err_call(err, ENOMEM, "out of memory");
         return -ENOMEM;
     }
-    t->emulated = sf.f_type != CONFIGFS_MAGIC_NR;
+    t->emulated = !is_configfs;
     t->ops = t->emulated ? &tgt__emu_ops : &tgt__real_ops;
     if (t->emulated) {
         int rv = tgt__emu_profile(cfg->emulate_kernel, &t->profile);

@@ -30,6 +30,11 @@ struct tgt_config {
                               * creation (emulation and tests); NULL = "/" */
     const char *model;       /* attr_model; NULL = "nvmet-ha" */
     const char *firmware;    /* attr_firmware; NULL = the project version */
+    bool emulate;               /* root is a plain directory on purpose:
+                                 * emulate the kernel there (tests, demos).
+                                 * Without it a root that is not configfs
+                                 * fails with -EMEDIUMTYPE, and with it a
+                                 * real configfs fails too */
     const char *emulate_kernel; /* emulated backend's kernel profile:
                                  * "6.12" (default) or "6.1" (no
                                  * attr_ieee_oui/attr_firmware, no dhchap_*,

@@ -152,12 +152,12 @@ int h_node_start(struct h_node *n, const char *const *extra)
                             "--raft",   raft,         "--rpc",     rpc,          "--api-key-file",
                             n->keyfile, "--socket",   n->sock,     "--configfs", n->configfs,
                             "--device-root", n->devroot, "--election-timeout", "300",
-                            "--debugfs", n->dir, "--raft-psk-file", n->psk};
-    size_t argc = 23;
+                            "--debugfs", n->dir, "--emulate", "--raft-psk-file", n->psk};
+    size_t argc = 24;
     for (size_t i = 0; extra != NULL && extra[i] != NULL && argc < 62; i++) {
         /* extra chooses another Raft security mode: drop the PSK */
         if (strcmp(extra[i], "--raft-insecure") == 0 || strcmp(extra[i], "--raft-cacert") == 0) {
-            argc = argc == 23 ? 21 : argc;
+            argc = argc == 24 ? 22 : argc;
         }
     }
     for (size_t i = 0; extra != NULL && extra[i] != NULL && argc < 62; i++) {
@@ -189,7 +189,7 @@ int h_node_start(struct h_node *n, const char *const *extra)
         struct nv *r = h_call(n, "cluster.status", "[{\"local\": true}]", &e);
         nv_err_clear(&e);
         if (r != NULL) {
-            bool ready = nv_get_bool(nv_get(r, "node"), "ready", false);
+            bool ready = nv_get_bool(nv_get(r, "node"), "leader_ready", false);
             nv_free(r);
             if (ready || extra != NULL) {
                 return 0;

@@ -192,7 +192,7 @@ static int wait_leader(const struct cl *c, int ms)
                 continue;
             }
             struct nv *s = local_status(&c->n[i]);
-            bool ready = nv_get_bool(nv_get(s, "node"), "ready", false);
+            bool ready = nv_get_bool(nv_get(s, "node"), "leader_ready", false);
             nv_free(s);
             if (ready) {
                 return i;
@@ -580,13 +580,13 @@ static void test_mismatched_lists(void **state)
     snprintf(raft, sizeof raft, "127.0.0.1:%d", c.n[2].raft_port);
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
-             "%s --id 3 --data-dir %s --raft %s --socket %s/x.sock --configfs %s --cluster %s "
+             "%s --id 3 --data-dir %s --raft %s --socket %s/x.sock --configfs %s --emulate --cluster %s "
              "--raft-psk-file %s 2>&1 | grep -q 'belongs to the cluster'",
              NVMETD_BIN, c.n[2].data, raft, c.n[2].dir, c.n[2].configfs, other, c.n[2].psk);
     assert_int_equal(system(cmd), 0);
     /* node 2's data dir under node 3's id */
     snprintf(cmd, sizeof cmd,
-             "%s --id 3 --data-dir %s --raft %s --socket %s/x.sock --configfs %s --cluster %s "
+             "%s --id 3 --data-dir %s --raft %s --socket %s/x.sock --configfs %s --emulate --cluster %s "
              "--raft-psk-file %s 2>&1 | grep -q 'belongs to node'",
              NVMETD_BIN, c.n[1].data, raft, c.n[2].dir, c.n[2].configfs, c.list, c.n[2].psk);
     h_node_kill(&c.n[1], SIGTERM);

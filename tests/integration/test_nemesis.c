@@ -100,7 +100,7 @@ static int leader_of(struct world *w)
         nv_err_init(&e);
         struct nv *r = h_call(&w->n[i], "cluster.status", "[{\"local\": true}]", &e);
         nv_err_clear(&e);
-        bool lead = nv_get_bool(nv_get(r, "node"), "ready", false);
+        bool lead = nv_get_bool(nv_get(r, "node"), "leader_ready", false);
         nv_free(r);
         if (lead) {
             return i;

@@ -60,7 +60,7 @@ static int local_state(const struct h_node *n, uint64_t *term, bool *leader)
     }
     const struct nv *node = nv_get(r, "node");
     *term = (uint64_t)nv_get_int(node, "term", 0);
-    *leader = nv_get_bool(node, "ready", false);
+    *leader = nv_get_bool(node, "leader_ready", false);
     nv_free(r);
     return 0;
 }
@@ -199,7 +199,7 @@ static void test_refused_configs(void **state)
                         NVMETD_BIN, common, n.data),
                      0);
     assert_int_equal(chmod(n.psk, 0644), 0);
-    assert_int_equal(sh("%s %s --data-dir %s --configfs %s --raft-psk-file %s 2>&1 | grep -q "
+    assert_int_equal(sh("%s %s --data-dir %s --configfs %s --emulate --raft-psk-file %s 2>&1 | grep -q "
                         "'too open'",
                         NVMETD_BIN, common, n.data, n.configfs, n.psk),
                      0);

@@ -118,7 +118,7 @@ static struct nv *local_status(const struct h_node *n)
 static bool is_ready_leader(const struct h_node *n)
 {
     struct nv *s = local_status(n);
-    bool ready = nv_get_bool(nv_get(s, "node"), "ready", false);
+    bool ready = nv_get_bool(nv_get(s, "node"), "leader_ready", false);
     nv_free(s);
     return ready;
 }

@@ -146,7 +146,7 @@ static struct nv *status_of(const struct h_node *n)
 static bool is_ready(const struct h_node *n)
 {
     struct nv *s = status_of(n);
-    bool ready = nv_get_bool(nv_get(s, "node"), "ready", false);
+    bool ready = nv_get_bool(nv_get(s, "node"), "leader_ready", false);
     nv_free(s);
     return ready;
 }

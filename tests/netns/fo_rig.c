@@ -225,8 +225,8 @@ int rig_start(struct rig *r, int i)
                       rpc,         "--socket",      n->sock,    "--configfs",
                       n->configfs, "--device-root", dev,        "--api-key-file",
                       r->key,      "--cluster",     r->cluster, "--raft-psk-file",
-                      r->psk,      NULL};
-    int argc = 21;
+                      r->psk,      "--emulate", NULL};
+    int argc = 22;
     if (n->witness) {
         argv[argc++] = "--witness";
     }

@@ -392,7 +392,8 @@ static void test_mkdir_is_atomic(void **state)
     snprintf(left, sizeof left, "%s/1234-nqn.2024-01.com.example:h2", stage);
     assert_int_equal(mkdir(left, 0755), 0);
     tgt_close(f->t);
-    struct tgt_config cfg = {.root = f->root, .device_root = f->devroot, .emulate_kernel = "6.12"};
+    struct tgt_config cfg = {
+        .root = f->root, .device_root = f->devroot, .emulate = true, .emulate_kernel = "6.12"};
     struct nv_err e;
     nv_err_init(&e);
     assert_int_equal(tgt_open(&cfg, &f->t, &e), 0);

@@ -227,7 +227,8 @@ void fx_setup(struct fx *f, const char *profile)
     snprintf(f->devroot, sizeof f->devroot, "%s/root", f->dir);
     mkdirs(f->root);
     mkdirs(f->devroot);
-    struct tgt_config cfg = {.root = f->root, .device_root = f->devroot, .emulate_kernel = profile};
+    struct tgt_config cfg = {
+        .root = f->root, .device_root = f->devroot, .emulate = true, .emulate_kernel = profile};
     struct nv_err e;
     nv_err_init(&e);
     int rv = tgt_open(&cfg, &f->t, &e);
