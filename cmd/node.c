@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "metrics.h"
 #include "node_int.h"
 #include "nv.h"
@@ -364,7 +366,9 @@ static void on_signal(uv_signal_t *s, int signum)
 static void on_hup(uv_signal_t *s, int signum)
 {
     (void)signum;
+    sd_notify(0, "RELOADING=1");
     node_reload(s->data);
+    sd_notify(0, "READY=1");
 }
 
 void node_sweep_restart(struct node *n)
@@ -617,6 +621,10 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, struct node **out
     uv_signal_start(&n->sig_hup, on_hup, SIGHUP);
     node_log(n, NODE_LOG_INFO, "started: raft %s, rpc %s, socket %s, data %s", cfg->raft,
              cfg->rpc ? cfg->rpc : "-", cfg->socket ? cfg->socket : "-", cfg->data_dir);
+    /* systemd (Type=notify): the sockets listen and Raft runs; without
+     * $NOTIFY_SOCKET this does nothing */
+    sd_notifyf(0, "READY=1\nSTATUS=node %llu: raft %s, rpc %s", (unsigned long long)cfg->id,
+               cfg->raft, cfg->rpc ? cfg->rpc : "unix socket only");
     *out = n;
     return 0;
 }
@@ -673,6 +681,7 @@ void node_stop(struct node *n, void (*done)(void *arg), void *arg)
         return;
     }
     n->stopping = true;
+    sd_notify(0, "STOPPING=1");
     n->stop_done = done;
     n->stop_arg = arg;
     resolve_waiters(n, true);
