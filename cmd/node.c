@@ -16,24 +16,23 @@
 #include "nv.h"
 #include "nv_err.h"
 #include "nv_file.h"
+#include "nv_log.h"
 
 void node_log(const struct node *n, int level, const char *fmt, ...)
 {
-    if (n != NULL && level > n->log_level) {
+    (void)n; /* the process's one node: nv_log's ident names it */
+    int prio = level == NODE_LOG_ERROR ? NV_LOG_ERR
+               : level == NODE_LOG_INFO ? NV_LOG_INFO
+                                        : NV_LOG_DEBUG;
+    if (!nv_log_enabled(prio)) {
         return;
     }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    localtime_r(&ts.tv_sec, &tm);
     char line[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "%02d:%02d:%02d.%03ld nvmetd[%llu] %s%s\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
-            ts.tv_nsec / 1000000, n ? (unsigned long long)n->cfg.id : 0ULL,
-            level == NODE_LOG_ERROR ? "error: " : "", line);
+    nv_logf(prio, "%s", line);
 }
 
 /* ------------------------------------------------------------------ */
@@ -566,12 +565,6 @@ int node_start(uv_loop_t *loop, const struct node_config *cfg, struct node **out
     }
     n->loop = loop;
     n->cfg = *cfg; /* takes the strings: cfg must not be freed by the caller */
-    n->log_level = NODE_LOG_INFO;
-    if (cfg->log_level != NULL) {
-        n->log_level = strcmp(cfg->log_level, "debug") == 0   ? NODE_LOG_DEBUG
-                       : strcmp(cfg->log_level, "error") == 0 ? NODE_LOG_ERROR
-                                                              : NODE_LOG_INFO;
-    }
     n->waiters_tail = &n->waiters;
     n->sm = sm_new();
     if (n->sm == NULL) {

@@ -26,7 +26,7 @@ struct node_config {
     char *device_root;    /* prefix for device checks and FILE backing files */
     char *emulate_kernel; /* emulated configfs profile ("6.12", "6.1") */
     char *debugfs;
-    char *log_level; /* "error", "info", "debug" */
+    char *log_level; /* "error", "warning", "info", "debug" */
     /* Raft transport security (one of): a cluster secret file, the
      * cluster CA with this node's certificate and key, or plaintext. */
     char *raft_psk_file;

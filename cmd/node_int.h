@@ -24,7 +24,6 @@ struct render_waiter {
 struct node {
     uv_loop_t *loop;
     struct node_config cfg;
-    int log_level;
 
     struct sm_state *sm;
     struct cons_node *cons;

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include "node_int.h"
+#include "nv_log.h"
 #include "nv.h"
 #include "nv_err.h"
 
@@ -130,14 +131,6 @@ static void key_text(const struct node_config *c, const struct key_def *k, char 
     }
 }
 
-static int level_of(const char *name)
-{
-    return name == NULL                    ? NODE_LOG_INFO
-           : strcmp(name, "debug") == 0    ? NODE_LOG_DEBUG
-           : strcmp(name, "error") == 0    ? NODE_LOG_ERROR
-                                           : NODE_LOG_INFO;
-}
-
 void node_reload(struct node *n)
 {
     n->cluster_key[0] = '\0'; /* read the key file again at the next use */
@@ -174,7 +167,8 @@ void node_reload(struct node *n)
             free(n->cfg.log_level);
             n->cfg.log_level = c.log_level;
             c.log_level = NULL;
-            n->log_level = level_of(n->cfg.log_level);
+            nv_log_set_level(n->cfg.log_level != NULL ? nv_log_level_of(n->cfg.log_level)
+                                                      : NV_LOG_INFO);
         } else if (strcmp(keys[i].name, "rpc-hold-timeout") == 0) {
             n->cfg.rpc_hold_timeout_ms = c.rpc_hold_timeout_ms;
             n->rnode.hold_timeout_ms = c.rpc_hold_timeout_ms;
@@ -331,6 +325,10 @@ bool node_raft_address_ok(const char *s)
 
 int node_config_check(const struct node_config *c, char *msg, size_t msglen)
 {
+    if (c->log_level != NULL && nv_log_level_of(c->log_level) < 0) {
+        snprintf(msg, msglen, "log-level %s: expected error, warning, info or debug", c->log_level);
+        return -EINVAL;
+    }
     if (c->id == 0) {
         snprintf(msg, msglen, "--id is required (a positive node id)");
         return -EINVAL;

@@ -17,6 +17,7 @@
 #include <uv.h>
 
 #include "node.h"
+#include "nv_log.h"
 
 static void usage(FILE *f)
 {
@@ -62,7 +63,8 @@ static void usage(FILE *f)
             "                         during an election (default 5000)\n"
             "  --metrics HOST:PORT    serve Prometheus metrics at http://HOST:PORT/metrics\n"
             "                         (no authentication: a monitoring network only)\n"
-            "  --log-level LEVEL      error, info (default) or debug\n"
+            "  --log-level LEVEL      error, warning, info (default) or debug; ISO 8601\n"
+            "                         times, or <N> priorities when stderr is journald\n"
             "  --config FILE          read the same keys from FILE (key = value)\n");
 }
 
@@ -183,6 +185,9 @@ int main(int argc, char **argv)
     if (cfg.socket != NULL) {
         make_parent(cfg.socket);
     }
+    char ident[40];
+    snprintf(ident, sizeof ident, "nvmetd[%llu]", (unsigned long long)cfg.id);
+    nv_log_init(ident, cfg.log_level != NULL ? nv_log_level_of(cfg.log_level) : NV_LOG_INFO);
 
     uv_loop_t loop;
     uv_loop_init(&loop);

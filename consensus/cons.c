@@ -20,6 +20,7 @@
 #include "cons_tr.h"
 #include "nv_err.h"
 #include "nv_file.h"
+#include "nv_log.h"
 
 #define POLL_MS 5
 #define CONNECT_RETRY_MS 100
@@ -111,7 +112,7 @@ void cons_log(const struct cons_node* n, const char* fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "consensus[%" PRIu64 "]: %s\n", n != NULL ? n->id : 0, line);
+    nv_logf(NV_LOG_INFO, "consensus[%" PRIu64 "]: %s", n != NULL ? n->id : 0, line);
 }
 
 /* ------------------------------------------------------------------ */

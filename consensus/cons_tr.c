@@ -29,6 +29,7 @@
 #include <uv.h>
 
 #include "cons_tr.h"
+#include "nv_log.h"
 
 /* An inbound connection must be authenticated within this time. */
 #define HANDSHAKE_MS 5000
@@ -114,7 +115,7 @@ static void tr_log(struct tr *tr, const struct conn *c, const char *fmt, ...)
     uint64_t now = uv_now(tr->loop);
     if (now - tr->log_window >= LOG_WINDOW_MS || tr->log_window == 0) {
         if (tr->log_suppressed > 0) {
-            fprintf(stderr, "consensus[%" PRIu64 "]: raft transport: %u more refusals not logged\n",
+            nv_logf(NV_LOG_WARNING, "consensus[%" PRIu64 "]: raft transport: %u more refusals not logged",
                     tr->id, tr->log_suppressed);
         }
         tr->log_window = now ? now : 1;
@@ -135,7 +136,7 @@ static void tr_log(struct tr *tr, const struct conn *c, const char *fmt, ...)
     if (c->peer_id != 0) {
         snprintf(who, sizeof who, " (node %" PRIu64 ")", c->peer_id);
     }
-    fprintf(stderr, "consensus[%" PRIu64 "]: raft transport: %s %s%s: %s\n", tr->id,
+    nv_logf(NV_LOG_WARNING, "consensus[%" PRIu64 "]: raft transport: %s %s%s: %s", tr->id,
             c->outbound ? "to" : "from", c->peer, who, line);
 }
 

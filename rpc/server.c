@@ -39,6 +39,7 @@
 
 #include "nv.h"
 #include "nv_err.h"
+#include "nv_log.h"
 #include "rpc.h"
 
 #include "server_int.h"
@@ -59,7 +60,8 @@ static void ignore_sigpipe(void)
 
 void srv__log(const struct conn *c, const char *what, const char *detail)
 {
-    fprintf(stderr, "rpc: %s: %s%s%s\n", c->peer, what, detail ? ": " : "", detail ? detail : "");
+    nv_logf(NV_LOG_INFO, "rpc: %s: %s%s%s", c->peer, what, detail ? ": " : "",
+            detail ? detail : "");
 }
 
 void srv__log_limited(struct rpc_server *s, struct ratelog *rl, const char *fmt, ...)
@@ -75,9 +77,9 @@ void srv__log_limited(struct rpc_server *s, struct ratelog *rl, const char *fmt,
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     if (rl->suppressed > 0) {
-        fprintf(stderr, "rpc: %s (%u similar lines suppressed)\n", line, rl->suppressed);
+        nv_logf(NV_LOG_WARNING, "rpc: %s (%u similar lines suppressed)", line, rl->suppressed);
     } else {
-        fprintf(stderr, "rpc: %s\n", line);
+        nv_logf(NV_LOG_WARNING, "rpc: %s", line);
     }
     rl->last = now != 0 ? now : 1;
     rl->suppressed = 0;
