@@ -639,7 +639,7 @@ struct nv *node_cluster_status(void *ctx, struct nv_err *err)
 }
 
 /* ------------------------------------------------------------------ */
-/* transport address choices (non-HA reference branch: every configured
+/* transport address choices (TrueNAS's non-HA branch: every configured
  * address of every interface maps to itself) */
 
 struct nv *node_address_choices(void *ctx, const char *trtype, bool force_ana,
