@@ -23,6 +23,7 @@ struct node_config {
     char *join;     /* RPC address of a member to join through, or NULL */
     bool witness;
     char *api_key_file;
+    char *cluster_key_file; /* the node-to-node key (plaintext, 0600) */
     char *device_root;    /* prefix for device checks and FILE backing files */
     char *emulate_kernel; /* emulated configfs profile ("6.12", "6.1") */
     char *debugfs;

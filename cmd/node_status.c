@@ -42,7 +42,7 @@ void node_config_free(struct node_config *c)
                      &c->api_key_file, &c->device_root, &c->emulate_kernel,
                      &c->debugfs,      &c->log_level,   &c->join,
                      &c->raft_psk_file, &c->raft_cacert, &c->raft_cert,
-                     &c->raft_key};
+                     &c->raft_key,     &c->cluster_key_file};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         free(*strs[i]);
         *strs[i] = NULL;
@@ -74,6 +74,7 @@ static const struct key_def keys[] = {
     {"witness", K_BOOL, offsetof(struct node_config, witness), 0},
     {"accept-data-loss", K_BOOL, offsetof(struct node_config, accept_data_loss), 0},
     KS("api-key-file", api_key_file),
+    KS("cluster-key-file", cluster_key_file),
     KS("device-root", device_root),
     KS("emulate-kernel", emulate_kernel),
     KS("debugfs", debugfs),
