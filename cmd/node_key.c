@@ -33,12 +33,12 @@ static bool file_changed(struct node *n, const char *path)
         memset(&n->ck_stat, 0, sizeof n->ck_stat);
         return was; /* gone: read once more, which fails and says why */
     }
-    struct node_key_stat now = {.ino = (uint64_t)st.st_ino,
-                                .size = (uint64_t)st.st_size,
-                                .mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 +
-                                            st.st_mtim.tv_nsec,
-                                .mode = (unsigned)st.st_mode,
-                                .valid = true};
+    struct node_key_stat now = {
+        .ino = (uint64_t)st.st_ino,
+        .size = (uint64_t)st.st_size,
+        .mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec,
+        .mode = (unsigned)st.st_mode,
+        .valid = true};
     const struct node_key_stat *was = &n->ck_stat;
     bool changed = !was->valid || now.ino != was->ino || now.size != was->size ||
                    now.mtime_ns != was->mtime_ns || now.mode != was->mode;
@@ -125,19 +125,21 @@ const char *node_cluster_key(struct node *n)
 {
     char msg[512];
     switch (n->ck_source) {
-    case NODE_CK_FILE:
-        /* a rotated key is used from the next connection on */
-        if (file_changed(n, n->cfg.cluster_key_file) && read_cluster_file(n, msg, sizeof msg) < 0) {
-            node_log(n, NODE_LOG_ERROR, "cluster key: %s (no forwarding until it is fixed)", msg);
-        }
-        break;
-    case NODE_CK_LEGACY:
-        if (file_changed(n, n->cfg.api_key_file)) {
-            read_legacy(n);
-        }
-        break;
-    default:
-        break;
+        case NODE_CK_FILE:
+            /* a rotated key is used from the next connection on */
+            if (file_changed(n, n->cfg.cluster_key_file) &&
+                read_cluster_file(n, msg, sizeof msg) < 0) {
+                node_log(n, NODE_LOG_ERROR, "cluster key: %s (no forwarding until it is fixed)",
+                         msg);
+            }
+            break;
+        case NODE_CK_LEGACY:
+            if (file_changed(n, n->cfg.api_key_file)) {
+                read_legacy(n);
+            }
+            break;
+        default:
+            break;
     }
     return n->cluster_key[0] != '\0' ? n->cluster_key : NULL;
 }

@@ -44,12 +44,12 @@
 const char *rpc_role_name(enum rpc_role r)
 {
     switch (r) {
-    case RPC_ROLE_ADMIN:
-        return "admin";
-    case RPC_ROLE_READONLY:
-        return "readonly";
-    default:
-        return "none";
+        case RPC_ROLE_ADMIN:
+            return "admin";
+        case RPC_ROLE_READONLY:
+            return "readonly";
+        default:
+            return "none";
     }
 }
 
