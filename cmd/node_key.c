@@ -148,5 +148,9 @@ const char *node_cluster_key_source(const struct node *n)
 {
     static const char *const names[] = {"none", "--cluster-key-file", "--raft-psk-file",
                                         "the API key file (old format)"};
+    if (n->cluster_key[0] == '\0' && n->ck_source != NODE_CK_FILE) {
+        return "none: no forwarding to the leader (followers answer NOT_LEADER); give "
+               "--cluster-key-file or --raft-psk-file";
+    }
     return names[n->ck_source];
 }

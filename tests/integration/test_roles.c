@@ -7,7 +7,7 @@
  * their line number; the old one-key format; and a 3-node cluster whose
  * nodes log in to each other with --cluster-key-file, where a readonly
  * client of a follower can neither write nor read secrets through
- * forwarding. */
+ * forwarding; without any node-to-node key, no forwarding. */
 #include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -563,6 +563,55 @@ static void test_cluster_key_file(void **state)
     teardown(NULL);
 }
 
+/* Hashed keys only, no Raft PSK, no --cluster-key-file: no node-to-node
+ * key, so no forwarding; a follower names the leader instead. */
+static void test_no_cluster_key(void **state)
+{
+    (void)state;
+    struct rig r;
+    rig_init(&r, 3);
+    char list[256];
+    size_t o = 0;
+    for (int i = 0; i < 3; i++) {
+        o += (size_t)snprintf(list + o, sizeof list - o, "%s%d=127.0.0.1:%d", i ? "," : "", i + 1,
+                              r.n[i].raft_port);
+    }
+    for (int i = 0; i < 3; i++) {
+        const char *extra[] = {"--cluster",          list,  "--raft-insecure",
+                               "--rpc-hold-timeout", "300", NULL};
+        assert_int_equal(h_node_start(&r.n[i], extra), 0);
+    }
+    int l = wait_leader(&r, 15000);
+    assert_true(l >= 0);
+    char leader[64];
+    endpoint(&r.n[l], leader, sizeof leader);
+    const struct h_node *f = &r.n[(l + 1) % 3];
+    struct nv_err e;
+    nv_err_init(&e);
+    long deadline = now_ms() + 15000;
+    struct nv *v = NULL;
+    do {
+        nv_free(v);
+        v = tcp_call(f, r.admin_key, "nvmet.subsys.create",
+                     "[{\"name\": \"nqn.2024-01.com.example:s1\"}]", &e);
+        if (e.code == NV_E_NOT_LEADER && e.leader != NULL) {
+            break;
+        }
+        usleep(100000);
+    } while (now_ms() < deadline);
+    assert_null(v);
+    assert_int_equal(e.code, NV_E_NOT_LEADER);
+    assert_string_equal(e.leader, leader);
+    char *log = h_read(f->log);
+    assert_non_null(strstr(log, "node-to-node key: none"));
+    free(log);
+    /* the leader itself takes the write */
+    nv_free(must(&r.n[l], r.admin_key, "nvmet.subsys.create",
+                 "[{\"name\": \"nqn.2024-01.com.example:s1\"}]"));
+    nv_err_clear(&e);
+    teardown(NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -570,6 +619,7 @@ int main(void)
         cmocka_unit_test_teardown(test_bad_file_at_start, teardown),
         cmocka_unit_test_teardown(test_legacy_file, teardown),
         cmocka_unit_test_teardown(test_cluster_key_file, teardown),
+        cmocka_unit_test_teardown(test_no_cluster_key, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
