@@ -507,7 +507,7 @@ static int start_rpc(struct node *n, char *msg, size_t msglen)
     struct rpc_server_config rc = {.unix_path = n->cfg.socket,
                                    .tcp_addr = n->cfg.rpc,
                                    .api_key_file = n->cfg.api_key_file,
-                                   .cluster_key = rn_cluster_key,
+                                   .cluster_key = node_cluster_key_accepted,
                                    .cluster_key_ctx = n};
     int rv = node_cluster_key_init(n, msg, msglen);
     if (rv < 0) {

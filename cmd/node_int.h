@@ -120,6 +120,9 @@ int node_parse_cluster(const char *text, struct cons_peer **out, size_t *n, char
  * (NULL: none, no forwarding); where it comes from. */
 int node_cluster_key_init(struct node *n, char *msg, size_t msglen);
 const char *node_cluster_key(struct node *n);
+/* What the RPC server accepts as the node-to-node login (rpc_server_config
+ * .cluster_key). */
+const char *node_cluster_key_accepted(void *ctx);
 const char *node_cluster_key_source(const struct node *n);
 
 #endif

@@ -144,6 +144,14 @@ const char *node_cluster_key(struct node *n)
     return n->cluster_key[0] != '\0' ? n->cluster_key : NULL;
 }
 
+const char *node_cluster_key_accepted(void *ctx)
+{
+    struct node *n = ctx;
+    /* the old format's key logs in through the key file already, as the
+     * admin key named "legacy" */
+    return n->ck_source == NODE_CK_LEGACY ? NULL : node_cluster_key(n);
+}
+
 const char *node_cluster_key_source(const struct node *n)
 {
     static const char *const names[] = {"none", "--cluster-key-file", "--raft-psk-file",

@@ -444,6 +444,16 @@ static void test_legacy_file(void **state)
     assert_non_null(strstr(log, "nvmetctl key hash"));
     assert_null(strstr(log, "legacy-test-key")); /* the key is never logged */
     free(log);
+    /* without a Raft PSK the bare key is also the node-to-node key: it
+     * still logs in as "legacy" */
+    h_node_kill(n, SIGTERM);
+    h_node_wait(n);
+    const char *insecure[] = {"--raft-insecure", NULL};
+    assert_int_equal(h_node_start(n, insecure), 0);
+    assert_me(n, "legacy-test-key", "legacy", "admin");
+    log = h_read(n->log);
+    assert_non_null(strstr(log, "node-to-node key: the API key file (old format)"));
+    free(log);
     teardown(NULL);
 }
 
