@@ -459,6 +459,42 @@ static void notify_write_as(struct srv *sv, const char *key)
     close(fd);
 }
 
+struct me_answer {
+    bool done;
+    char role[16];
+};
+
+static void me_cb(void *arg, int status, const struct nv *result, const struct nv_err *err)
+{
+    (void)err;
+    struct me_answer *a = arg;
+    a->done = true;
+    snprintf(a->role, sizeof a->role, "%s",
+             status == 0 && nv_get_str(result, "role") ? nv_get_str(result, "role") : "?");
+}
+
+/* Log in with k1, then k2, on one connection: the role of the last
+ * valid login. */
+static void relogin_role(struct srv *sv, const char *k1, const char *k2, char *role, size_t len)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct rpc_client *c = NULL;
+    assert_int_equal(rpc_client_open(&loop, sv->tcp, &c), 0);
+    rpc_client_login(c, k1);
+    rpc_client_login(c, k2);
+    struct me_answer a = {0};
+    assert_int_equal(rpc_client_call(c, "auth.me", NULL, -1, me_cb, &a), 0);
+    for (int i = 0; i < 10000 && !a.done; i++) {
+        uv_run(&loop, UV_RUN_ONCE);
+    }
+    rpc_client_close(c);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    assert_true(a.done);
+    snprintf(role, len, "%s", a.role);
+}
+
 static void test_server_roles(void **state)
 {
     (void)state;
@@ -502,6 +538,16 @@ static void test_server_roles(void **state)
     assert_int_equal(__atomic_load_n(&sv->writes, __ATOMIC_SEQ_CST), 2);
     notify_write_as(sv, "k-admin");
     assert_int_equal(__atomic_load_n(&sv->writes, __ATOMIC_SEQ_CST), 3);
+
+    /* logging in again switches to the new key's role; a wrong key on a
+     * logged-in connection leaves its login as it was */
+    char role[16];
+    relogin_role(sv, "k-ro", "k-admin", role, sizeof role);
+    assert_string_equal(role, "admin");
+    relogin_role(sv, "k-admin", "k-ro", role, sizeof role);
+    assert_string_equal(role, "readonly");
+    relogin_role(sv, "k-ro", "wrong", role, sizeof role);
+    assert_string_equal(role, "readonly");
 
     /* revoked: the next login fails, no restart */
     write_file(keyfile(), l1, 0600);
