@@ -164,13 +164,18 @@ static void login_done(uv_work_t *req, int status)
                 j->path, RPC_LEGACY_KEY_NAME, j->path, j->path, j->path, j->path, j->path);
     }
     if (c->srv == NULL || c->closing) {
-        rpc_reply(call, NULL); /* dropped: the connection is gone */
-    } else if (j->rv == 1) {
-        srv__login_ok(c, call, j->m.role, j->m.name);
+        /* dropped: the connection is gone (and c with the call, maybe) */
+        c->verifying = false;
+        rpc_reply(call, NULL);
     } else {
-        srv__login_failed(c, call);
+        /* the answer first, then what was pipelined behind the login */
+        if (j->rv == 1) {
+            srv__login_ok(c, call, j->m.role, j->m.name);
+        } else {
+            srv__login_failed(c, call);
+        }
+        srv__resume(c); /* c is open: its own reference keeps it */
     }
-    srv__resume(c);
     login_job_free(j);
     srv__unref(s);
 }

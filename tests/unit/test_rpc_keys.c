@@ -495,6 +495,29 @@ static void relogin_role(struct srv *sv, const char *k1, const char *k2, char *r
     snprintf(role, len, "%s", a.role);
 }
 
+/* Send a login and hang up at once, while the server checks it. */
+static void login_and_hang_up(struct srv *sv, const char *key)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)sv->port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_int(&pk, 0);
+    msgpack_pack_int(&pk, 1);
+    pack_str(&pk, "auth.login_with_api_key");
+    msgpack_pack_array(&pk, 1);
+    pack_str(&pk, key);
+    assert_int_equal(send(fd, sb.data, sb.size, MSG_NOSIGNAL), (ssize_t)sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    close(fd);
+}
+
 static void test_server_roles(void **state)
 {
     (void)state;
@@ -573,6 +596,11 @@ static void test_login_off_loop(void **state)
     }
     write_file(keyfile(), text, 0600);
     struct srv *sv = srv_start();
+    /* clients that hang up while their login is checked (or waits to be):
+     * nothing is left behind, the server answers the next ones */
+    for (int i = 0; i < 4; i++) {
+        login_and_hang_up(sv, i % 2 ? "key-3" : "wrong");
+    }
     usleep(20000);
     __atomic_store_n(&sv->max_gap_ns, 0, __ATOMIC_SEQ_CST);
     uint64_t t0 = uv_hrtime();
