@@ -381,6 +381,23 @@ static void test_single_node(void **state)
 
     char *hk = make_host(n, r.admin_key);
     check_masking(n, &r, hk);
+    /* secrets are never echoed: not by validation, not in the log */
+    struct nv *bad = tcp_call(n, r.admin_key, "nvmet.host.create",
+                              "[{\"hostnqn\": \"nqn.2014-08.org.example:host2\", \"dhchap_key\": "
+                              "\"DHHC-1:01:c2VjcmV0LXZhbHVlLXRoYXQtbXVzdC1ub3QtbGVhaw==:\", "
+                              "\"dhchap_ctrl_key\": \"not-a-key-secret-too\"}]",
+                              &e);
+    assert_null(bad);
+    assert_non_null(strstr(e.reason, "Expected key length of 32"));
+    assert_null(strstr(e.reason, "c2VjcmV0"));
+    assert_null(strstr(e.reason, "not-a-key-secret-too"));
+    nv_err_clear(&e);
+    char *log = h_read(n->log);
+    assert_null(strstr(log, hk + 10)); /* the base64 part of the host key */
+    assert_null(strstr(log, "c2VjcmV0"));
+    assert_null(strstr(log, r.admin_key));
+    assert_null(strstr(log, r.ro_key));
+    free(log);
     free(hk);
     check_every_method(n, &r);
 
@@ -394,7 +411,7 @@ static void test_single_node(void **state)
     /* a bad line refuses logins and says where */
     write_private(n->keyfile, "# keys\nops admin pbkdf2-sha256$10000$00$00\n");
     assert_login_refused(n, r.admin_key);
-    char *log = h_read(n->log);
+    log = h_read(n->log);
     assert_non_null(strstr(log, "line 2: the salt must be 32 hex digits"));
     free(log);
     /* group-readable: refused */
