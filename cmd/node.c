@@ -311,23 +311,10 @@ static const char *rn_leader_rpc(void *ctx)
     return node_leader_rpc(ctx);
 }
 
-/* The API key nodes use to log in to each other (the same key file as
- * clients', read with the same checks: a key file others can read is
- * refused); NULL without one: followers then answer NOT_LEADER. */
+/* The key nodes use to log in to each other (node_key.c). */
 static const char *rn_cluster_key(void *ctx)
 {
-    struct node *n = ctx;
-    if (n->cluster_key[0] == '\0' && n->cfg.api_key_file != NULL) {
-        char *key = NULL;
-        char msg[512];
-        if (rpc_key_file_read(n->cfg.api_key_file, &key, msg, sizeof msg) < 0) {
-            node_log(n, NODE_LOG_ERROR, "cluster key: %s", msg);
-        } else {
-            snprintf(n->cluster_key, sizeof n->cluster_key, "%s", key);
-            free(key);
-        }
-    }
-    return n->cluster_key[0] != '\0' ? n->cluster_key : NULL;
+    return node_cluster_key(ctx);
 }
 
 static struct nv *rn_sessions(void *ctx, struct nv_err *err)
@@ -547,9 +534,17 @@ static int start_rpc(struct node *n, char *msg, size_t msglen)
                                  .is_member = node_is_member,
                                  .membership = node_membership,
                                  .hold_timeout_ms = n->cfg.rpc_hold_timeout_ms};
-    struct rpc_server_config rc = {
-        .unix_path = n->cfg.socket, .tcp_addr = n->cfg.rpc, .api_key_file = n->cfg.api_key_file};
-    int rv = rpc_server_start(n->loop, &rc, &n->rpc, msg, msglen);
+    struct rpc_server_config rc = {.unix_path = n->cfg.socket,
+                                   .tcp_addr = n->cfg.rpc,
+                                   .api_key_file = n->cfg.api_key_file,
+                                   .cluster_key = node_cluster_key_accepted,
+                                   .cluster_key_ctx = n};
+    int rv = node_cluster_key_init(n, msg, msglen);
+    if (rv < 0) {
+        return rv;
+    }
+    node_log(n, NODE_LOG_INFO, "node-to-node key: %s", node_cluster_key_source(n));
+    rv = rpc_server_start(n->loop, &rc, &n->rpc, msg, msglen);
     if (rv < 0) {
         return rv;
     }

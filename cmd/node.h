@@ -23,6 +23,7 @@ struct node_config {
     char *join;     /* RPC address of a member to join through, or NULL */
     bool witness;
     char *api_key_file;
+    char *cluster_key_file; /* the node-to-node key (plaintext, 0600) */
     char *device_root;    /* prefix for device checks and FILE backing files */
     char *emulate_kernel; /* emulated configfs profile ("6.12", "6.1") */
     char *debugfs;
@@ -63,9 +64,9 @@ int node_config_load(struct node_config *c, const char *path, char *msg, size_t 
 bool node_raft_address_ok(const char *s);
 /* SIGHUP: re-read the configuration (cfg.reload), apply what can change
  * while running (log-level, rpc-hold-timeout, sweep-interval), log every
- * other changed key as taking effect at the next restart, and forget the
- * cached node-to-node key so that the key file is read again. A config
- * that does not parse changes nothing (logged). */
+ * other changed key as taking effect at the next restart (key files need
+ * no signal: they are read again when they change). A config that does
+ * not parse changes nothing (logged). */
 struct node;
 void node_reload(struct node *n);
 /* Final checks (required keys, formats). */

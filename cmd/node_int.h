@@ -51,7 +51,15 @@ struct node {
     struct metrics *metrics;    /* the Prometheus endpoint, NULL = none */
     struct render_waiter *waiters, **waiters_tail;
 
+    /* node_key.c: the node-to-node key and where it comes from */
     char cluster_key[256];
+    enum { NODE_CK_NONE, NODE_CK_FILE, NODE_CK_PSK, NODE_CK_LEGACY } ck_source;
+    struct node_key_stat {
+        uint64_t ino, size;
+        int64_t mtime_ns;
+        unsigned mode;
+        bool valid;
+    } ck_stat; /* of the file it was last read from */
     char cluster_list[2048]; /* canonical --cluster list, "" without one */
     bool list_mismatch;      /* the leader was started with another list */
     bool init_proposed;
@@ -115,5 +123,15 @@ struct nv *node_address_choices(void *ctx, const char *trtype, bool force_ana,
                                 struct nv_err *err);
 int node_parse_cluster(const char *text, struct cons_peer **out, size_t *n, char *msg,
                        size_t msglen);
+
+/* node_key.c: read the node-to-node key at start (0, or <0 with msg:
+ * a --cluster-key-file that cannot be used stops the start); the key now
+ * (NULL: none, no forwarding); where it comes from. */
+int node_cluster_key_init(struct node *n, char *msg, size_t msglen);
+const char *node_cluster_key(struct node *n);
+/* What the RPC server accepts as the node-to-node login (rpc_server_config
+ * .cluster_key). */
+const char *node_cluster_key_accepted(void *ctx);
+const char *node_cluster_key_source(const struct node *n);
 
 #endif

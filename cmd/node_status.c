@@ -44,7 +44,7 @@ void node_config_free(struct node_config *c)
                      &c->api_key_file, &c->device_root, &c->emulate_kernel,
                      &c->debugfs,      &c->log_level,   &c->join,
                      &c->raft_psk_file, &c->raft_cacert, &c->raft_cert,
-                     &c->raft_key,     &c->metrics};
+                     &c->raft_key,     &c->metrics,     &c->cluster_key_file};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         free(*strs[i]);
         *strs[i] = NULL;
@@ -77,6 +77,7 @@ static const struct key_def keys[] = {
     {"emulate", K_BOOL, offsetof(struct node_config, emulate), 0},
     {"accept-data-loss", K_BOOL, offsetof(struct node_config, accept_data_loss), 0},
     KS("api-key-file", api_key_file),
+    KS("cluster-key-file", cluster_key_file),
     KS("device-root", device_root),
     KS("emulate-kernel", emulate_kernel),
     KS("debugfs", debugfs),
@@ -133,10 +134,9 @@ static void key_text(const struct node_config *c, const struct key_def *k, char 
 
 void node_reload(struct node *n)
 {
-    n->cluster_key[0] = '\0'; /* read the key file again at the next use */
     if (n->cfg.reload == NULL) {
         node_log(n, NODE_LOG_INFO, "SIGHUP: no configuration to re-read; key files are read "
-                                   "again at their next use");
+                                   "again when they change");
         return;
     }
     struct node_config c;
@@ -178,7 +178,7 @@ void node_reload(struct node *n)
         }
     }
     node_log(n, NODE_LOG_INFO, "SIGHUP: configuration re-read: %u change(s) applied, %u at the "
-                               "next restart; key files are read again at their next use",
+                               "next restart; key files are read again when they change",
              changed, later);
     node_config_free(&c);
 }

@@ -2,6 +2,7 @@
  *
  *   nvmetctl [--url HOST:PORT[,HOST:PORT...] | --socket PATH]
  *            [--api-key-file F] [--timeout SECONDS] call METHOD [ARG ...]
+ *   nvmetctl key generate|hash --name NAME --role admin|readonly
  *
  * The call is retried until --timeout runs out (not for a fixed number of
  * rounds), so that it rides through a leader election:
@@ -46,6 +47,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: nvmetctl [options] call METHOD [ARG ...]\n"
+            "       nvmetctl key generate|hash --name NAME --role admin|readonly (see\n"
+            "       nvmetctl key --help)\n"
             "\n"
             "Calls METHOD on an nvmet-ha node over msgpack-rpc and prints the result.\n"
             "\n"
@@ -274,8 +277,104 @@ static void sleep_ms(long ms)
     }
 }
 
+/* ---- nvmetctl key generate | hash: local, no server ---- */
+
+static void key_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: nvmetctl key generate --name NAME --role admin|readonly [--iterations N]\n"
+            "       nvmetctl key hash --name NAME --role admin|readonly [--iterations N] < KEY\n"
+            "\n"
+            "generate: prints a new random API key (line 1: give it to the client, e.g. in a\n"
+            "  0600 file for --api-key-file; it is not stored anywhere) and the line to\n"
+            "  append to the server's --api-key-file (line 2: NAME ROLE HASH).\n"
+            "hash: reads a key (the first line of standard input) and prints its line.\n"
+            "  --iterations: PBKDF2 rounds (default %u, 1000 to 10000000).\n",
+            RPC_KEY_ITERATIONS);
+}
+
+static int key_command(int argc, char **argv)
+{
+    const char *verb = argc > 1 ? argv[1] : "";
+    const char *name = NULL, *role_text = NULL, *iter_text = NULL;
+    for (int i = 2; i < argc; i++) {
+        const char **dst = strcmp(argv[i], "--name") == 0         ? &name
+                           : strcmp(argv[i], "--role") == 0       ? &role_text
+                           : strcmp(argv[i], "--iterations") == 0 ? &iter_text
+                                                                  : NULL;
+        if (dst == NULL || i + 1 >= argc) {
+            fprintf(stderr, "nvmetctl key: %s '%s'\n", dst == NULL ? "unknown option" : "no value for",
+                    argv[i]);
+            key_usage(stderr);
+            return EXIT_LOCAL;
+        }
+        *dst = argv[++i];
+    }
+    bool gen = strcmp(verb, "generate") == 0;
+    if (!gen && strcmp(verb, "hash") != 0) {
+        key_usage(strcmp(verb, "-h") == 0 || strcmp(verb, "--help") == 0 ? stdout : stderr);
+        return strcmp(verb, "-h") == 0 || strcmp(verb, "--help") == 0 ? EXIT_OK : EXIT_LOCAL;
+    }
+    enum rpc_role role;
+    if (name == NULL || !rpc_key_name_valid(name)) {
+        fprintf(stderr, "nvmetctl key: --name must be 1 to 64 letters, digits or . _ - @\n");
+        return EXIT_LOCAL;
+    }
+    if (role_text == NULL || rpc_role_parse(role_text, &role) < 0) {
+        fprintf(stderr, "nvmetctl key: --role must be admin or readonly\n");
+        return EXIT_LOCAL;
+    }
+    unsigned long iter = 0;
+    if (iter_text != NULL) {
+        char *end;
+        iter = strtoul(iter_text, &end, 10);
+        if (*iter_text == '\0' || *end != '\0' || iter < 1000 || iter > 10000000) {
+            fprintf(stderr, "nvmetctl key: --iterations must be 1000 to 10000000\n");
+            return EXIT_LOCAL;
+        }
+    }
+    char key[128];
+    if (gen) {
+        if (rpc_key_generate(key, sizeof key) < 0) {
+            fprintf(stderr, "nvmetctl key: no random bytes\n");
+            return EXIT_LOCAL;
+        }
+    } else {
+        if (fgets(key, sizeof key, stdin) == NULL) {
+            fprintf(stderr, "nvmetctl key hash: no key on standard input\n");
+            return EXIT_LOCAL;
+        }
+        key[strcspn(key, "\r\n")] = '\0';
+        size_t n = strlen(key);
+        while (n > 0 && (key[n - 1] == ' ' || key[n - 1] == '\t')) {
+            key[--n] = '\0';
+        }
+        if (n == 0 || strchr(key, ' ') != NULL || strchr(key, '\t') != NULL) {
+            fprintf(stderr, "nvmetctl key hash: the first line of standard input must be one "
+                            "key (1 to 126 characters, no blanks)\n");
+            return EXIT_LOCAL;
+        }
+    }
+    char hash[RPC_KEY_HASH_MAX];
+    if (rpc_key_hash(key, strlen(key), (unsigned)iter, hash, sizeof hash) < 0) {
+        fprintf(stderr, "nvmetctl key: hashing failed\n");
+        return EXIT_LOCAL;
+    }
+    if (gen) {
+        printf("%s\n", key);
+        fprintf(stderr, "nvmetctl: line 1 is the new key (shown once), line 2 goes into the "
+                        "server's --api-key-file\n");
+    }
+    printf("%s %s %s\n", name, rpc_role_name(role), hash);
+    memset(key, 0, sizeof key);
+    return EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "key") == 0) {
+        return key_command(argc - 1, argv + 1);
+    }
     const char *url = NULL, *sock = NULL, *key_file = NULL;
     long timeout_s = DEFAULT_TIMEOUT_S;
     int i = 1;

@@ -252,6 +252,12 @@ int cons_transfer(struct cons_node *n, uint64_t id, cons_cb cb, void *arg);
  * and n is freed. */
 void cons_close(struct cons_node *n, void (*done)(void *arg), void *arg);
 
+/* A 32-byte key for another use, derived from the Raft PSK file (read and
+ * checked as the transport reads it): HMAC-SHA256(secret, label). A label
+ * per use keeps the keys apart: none of them gives the PSK or another. */
+int cons_psk_derive(const char *psk_file, const char *label, unsigned char out[32], char *errmsg,
+                    size_t errlen);
+
 /* Human text for a status/role/state. */
 const char *cons_state_name(int state);
 const char *cons_role_name(int role);

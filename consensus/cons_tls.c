@@ -245,6 +245,25 @@ static void psk_slot_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, 
 /* ------------------------------------------------------------------ */
 /* setup */
 
+int cons_psk_derive(const char *psk_file, const char *label, unsigned char out[32], char *errmsg,
+                    size_t errlen)
+{
+    unsigned char *secret = malloc(MAX_SECRET_FILE);
+    if (secret == NULL) {
+        return fail(errmsg, errlen, -ENOMEM, "out of memory");
+    }
+    size_t len = 0;
+    int rv = read_secret(psk_file, secret, &len, errmsg, errlen);
+    unsigned int n = 32;
+    if (rv == 0 && HMAC(EVP_sha256(), secret, (int)len, (const unsigned char *)label,
+                        strlen(label), out, &n) == NULL) {
+        rv = fail(errmsg, errlen, -EIO, "raft PSK: HMAC failed");
+    }
+    OPENSSL_cleanse(secret, MAX_SECRET_FILE);
+    free(secret);
+    return rv;
+}
+
 static int setup_psk(struct cons_tls *tls, const struct cons_tr_config *cfg, char *errmsg,
                      size_t errlen)
 {

@@ -101,7 +101,9 @@ static void fwd_done(void *arg, int status, const struct nv *result, const struc
             rpc_reply_error(call, err);
         }
     } else {
-        rpc_reply(call, nv_copy(result));
+        /* the leader masked for the role sent along; again here, so that a
+         * leader that does not know roles cannot show a secret */
+        methods_reply(&f->r, nv_copy(result));
     }
     free(f);
 }
@@ -152,6 +154,7 @@ void fwd_call(struct rpc_methods *m, const struct req *r, const struct nv *param
     nv_set(arg, "params", nv_copy(params));
     nv_set(arg, "client_id", r->client_id ? nv_str(r->client_id) : nv_nil());
     nv_set_int(arg, "seq", r->seq);
+    nv_set_str(arg, "role", rpc_role_name(r->role));
     if (m->node->id != 0) {
         nv_set_int(arg, "node", (int64_t)m->node->id); /* the leader checks membership */
     }
@@ -172,6 +175,27 @@ void fwd_call(struct rpc_methods *m, const struct req *r, const struct nv *param
         free(f);
         not_sent(m, r, params, addr);
     }
+}
+
+/* A forwarded call runs with the lesser of the role the forwarding node
+ * sent for its caller and the forwarding connection's own: a readonly
+ * client of a follower stays readonly on the leader. A node that sends no
+ * role (it predates roles) forwards only for callers who could do
+ * everything then: the connection's role. */
+static enum rpc_role forwarded_role(const struct req *r, const struct nv *a, struct nv_err *e)
+{
+    const struct nv *given = nv_get(a, "role");
+    enum rpc_role role = r->role;
+    if (given == NULL) {
+        return role;
+    }
+    enum rpc_role sent;
+    if (!nv_is(given, NV_STR) || rpc_role_parse(given->u.s.p, &sent) < 0) {
+        nv_err_set(&e[0], NV_E_BAD_REQUEST, EINVAL,
+                   "cluster.forward: \"role\" must be \"admin\" or \"readonly\"");
+        return RPC_ROLE_NONE;
+    }
+    return sent < role ? sent : role;
 }
 
 void m_forwarded(struct rpc_methods *m, const struct req *r, const struct nv *params)
@@ -197,9 +221,16 @@ void m_forwarded(struct rpc_methods *m, const struct req *r, const struct nv *pa
                    "Node %lld is not a member of the cluster (removed): its calls are refused",
                    (long long)from->u.i);
     }
-    method_fn fn = nv_err_isset(&e) ? NULL : methods_lookup(m, method);
-    if (!nv_err_isset(&e) && (fn == NULL || strcmp(method, "cluster.forward") == 0)) {
+    const struct bound *b = nv_err_isset(&e) ? NULL : methods_find(m, method);
+    if (!nv_err_isset(&e) && (b == NULL || strcmp(method, "cluster.forward") == 0)) {
         nv_err_set(&e, NV_E_NO_METHOD, NV_ENOMETHOD, "Method does not exist");
+    }
+    enum rpc_role role = nv_err_isset(&e) ? RPC_ROLE_NONE : forwarded_role(r, a, &e);
+    if (!nv_err_isset(&e) && role < b->role) {
+        nv_err_call(&e, EPERM,
+                    "Permission denied: %s needs the %s role; the caller's key (forwarded by "
+                    "another node) has the role %s",
+                    method, rpc_role_name(b->role), rpc_role_name(role));
     }
     if (nv_err_isset(&e)) {
         rpc_reply_error(r->call, &e);
@@ -210,8 +241,9 @@ void m_forwarded(struct rpc_methods *m, const struct req *r, const struct nv *pa
                      .method = method,
                      .client_id = nv_get_str(a, "client_id"),
                      .seq = seq->u.i,
-                     .forwarded = true};
-    fn(m, &fr, inner);
+                     .forwarded = true,
+                     .role = role};
+    b->fn(m, &fr, inner);
 }
 
 void fwd_close(struct rpc_methods *m)

@@ -299,12 +299,15 @@ static void read_run(struct read_req *r)
 
     switch (r->kind) {
         case READ_CONFIG:
-            rpc_reply(r->call, sm_global_entry(s));
+            methods_reply(&r->rq, sm_global_entry(s));
             goto done;
         case READ_QUERY:
             filters = nv_at(r->params, 0);
             options = nv_at(r->params, 1);
             items = sm_entries(s, (enum sm_table)r->table, nv_get(options, "extra"));
+            /* before the query: filters and ordering see only what the
+             * caller may see */
+            methods_mask(items, r->rq.role);
             break;
         case READ_SESSIONS:
             filters = nv_at(r->params, 0);
@@ -314,6 +317,7 @@ static void read_run(struct read_req *r)
                 rpc_reply_error(r->call, &e);
                 goto done;
             }
+            methods_mask(items, r->rq.role);
             break;
         case READ_GET_INSTANCE: {
             const struct nv *id = nv_at(r->params, 0);
@@ -328,13 +332,14 @@ static void read_run(struct read_req *r)
             }
             items = nv_arr();
             nv_push(items, entry);
+            methods_mask(items, r->rq.role);
             /* get_instance(id, options) = query([["id", "=", id]], options + get) */
             struct nv *opts = options != NULL ? nv_copy(options) : nv_map();
             nv_set_bool(opts, "get", true);
             if (rpc_query(items, NULL, opts, &out, &e) < 0) {
                 rpc_reply_error(r->call, &e);
             } else {
-                rpc_reply(r->call, out);
+                methods_reply(&r->rq, out);
             }
             nv_free(opts);
             goto done;
@@ -343,7 +348,7 @@ static void read_run(struct read_req *r)
     if (rpc_query(items, filters, options, &out, &e) < 0) {
         rpc_reply_error(r->call, &e);
     } else {
-        rpc_reply(r->call, out);
+        methods_reply(&r->rq, out);
     }
 done:
     nv_free(items);
@@ -639,36 +644,44 @@ static void m_address_choices(struct rpc_methods *m, const struct req *r, const 
 
 static void dispatch(struct rpc_call *call, const struct nv *params, void *ctx);
 
+/* The role column is the whole access policy: RO (readonly and admin)
+ * for what changes nothing; everything else needs admin, including
+ * generate_key (it hands out secret material) and cluster.forward (only
+ * nodes, logged in with the cluster key, forward). */
+#define RO RPC_ROLE_READONLY
+#define ADMIN RPC_ROLE_ADMIN
 static const struct method_def fixed_methods[] = {
-    {"nvmet.global.config", m_global_config},
-    {"nvmet.global.update", m_write},
-    {"nvmet.global.sessions", m_sessions},
-    {"nvmet.port.transport_address_choices", m_address_choices},
-    {"nvmet.host.generate_key", m_generate_key},
-    {"nvmet.host.dhchap_dhgroup_choices", m_dhgroup_choices},
-    {"nvmet.host.dhchap_hash_choices", m_hash_choices},
-    {"cluster.status", m_cluster_status},
-    {"cluster.forward", m_forwarded},
-    {"cluster.node.register", m_write},
-    {"cluster.node.add", m_membership},
-    {"cluster.node.remove", m_membership},
-    {"cluster.node.promote", m_membership},
-    {"failover.become_passive", m_membership},
-    {"failover.status", m_failover_status},
-    {"failover.status_details", m_failover_status},
-    {"failover.disabled_reasons", m_failover_status},
+    {"nvmet.global.config", m_global_config, RO},
+    {"nvmet.global.update", m_write, ADMIN},
+    {"nvmet.global.sessions", m_sessions, RO},
+    {"nvmet.port.transport_address_choices", m_address_choices, RO},
+    {"nvmet.host.generate_key", m_generate_key, ADMIN},
+    {"nvmet.host.dhchap_dhgroup_choices", m_dhgroup_choices, RO},
+    {"nvmet.host.dhchap_hash_choices", m_hash_choices, RO},
+    {"cluster.status", m_cluster_status, RO},
+    {"cluster.forward", m_forwarded, ADMIN},
+    {"cluster.node.register", m_write, ADMIN},
+    {"cluster.node.add", m_membership, ADMIN},
+    {"cluster.node.remove", m_membership, ADMIN},
+    {"cluster.node.promote", m_membership, ADMIN},
+    {"failover.become_passive", m_membership, ADMIN},
+    {"failover.status", m_failover_status, RO},
+    {"failover.status_details", m_failover_status, RO},
+    {"failover.disabled_reasons", m_failover_status, RO},
     /* TrueNAS HA names, answered the same */
-    {"failover.disabled.reasons", m_failover_status},
-    {"failover.node", m_failover_status},
-    {"failover.config", m_failover_config},
-    {"failover.update", m_write},
+    {"failover.disabled.reasons", m_failover_status, RO},
+    {"failover.node", m_failover_status, RO},
+    {"failover.config", m_failover_config, RO},
+    {"failover.update", m_write, ADMIN},
 };
 
 /* Per CRUD service: these verbs. */
 static const struct method_def crud_verbs[] = {
-    {"query", m_query},  {"get_instance", m_get_instance}, {"create", m_write}, {"update", m_write},
-    {"delete", m_write},
+    {"query", m_query, RO},      {"get_instance", m_get_instance, RO}, {"create", m_write, ADMIN},
+    {"update", m_write, ADMIN}, {"delete", m_write, ADMIN},
 };
+#undef RO
+#undef ADMIN
 
 static void dispatch(struct rpc_call *call, const struct nv *params, void *ctx)
 {
@@ -676,7 +689,8 @@ static void dispatch(struct rpc_call *call, const struct nv *params, void *ctx)
     struct req r = {.call = call,
                     .method = rpc_call_method(call),
                     .client_id = rpc_call_client_id(call),
-                    .seq = rpc_call_msgid(call)};
+                    .seq = rpc_call_msgid(call),
+                    .role = rpc_call_role(call)};
     /* a node outside the cluster (removed, or not yet joined) serves only
      * its own status: it must not forward or answer for the cluster */
     const struct rpc_node *node = b->m->node;
@@ -714,17 +728,52 @@ bool methods_retry_safe(struct rpc_methods *m, const struct req *r)
     return fn == m_write && r->client_id != NULL && r->seq >= 0;
 }
 
-method_fn methods_lookup(struct rpc_methods *m, const char *name)
+const struct bound *methods_find(struct rpc_methods *m, const char *name)
 {
     for (size_t i = 0; i < m->n_bindings; i++) {
         if (strcmp(m->names[i], name) == 0) {
-            return m->bindings[i].fn;
+            return &m->bindings[i];
         }
     }
     return NULL;
 }
 
-static int add(struct rpc_server *s, struct rpc_methods *m, const char *name, method_fn fn)
+method_fn methods_lookup(struct rpc_methods *m, const char *name)
+{
+    const struct bound *b = methods_find(m, name);
+    return b != NULL ? b->fn : NULL;
+}
+
+void methods_mask(struct nv *v, enum rpc_role role)
+{
+    if (v == NULL || role >= RPC_ROLE_ADMIN) {
+        return;
+    }
+    if (v->t == NV_ARR) {
+        for (size_t i = 0; i < v->u.a.n; i++) {
+            methods_mask(v->u.a.v[i], role);
+        }
+    } else if (v->t == NV_MAP) {
+        for (size_t i = 0; i < v->u.m.n; i++) {
+            struct nv_kv *kv = &v->u.m.kv[i];
+            if (kv->v != NULL && kv->v->t == NV_STR && sm_field_secret(kv->k)) {
+                nv_free(kv->v);
+                kv->v = nv_str(SM_SECRET_MASK);
+            } else {
+                methods_mask(kv->v, role);
+            }
+        }
+    }
+}
+
+void methods_reply(const struct req *r, struct nv *v)
+{
+    methods_mask(v, r->role);
+    rpc_reply(r->call, v);
+}
+
+static int add(struct rpc_server *s, struct rpc_methods *m, const char *name, method_fn fn,
+               enum rpc_role role)
 {
     if (m->n_bindings == MAX_BINDINGS || strlen(name) >= sizeof m->names[0]) {
         return -ENOSPC;
@@ -735,7 +784,9 @@ static int add(struct rpc_server *s, struct rpc_methods *m, const char *name, me
     m->n_bindings++;
     b->m = m;
     b->fn = fn;
-    return rpc_server_register(s, name, dispatch, b, 0);
+    b->role = role;
+    return rpc_server_register(s, name, dispatch, b,
+                               role == RPC_ROLE_READONLY ? RPC_M_READONLY : 0);
 }
 
 int rpc_methods_register(struct rpc_server *s, const struct rpc_node *node,
@@ -748,14 +799,14 @@ int rpc_methods_register(struct rpc_server *s, const struct rpc_node *node,
     m->node = node;
     int rv = 0;
     for (size_t i = 0; rv == 0 && i < sizeof fixed_methods / sizeof fixed_methods[0]; i++) {
-        rv = add(s, m, fixed_methods[i].name, fixed_methods[i].fn);
+        rv = add(s, m, fixed_methods[i].name, fixed_methods[i].fn, fixed_methods[i].role);
     }
     for (int t = 0; rv == 0 && t < SM_TABLE_COUNT; t++) {
         for (size_t v = 0; rv == 0 && v < sizeof crud_verbs / sizeof crud_verbs[0]; v++) {
             char name[96];
             snprintf(name, sizeof name, "%s.%s", sm_table_service((enum sm_table)t),
                      crud_verbs[v].name);
-            rv = add(s, m, name, crud_verbs[v].fn);
+            rv = add(s, m, name, crud_verbs[v].fn, crud_verbs[v].role);
         }
     }
     if (rv < 0) {

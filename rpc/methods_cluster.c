@@ -41,6 +41,7 @@ struct peer_q {
 
 struct agg {
     struct rpc_call *call;
+    enum rpc_role role; /* the caller's: what it may see */
     struct nv *local; /* this node's answer */
     struct nv *peers; /* map "id" -> status or {"error": ...} */
     struct peer_q *q;
@@ -85,6 +86,7 @@ static void agg_finish(struct agg *a)
             a->q[i].c = NULL;
         }
     }
+    methods_mask(a->local, a->role);
     rpc_reply(a->call, a->local);
     a->local = NULL;
     nv_free(a->peers);
@@ -198,7 +200,7 @@ void m_cluster_status(struct rpc_methods *m, const struct req *r, const struct n
     nv_err_clear(&e);
     const char *key = node->cluster_key ? node->cluster_key(node->ctx) : NULL;
     if (nv_get_bool(opt, "local", false) || key == NULL || node->loop == NULL) {
-        rpc_reply(call, local);
+        methods_reply(r, local);
         return;
     }
     /* ask every other registered member */
@@ -206,6 +208,7 @@ void m_cluster_status(struct rpc_methods *m, const struct req *r, const struct n
     int64_t self = nv_get_int(local, "id", 0);
     struct agg *a = calloc(1, sizeof *a);
     a->call = call;
+    a->role = r->role;
     a->local = local;
     a->peers = nv_map();
     a->q = calloc(nv_len(reg) + 1, sizeof *a->q);
@@ -262,7 +265,7 @@ void m_failover_status(struct rpc_methods *m, const struct req *r, const struct 
         rpc_reply(r->call, nv_str(node != NULL ? node : "MANUAL"));
         nv_free(st);
     } else if (strcmp(r->method, "failover.status_details") == 0) {
-        rpc_reply(r->call, st);
+        methods_reply(r, st);
     } else {
         rpc_reply(r->call, nv_copy(nv_get(st, "status")));
         nv_free(st);
@@ -273,7 +276,7 @@ void m_failover_status(struct rpc_methods *m, const struct req *r, const struct 
 void m_failover_config(struct rpc_methods *m, const struct req *r, const struct nv *params)
 {
     (void)params;
-    rpc_reply(r->call, sm_failover_config(m->node->state(m->node->ctx)));
+    methods_reply(r, sm_failover_config(m->node->state(m->node->ctx)));
 }
 
 /* ---- membership ---- */

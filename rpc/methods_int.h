@@ -22,6 +22,10 @@ struct req {
     int64_t seq;
     bool forwarded; /* arrived through cluster.forward: never forwarded again
                      * and never held (the forwarding node holds it) */
+    /* The caller's role: the connection's for a direct call; for a
+     * forwarded one the lesser of the original caller's (sent along) and
+     * the forwarding connection's. Below admin, secrets are masked. */
+    enum rpc_role role;
     /* hold.c's bookkeeping, zero when the call arrives: the loop time (ms)
      * after which the call is answered instead of held again, and how
      * many times it has waited. */
@@ -32,15 +36,19 @@ struct req {
 struct rpc_methods;
 typedef void (*method_fn)(struct rpc_methods *m, const struct req *r, const struct nv *params);
 
+/* role: the least role that may call the method (RPC_ROLE_READONLY for
+ * what changes nothing and reveals no secret unmasked). */
 struct method_def {
     const char *name;
     method_fn fn;
+    enum rpc_role role;
 };
 
 struct bound {
     struct rpc_methods *m;
     const char *name; /* borrowed from the method tables or owned (names) */
     method_fn fn;
+    enum rpc_role role;
 };
 
 /* The connection to the leader that forwarded calls travel on. */
@@ -126,6 +134,13 @@ void hold_close(struct rpc_methods *m);
 
 /* methods.c */
 method_fn methods_lookup(struct rpc_methods *m, const char *name);
+/* The binding of name, NULL if none. */
+const struct bound *methods_find(struct rpc_methods *m, const char *name);
+/* Replace the secret fields (sm_field_secret) anywhere in v by
+ * SM_SECRET_MASK when role is below admin. */
+void methods_mask(struct nv *v, enum rpc_role role);
+/* rpc_reply(call, v) with v masked for r's role. */
+void methods_reply(const struct req *r, struct nv *v);
 void methods_reply_errno(struct rpc_methods *m, struct rpc_call *call, int status);
 /* Run a call's handler as dispatch does (a membership call without a
  * leader is held first); used again for a held call. */

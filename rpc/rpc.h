@@ -35,10 +35,14 @@ struct rpc_call;
 struct rpc_server_config {
     const char *unix_path;    /* NULL = no unix socket; created mode 0600 */
     const char *tcp_addr;     /* "host:port" (IPv4 or [IPv6]), NULL = no TCP */
-    const char *api_key_file; /* file holding the API key for TCP logins
-                               * (mode 0600 or stricter: checked at start
-                               * and at every login); NULL = TCP logins
-                               * always fail */
+    const char *api_key_file; /* the API keys for TCP logins (see "API
+                               * keys and roles"; mode 0600 or stricter:
+                               * checked at start and at every login);
+                               * NULL = only the cluster key logs in */
+    /* The node-to-node key, asked for at each login: a login with it is
+     * admin, named RPC_CLUSTER_KEY_NAME. NULL function or result = none. */
+    const char *(*cluster_key)(void *ctx);
+    void *cluster_key_ctx;
     size_t max_frame;         /* bytes of one message; 0 = 4 MiB (64 KiB
                                * before a TCP login) */
     unsigned max_inflight;    /* calls in flight per connection (more get
@@ -64,12 +68,60 @@ struct rpc_server_config {
                                   * failed logins; 0 = 5 */
 };
 
-/* The API key: the first line of path, trailing blanks removed. Refused
+/* A plaintext key file (a client's --api-key-file, the nodes'
+ * --cluster-key-file): its first line, trailing blanks removed. Refused
  * (with a message naming the path and why) when the file cannot be read,
  * is not a regular file, holds no key, or can be read or written by
  * group or others (like ssh with a private key). 0 and *key (owned), or
  * a negative errno. */
 int rpc_key_file_read(const char *path, char **key, char *msg, size_t msglen);
+
+/* ================= API keys and roles =================
+ *
+ * --api-key-file holds one key a line, "NAME ROLE HASH" (blank lines and
+ * '#' comments allowed), HASH = rpc_key_hash(); or, the old format, one
+ * bare key as its only line, an admin key named RPC_LEGACY_KEY_NAME. The
+ * server reads it at each login: keys are added and revoked without a
+ * restart. Every method needs the admin role unless registered with
+ * RPC_M_READONLY; the unix socket (root) is admin. */
+enum rpc_role { RPC_ROLE_NONE = 0, RPC_ROLE_READONLY = 1, RPC_ROLE_ADMIN = 2 };
+
+#define RPC_KEY_ITERATIONS 10000u     /* PBKDF2 rounds of new hashes */
+#define RPC_KEY_HASH_MAX 128          /* a hash string fits in this */
+#define RPC_LEGACY_KEY_NAME "legacy"  /* the old format's one key */
+#define RPC_CLUSTER_KEY_NAME "cluster" /* nodes logged in to each other */
+#define RPC_UNIX_KEY_NAME "root"      /* the unix socket's peers */
+
+const char *rpc_role_name(enum rpc_role r); /* "admin", "readonly", "none" */
+int rpc_role_parse(const char *s, enum rpc_role *out); /* -EINVAL if neither */
+/* Names: 1 to 64 of [A-Za-z0-9._-@]. */
+bool rpc_key_name_valid(const char *name);
+/* A new random key (64 hex digits) into out (>= 65 bytes). */
+int rpc_key_generate(char *out, size_t outlen);
+/* The HASH field for key: "pbkdf2-sha256$ITER$SALT$DK" (hex salt and
+ * derived key, fresh random salt); iterations 0 = RPC_KEY_ITERATIONS. */
+int rpc_key_hash(const char *key, size_t len, unsigned iterations, char *out, size_t outlen);
+
+struct rpc_key_match {
+    char name[65];
+    enum rpc_role role;
+    bool legacy; /* the file is in the old one-key format */
+};
+/* Read and parse the key file (refused when group/other may access it, or
+ * with a bad line: msg names the file and the line) and look key up:
+ * 1 and *m filled when it matches, 0 when not, <0 on a bad file. Costs
+ * one PBKDF2 per line tried: call it off the event loop. */
+int rpc_keys_check(const char *path, const char *key, size_t len, struct rpc_key_match *m,
+                   char *msg, size_t msglen);
+/* Parse only (at start): the number of keys, and whether the file is in
+ * the old format. 0 or <0 with msg. */
+int rpc_keys_validate(const char *path, size_t *n_keys, bool *legacy, char *msg, size_t msglen);
+/* The old format's bare key (owned) in *key, NULL for a file of hashed
+ * keys; <0 when the file cannot be read or parsed. */
+int rpc_keys_legacy(const char *path, char **key);
+/* Constant-time comparison of a given key with a plaintext secret (false
+ * for a NULL or empty secret). */
+bool rpc_key_equal(const char *secret, const char *given, size_t glen);
 
 /* Handler of one method. params: borrowed positional array (never NULL),
  * valid until the handler replies. The handler must call rpc_reply or
@@ -80,6 +132,10 @@ typedef void (*rpc_method_fn)(struct rpc_call *call, const struct nv *params, vo
  * (rpc_server_register refuses it on others): before login nothing else,
  * core.ping included, is answered but NOT_AUTHENTICATED. */
 #define RPC_M_NOAUTH 0x1
+/* Callable with the readonly role (queries, status); without it a method
+ * needs admin, so that a new method is refused to readonly callers until
+ * someone decides it changes nothing. */
+#define RPC_M_READONLY 0x2
 
 int rpc_server_start(struct uv_loop_s *loop, const struct rpc_server_config *cfg,
                      struct rpc_server **out, char *errmsg, size_t errlen);
@@ -131,6 +187,10 @@ int64_t rpc_call_msgid(const struct rpc_call *call);
 const char *rpc_call_client_id(const struct rpc_call *call);
 /* Trusted = unix socket peer (root) or TCP after login. */
 bool rpc_call_trusted(const struct rpc_call *call);
+/* The connection's role and key name (RPC_UNIX_KEY_NAME on the unix
+ * socket), RPC_ROLE_NONE / "" before a login. */
+enum rpc_role rpc_call_role(const struct rpc_call *call);
+const char *rpc_call_key_name(const struct rpc_call *call);
 /* The call's connection closed (the client went away, or the server is
  * closing): a reply would be dropped, waiting on its behalf is pointless. */
 bool rpc_call_gone(const struct rpc_call *call);

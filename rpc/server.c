@@ -369,7 +369,8 @@ static void decode_cancel(struct conn *c);
  * login's reply waiting, not too much output queued. */
 static void conn_set_reading(struct conn *c)
 {
-    bool want = !c->closing && !c->shutting && !c->held && !c->decoding && !c->wq_full;
+    bool want = !c->closing && !c->shutting && !c->held && !c->decoding && !c->verifying &&
+                !c->wq_full;
     if (want && !c->reading) {
         c->reading = uv_read_start(&c->h.stream, on_alloc, on_read) == 0;
     } else if (!want && c->reading) {
@@ -570,6 +571,27 @@ static void release_params(struct rpc_server *s, struct nv *params, bool big)
     }
 }
 
+/* The connection's role is below what method m needs: EPERM, naming the
+ * method, the key and the roles (a notification is only logged). */
+static void role_refused(struct conn *c, bool notify, int64_t msgid, const struct method *m)
+{
+    const char *need = rpc_role_name(srv__method_role(m->flags));
+    if (notify) {
+        srv__log_limited(c->srv, &c->srv->log_role,
+                         "%s: notification %.64s ignored: key \"%s\" has the role %s, it needs %s",
+                         c->peer, m->name, c->key_name, rpc_role_name(c->role), need);
+        return;
+    }
+    struct nv_err e;
+    nv_err_init(&e);
+    nv_err_call(&e, EPERM,
+                "Permission denied: %s needs the %s role; this connection's key \"%s\" has the "
+                "role %s",
+                m->name, need, c->key_name, rpc_role_name(c->role));
+    send_error(c, msgid, &e);
+    nv_err_clear(&e);
+}
+
 /* Run method for a request (msgid) or a notification (notify: nothing is
  * sent back, errors included). params taken. */
 static void dispatch(struct conn *c, bool notify, int64_t msgid, const char *method,
@@ -605,6 +627,11 @@ static void dispatch(struct conn *c, bool notify, int64_t msgid, const char *met
         nv_err_set(&e, NV_E_NO_METHOD, NV_ENOMETHOD, "Method does not exist: \"%s\"", method);
         send_error(c, msgid, &e);
         nv_err_clear(&e);
+        return;
+    }
+    if (c->authed && c->role < srv__method_role(m->flags)) {
+        release_params(s, params, big);
+        role_refused(c, notify, msgid, m);
         return;
     }
     if (c->inflight >= s->max_inflight) {
@@ -861,7 +888,8 @@ static void process(struct conn *c)
     /* before a TCP login nothing larger than a login is accepted */
     size_t max = c->kind == CK_UNAUTH && c->srv->max_frame > UNAUTH_MAX_FRAME ? UNAUTH_MAX_FRAME
                                                                              : c->srv->max_frame;
-    while (!c->closing && !c->shutting && !c->held && !c->decoding && c->off < c->len) {
+    while (!c->closing && !c->shutting && !c->held && !c->decoding && !c->verifying &&
+           c->off < c->len) {
         const char *why = NULL;
         int r =
             srv__frame_scan(&c->sc, (const uint8_t *)c->buf + c->off, c->len - c->off, max, &why);
@@ -945,7 +973,7 @@ static void login_deadline(uv_timer_t *t)
     }
 }
 
-void srv__login_ok(struct conn *c, struct rpc_call *call)
+void srv__login_ok(struct conn *c, struct rpc_call *call, enum rpc_role role, const char *name)
 {
     struct rpc_server *s = c->srv;
     if (c->is_tcp && !c->authed && s->n_auth >= s->max_conns) {
@@ -969,6 +997,8 @@ void srv__login_ok(struct conn *c, struct rpc_call *call)
         s->st.conns++;
         uv_timer_stop(&c->login_timer);
     }
+    c->role = role;
+    snprintf(c->key_name, sizeof c->key_name, "%s", name);
     rpc_reply(call, nv_bool(true));
 }
 
@@ -1149,6 +1179,8 @@ static void on_connection(uv_stream_t *listener, int status)
         s->n_unix++;
         s->st.conns++;
         c->authed = true; /* the socket is mode 0600: its peers are root */
+        c->role = RPC_ROLE_ADMIN;
+        snprintf(c->key_name, sizeof c->key_name, "%s", RPC_UNIX_KEY_NAME);
         conn_set_reading(c);
         return;
     }
@@ -1251,6 +1283,35 @@ bool rpc_call_gone(const struct rpc_call *call)
 bool rpc_call_trusted(const struct rpc_call *call)
 {
     return call->c->authed;
+}
+enum rpc_role rpc_call_role(const struct rpc_call *call)
+{
+    return call->c->authed ? call->c->role : RPC_ROLE_NONE;
+}
+const char *rpc_call_key_name(const struct rpc_call *call)
+{
+    return call->c->authed ? call->c->key_name : "";
+}
+
+void srv__ref(struct rpc_server *s)
+{
+    s->refs++;
+}
+void srv__unref(struct rpc_server *s)
+{
+    srv_unref(s);
+}
+
+void srv__resume(struct conn *c)
+{
+    c->verifying = false;
+    if (c->srv == NULL || c->closing) {
+        return;
+    }
+    conn_ref(c);
+    conn_set_reading(c);
+    process(c);
+    conn_unref(c);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1403,6 +1464,8 @@ int rpc_server_start(struct uv_loop_s *loop, const struct rpc_server_config *cfg
     s->unix_path = cfg->unix_path ? strdup(cfg->unix_path) : NULL;
     s->tcp_addr = cfg->tcp_addr ? strdup(cfg->tcp_addr) : NULL;
     s->key_file = cfg->api_key_file ? strdup(cfg->api_key_file) : NULL;
+    s->cluster_key = cfg->cluster_key;
+    s->cluster_key_ctx = cfg->cluster_key_ctx;
     int rv = 0;
     if ((cfg->unix_path && !s->unix_path) || (cfg->tcp_addr && !s->tcp_addr) ||
         (cfg->api_key_file && !s->key_file)) {
@@ -1414,16 +1477,26 @@ int rpc_server_start(struct uv_loop_s *loop, const struct rpc_server_config *cfg
     }
     rv = rv == 0 ? rpc_server_register(s, "auth.login_with_api_key", srv__m_login, s, RPC_M_NOAUTH)
                  : rv;
-    rv = rv == 0 ? rpc_server_register(s, "core.ping", srv__m_ping, s, 0) : rv;
+    rv = rv == 0 ? rpc_server_register(s, "core.ping", srv__m_ping, s, RPC_M_READONLY) : rv;
     if (rv == 0 && s->tcp_addr != NULL && s->key_file != NULL) {
-        /* a key file others can read is refused now, not at the first login */
-        char *key = NULL;
-        rv = rpc_key_file_read(s->key_file, &key, errmsg, errlen);
-        free(key);
+        /* a key file others can read, or with a bad line, is refused now,
+         * not at the first login */
+        size_t n_keys;
+        bool legacy;
+        rv = rpc_keys_validate(s->key_file, &n_keys, &legacy, errmsg, errlen);
     }
-    rv = rv == 0 ? rpc_server_register(s, "core.set_options", srv__m_set_options, s, 0) : rv;
-    rv = rv == 0 ? rpc_server_register(s, "core.subscribe", srv__m_subscribe, s, 0) : rv;
-    rv = rv == 0 ? rpc_server_register(s, "core.unsubscribe", srv__m_unsubscribe, s, 0) : rv;
+    rv = rv == 0 ? rpc_server_register(s, "core.set_options", srv__m_set_options, s,
+                                       RPC_M_READONLY)
+                 : rv;
+    rv = rv == 0 ? rpc_server_register(s, "core.subscribe", srv__m_subscribe, s, RPC_M_READONLY)
+                 : rv;
+    rv = rv == 0
+             ? rpc_server_register(s, "core.unsubscribe", srv__m_unsubscribe, s, RPC_M_READONLY)
+             : rv;
+    rv = rv == 0 ? rpc_server_register(s, "auth.me", srv__m_me, s, RPC_M_READONLY) : rv;
+    rv = rv == 0
+             ? rpc_server_register(s, "core.get_methods", srv__m_get_methods, s, RPC_M_READONLY)
+             : rv;
     if (rv == 0 && s->unix_path != NULL) {
         rv = listen_unix(s, errmsg, errlen);
     }

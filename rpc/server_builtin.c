@@ -1,6 +1,7 @@
-/* The methods every server has: auth.login_with_api_key (constant-time
- * key compare; the key file must be private), core.ping, core.set_options
- * (client id), core.subscribe. */
+/* The methods every server has: auth.login_with_api_key (the cluster key,
+ * then the key file's hashed keys, checked off the loop), auth.me,
+ * core.ping, core.set_options (client id), core.subscribe,
+ * core.get_methods. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -14,6 +15,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 #include <uv.h>
+
+#include <openssl/crypto.h>
 #include "nv.h"
 #include "nv_err.h"
 #include "rpc.h"
@@ -96,32 +99,132 @@ int rpc_key_file_read(const char *path, char **key, char *msg, size_t msglen)
     return 0;
 }
 
-/* The key at each login (a rotated key takes effect without a restart),
- * or NULL: a file that became unusable refuses every login, logged (at
- * most once a second). */
-static char *read_key(struct rpc_server *s)
-{
-    if (s->key_file == NULL) {
-        return NULL;
-    }
-    char *key = NULL;
+/* ---- logins ----
+ * A login is compared with the cluster key at once (constant time, cheap),
+ * else checked against the key file in the thread pool: the file is read
+ * and parsed there too, and each hashed line tried costs a PBKDF2. The
+ * connection is held meanwhile (the calls pipelined behind the login run
+ * after it, logged in or not). One check runs at a time for the whole
+ * server: the pool also serves the Raft log's file operations, and
+ * clients that cannot log in must not be able to fill it. */
+
+struct login_job {
+    uv_work_t req;
+    struct rpc_server *s;
+    struct rpc_call *call;
+    char *path;
+    char *key;
+    size_t len;
+    int rv; /* rpc_keys_check's */
+    struct rpc_key_match m;
     char msg[512];
-    if (rpc_key_file_read(s->key_file, &key, msg, sizeof msg) < 0) {
-        srv__log_limited(s, &s->log_key, "login refused: %s", msg);
-        return NULL;
-    }
-    return key;
+    struct login_job *next; /* waiting for the pool */
+};
+
+static void login_work(uv_work_t *req)
+{
+    struct login_job *j = req->data;
+    j->rv = rpc_keys_check(j->path, j->key, j->len, &j->m, j->msg, sizeof j->msg);
 }
 
-/* Constant time in the secret: the loop runs over the GIVEN key's length
- * and touches the secret at every step whatever matched so far. */
-static bool key_equal(const char *secret, size_t slen, const char *given, size_t glen)
+static void login_job_free(struct login_job *j)
 {
-    volatile unsigned char diff = (unsigned char)(slen != glen);
-    for (size_t i = 0; i < glen; i++) {
-        diff |= (unsigned char)(secret[i % slen] ^ given[i]);
+    if (j->key != NULL) {
+        OPENSSL_cleanse(j->key, j->len);
     }
-    return diff == 0;
+    free(j->key);
+    free(j->path);
+    free(j);
+}
+
+static void login_start(struct login_job *j);
+
+static void login_done(uv_work_t *req, int status)
+{
+    (void)status;
+    struct login_job *j = req->data;
+    struct rpc_server *s = j->s;
+    s->login_jobs--;
+    struct login_job *next = s->login_wait;
+    if (next != NULL) {
+        s->login_wait = next->next;
+        login_start(next);
+    }
+    struct rpc_call *call = j->call;
+    struct conn *c = call->c;
+    if (j->rv < 0) {
+        srv__log_limited(s, &s->log_key, "login refused: %s", j->msg);
+    } else if (j->m.legacy && !s->legacy_warned) {
+        s->legacy_warned = true;
+        fprintf(stderr,
+                "rpc: API key file %s holds one bare key (the old format): it is accepted as "
+                "the admin key \"%s\". Store it hashed: nvmetctl key hash --name admin --role "
+                "admin < %s > %s.new && chmod 600 %s.new && mv %s.new %s (then give the nodes "
+                "--cluster-key-file or --raft-psk-file to forward with)\n",
+                j->path, RPC_LEGACY_KEY_NAME, j->path, j->path, j->path, j->path, j->path);
+    }
+    if (c->srv == NULL || c->closing) {
+        /* dropped: the connection is gone (and c with the call, maybe) */
+        c->verifying = false;
+        rpc_reply(call, NULL);
+    } else {
+        /* the answer first, then what was pipelined behind the login */
+        if (j->rv == 1) {
+            srv__login_ok(c, call, j->m.role, j->m.name);
+        } else {
+            srv__login_failed(c, call);
+        }
+        srv__resume(c); /* c is open: its own reference keeps it */
+    }
+    login_job_free(j);
+    srv__unref(s);
+}
+
+static void login_start(struct login_job *j)
+{
+    struct rpc_server *s = j->s;
+    s->login_jobs++;
+    j->req.data = j;
+    /* a connection that went away while waiting costs no hashing */
+    if (rpc_call_gone(j->call) || uv_queue_work(s->loop, &j->req, login_work, login_done) < 0) {
+        j->rv = 0;
+        login_done(&j->req, 0);
+    }
+}
+
+static void login_queue(struct rpc_server *s, struct conn *c, struct rpc_call *call,
+                        const struct nv *k)
+{
+    struct login_job *j = calloc(1, sizeof *j);
+    if (j != NULL) {
+        j->path = strdup(s->key_file);
+        j->key = malloc(k->u.s.len + 1);
+    }
+    if (j == NULL || j->path == NULL || j->key == NULL) {
+        if (j != NULL) {
+            free(j->path);
+            free(j->key);
+            free(j);
+        }
+        srv__login_failed(c, call);
+        return;
+    }
+    memcpy(j->key, k->u.s.p, k->u.s.len);
+    j->key[k->u.s.len] = '\0';
+    j->len = k->u.s.len;
+    j->s = s;
+    j->call = call;
+    srv__ref(s);
+    c->verifying = true;
+    if (s->login_jobs > 0) {
+        struct login_job **tail = &s->login_wait;
+        while (*tail != NULL) {
+            tail = &(*tail)->next;
+        }
+        *tail = j;
+        return;
+    }
+    login_start(j);
 }
 
 void srv__m_login(struct rpc_call *call, const struct nv *params, void *ctx)
@@ -133,8 +236,8 @@ void srv__m_login(struct rpc_call *call, const struct nv *params, void *ctx)
         return;
     }
     struct conn *c = call->c;
-    if (c->authed) {
-        rpc_reply(call, nv_bool(true));
+    if (!c->is_tcp) {
+        rpc_reply(call, nv_bool(true)); /* root on the unix socket: admin already */
         return;
     }
     /* an address over its failure budget is not even compared */
@@ -142,14 +245,52 @@ void srv__m_login(struct rpc_call *call, const struct nv *params, void *ctx)
         srv__login_failed(c, call);
         return;
     }
-    char *secret = read_key(s);
-    bool ok = secret != NULL && key_equal(secret, strlen(secret), k->u.s.p, k->u.s.len);
-    free(secret);
-    if (ok) {
-        srv__login_ok(c, call);
-    } else {
-        srv__login_failed(c, call);
+    const char *ck = s->cluster_key != NULL ? s->cluster_key(s->cluster_key_ctx) : NULL;
+    if (rpc_key_equal(ck, k->u.s.p, k->u.s.len)) {
+        srv__login_ok(c, call, RPC_ROLE_ADMIN, RPC_CLUSTER_KEY_NAME);
+        return;
     }
+    if (s->key_file == NULL || k->u.s.len == 0 || k->u.s.len > KEY_MAX) {
+        srv__login_failed(c, call);
+        return;
+    }
+    login_queue(s, c, call, k);
+}
+
+enum rpc_role srv__method_role(unsigned flags)
+{
+    return flags & (RPC_M_NOAUTH | RPC_M_READONLY) ? RPC_ROLE_READONLY : RPC_ROLE_ADMIN;
+}
+
+void srv__m_me(struct rpc_call *call, const struct nv *params, void *ctx)
+{
+    (void)ctx;
+    if (nv_len(params) != 0) {
+        reply_invalid(call, "", "auth.me takes no arguments");
+        return;
+    }
+    struct nv *me = nv_map();
+    nv_set_str(me, "name", rpc_call_key_name(call));
+    nv_set_str(me, "role", rpc_role_name(rpc_call_role(call)));
+    nv_set_str(me, "transport", call->c->is_tcp ? "tcp" : "unix");
+    rpc_reply(call, me);
+}
+
+void srv__m_get_methods(struct rpc_call *call, const struct nv *params, void *ctx)
+{
+    struct rpc_server *s = ctx;
+    if (nv_len(params) != 0) {
+        reply_invalid(call, "", "core.get_methods takes no arguments");
+        return;
+    }
+    struct nv *out = nv_map();
+    for (size_t i = 0; i < s->n_methods; i++) {
+        struct nv *d = nv_map();
+        nv_set_str(d, "role", rpc_role_name(srv__method_role(s->methods[i].flags)));
+        nv_set_bool(d, "before_login", (s->methods[i].flags & RPC_M_NOAUTH) != 0);
+        nv_set(out, s->methods[i].name, d);
+    }
+    rpc_reply(call, out);
 }
 
 void srv__m_set_options(struct rpc_call *call, const struct nv *params, void *ctx)

@@ -114,6 +114,10 @@ struct conn {
     unsigned refs;   /* self (while open) + calls + writes */
     unsigned inflight;
     char *client_id;
+    enum rpc_role role;   /* of the key it logged in with (unix: admin) */
+    char key_name[65];
+    bool verifying;       /* a login is checked in the thread pool: nothing
+                           * behind it on the connection is handled */
     char *subs[MAX_SUBS];
     unsigned n_subs;
     char *buf; /* read buffer: [off, len) not yet consumed */
@@ -135,6 +139,8 @@ struct rpc_call {
     uint64_t t0; /* uv_hrtime() at dispatch */
 };
 
+struct login_job;
+
 struct rpc_server {
     uv_loop_t *loop;
     char *unix_path, *tcp_addr, *key_file;
@@ -152,7 +158,12 @@ struct rpc_server {
     struct conn *unauth_head, *unauth_tail; /* oldest first */
     struct addr_rec **addrs;
     size_t n_addrs;
-    struct ratelog log_refused, log_notify, log_key;
+    struct ratelog log_refused, log_notify, log_key, log_role;
+    const char *(*cluster_key)(void *ctx);
+    void *cluster_key_ctx;
+    bool legacy_warned;               /* the old key file format, said once */
+    unsigned login_jobs;              /* key checks in the thread pool */
+    struct login_job *login_wait;     /* and waiting for it, oldest first */
     unsigned big_jobs;               /* large frames being decoded */
     struct decode_job *decode_wait;  /* and waiting for the pool */
     struct rpc_server_stats st;
@@ -190,15 +201,26 @@ void srv__m_login(struct rpc_call *call, const struct nv *params, void *ctx);
 void srv__m_set_options(struct rpc_call *call, const struct nv *params, void *ctx);
 void srv__m_subscribe(struct rpc_call *call, const struct nv *params, void *ctx);
 void srv__m_unsubscribe(struct rpc_call *call, const struct nv *params, void *ctx);
+void srv__m_me(struct rpc_call *call, const struct nv *params, void *ctx);
+void srv__m_get_methods(struct rpc_call *call, const struct nv *params, void *ctx);
+/* The role a method needs (its registration flags). */
+enum rpc_role srv__method_role(unsigned flags);
 /* server.c */
 void srv__log(const struct conn *c, const char *what, const char *detail);
 /* printf-like, at most one line a second per ratelog. */
 void srv__log_limited(struct rpc_server *s, struct ratelog *rl, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Login outcomes (server_builtin.c -> server.c). srv__login_ok answers
- * the call itself (true, or TOO_MANY when the logged-in budget is full);
- * srv__login_failed answers false after the backoff. */
-void srv__login_ok(struct conn *c, struct rpc_call *call);
+ * the call itself (true, or TOO_MANY when the logged-in budget is full)
+ * and gives the connection role and name; srv__login_failed answers false
+ * after the backoff. */
+void srv__login_ok(struct conn *c, struct rpc_call *call, enum rpc_role role, const char *name);
+/* The connection was held while its login was checked off the loop:
+ * handle what arrived behind it. */
+void srv__resume(struct conn *c);
+/* The server outlives a login check running in the thread pool. */
+void srv__ref(struct rpc_server *s);
+void srv__unref(struct rpc_server *s);
 void srv__login_failed(struct conn *c, struct rpc_call *call);
 /* The source address has spent its failed-login budget. */
 bool srv__login_blocked(struct conn *c);

@@ -159,6 +159,12 @@ int sm_restore(struct sm_state *s, const void *buf, size_t len, struct nv_err *e
 struct nv *sm_entries(const struct sm_state *s, enum sm_table t, const struct nv *extra);
 /* One entry by id in query shape (owned), NULL if absent. */
 struct nv *sm_entry(const struct sm_state *s, enum sm_table t, int64_t id, const struct nv *extra);
+/* The fields that hold secrets, wherever they appear in an entry or a
+ * configuration (DH-CHAP keys; the fence command, which commonly carries
+ * a BMC password): shown masked to callers without the admin role, and
+ * never echoed in an error message or a log line. */
+bool sm_field_secret(const char *name);
+#define SM_SECRET_MASK "********"
 /* The global config entry (owned): id basenqn kernel ana rdma xport_referral enabled. */
 struct nv *sm_global_entry(const struct sm_state *s);
 

@@ -53,6 +53,17 @@ static struct nv *port_entry(const struct nv *row)
     return e;
 }
 
+bool sm_field_secret(const char *name)
+{
+    static const char *const secrets[] = {"dhchap_key", "dhchap_ctrl_key", "fence_command", NULL};
+    for (size_t i = 0; secrets[i] != NULL; i++) {
+        if (strcmp(name, secrets[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static struct nv *host_entry(const struct nv *row)
 {
     static const char *const keys[] = {"id",         "hostnqn",         "description",
