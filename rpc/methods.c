@@ -84,7 +84,7 @@ static void reply_verr(struct rpc_call *call, const char *attr, int errnum, cons
     nv_err_clear(&e);
 }
 
-/* "Too many arguments (expected N, found M)" like the reference (attribute ""). */
+/* "Too many arguments (expected N, found M)" as TrueNAS answers it (attribute ""). */
 static bool check_nargs(struct rpc_call *call, const struct nv *params, size_t max)
 {
     if (nv_len(params) <= max) {
@@ -175,7 +175,7 @@ static void write_applied(void *arg, int status, void *result)
 }
 
 /* For namespace.delete with {"remove": true}: the FILE path to remove
- * once the delete is committed (the reference unlinks the file). */
+ * once the delete is committed (TrueNAS unlinks the file). */
 static char *file_to_remove(const struct sm_state *s, const struct nv *params)
 {
     const struct nv *id = nv_at(params, 0);
@@ -550,7 +550,7 @@ static void m_hash_choices(struct rpc_methods *m, const struct req *r, const str
     }
 }
 
-/* Accepts the reference's "SHA-256" and the brief's "SHA256" (any case). */
+/* Accepts TrueNAS's "SHA-256" and the short "SHA256" (any case). */
 static const char *canonical_hash(const char *h)
 {
     for (size_t i = 0; hashes[i] != NULL; i++) {
@@ -610,7 +610,7 @@ static void m_address_choices(struct rpc_methods *m, const struct req *r, const 
         return;
     }
     const struct nv *t = nv_at(params, 0), *f = nv_at(params, 1);
-    /* the brief calls it without an argument: TCP, the common transport */
+    /* called without an argument: TCP, the common transport */
     struct nv tcp = {.t = NV_STR, .u.s = {.p = (char *)"TCP", .len = 3}};
     if (t == NULL || nv_is(t, NV_NIL)) {
         t = &tcp;
