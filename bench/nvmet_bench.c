@@ -412,7 +412,7 @@ static double run_load(const struct cluster *cl, const char *name, const char *p
     double t0 = bench_now_us();
     for (int i = 0; i < clients; i++) {
         cs[i].l = &l;
-        if (rpc_client_open(&loop, ep, &cs[i].c) < 0) {
+        if (rpc_client_open(&loop, ep, NULL, &cs[i].c) < 0) {
             fprintf(stderr, "nvmet-bench: cannot connect\n");
             exit(1);
         }
@@ -502,7 +502,7 @@ static void cold_start(const char *dir, int subsystems, int per_subsys)
     char ep[700];
     snprintf(ep, sizeof ep, "unix:%s", n->sock);
     struct rpc_client *cl;
-    rpc_client_open(&loop, ep, &cl);
+    rpc_client_open(&loop, ep, NULL, &cl);
     int done = 0;
     double t0 = bench_now_us();
     for (int s = 0; s < subsystems; s++) {

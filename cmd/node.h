@@ -23,6 +23,15 @@ struct node_config {
     char *join;     /* RPC address of a member to join through, or NULL */
     bool witness;
     char *api_key_file;
+    /* RPC TCP security: TLS with this certificate and key (also this
+     * node's client certificate towards other nodes), other nodes' RPC
+     * certificates and client certificates verified by rpc_cacert; or
+     * explicitly plaintext. */
+    char *rpc_cert;
+    char *rpc_key;
+    char *rpc_cacert;
+    bool rpc_client_certs;
+    bool rpc_plaintext;
     char *device_root;    /* prefix for device checks and FILE backing files */
     char *emulate_kernel; /* emulated configfs profile ("6.12", "6.1") */
     char *debugfs;

@@ -93,7 +93,7 @@ int rpc_call_sync(const char *endpoint, const char *method, struct nv *params,
         nv_err_set(err, NV_E_CALL, -rv, "uv_loop_init: %s", uv_strerror(rv));
         return rv;
     }
-    rv = rpc_client_open(&r.loop, endpoint, &r.c);
+    rv = rpc_client_open(&r.loop, endpoint, opts->tls, &r.c);
     if (rv < 0) {
         nv_free(params);
         uv_loop_close(&r.loop);

@@ -472,7 +472,7 @@ static void test_membership_and_catch_up(void **state)
     char ep[400];
     snprintf(ep, sizeof ep, "unix:%s", c.n[l].sock);
     struct rpc_client *cli;
-    assert_int_equal(rpc_client_open(&loop, ep, &cli), 0);
+    assert_int_equal(rpc_client_open(&loop, ep, NULL, &cli), 0);
     int done = 0, failed = 0, n_retry = 0;
     const int total = 20000, window = 64; /* several Raft entries per window */
     int *retry = calloc(total, sizeof *retry);
