@@ -59,7 +59,7 @@ struct rpc_stream {
     uv_connect_t creq;
     uv_shutdown_t shut;
     const struct rpc_stream_ops *ops;
-    void *data; /* the owner's */
+    void *data;         /* the owner's */
     struct ssl_st *ssl; /* NULL: plaintext */
     rpc_stream_cb connect_cb, shutdown_cb;
     void (*close_cb)(struct rpc_stream *s);
@@ -78,8 +78,7 @@ struct rpc_tls_server_opts {
 };
 int rpc_tls_server_new(const struct rpc_tls_server_opts *o, struct rpc_tls **out, char *msg,
                        size_t len);
-int rpc_tls_client_new(const struct rpc_tls_opts *o, struct rpc_tls **out, char *msg,
-                       size_t len);
+int rpc_tls_client_new(const struct rpc_tls_opts *o, struct rpc_tls **out, char *msg, size_t len);
 void rpc_tls_free(struct rpc_tls *t);
 
 /* Set up s (a TCP handle when tcp, else a pipe) on loop. */

@@ -80,8 +80,8 @@ static int check_key_file(const char *path, char *msg, size_t len)
                     path, (unsigned)(sb.st_mode & 07777));
     }
     if (sb.st_uid != geteuid() && sb.st_uid != 0) {
-        return fail(msg, len, -EPERM, "TLS key %s: owned by uid %u, not by this user or root",
-                    path, (unsigned)sb.st_uid);
+        return fail(msg, len, -EPERM, "TLS key %s: owned by uid %u, not by this user or root", path,
+                    (unsigned)sb.st_uid);
     }
     return 0;
 }
@@ -117,8 +117,8 @@ static int use_cert(SSL_CTX *ctx, const char *cert, const char *key, char *msg, 
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1) {
-        return fail(msg, len, -EINVAL, "TLS key %s: %s (does it belong to %s?)", key,
-                    ssl_reason(), cert);
+        return fail(msg, len, -EINVAL, "TLS key %s: %s (does it belong to %s?)", key, ssl_reason(),
+                    cert);
     }
     return 0;
 }
@@ -160,13 +160,13 @@ int rpc_tls_server_new(const struct rpc_tls_server_opts *o, struct rpc_tls **out
     return 0;
 }
 
-int rpc_tls_client_new(const struct rpc_tls_opts *o, struct rpc_tls **out, char *msg,
-                       size_t len)
+int rpc_tls_client_new(const struct rpc_tls_opts *o, struct rpc_tls **out, char *msg, size_t len)
 {
     *out = NULL;
     if ((o->cert_file == NULL) != (o->key_file == NULL)) {
-        return fail(msg, len, -EINVAL, "a client certificate needs both the certificate and "
-                                       "its private key");
+        return fail(msg, len, -EINVAL,
+                    "a client certificate needs both the certificate and "
+                    "its private key");
     }
     ERR_clear_error();
     struct rpc_tls *t;
@@ -236,8 +236,8 @@ int rpc_stream_use_tls(struct rpc_stream *s, struct rpc_tls *tls, const char *ho
     /* The certificate must name what was dialled: an address literal as
      * an IP subjectAltName, a name as a DNS one (no partial wildcards). */
     struct in6_addr a6;
-    bool ip = host != NULL &&
-              (inet_pton(AF_INET, host, &a6) == 1 || inet_pton(AF_INET6, host, &a6) == 1);
+    bool ip =
+        host != NULL && (inet_pton(AF_INET, host, &a6) == 1 || inet_pton(AF_INET6, host, &a6) == 1);
     int ok = host != NULL;
     if (ok && ip) {
         ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host);
