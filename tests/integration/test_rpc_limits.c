@@ -528,7 +528,8 @@ static int ctl_status(const struct h_node *n, bool tcp, long *took)
         dup2(nul, 1);
         if (tcp) {
             execl(NVMETCTL_BIN, NVMETCTL_BIN, "--url", url, "--api-key-file", n->keyfile,
-                  "--timeout", "10", "call", "nvmet.global.config", (char *)NULL);
+                  "--cacert", n->cacert, "--timeout", "10", "call", "nvmet.global.config",
+                  (char *)NULL);
         } else {
             execl(NVMETCTL_BIN, NVMETCTL_BIN, "--socket", n->sock, "call", "nvmet.global.config",
                   (char *)NULL);
