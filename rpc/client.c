@@ -182,8 +182,11 @@ static void go_dead(struct rpc_client *c, int status, const char *what, const ch
 static void on_written(struct rpc_stream *st, int status)
 {
     struct rpc_client *c = st->data;
-    /* (a failed TLS handshake is told by the connect callback) */
-    if (status < 0 && status != UV_ECANCELED && c->state == CS_OPEN) {
+    /* (a failed TLS handshake is told by the connect callback; a server
+     * that refuses our certificate after the handshake sends an alert
+     * and closes: the read side says so, more clearly than EPIPE) */
+    if (status < 0 && status != UV_ECANCELED && c->state == CS_OPEN &&
+        !(c->tls && !c->got_bytes)) {
         go_dead(c, -ECONNRESET, "lost the connection to", uv_strerror(status));
     }
 }
