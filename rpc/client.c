@@ -363,7 +363,8 @@ static void on_connect(struct rpc_stream *st, int status)
         return;
     }
     if (status < 0) {
-        go_dead(c, -ECONNREFUSED, "connect to", uv_strerror(status));
+        const char *why = rpc_stream_why(st);
+        go_dead(c, -ECONNREFUSED, "connect to", why[0] != '\0' ? why : uv_strerror(status));
         return;
     }
     c->state = CS_OPEN;

@@ -902,6 +902,26 @@ static void on_alloc(struct rpc_stream *st, uv_buf_t *buf)
     *buf = uv_buf_init(c->buf + c->len, (unsigned)(c->cap - c->len));
 }
 
+/* A TLS ClientHello on the plaintext TCP port (0x16 cannot start a
+ * msgpack-rpc message): answered in plaintext, which the client's TLS
+ * stack reports as a server that does not speak TLS, then closed. */
+static bool tls_on_plain_port(struct conn *c, ssize_t n)
+{
+    if (!c->is_tcp || c->st.ssl != NULL || c->st.got_bytes || n < 1 ||
+        (unsigned char)c->buf[c->len] != 0x16) {
+        return false;
+    }
+    c->srv->st.bad_frames++;
+    if (c->addr != NULL) {
+        srv__log_limited(c->srv, &c->addr->log, "%s: closing: a TLS client on the plaintext port",
+                         c->peer);
+    }
+    send_error_set(c, 0, NV_E_BAD_REQUEST, EPROTO,
+                   "this port serves plaintext msgpack-rpc, not TLS");
+    conn_close_after_write(c);
+    return true;
+}
+
 static void on_read(struct rpc_stream *st, ssize_t n)
 {
     struct conn *c = st->data;
@@ -914,7 +934,7 @@ static void on_read(struct rpc_stream *st, ssize_t n)
         conn_close(c, n == UV_EOF || n == UV_ECONNRESET ? NULL : uv_strerror((int)n));
         return;
     }
-    if (n == 0 || c->closing) {
+    if (n == 0 || c->closing || tls_on_plain_port(c, n)) {
         return;
     }
     c->len += (size_t)n;

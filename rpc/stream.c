@@ -104,9 +104,10 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         return;
     }
     if (n < 0 && s->ssl != NULL && !s->ready) {
-        stream__end(s, UV_EPROTO, "TLS handshake failed: %s",
-                    n == UV_EOF ? "the peer closed the connection (does it speak TLS?)"
-                                : uv_strerror((int)n));
+        /* the peer went away (a node stopping, a reset): a transport
+         * failure like a refused connection, not a TLS verdict */
+        stream__end(s, (int)n, "the connection %s during the TLS handshake",
+                    n == UV_EOF ? "was closed" : uv_strerror((int)n));
         stream__tls_deliver(s);
         return;
     }
@@ -122,6 +123,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         return;
     }
     s->ops->read(s, n);
+    s->got_bytes = true;
 }
 
 /* The socket is read while the owner reads, or while a TLS handshake

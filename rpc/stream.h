@@ -67,7 +67,8 @@ struct rpc_stream {
     unsigned nopen; /* handles not yet closed */
     int end;        /* the end status seen (0: none yet) */
     bool is_tcp, want_read, uv_reading, ready, ended, closing, connecting;
-    bool kick_on, got_bytes;
+    bool kick_on, got_bytes;   /* got_bytes: after the first read */
+    unsigned char first_byte; /* TLS: of the peer's first record */
     char why[256];
 };
 

@@ -289,7 +289,10 @@ static int flush(struct rpc_stream *s)
 static void tls_failed(struct rpc_stream *s, const char *what)
 {
     long vr = SSL_get_verify_result(s->ssl);
-    if (vr != X509_V_OK) {
+    bool tls_peer = s->first_byte == 0x16 || s->first_byte == 0x15; /* handshake, alert */
+    if (!SSL_is_server(s->ssl) && s->got_bytes && !tls_peer) {
+        stream__end(s, UV_EPROTO, "%s: the server does not speak TLS (a plaintext port?)", what);
+    } else if (vr != X509_V_OK) {
         stream__end(s, UV_EPROTO, "%s: certificate verify failed: %s", what,
                     X509_verify_cert_error_string(vr));
     } else {
@@ -330,7 +333,10 @@ void stream__tls_input(struct rpc_stream *s, const char *p, size_t n)
         stream__tls_deliver(s);
         return;
     }
-    s->got_bytes = s->got_bytes || n > 0;
+    if (n > 0 && !s->got_bytes) {
+        s->first_byte = (unsigned char)p[0];
+        s->got_bytes = true;
+    }
     if (n > 0 && BIO_write(SSL_get_rbio(s->ssl), p, (int)n) != (int)n) {
         stream__end(s, UV_ENOMEM, "out of memory");
     }

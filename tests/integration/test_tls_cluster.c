@@ -236,7 +236,7 @@ static void test_plaintext_node(void **state)
     printf("# TLS to a plaintext node (exit %d): %s\n", rc, out);
     assert_int_equal(rc, 2);
     assert_non_null(strstr(out, "[EPROTO] ALL:"));
-    assert_non_null(strstr(out, "does it speak TLS"));
+    assert_non_null(strstr(out, "does not speak TLS"));
     free(out);
     teardown(NULL);
 }

@@ -695,7 +695,39 @@ static void test_plaintext_mismatch(void **state)
     }
     printf("# TLS to a plaintext port: %d %s\n", r.status, r.why);
     assert_int_equal(r.status, -EPROTO);
-    assert_non_null(strstr(r.why, "does it speak TLS"));
+    assert_non_null(strstr(r.why, "does not speak TLS"));
+    rpc_client_close(c);
+
+    /* a peer that goes away during the handshake (a node stopping) is a
+     * transport failure: the call never left, another try may succeed */
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in la = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t ll = sizeof la;
+    assert_int_equal(bind(lfd, (struct sockaddr *)&la, sizeof la), 0);
+    assert_int_equal(listen(lfd, 4), 0);
+    getsockname(lfd, (struct sockaddr *)&la, &ll);
+    char gone[64];
+    snprintf(gone, sizeof gone, "127.0.0.1:%d", ntohs(la.sin_port));
+    assert_int_equal(rpc_client_open(&loop, gone, &trust, &c), 0);
+    memset(&r, 0, sizeof r);
+    rpc_client_call(c, "core.ping", NULL, -1, on_res, &r);
+    struct pollfd lp = {.fd = lfd, .events = POLLIN};
+    for (int i = 0; i < 100 && poll(&lp, 1, 0) == 0; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(10000);
+    }
+    int afd = accept(lfd, NULL, NULL);
+    assert_true(afd >= 0);
+    usleep(50000); /* the ClientHello arrives, unread: the close resets */
+    close(afd);
+    close(lfd);
+    deadline = now_ms() + 5000;
+    while (!r.done && now_ms() < deadline) {
+        uv_run(&loop, UV_RUN_ONCE);
+    }
+    printf("# the peer went away during the handshake: %d %s\n", r.status, r.why);
+    assert_int_equal(r.status, -ECONNREFUSED);
+    assert_non_null(strstr(r.why, "during the TLS handshake"));
     rpc_client_close(c);
     rpc_server_close(s, NULL, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
