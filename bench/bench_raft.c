@@ -140,6 +140,14 @@ int bench_sec_files(const char *dir)
                       "-CAcreateserial -out n%d.crt -days 2 -extfile n%d.ext",
                       i, i, i, i, i, i, i, i);
     }
+    /* the RPC port's certificate (bench_rpc_tls): 127.0.0.1, signed by the CA */
+    o += snprintf(cmd + o, sizeof cmd - (size_t)o,
+                  " && printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,"
+                  "clientAuth\n' > rpc.ext && openssl req -newkey ec -pkeyopt "
+                  "ec_paramgen_curve:prime256v1 -nodes -keyout rpc.key -out rpc.csr -subj "
+                  "/CN=nvmet-bench-rpc && openssl x509 -req -in rpc.csr -CA ca.crt -CAkey ca.key "
+                  "-CAcreateserial -out rpc.crt -days 2 -extfile rpc.ext && "
+                  "echo bench-api-key > api.key");
     snprintf(cmd + o, sizeof cmd - (size_t)o, ") >/dev/null 2>&1");
     if (system(cmd) != 0) {
         fprintf(stderr, "nvmet-bench: could not make the Raft secret and certificates in %s "

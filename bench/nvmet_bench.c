@@ -9,9 +9,12 @@
  *       p50/p99/p999, plus request-to-rendered-on-every-node for a sample
  *       of the creates (an upper bound of commit-to-rendered);
  *   (d) the cold start of a node holding 4096 namespaces in 128 subsystems
- *       (restart -> replay -> tree rendered) and its RSS.
+ *       (restart -> replay -> tree rendered) and its RSS;
+ *   (e) the RPC port over TCP, plaintext next to TLS: a new connection
+ *       (connect, TLS handshake, login, one call, as one nvmetctl call
+ *       makes) and one call on an established, logged-in connection.
  *
- *   nvmet-bench [--dir DIR] [--n1 N] [--n64 N] [--quick]
+ *   nvmet-bench [--dir DIR] [--n1 N] [--n64 N] [--quick] [--transport | --rpc]
  *
  * DIR holds the Raft data (the disk under test); the emulated configfs
  * trees live on tmpfs (/dev/shm) like the real configfs lives in memory.
@@ -177,7 +180,8 @@ static void node_paths(struct node *n, const char *dir, const char *tag, int id)
 
 static char g_psk[600]; /* the Raft secret every full-path node uses */
 
-static void node_exec(struct node *n, int id, const char *list)
+/* extra: more arguments (NULL-terminated, may be NULL). */
+static void node_exec(struct node *n, int id, const char *list, const char *const *extra)
 {
     char sid[16], raft[64];
     snprintf(sid, sizeof sid, "%d", id);
@@ -194,6 +198,9 @@ static void node_exec(struct node *n, int id, const char *list)
         if (list != NULL) {
             argv[k++] = "--cluster";
             argv[k++] = list;
+        }
+        for (size_t i = 0; extra != NULL && extra[i] != NULL && k < 31; i++) {
+            argv[k++] = extra[i];
         }
         argv[k] = NULL;
         execv(NVMETD_BIN, (char *const *)argv);
@@ -231,7 +238,8 @@ static bool node_ready(const struct node *n, bool *leader)
     return true;
 }
 
-static int cluster_start(struct cluster *c, const char *dir, const char *tag, int count)
+static int cluster_start(struct cluster *c, const char *dir, const char *tag, int count,
+                         const char *const *extra)
 {
     memset(c, 0, sizeof *c);
     c->count = count;
@@ -242,7 +250,7 @@ static int cluster_start(struct cluster *c, const char *dir, const char *tag, in
                               i + 1, c->n[i].raft_port);
     }
     for (int i = 0; i < count; i++) {
-        node_exec(&c->n[i], i + 1, count > 1 ? c->list : NULL);
+        node_exec(&c->n[i], i + 1, count > 1 ? c->list : NULL, extra);
     }
     double t0 = bench_now_us();
     c->leader = -1;
@@ -413,7 +421,7 @@ static double run_load(const struct cluster *cl, const char *name, const char *p
     double t0 = bench_now_us();
     for (int i = 0; i < clients; i++) {
         cs[i].l = &l;
-        if (rpc_client_open(&loop, ep, &cs[i].c) < 0) {
+        if (rpc_client_open(&loop, ep, NULL, &cs[i].c) < 0) {
             fprintf(stderr, "nvmet-bench: cannot connect\n");
             exit(1);
         }
@@ -484,7 +492,7 @@ static bool rendered(const struct node *n)
 static void cold_start(const char *dir, int subsystems, int per_subsys)
 {
     struct cluster c;
-    if (cluster_start(&c, dir, "cold", 1) < 0) {
+    if (cluster_start(&c, dir, "cold", 1, NULL) < 0) {
         return;
     }
     struct node *n = &c.n[0];
@@ -503,7 +511,7 @@ static void cold_start(const char *dir, int subsystems, int per_subsys)
     char ep[700];
     snprintf(ep, sizeof ep, "unix:%s", n->sock);
     struct rpc_client *cl;
-    rpc_client_open(&loop, ep, &cl);
+    rpc_client_open(&loop, ep, NULL, &cl);
     int done = 0;
     double t0 = bench_now_us();
     for (int s = 0; s < subsystems; s++) {
@@ -542,7 +550,7 @@ static void cold_start(const char *dir, int subsystems, int per_subsys)
         fprintf(stderr, "nvmet-bench: could not empty %s\n", n->cfs);
     }
     t0 = bench_now_us();
-    node_exec(n, 1, NULL);
+    node_exec(n, 1, NULL, NULL);
     while (!rendered(n) && bench_now_us() - t0 < 120e6) {
         usleep(5000);
     }
@@ -589,6 +597,113 @@ static size_t create_size(void)
     return len;
 }
 
+/* ---- (e) the RPC port: plaintext vs TLS ---- */
+
+struct one_call {
+    bool done;
+    int status;
+};
+
+static void one_call_done(void *arg, int status, const struct nv *r, const struct nv_err *e)
+{
+    struct one_call *w = arg;
+    w->done = true;
+    w->status = status < 0 ? status : (e != NULL && nv_err_isset(e)) ? -EREMOTEIO : 0;
+    (void)r;
+}
+
+/* n calls of core.ping, one at a time, on one logged-in connection. */
+static int established_calls(const char *ep, const struct rpc_tls_opts *tls, double *lat, int n)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct rpc_client *cl;
+    int ok = 0;
+    if (rpc_client_open(&loop, ep, tls, &cl) == 0) {
+        rpc_client_login(cl, "bench-api-key");
+        for (int i = -1; i < n; i++) { /* the first call waits for the login */
+            struct one_call w = {0};
+            double s = bench_now_us();
+            rpc_client_call(cl, "core.ping", NULL, -1, one_call_done, &w);
+            while (!w.done) {
+                uv_run(&loop, UV_RUN_ONCE);
+            }
+            if (w.status < 0) {
+                fprintf(stderr, "nvmet-bench: core.ping on %s: %d\n", ep, w.status);
+                break;
+            }
+            if (i >= 0) {
+                lat[ok++] = bench_now_us() - s;
+            }
+        }
+        rpc_client_close(cl);
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    return ok;
+}
+
+/* One nvmetd serving TCP in plaintext, then one serving TLS (the
+ * certificate of bench_sec_files): per mode, n_conn new connections each
+ * making one call after its login (rpc_call_sync, as nvmetctl: the TLS
+ * context is made per connection), then n_calls on an established one. */
+static void bench_rpc_tls(const char *dir, int n_conn, int n_calls)
+{
+    char key[600], crt[600], pkey[600], ca[600];
+    snprintf(key, sizeof key, "%s/api.key", dir);
+    snprintf(crt, sizeof crt, "%s/rpc.crt", dir);
+    snprintf(pkey, sizeof pkey, "%s/rpc.key", dir);
+    snprintf(ca, sizeof ca, "%s/ca.crt", dir);
+    chmod(key, 0600);
+    double *lat = calloc((size_t)(n_conn > n_calls ? n_conn : n_calls), sizeof *lat);
+    for (int tls = 0; tls <= 1; tls++) {
+        char rpc[64];
+        snprintf(rpc, sizeof rpc, "127.0.0.1:%d", bench_free_port());
+        const char *plain_args[] = {"--rpc", rpc, "--api-key-file", key, "--rpc-plaintext", NULL};
+        const char *tls_args[] = {"--rpc",      rpc,  "--api-key-file", key,          "--rpc-cert",
+                                  crt,          "--rpc-key", pkey,      "--rpc-cacert", ca,
+                                  NULL};
+        struct cluster c;
+        const char *mode = tls ? "TLS 1.3" : "plaintext";
+        if (cluster_start(&c, dir, tls ? "rpc-tls" : "rpc-plain", 1, tls ? tls_args : plain_args) <
+            0) {
+            cluster_stop(&c);
+            continue;
+        }
+        struct rpc_tls_opts o = tls ? (struct rpc_tls_opts){.ca_file = ca}
+                                    : (struct rpc_tls_opts){.plaintext = true};
+        struct rpc_sync_opts so = {.api_key = "bench-api-key", .msgid = -1, .timeout_ms = 5000,
+                                   .tls = &o};
+        int ok = 0;
+        double t0 = bench_now_us();
+        for (int i = 0; i < n_conn; i++) {
+            struct nv *r = NULL;
+            struct nv_err e;
+            nv_err_init(&e);
+            double s = bench_now_us();
+            int rv = rpc_call_sync(rpc, "core.ping", nv_arr(), &so, &r, &e);
+            if (rv == 0) {
+                lat[ok++] = bench_now_us() - s;
+            } else if (i == 0) {
+                char *why = nv_err_reason(&e);
+                fprintf(stderr, "nvmet-bench: %s: %s\n", rpc, why ? why : "?");
+                free(why);
+            }
+            nv_err_clear(&e);
+            nv_free(r);
+        }
+        char label[96];
+        snprintf(label, sizeof label, "(e) RPC %s: connect+login+call", mode);
+        bench_report(label, lat, (size_t)ok, (bench_now_us() - t0) / 1e6);
+        t0 = bench_now_us();
+        ok = established_calls(rpc, &o, lat, n_calls);
+        snprintf(label, sizeof label, "(e) RPC %s: call, established", mode);
+        bench_report(label, lat, (size_t)ok, (bench_now_us() - t0) / 1e6);
+        cluster_stop(&c);
+    }
+    free(lat);
+}
+
 static void remove_tmp(const char *dir, const char *tmp)
 {
     if (dir == tmp) {
@@ -604,9 +719,10 @@ int main(int argc, char **argv)
 {
     const char *dir = NULL;
     int n1 = 1000, n64 = 10000;
-    bool quick = false, transport = false;
+    bool quick = false, transport = false, rpc_only = false;
     static const struct option opts[] = {{"dir", required_argument, NULL, 'd'},
                                          {"transport", no_argument, NULL, 't'},
+                                         {"rpc", no_argument, NULL, 'r'},
                                          {"n1", required_argument, NULL, '1'},
                                          {"n64", required_argument, NULL, '6'},
                                          {"quick", no_argument, NULL, 'q'},
@@ -626,6 +742,9 @@ int main(int argc, char **argv)
         case 't':
             transport = true;
             break;
+        case 'r':
+            rpc_only = true;
+            break;
         case 'q':
             quick = true;
             n1 = 200;
@@ -633,8 +752,10 @@ int main(int argc, char **argv)
             break;
         default:
             fprintf(stderr,
-                    "usage: nvmet-bench [--dir DIR] [--n1 N] [--n64 N] [--quick] [--transport]\n"
-                    "  --transport  only (b) on 3 nodes: plaintext vs TLS PSK vs TLS cert\n");
+                    "usage: nvmet-bench [--dir DIR] [--n1 N] [--n64 N] [--quick] [--transport | "
+                    "--rpc]\n"
+                    "  --transport  only (b) on 3 nodes: plaintext vs TLS PSK vs TLS cert\n"
+                    "  --rpc        only (e): the RPC port, plaintext vs TLS\n");
             return 2;
         }
     }
@@ -654,6 +775,11 @@ int main(int argc, char **argv)
         return 1;
     }
     snprintf(g_psk, sizeof g_psk, "%s/raft.psk", dir);
+    if (rpc_only) {
+        bench_rpc_tls(dir, quick ? 100 : 500, quick ? 1000 : 5000);
+        remove_tmp(dir, tmp);
+        return 0;
+    }
     if (transport) {
         for (int sec = BENCH_PLAIN; sec <= BENCH_CERT; sec++) {
             bench_raft(dir, 3, 1, quick ? 500 : n1, esize, (enum bench_sec)sec);
@@ -672,7 +798,7 @@ int main(int argc, char **argv)
         struct cluster c;
         char tag[16];
         snprintf(tag, sizeof tag, "full%d", sizes[i]);
-        if (cluster_start(&c, dir, tag, sizes[i]) < 0) {
+        if (cluster_start(&c, dir, tag, sizes[i], NULL) < 0) {
             cluster_stop(&c);
             return 1;
         }
@@ -695,6 +821,7 @@ int main(int argc, char **argv)
         cluster_stop(&c);
     }
     cold_start(dir, 128, quick ? 8 : 32);
+    bench_rpc_tls(dir, quick ? 100 : 500, quick ? 1000 : 5000);
     remove_tmp(dir, tmp);
     return 0;
 }

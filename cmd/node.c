@@ -534,12 +534,27 @@ static int start_rpc(struct node *n, char *msg, size_t msglen)
                                  .is_member = node_is_member,
                                  .membership = node_membership,
                                  .hold_timeout_ms = n->cfg.rpc_hold_timeout_ms};
+    /* calls to other nodes: TLS, presenting this node's certificate,
+     * whenever this node serves TLS */
+    n->rnode.peer_tls = (struct rpc_tls_opts){.plaintext = n->cfg.rpc_plaintext,
+                                              .ca_file = n->cfg.rpc_cacert,
+                                              .cert_file = n->cfg.rpc_cert,
+                                              .key_file = n->cfg.rpc_key};
+    int rv = rpc_tls_opts_check(&n->rnode.peer_tls, msg, msglen);
+    if (rv < 0) {
+        return rv;
+    }
     struct rpc_server_config rc = {.unix_path = n->cfg.socket,
                                    .tcp_addr = n->cfg.rpc,
                                    .api_key_file = n->cfg.api_key_file,
+                                   .tls_cert_file = n->cfg.rpc_cert,
+                                   .tls_key_file = n->cfg.rpc_key,
+                                   .tls_ca_file = n->cfg.rpc_client_certs ? n->cfg.rpc_cacert : NULL,
+                                   .tls_client_certs = n->cfg.rpc_client_certs,
+                                   .tcp_plaintext = n->cfg.rpc_plaintext,
                                    .cluster_key = node_cluster_key_accepted,
                                    .cluster_key_ctx = n};
-    int rv = node_cluster_key_init(n, msg, msglen);
+    rv = node_cluster_key_init(n, msg, msglen);
     if (rv < 0) {
         return rv;
     }

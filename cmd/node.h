@@ -24,6 +24,15 @@ struct node_config {
     bool witness;
     char *api_key_file;
     char *cluster_key_file; /* the node-to-node key (plaintext, 0600) */
+    /* RPC TCP security: TLS with this certificate and key (also this
+     * node's client certificate towards other nodes), other nodes' RPC
+     * certificates and client certificates verified by rpc_cacert; or
+     * explicitly plaintext. */
+    char *rpc_cert;
+    char *rpc_key;
+    char *rpc_cacert;
+    bool rpc_client_certs;
+    bool rpc_plaintext;
     char *device_root;    /* prefix for device checks and FILE backing files */
     char *emulate_kernel; /* emulated configfs profile ("6.12", "6.1") */
     char *debugfs;

@@ -173,7 +173,7 @@ static void check_registration(struct node *n, const struct cons_status *st)
         return;
     }
     n->reg_next_ms = now_ms(n) + REG_RETRY_MS;
-    if (rpc_client_open(n->loop, leader, &n->reg_client) < 0) {
+    if (rpc_client_open(n->loop, leader, &n->rnode.peer_tls, &n->reg_client) < 0) {
         n->reg_client = NULL;
         nv_free(want);
         return;

@@ -320,7 +320,7 @@ static void join_tick(uv_timer_t *t)
         }
     }
     const char *key = n->rnode.cluster_key ? n->rnode.cluster_key(n) : NULL;
-    if (rpc_client_open(n->loop, n->cfg.join, &n->join_client) < 0) {
+    if (rpc_client_open(n->loop, n->cfg.join, &n->rnode.peer_tls, &n->join_client) < 0) {
         n->join_client = NULL;
         return;
     }

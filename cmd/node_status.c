@@ -44,7 +44,8 @@ void node_config_free(struct node_config *c)
                      &c->api_key_file, &c->device_root, &c->emulate_kernel,
                      &c->debugfs,      &c->log_level,   &c->join,
                      &c->raft_psk_file, &c->raft_cacert, &c->raft_cert,
-                     &c->raft_key,     &c->metrics,     &c->cluster_key_file};
+                     &c->raft_key,     &c->metrics,     &c->cluster_key_file,
+                     &c->rpc_cert,     &c->rpc_key,     &c->rpc_cacert};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
         free(*strs[i]);
         *strs[i] = NULL;
@@ -78,6 +79,11 @@ static const struct key_def keys[] = {
     {"accept-data-loss", K_BOOL, offsetof(struct node_config, accept_data_loss), 0},
     KS("api-key-file", api_key_file),
     KS("cluster-key-file", cluster_key_file),
+    KS("rpc-cert", rpc_cert),
+    KS("rpc-key", rpc_key),
+    KS("rpc-cacert", rpc_cacert),
+    {"rpc-client-certs", K_BOOL, offsetof(struct node_config, rpc_client_certs), 0},
+    {"rpc-plaintext", K_BOOL, offsetof(struct node_config, rpc_plaintext), 0},
     KS("device-root", device_root),
     KS("emulate-kernel", emulate_kernel),
     KS("debugfs", debugfs),
@@ -323,6 +329,33 @@ bool node_raft_address_ok(const char *s)
            inet_pton(v6 ? AF_INET6 : AF_INET, host, buf) == 1;
 }
 
+/* The RPC port's protection: TLS (certificate and key) or explicitly
+ * plaintext, never by default: API keys cross the network on it. */
+static int node_config_check_rpc_tls(const struct node_config *c, char *msg, size_t msglen)
+{
+    bool tls = c->rpc_cert != NULL || c->rpc_key != NULL;
+    if (tls && (c->rpc_cert == NULL || c->rpc_key == NULL)) {
+        snprintf(msg, msglen, "RPC TLS needs both --rpc-cert and --rpc-key");
+        return -EINVAL;
+    }
+    if (tls && c->rpc_plaintext) {
+        snprintf(msg, msglen, "choose one of --rpc-cert/--rpc-key (TLS) and --rpc-plaintext");
+        return -EINVAL;
+    }
+    if (c->rpc_client_certs && (!tls || c->rpc_cacert == NULL)) {
+        snprintf(msg, msglen, "--rpc-client-certs needs --rpc-cert, --rpc-key and --rpc-cacert "
+                              "(the CA that signs the client certificates)");
+        return -EINVAL;
+    }
+    if (c->rpc != NULL && !tls && !c->rpc_plaintext) {
+        snprintf(msg, msglen, "the RPC port needs protection: give --rpc-cert FILE and "
+                              "--rpc-key FILE (TLS; --rpc-cacert FILE to verify other nodes), "
+                              "or on a private network explicitly --rpc-plaintext");
+        return -EINVAL;
+    }
+    return 0;
+}
+
 int node_config_check(const struct node_config *c, char *msg, size_t msglen)
 {
     if (c->log_level != NULL && nv_log_level_of(c->log_level) < 0) {
@@ -378,7 +411,7 @@ int node_config_check(const struct node_config *c, char *msg, size_t msglen)
         snprintf(msg, msglen, "--rpc needs --api-key-file (TCP clients must log in)");
         return -EINVAL;
     }
-    return 0;
+    return node_config_check_rpc_tls(c, msg, msglen);
 }
 
 /* "1=127.0.0.1:7001,2=127.0.0.1:7002" -> peers (all voters). */

@@ -1,8 +1,14 @@
 /* nvmetctl: call one method of an nvmet-ha node, like TrueNAS's midclt.
  *
  *   nvmetctl [--url HOST:PORT[,HOST:PORT...] | --socket PATH]
- *            [--api-key-file F] [--timeout SECONDS] call METHOD [ARG ...]
+ *            [--api-key-file F] [--cacert F] [--cert F --key F] [--plaintext]
+ *            [--timeout SECONDS] call METHOD [ARG ...]
  *   nvmetctl key generate|hash --name NAME --role admin|readonly
+ *
+ * TCP endpoints speak TLS unless --plaintext: the node's certificate must
+ * chain to --cacert (else the system's CA store) and name the host given
+ * in --url. A certificate that does not verify is final ([EPROTO]), not
+ * retried: another attempt would meet the same certificate.
  *
  * The call is retried until --timeout runs out (not for a fixed number of
  * rounds), so that it rides through a leader election:
@@ -60,6 +66,12 @@ static void usage(FILE *f)
             "                         tried in turn while a node is unreachable or not the\n"
             "                         leader (a listed leader named by NOT_LEADER next)\n"
             "  --api-key-file FILE    the API key for TCP logins (first line of FILE)\n"
+            "  --cacert FILE          CA certificates (PEM) that verify the nodes' TLS\n"
+            "                         certificates (default: the system's CA store); a\n"
+            "                         certificate must also name the host given in --url\n"
+            "  --cert FILE, --key FILE  a client certificate and its key (mode 0600), for\n"
+            "                         nodes that require one\n"
+            "  --plaintext            TCP without TLS (nodes started with --rpc-plaintext)\n"
             "  --timeout SECONDS      give up after this long (default %d); until then the\n"
             "                         call is retried, pausing 50 ms to 500 ms between\n"
             "                         rounds, with the same client id and msgid so that a\n"
@@ -82,8 +94,8 @@ static void usage(FILE *f)
             "examples:\n"
             "  nvmetctl call nvmet.subsys.create '{\"name\": \"nqn.2024-01.com.example:s1\"}'\n"
             "  nvmetctl call nvmet.subsys.query '[[\"id\", \"=\", 1]]' '{\"get\": true}'\n"
-            "  nvmetctl --url 10.0.0.1:7100,10.0.0.2:7100 --api-key-file key call "
-            "cluster.status\n",
+            "  nvmetctl --url 10.0.0.1:7100,10.0.0.2:7100 --api-key-file key --cacert ca.pem "
+            "call cluster.status\n",
             DEFAULT_TIMEOUT_S);
 }
 
@@ -376,6 +388,7 @@ int main(int argc, char **argv)
         return key_command(argc - 1, argv + 1);
     }
     const char *url = NULL, *sock = NULL, *key_file = NULL;
+    struct rpc_tls_opts tls = {0};
     long timeout_s = DEFAULT_TIMEOUT_S;
     int i = 1;
     for (; i < argc; i++) {
@@ -387,11 +400,18 @@ int main(int argc, char **argv)
         if (strcmp(a, "call") == 0) {
             break;
         }
-        const char *names[] = {"--url", "--socket", "--api-key-file", "--timeout"};
-        const char **dst[] = {&url, &sock, &key_file, NULL};
+        if (strcmp(a, "--plaintext") == 0) {
+            tls.plaintext = true;
+            continue;
+        }
+        enum { N_OPTS = 7 };
+        const char *names[N_OPTS] = {"--url",    "--socket", "--api-key-file", "--cacert",
+                                     "--cert",   "--key",    "--timeout"};
+        const char **dst[N_OPTS] = {&url,          &sock,          &key_file,    &tls.ca_file,
+                                    &tls.cert_file, &tls.key_file, NULL};
         const char *val = NULL;
         int k = 0;
-        for (; k < 4; k++) {
+        for (; k < N_OPTS; k++) {
             size_t nl = strlen(names[k]);
             if (strcmp(a, names[k]) == 0) {
                 if (i + 1 >= argc) {
@@ -406,7 +426,7 @@ int main(int argc, char **argv)
                 break;
             }
         }
-        if (k == 4) {
+        if (k == N_OPTS) {
             fprintf(stderr, "nvmetctl: unknown option '%s'\n", a);
             usage(stderr);
             return EXIT_LOCAL;
@@ -430,6 +450,19 @@ int main(int argc, char **argv)
     if (url != NULL && sock != NULL) {
         fprintf(stderr, "nvmetctl: give --url or --socket, not both\n");
         return EXIT_LOCAL;
+    }
+    if (tls.plaintext && (tls.ca_file != NULL || tls.cert_file != NULL || tls.key_file != NULL)) {
+        fprintf(stderr, "nvmetctl: --plaintext and --cacert/--cert/--key contradict\n");
+        return EXIT_LOCAL;
+    }
+    if (url != NULL) {
+        /* a bad CA or key file is reported once, before any attempt */
+        char msg[400];
+        int trv = rpc_tls_opts_check(&tls, msg, sizeof msg);
+        if (trv < 0) {
+            fprintf(stderr, "[%s] ALL: %s\n", nv_errname(-trv), msg);
+            return EXIT_LOCAL;
+        }
     }
     const char *method = argv[i + 1];
 
@@ -518,7 +551,8 @@ int main(int argc, char **argv)
             .timeout_ms = (unsigned)per,
             /* a node that does not answer its login in a second is down:
              * try the next one rather than wait for its TCP timeout */
-            .connect_timeout_ms = n_eps > 1 ? CONNECT_TIMEOUT_MS : 0};
+            .connect_timeout_ms = n_eps > 1 ? CONNECT_TIMEOUT_MS : 0,
+            .tls = &tls};
         struct nv *result = NULL;
         rv = rpc_call_sync(eps[at], method, nv_copy(params), &opts, &result, &err);
         if (rv == 0) {

@@ -2,8 +2,9 @@
  *
  *   nvmetd --id N --data-dir DIR --raft IP:PORT
  *          --raft-psk-file F | --raft-cacert F --raft-cert F --raft-key F |
- *          --raft-insecure [--rpc HOST:PORT
- *          --api-key-file F] [--socket PATH] [--configfs DIR]
+ *          --raft-insecure [--rpc HOST:PORT --api-key-file F
+ *          --rpc-cert F --rpc-key F [--rpc-cacert F] | --rpc-plaintext]
+ *          [--socket PATH] [--configfs DIR]
  *          [--cluster ID=IP:PORT,...] [--witness] [--config FILE] ...
  *
  * A config file holds the same keys ("key = value"); flags win. */
@@ -46,6 +47,15 @@ static void usage(FILE *f)
             "  --cluster-key-file FILE  the key nodes log in to each other with (same on\n"
             "                         every node, mode 0600); default: derived from\n"
             "                         --raft-psk-file, else the bare key of --api-key-file\n"
+            "RPC-SECURITY with --rpc, one of (README \"TLS on the RPC port\"):\n"
+            "  --rpc-cert FILE --rpc-key FILE\n"
+            "                         TLS 1.3 with this certificate (naming the --rpc\n"
+            "                         host) and key (mode 0600); also this node's client\n"
+            "                         certificate when it calls other nodes\n"
+            "  --rpc-plaintext        TCP without TLS (isolated networks only)\n"
+            "  --rpc-cacert FILE      CA verifying other nodes' RPC certificates (else the\n"
+            "                         system store) and client certificates\n"
+            "  --rpc-client-certs     TCP clients need a certificate signed by --rpc-cacert\n"
             "  --configfs DIR         directory holding nvmet/ (default /sys/kernel/config)\n"
             "  --emulate              --configfs is a plain directory: emulate the kernel's\n"
             "                         nvmet there (tests, demos; refused on real configfs)\n"

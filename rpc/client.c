@@ -8,7 +8,9 @@
  *     (delivered from a zero timer, never inside rpc_client_call).
  *     -ECONNREFUSED means the call never left (the connection never came
  *     up, or was already lost when the call was made): the server did not
- *     run it. -ECONNRESET means it may have;
+ *     run it. -ECONNRESET means it may have. -EPROTO: TLS failed before
+ *     anything was answered (a certificate refused by either side): the
+ *     server did not run it either;
  *   - with -ECANCELED inside rpc_client_close.
  * Callbacks may call rpc_client_close (also more than once) and
  * rpc_client_call; the client's memory is released only after its handles
@@ -27,6 +29,7 @@
 #include "nv.h"
 #include "nv_err.h"
 #include "rpc.h"
+#include "stream.h"
 
 #define READ_RESERVE (64u << 10)
 #define MAX_MESSAGE (256u << 20) /* a reply larger than this is a broken peer */
@@ -45,28 +48,17 @@ struct qbuf {
     size_t len;
 };
 
-struct cwreq {
-    uv_write_t req;
-    uv_buf_t buf;
-    struct rpc_client *c;
-};
-
 enum cstate { CS_CONNECTING, CS_OPEN, CS_DEAD };
 
 struct rpc_client {
     uv_loop_t *loop;
     char *endpoint;
-    bool is_tcp;
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } h;
-    uv_connect_t creq;
+    bool is_tcp, tls;
+    struct rpc_stream st;
     uv_getaddrinfo_t gai;
     uv_timer_t defer;
     bool h_open, t_open, gai_active, closing;
+    bool got_bytes; /* anything read on the connection yet */
     enum cstate state;
     int dead_status;
     char *dead_reason;
@@ -101,14 +93,17 @@ static void maybe_free(struct rpc_client *c)
     free(c);
 }
 
-static void handle_closed(uv_handle_t *h)
+static void timer_closed(uv_handle_t *h)
 {
     struct rpc_client *c = h->data;
-    if (h == (uv_handle_t *)&c->defer) {
-        c->t_open = false;
-    } else {
-        c->h_open = false;
-    }
+    c->t_open = false;
+    maybe_free(c);
+}
+
+static void stream_closed(struct rpc_stream *st)
+{
+    struct rpc_client *c = st->data;
+    c->h_open = false;
     maybe_free(c);
 }
 
@@ -119,7 +114,7 @@ static void fail_list(struct pend *p, int status, const char *reason)
     nv_err_set(&e, NV_E_CALL, -status, "%s", reason);
     while (p != NULL) {
         struct pend *next = p->next;
-        if (p->never_sent && status != -ECANCELED) {
+        if (p->never_sent && status != -ECANCELED && status != -EPROTO) {
             struct nv_err ns;
             nv_err_init(&ns);
             nv_err_set(&ns, NV_E_CALL, ECONNREFUSED, "not sent: %s", reason);
@@ -176,40 +171,29 @@ static void go_dead(struct rpc_client *c, int status, const char *what, const ch
     c->pending = NULL;
     c->ptail = &c->pending;
     free_queue(c);
-    if (c->h_open && !uv_is_closing(&c->h.handle)) {
-        uv_close(&c->h.handle, handle_closed);
+    if (c->h_open) {
+        rpc_stream_close(&c->st, stream_closed);
     }
     if (c->failed != NULL) {
         uv_timer_start(&c->defer, defer_fired, 0, 0);
     }
 }
 
-static void write_done(uv_write_t *req, int status)
+static void on_written(struct rpc_stream *st, int status)
 {
-    struct cwreq *w = (struct cwreq *)req;
-    struct rpc_client *c = w->c;
-    free(w->buf.base);
-    free(w);
-    if (status < 0 && status != UV_ECANCELED) {
+    struct rpc_client *c = st->data;
+    /* (a failed TLS handshake is told by the connect callback; a server
+     * that refuses our certificate after the handshake sends an alert
+     * and closes: the read side says so, more clearly than EPIPE) */
+    if (status < 0 && status != UV_ECANCELED && c->state == CS_OPEN &&
+        !(c->tls && !c->got_bytes)) {
         go_dead(c, -ECONNRESET, "lost the connection to", uv_strerror(status));
     }
 }
 
 static int send_buf(struct rpc_client *c, char *data, size_t len)
 {
-    struct cwreq *w = malloc(sizeof *w);
-    if (w == NULL) {
-        free(data);
-        return -ENOMEM;
-    }
-    w->buf = uv_buf_init(data, (unsigned)len);
-    w->c = c;
-    int rv = uv_write(&w->req, &c->h.stream, &w->buf, 1, write_done);
-    if (rv < 0) {
-        free(data);
-        free(w);
-    }
-    return rv;
+    return rpc_stream_write(&c->st, data, len);
 }
 
 static struct pend *take_pending(struct rpc_client *c, int64_t msgid)
@@ -299,10 +283,9 @@ static bool handle_object(struct rpc_client *c, const msgpack_object *o)
     return true;
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+static void on_alloc(struct rpc_stream *st, uv_buf_t *buf)
 {
-    (void)suggested;
-    struct rpc_client *c = h->data;
+    struct rpc_client *c = st->data;
     if (!msgpack_unpacker_reserve_buffer(&c->up, READ_RESERVE)) {
         *buf = uv_buf_init(NULL, 0);
         return;
@@ -311,18 +294,34 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
                        (unsigned)msgpack_unpacker_buffer_capacity(&c->up));
 }
 
-static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+/* The connection ended: how the calls waiting on it hear it. */
+static void on_end(struct rpc_client *c, ssize_t n)
 {
-    (void)buf;
-    struct rpc_client *c = st->data;
-    if (n < 0) {
+    if (n == UV_EPROTO && !c->got_bytes) {
+        /* TLS refused before any answer: nothing ran, no retry helps */
+        go_dead(c, -EPROTO, "connection to", rpc_stream_why(&c->st));
+    } else if (n == UV_EPROTO) {
+        go_dead(c, -ECONNRESET, "lost the connection to", rpc_stream_why(&c->st));
+    } else if (n == UV_EOF && c->is_tcp && !c->tls && !c->got_bytes) {
+        go_dead(c, -ECONNRESET, "lost the connection to",
+                "closed by the server before any answer (does it require TLS?)");
+    } else {
         go_dead(c, -ECONNRESET, "lost the connection to",
                 n == UV_EOF ? "closed by the server" : uv_strerror((int)n));
+    }
+}
+
+static void on_read(struct rpc_stream *st, ssize_t n)
+{
+    struct rpc_client *c = st->data;
+    if (n < 0) {
+        on_end(c, n);
         return;
     }
     if (n == 0 || c->closing || c->state != CS_OPEN) {
         return;
     }
+    c->got_bytes = true;
     msgpack_unpacker_buffer_consumed(&c->up, (size_t)n);
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
@@ -349,21 +348,27 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     msgpack_unpacked_destroy(&u);
 }
 
-static void on_connect(uv_connect_t *req, int status)
+static const struct rpc_stream_ops client_ops = {
+    .alloc = on_alloc, .read = on_read, .written = on_written};
+
+static void on_connect(struct rpc_stream *st, int status)
 {
-    struct rpc_client *c = req->data;
+    struct rpc_client *c = st->data;
     if (c->closing || c->state != CS_CONNECTING) {
         return;
     }
+    if (status == UV_EPROTO) {
+        /* the server's certificate was refused, or it refused ours */
+        go_dead(c, -EPROTO, "connect to", rpc_stream_why(st));
+        return;
+    }
     if (status < 0) {
-        go_dead(c, -ECONNREFUSED, "connect to", uv_strerror(status));
+        const char *why = rpc_stream_why(st);
+        go_dead(c, -ECONNREFUSED, "connect to", why[0] != '\0' ? why : uv_strerror(status));
         return;
     }
     c->state = CS_OPEN;
-    if (c->is_tcp) {
-        uv_tcp_nodelay(&c->h.tcp, 1);
-    }
-    uv_read_start(&c->h.stream, on_alloc, on_read);
+    rpc_stream_read_start(&c->st);
     struct qbuf *q = c->queue;
     c->queue = NULL;
     c->qtail = &c->queue;
@@ -389,7 +394,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     }
     int rv = status;
     if (rv == 0) {
-        rv = uv_tcp_connect(&c->creq, &c->h.tcp, res->ai_addr, on_connect);
+        rv = rpc_stream_connect(&c->st, res->ai_addr, on_connect);
     }
     uv_freeaddrinfo(res);
     if (rv < 0) {
@@ -436,7 +441,31 @@ static int parse_endpoint(struct rpc_client *c, const char *ep)
     return 0;
 }
 
-int rpc_client_open(struct uv_loop_s *loop, const char *endpoint, struct rpc_client **out)
+/* TLS on the TCP connection unless plaintext was asked for. */
+static int setup_tls(struct rpc_client *c, const struct rpc_tls_opts *tls)
+{
+    static const struct rpc_tls_opts dflt = {0};
+    if (!c->is_tcp || (tls != NULL && tls->plaintext)) {
+        return 0;
+    }
+    char msg[300];
+    struct rpc_tls *t = NULL;
+    int rv = rpc_tls_client_new(tls != NULL ? tls : &dflt, &t, msg, sizeof msg);
+    if (rv == 0) {
+        /* the connection keeps what it needs of the context */
+        rv = rpc_stream_use_tls(&c->st, t, c->host) < 0 ? -ENOMEM : 0;
+        rpc_tls_free(t);
+        snprintf(msg, sizeof msg, "out of memory");
+    }
+    c->tls = rv == 0;
+    if (rv < 0) {
+        go_dead(c, -EPROTO, "TLS setup for", msg);
+    }
+    return rv;
+}
+
+int rpc_client_open(struct uv_loop_s *loop, const char *endpoint, const struct rpc_tls_opts *tls,
+                    struct rpc_client **out)
 {
     *out = NULL;
     ignore_sigpipe();
@@ -471,24 +500,21 @@ int rpc_client_open(struct uv_loop_s *loop, const char *endpoint, struct rpc_cli
     uv_timer_init(loop, &c->defer);
     c->defer.data = c;
     c->t_open = true;
-    if (c->is_tcp) {
-        uv_tcp_init(loop, &c->h.tcp);
-    } else {
-        uv_pipe_init(loop, &c->h.pipe, 0);
-    }
-    c->h.handle.data = c;
+    rpc_stream_init(loop, &c->st, c->is_tcp, &client_ops, c);
     c->h_open = true;
-    c->creq.data = c;
     *out = c;
     if (!c->is_tcp) {
-        uv_pipe_connect(&c->creq, &c->h.pipe, path, on_connect);
+        rpc_stream_connect_pipe(&c->st, path, on_connect);
         return 0;
+    }
+    if (setup_tls(c, tls) < 0) {
+        return 0; /* the calls hear why (-EPROTO) */
     }
     struct sockaddr_storage ss;
     int port = atoi(c->port);
     if (uv_ip4_addr(c->host, port, (struct sockaddr_in *)&ss) == 0 ||
         uv_ip6_addr(c->host, port, (struct sockaddr_in6 *)&ss) == 0) {
-        int rv = uv_tcp_connect(&c->creq, &c->h.tcp, (struct sockaddr *)&ss, on_connect);
+        int rv = rpc_stream_connect(&c->st, (struct sockaddr *)&ss, on_connect);
         if (rv < 0) {
             go_dead(c, -ECONNREFUSED, "connect to", uv_strerror(rv));
         }
@@ -604,10 +630,10 @@ void rpc_client_close(struct rpc_client *c)
     if (c->gai_active) {
         uv_cancel((uv_req_t *)&c->gai);
     }
-    if (c->h_open && !uv_is_closing(&c->h.handle)) {
-        uv_close(&c->h.handle, handle_closed);
+    if (c->h_open) {
+        rpc_stream_close(&c->st, stream_closed);
     }
-    uv_close((uv_handle_t *)&c->defer, handle_closed);
+    uv_close((uv_handle_t *)&c->defer, timer_closed);
     /* Callbacks may run rpc_client_close again: harmless, closing is set
      * and the memory lives until the close callbacks. */
     struct pend *failed = c->failed, *pending = c->pending;

@@ -122,7 +122,7 @@ static int fwd_connect(struct rpc_methods *m, const char *addr)
         rpc_client_close(old);
     }
     const struct rpc_node *node = m->node;
-    int rv = rpc_client_open(node->loop, addr, &fw->c);
+    int rv = rpc_client_open(node->loop, addr, &node->peer_tls, &fw->c);
     if (rv < 0) {
         fw->c = NULL;
         return rv;

@@ -224,7 +224,7 @@ void m_cluster_status(struct rpc_methods *m, const struct req *r, const struct n
         struct peer_q *q = &a->q[a->n];
         q->a = a;
         q->id = id;
-        if (rpc_client_open(node->loop, addr, &q->c) < 0) {
+        if (rpc_client_open(node->loop, addr, &node->peer_tls, &q->c) < 0) {
             q->c = NULL;
             continue;
         }

@@ -66,7 +66,35 @@ struct rpc_server_config {
                                   * 0 = 100 */
     unsigned max_login_failures; /* the connection is closed after this many
                                   * failed logins; 0 = 5 */
+    /* The TCP listener speaks TLS 1.3 with this certificate (PEM, chain
+     * allowed) and private key (mode 0600 or stricter), or plaintext when
+     * tcp_plaintext says so explicitly: a TCP listener with neither is
+     * refused at start, and so is one with both. The unix socket is
+     * always plaintext (root only). */
+    const char *tls_cert_file;
+    const char *tls_key_file;
+    const char *tls_ca_file;  /* CA of the client certificates (PEM) */
+    bool tls_client_certs;    /* a TCP client without a certificate signed by
+                               * tls_ca_file fails the handshake */
+    bool tcp_plaintext;
 };
+
+/* How a client reaches a TCP endpoint (unix sockets are plaintext). TLS
+ * 1.3 unless plaintext is set: the server's certificate must chain to
+ * ca_file (NULL = the system's CA store) and name the host dialled (an
+ * address as an IP subjectAltName, a name as a DNS one). cert_file and
+ * key_file (both or neither) are the client certificate, for servers that
+ * require one. */
+struct rpc_tls_opts {
+    bool plaintext;
+    const char *ca_file;
+    const char *cert_file;
+    const char *key_file; /* mode 0600 or stricter */
+};
+/* Load the files of o once (NULL or plaintext: nothing to check), to
+ * report a bad file at start rather than at the first connection. 0, or
+ * a negative errno with a message naming the file and why. */
+int rpc_tls_opts_check(const struct rpc_tls_opts *o, char *msg, size_t len);
 
 /* A plaintext key file (a client's --api-key-file, the nodes'
  * --cluster-key-file): its first line, trailing blanks removed. Refused
@@ -260,6 +288,10 @@ struct rpc_node {
      * NOT_LEADER; also bounds the re-dispatch of a write whose outcome was
      * unknown (leadership lost, connection to the leader lost). 0 = 5000. */
     unsigned hold_timeout_ms;
+    /* How this node reaches other nodes' RPC ports (forwarding, peer
+     * status, registration): TLS with this node's certificate as the
+     * client certificate, or plaintext. */
+    struct rpc_tls_opts peer_tls;
 };
 
 /* Register every product method on s. node is borrowed until
@@ -276,12 +308,17 @@ struct rpc_client;
 /* Result of one call: exactly one of result/err is meaningful.
  * result is borrowed during the callback (copy it to keep it). status < 0:
  * transport failure (connection lost/refused: -ECONNRESET, -ECONNREFUSED,
- * -ETIMEDOUT), err then describes it too. */
+ * -ETIMEDOUT; -EPROTO: the TLS handshake failed or the server refused it,
+ * e.g. a certificate that does not verify: the call did not run, and
+ * trying again will not help), err then describes it too. */
 typedef void (*rpc_client_cb)(void *arg, int status, const struct nv *result,
                               const struct nv_err *err);
 
-/* endpoint: "unix:/path", "/path" (unix), or "host:port". */
-int rpc_client_open(struct uv_loop_s *loop, const char *endpoint, struct rpc_client **out);
+/* endpoint: "unix:/path", "/path" (unix), or "host:port". tls: how to
+ * reach a TCP endpoint (NULL = TLS verified by the system's CA store);
+ * ignored for unix sockets. Its strings are only used during the call. */
+int rpc_client_open(struct uv_loop_s *loop, const char *endpoint, const struct rpc_tls_opts *tls,
+                    struct rpc_client **out);
 /* Call with an explicit msgid (>= 0) or -1 for the next automatic one.
  * params taken (NULL = []). cb always called once (also on close). */
 int rpc_client_call(struct rpc_client *c, const char *method, struct nv *params, int64_t msgid,
@@ -310,6 +347,7 @@ struct rpc_sync_opts {
      * node that does not answer them is down or stopped, and a client
      * with other nodes to try should not wait for it. 0 = timeout_ms. */
     unsigned connect_timeout_ms;
+    const struct rpc_tls_opts *tls; /* as rpc_client_open's */
 };
 int rpc_call_sync(const char *endpoint, const char *method, struct nv *params,
                   const struct rpc_sync_opts *opts, struct nv **result, struct nv_err *err);

@@ -167,6 +167,7 @@ static void srv_unref(struct rpc_server *s)
     free(s->unix_path);
     free(s->tcp_addr);
     free(s->key_file);
+    rpc_tls_free(s->tls);
     free(s);
     if (done != NULL) {
         done(arg);
@@ -339,9 +340,8 @@ static void conn_uncount(struct conn *c)
     }
 }
 
-static void conn_handle_closed(uv_handle_t *h)
+static void conn_one_closed(struct conn *c)
 {
-    struct conn *c = h->data;
     if (--c->nclose > 0) {
         return;
     }
@@ -360,8 +360,16 @@ static void conn_handle_closed(uv_handle_t *h)
     srv_unref(s);
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
-static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
+static void conn_handle_closed(uv_handle_t *h)
+{
+    conn_one_closed(h->data);
+}
+
+static void conn_stream_closed(struct rpc_stream *st)
+{
+    conn_one_closed(st->data);
+}
+
 static void call_free(struct rpc_call *call);
 static void decode_cancel(struct conn *c);
 
@@ -372,9 +380,9 @@ static void conn_set_reading(struct conn *c)
     bool want = !c->closing && !c->shutting && !c->held && !c->decoding && !c->verifying &&
                 !c->wq_full;
     if (want && !c->reading) {
-        c->reading = uv_read_start(&c->h.stream, on_alloc, on_read) == 0;
+        c->reading = rpc_stream_read_start(&c->st) == 0;
     } else if (!want && c->reading) {
-        uv_read_stop(&c->h.stream);
+        rpc_stream_read_stop(&c->st);
         c->reading = false;
     }
 }
@@ -404,13 +412,13 @@ static void conn_close(struct conn *c, const char *why)
         uv_close((uv_handle_t *)&c->login_timer, conn_handle_closed);
         uv_close((uv_handle_t *)&c->hold_timer, conn_handle_closed);
     }
-    uv_close(&c->h.handle, conn_handle_closed);
+    rpc_stream_close(&c->st, conn_stream_closed);
 }
 
-static void shutdown_done(uv_shutdown_t *req, int status)
+static void shutdown_done(struct rpc_stream *st, int status)
 {
     (void)status;
-    struct conn *c = req->data;
+    struct conn *c = st->data;
     conn_close(c, NULL);
     conn_unref(c);
 }
@@ -424,9 +432,8 @@ static void conn_close_after_write(struct conn *c)
     }
     c->shutting = true;
     conn_set_reading(c);
-    c->shut.data = c;
     conn_ref(c);
-    if (uv_shutdown(&c->shut, &c->h.stream, shutdown_done) < 0) {
+    if (rpc_stream_shutdown(&c->st, shutdown_done) < 0) {
         conn_unref(c);
         conn_close(c, NULL);
     }
@@ -453,21 +460,16 @@ static void bad_frame(struct conn *c, const char *why)
     conn_close_limited(c, why);
 }
 
-static void write_done(uv_write_t *req, int status)
+static void write_done(struct rpc_stream *st, int status)
 {
-    struct wreq *w = (struct wreq *)req;
-    struct conn *c = w->c;
-    free(w->buf.base);
-    free(w);
+    struct conn *c = st->data;
     if (status < 0 && status != UV_ECANCELED) {
         /* EPIPE / ECONNRESET: the peer went away; not worth a log line */
         conn_close(c, status == UV_EPIPE || status == UV_ECONNRESET ? NULL : uv_strerror(status));
-    } else if (c->wq_full && !c->closing &&
-               uv_stream_get_write_queue_size(&c->h.stream) < WQ_LOW) {
+    } else if (c->wq_full && !c->closing && rpc_stream_queued(&c->st) < WQ_LOW) {
         c->wq_full = false;
         conn_set_reading(c);
     }
-    conn_unref(c);
 }
 
 /* Queue data (taken) on the connection. */
@@ -477,26 +479,14 @@ static void conn_write(struct conn *c, char *data, size_t len)
         free(data);
         return;
     }
-    struct wreq *w = malloc(sizeof *w);
-    if (w == NULL) {
-        free(data);
-        conn_close(c, "out of memory");
-        return;
-    }
-    w->buf = uv_buf_init(data, (unsigned)len);
-    w->c = c;
-    conn_ref(c);
-    int rv = uv_write(&w->req, &c->h.stream, &w->buf, 1, write_done);
+    int rv = rpc_stream_write(&c->st, data, len);
     if (rv < 0) {
-        free(data);
-        free(w);
-        conn_unref(c);
         conn_close(c, rv == UV_EPIPE || rv == UV_ECONNRESET ? NULL : uv_strerror(rv));
         return;
     }
     /* Back-pressure: a peer that sends calls but does not read replies
      * stops being read until it catches up. */
-    if (!c->wq_full && uv_stream_get_write_queue_size(&c->h.stream) > WQ_HIGH) {
+    if (!c->wq_full && rpc_stream_queued(&c->st) > WQ_HIGH) {
         c->wq_full = true;
         conn_set_reading(c);
     }
@@ -920,10 +910,9 @@ static void process(struct conn *c)
     }
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+static void on_alloc(struct rpc_stream *st, uv_buf_t *buf)
 {
-    (void)suggested;
-    struct conn *c = h->data;
+    struct conn *c = st->data;
     if (c->cap - c->len < READ_CHUNK && c->off > 0) {
         memmove(c->buf, c->buf + c->off, c->len - c->off);
         c->len -= c->off;
@@ -945,15 +934,39 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(c->buf + c->len, (unsigned)(c->cap - c->len));
 }
 
-static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+/* A TLS ClientHello on the plaintext TCP port (0x16 cannot start a
+ * msgpack-rpc message): answered in plaintext, which the client's TLS
+ * stack reports as a server that does not speak TLS, then closed. */
+static bool tls_on_plain_port(struct conn *c, ssize_t n)
 {
-    (void)buf;
+    if (!c->is_tcp || c->st.ssl != NULL || c->st.got_bytes || n < 1 ||
+        (unsigned char)c->buf[c->len] != 0x16) {
+        return false;
+    }
+    c->srv->st.bad_frames++;
+    if (c->addr != NULL) {
+        srv__log_limited(c->srv, &c->addr->log, "%s: closing: a TLS client on the plaintext port",
+                         c->peer);
+    }
+    send_error_set(c, 0, NV_E_BAD_REQUEST, EPROTO,
+                   "this port serves plaintext msgpack-rpc, not TLS");
+    conn_close_after_write(c);
+    return true;
+}
+
+static void on_read(struct rpc_stream *st, ssize_t n)
+{
     struct conn *c = st->data;
+    if (n == UV_EPROTO) {
+        /* a failed TLS handshake: anyone can cause one, so rate-limited */
+        conn_close_limited(c, rpc_stream_why(st));
+        return;
+    }
     if (n < 0) {
         conn_close(c, n == UV_EOF || n == UV_ECONNRESET ? NULL : uv_strerror((int)n));
         return;
     }
-    if (n == 0 || c->closing) {
+    if (n == 0 || c->closing || tls_on_plain_port(c, n)) {
         return;
     }
     c->len += (size_t)n;
@@ -1130,6 +1143,9 @@ static bool admit_unauth(struct conn *c, const struct sockaddr_storage *ss)
     return true;
 }
 
+static const struct rpc_stream_ops conn_ops = {
+    .alloc = on_alloc, .read = on_read, .written = write_done};
+
 static void on_connection(uv_stream_t *listener, int status)
 {
     struct rpc_server *s = listener->data;
@@ -1142,12 +1158,11 @@ static void on_connection(uv_stream_t *listener, int status)
     if (c == NULL) {
         return;
     }
-    int rv = is_tcp ? uv_tcp_init(s->loop, &c->h.tcp) : uv_pipe_init(s->loop, &c->h.pipe, 0);
+    int rv = rpc_stream_init(s->loop, &c->st, is_tcp, &conn_ops, c);
     if (rv < 0) {
         free(c);
         return;
     }
-    c->h.handle.data = c;
     c->srv = s;
     c->refs = 1;
     c->is_tcp = is_tcp;
@@ -1165,7 +1180,11 @@ static void on_connection(uv_stream_t *listener, int status)
         uv_timer_init(s->loop, &c->hold_timer);
         c->hold_timer.data = c;
     }
-    rv = uv_accept(listener, &c->h.stream);
+    if (is_tcp && s->tls != NULL && rpc_stream_use_tls(&c->st, s->tls, NULL) < 0) {
+        conn_close(c, "out of memory");
+        return;
+    }
+    rv = rpc_stream_accept(listener, &c->st);
     if (rv < 0) {
         conn_close(c, uv_strerror(rv));
         return;
@@ -1188,7 +1207,7 @@ static void on_connection(uv_stream_t *listener, int status)
     memset(&ss, 0, sizeof ss);
     int len = sizeof ss;
     char ip[INET6_ADDRSTRLEN] = "?";
-    if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) == 0) {
+    if (uv_tcp_getpeername(&c->st.h.tcp, (struct sockaddr *)&ss, &len) == 0) {
         if (ss.ss_family == AF_INET6) {
             uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
             snprintf(c->peer, sizeof c->peer, "[%s]:%u", ip,
@@ -1205,8 +1224,8 @@ static void on_connection(uv_stream_t *listener, int status)
     if (!admit_unauth(c, &ss)) {
         return;
     }
-    uv_tcp_nodelay(&c->h.tcp, 1);
-    uv_tcp_keepalive(&c->h.tcp, 1, 60);
+    uv_tcp_nodelay(&c->st.h.tcp, 1);
+    uv_tcp_keepalive(&c->st.h.tcp, 1, 60);
     /* a deadline, not an idle timer: calls before login do not extend it */
     uv_timer_start(&c->login_timer, login_deadline, s->login_timeout_ms, 0);
     conn_set_reading(c);
@@ -1436,6 +1455,45 @@ static int listen_tcp(struct rpc_server *s, char *errmsg, size_t errlen)
     return rv;
 }
 
+/* A TCP listener speaks TLS, or plaintext when told so explicitly: an
+ * API key crossing a network in the clear must be a choice, not an
+ * oversight. */
+static int setup_tls(struct rpc_server *s, const struct rpc_server_config *cfg, char *errmsg,
+                     size_t errlen)
+{
+    bool tls = cfg->tls_cert_file != NULL || cfg->tls_key_file != NULL;
+    if (!tls && !cfg->tcp_plaintext) {
+        snprintf(errmsg, errlen,
+                 "rpc: the TCP listener %s needs TLS (a certificate and its key) or an "
+                 "explicit plaintext switch",
+                 s->tcp_addr);
+        return -EINVAL;
+    }
+    if (tls && cfg->tcp_plaintext) {
+        snprintf(errmsg, errlen,
+                 "rpc: the TCP listener %s: TLS and plaintext both configured; choose one",
+                 s->tcp_addr);
+        return -EINVAL;
+    }
+    if (!tls) {
+        if (cfg->tls_client_certs || cfg->tls_ca_file != NULL) {
+            snprintf(errmsg, errlen, "rpc: client certificates need TLS (a certificate and key)");
+            return -EINVAL;
+        }
+        return 0;
+    }
+    struct rpc_tls_server_opts o = {.cert_file = cfg->tls_cert_file,
+                                    .key_file = cfg->tls_key_file,
+                                    .ca_file = cfg->tls_ca_file,
+                                    .client_certs = cfg->tls_client_certs};
+    char msg[300];
+    int rv = rpc_tls_server_new(&o, &s->tls, msg, sizeof msg);
+    if (rv < 0) {
+        snprintf(errmsg, errlen, "rpc: %s", msg);
+    }
+    return rv;
+}
+
 int rpc_server_start(struct uv_loop_s *loop, const struct rpc_server_config *cfg,
                      struct rpc_server **out, char *errmsg, size_t errlen)
 {
@@ -1485,6 +1543,7 @@ int rpc_server_start(struct uv_loop_s *loop, const struct rpc_server_config *cfg
         bool legacy;
         rv = rpc_keys_validate(s->key_file, &n_keys, &legacy, errmsg, errlen);
     }
+    rv = rv == 0 && s->tcp_addr != NULL ? setup_tls(s, cfg, errmsg, errlen) : rv;
     rv = rv == 0 ? rpc_server_register(s, "core.set_options", srv__m_set_options, s,
                                        RPC_M_READONLY)
                  : rv;

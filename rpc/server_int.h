@@ -12,6 +12,7 @@
 
 #include "nv.h"
 #include "rpc.h"
+#include "stream.h"
 
 #define DEFAULT_MAX_FRAME (4u << 20)
 /* Pipelining clients (nvmetctl's crash test: 500 creates on one
@@ -89,15 +90,10 @@ enum conn_kind { CK_UNIX, CK_UNAUTH, CK_AUTH };
 
 struct conn {
     struct rpc_server *srv; /* NULL once every handle is closed */
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } h;
-    uv_timer_t login_timer; /* TCP only: the login deadline */
+    struct rpc_stream st;   /* plaintext, or TLS on a TLS listener */
+    uv_timer_t login_timer; /* TCP only: the login deadline (it also
+                             * bounds a TLS handshake) */
     uv_timer_t hold_timer;  /* TCP only: a failed login's delayed reply */
-    uv_shutdown_t shut;
     bool is_tcp, authed, closing, counted, wq_full, reading, shutting;
     bool decoding; /* a large message is being decoded off the loop */
     struct decode_job *queued_job; /* ...or waits for a pool slot */
@@ -164,6 +160,7 @@ struct rpc_server {
     bool legacy_warned;               /* the old key file format, said once */
     unsigned login_jobs;              /* key checks in the thread pool */
     struct login_job *login_wait;     /* and waiting for it, oldest first */
+    struct rpc_tls *tls; /* the TCP listener's TLS, NULL = plaintext */
     unsigned big_jobs;               /* large frames being decoded */
     struct decode_job *decode_wait;  /* and waiting for the pool */
     struct rpc_server_stats st;
@@ -172,12 +169,6 @@ struct rpc_server {
 };
 
 struct decode_job;
-
-struct wreq {
-    uv_write_t req;
-    uv_buf_t buf;
-    struct conn *c;
-};
 
 /* server_frame.c: nv_scan of the current message, which must be an array
  * (NV_SCAN_BAD "message is not an array" otherwise). */

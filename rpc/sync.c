@@ -93,7 +93,7 @@ int rpc_call_sync(const char *endpoint, const char *method, struct nv *params,
         nv_err_set(err, NV_E_CALL, -rv, "uv_loop_init: %s", uv_strerror(rv));
         return rv;
     }
-    rv = rpc_client_open(&r.loop, endpoint, &r.c);
+    rv = rpc_client_open(&r.loop, endpoint, opts->tls, &r.c);
     if (rv < 0) {
         nv_free(params);
         uv_loop_close(&r.loop);
@@ -106,6 +106,10 @@ int rpc_call_sync(const char *endpoint, const char *method, struct nv *params,
     unsigned first = opts->connect_timeout_ms && prelims && opts->connect_timeout_ms < timeout
                          ? opts->connect_timeout_ms
                          : timeout;
+    /* the loop's clock is from before rpc_client_open, which may have
+     * spent milliseconds loading a CA store: a short deadline must not be
+     * over before the connection had its chance */
+    uv_update_time(&r.loop);
     uint64_t t0 = uv_now(&r.loop);
     unsigned limit = first; /* the deadline in force, for the message */
     uv_timer_start(&r.timer, timer_fired, first, 0);

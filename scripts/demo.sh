@@ -33,12 +33,17 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 declare -a PIDS RAFT RPC
 LIST=""
 URLS=""
+CERTS=()
 for i in $(seq 1 "$NODES"); do
     RAFT[$i]=$(free_port)
     RPC[$i]=$(free_port)
     LIST="${LIST:+$LIST,}$i=127.0.0.1:${RAFT[$i]}"
     URLS="${URLS:+$URLS,}127.0.0.1:${RPC[$i]}"
+    CERTS+=("node$i=127.0.0.1,localhost")
 done
+# TLS on the RPC ports (README "TLS on the RPC port"): a CA and one
+# certificate per node; nvmetctl verifies the nodes with --cacert.
+bash scripts/rpc-certs.sh "$RUN/tls" "${CERTS[@]}" > /dev/null
 cleanup() {
     for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
     for p in "${PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
@@ -57,6 +62,7 @@ for i in $(seq 1 "$NODES"); do
     "$NVMETD" --id "$i" --data-dir "$N/data" --raft "127.0.0.1:${RAFT[$i]}" \
         --raft-psk-file "$RUN/raft.psk" \
         --rpc "127.0.0.1:${RPC[$i]}" --api-key-file "$RUN/api.key" --socket "$N/nvmetd.sock" \
+        --rpc-cert "$RUN/tls/node$i.pem" --rpc-key "$RUN/tls/node$i.key" --rpc-cacert "$RUN/tls/ca.pem" \
         --configfs "$N/configfs" --emulate --device-root "$N/root" --debugfs "$N" "${CLUSTER[@]}" \
         2> "$N/nvmetd.log" &
     PIDS[$i]=$!
@@ -64,7 +70,7 @@ done
 
 # Every call goes through the whole cluster: any node answers (followers
 # forward to the leader), nvmetctl moves on when one is down.
-ctl() { "$NVMETCTL" --url "$URLS" --api-key-file "$RUN/api.key" call "$@"; }
+ctl() { "$NVMETCTL" --url "$URLS" --api-key-file "$RUN/api.key" --cacert "$RUN/tls/ca.pem" call "$@"; }
 for _ in $(seq 1 150); do
     ctl failover.status >/dev/null 2>&1 && break
     sleep 0.1
@@ -73,7 +79,7 @@ ctl failover.status >/dev/null || { tail -n 20 "$RUN"/node*/nvmetd.log; echo "de
 sleep 1.5 # every member registers its RPC address through Raft
 
 show() { echo "\$ nvmetctl call $*"; ctl "$@"; echo; }
-echo "== The complete setup (subsystem, namespace, port, host, links), through nvmetctl --url $URLS"
+echo "== The complete setup (subsystem, namespace, port, host, links), through nvmetctl --url $URLS (TLS)"
 show nvmet.subsys.create '{"name": "nqn.2024-01.com.example:nvme:subsys1", "serial": "TRUENAS001"}'
 show nvmet.namespace.create '{"subsys": 1, "device": "zvol/tank/nvme/ns1", "device_nguid": null, "device_uuid": null, "enabled": true}'
 show nvmet.port.create '{"addr_trtype": "TCP", "addr_traddr": "0.0.0.0", "addr_trsvcid": "4420", "addr_adrfam": "IPV4"}'
@@ -106,7 +112,7 @@ echo
 cat <<MSG
 
 The cluster is up (pids ${PIDS[*]}, logs $RUN/node*/nvmetd.log). Try, in another shell:
-  $NVMETCTL --url $URLS --api-key-file $RUN/api.key call nvmet.subsys.query
+  $NVMETCTL --url $URLS --api-key-file $RUN/api.key --cacert $RUN/tls/ca.pem call nvmet.subsys.query
   $NVMETCTL --socket $RUN/node1/nvmetd.sock call nvmet.namespace.query '[["subsys.id", "=", 1]]' '{"select": ["nsid", "device_path"]}'
   kill -9 ${PIDS[$ACTIVE]}    # the active node: another node becomes MASTER and links the port
 Press Ctrl-C to stop.

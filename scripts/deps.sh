@@ -6,7 +6,7 @@ PKGS=(build-essential cmake pkg-config
       libraft-dev libuv1-dev libmsgpack-dev libnvme-dev libcmocka-dev
       libjson-c-dev libssl-dev zlib1g-dev libmnl-dev libmicrohttpd-dev libsystemd-dev
       dpkg-dev
-      iproute2 procps
+      iproute2 procps openssl
       clang libclang-rt-14-dev)   # the libFuzzer harnesses (test.sh's last stage)
 missing=()
 for p in "${PKGS[@]}"; do

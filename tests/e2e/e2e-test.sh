@@ -110,12 +110,14 @@ boot() {
 }
 
 # start NAME: nvmetd in the guest, its data dir on the guest's own disk,
-# its log on the console (NAME.console survives a power loss).
+# its log on the console (NAME.console survives a power loss). The RPC
+# port is plaintext (--rpc-plaintext): the guests' network is private to
+# this test, and RPC TLS is covered by the integration tests.
 start() {
     local n=$1 extra=""
     [ "$n" = wit ] && extra=--witness
     gx "$n" "(nvmetd --id ${ID[$n]} --data-dir /var/lib/nvmet/data --raft ${IP[$n]}:7001 \
-        --rpc ${IP[$n]}:6000 --api-key-file /run/nvmet-ha/api.key --socket $SOCK \
+        --rpc ${IP[$n]}:6000 --rpc-plaintext --api-key-file /run/nvmet-ha/api.key --socket $SOCK \
         --raft-psk-file /run/nvmet-ha/raft.psk \
         --cluster $CLUSTER --election-timeout $ET $extra 2>&1 | cat > /dev/ttyS0) &" > /dev/null
 }

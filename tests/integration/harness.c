@@ -22,6 +22,7 @@
 #include "nv_err.h"
 #include "nv_json.h"
 #include "rpc.h"
+#include "test_certs.h"
 
 static long now_ms(void)
 {
@@ -130,6 +131,18 @@ void h_node_init(struct h_node *n, const char *base, int id)
     chmod(n->keyfile, 0600); /* nvmetd refuses a key file others can read */
     snprintf(n->psk, sizeof n->psk, "%s/raft.psk", base);
     h_write_psk(n->psk);
+    snprintf(n->cacert, sizeof n->cacert, "%s/rpc-ca.pem", base);
+    if (access(n->cacert, F_OK) != 0 && tc_make_ca(base, "rpc-ca") < 0) {
+        abort();
+    }
+    char name[32];
+    snprintf(name, sizeof name, "node%d-rpc", id);
+    snprintf(n->cert, sizeof n->cert, "%s/%s.pem", base, name);
+    snprintf(n->certkey, sizeof n->certkey, "%s/%s.key", base, name);
+    if (access(n->cert, F_OK) != 0 &&
+        tc_make_cert(base, "rpc-ca", name, "IP:127.0.0.1,DNS:localhost") < 0) {
+        abort();
+    }
     n->raft_port = h_free_port();
     n->rpc_port = h_free_port();
 }
@@ -152,13 +165,29 @@ int h_node_start(struct h_node *n, const char *const *extra)
                             "--raft",   raft,         "--rpc",     rpc,          "--api-key-file",
                             n->keyfile, "--socket",   n->sock,     "--configfs", n->configfs,
                             "--device-root", n->devroot, "--election-timeout", "300",
-                            "--debugfs", n->dir, "--emulate", "--raft-psk-file", n->psk};
-    size_t argc = 24;
-    for (size_t i = 0; extra != NULL && extra[i] != NULL && argc < 62; i++) {
-        /* extra chooses another Raft security mode: drop the PSK */
+                            "--debugfs", n->dir, "--emulate"};
+    size_t argc = 22;
+    bool psk = true, tls = !n->rpc_plaintext;
+    for (size_t i = 0; extra != NULL && extra[i] != NULL; i++) {
+        /* extra chooses another Raft or RPC security mode */
         if (strcmp(extra[i], "--raft-insecure") == 0 || strcmp(extra[i], "--raft-cacert") == 0) {
-            argc = argc == 24 ? 22 : argc;
+            psk = false;
         }
+        if (strcmp(extra[i], "--rpc-plaintext") == 0 || strcmp(extra[i], "--rpc-cert") == 0) {
+            tls = false;
+        }
+    }
+    if (psk) {
+        argv[argc++] = "--raft-psk-file";
+        argv[argc++] = n->psk;
+    }
+    if (tls) {
+        const char *t[] = {"--rpc-cert", n->cert, "--rpc-key", n->certkey, "--rpc-cacert", n->cacert};
+        for (size_t i = 0; i < 6; i++) {
+            argv[argc++] = t[i];
+        }
+    } else if (n->rpc_plaintext) {
+        argv[argc++] = "--rpc-plaintext";
     }
     for (size_t i = 0; extra != NULL && extra[i] != NULL && argc < 62; i++) {
         argv[argc++] = extra[i];

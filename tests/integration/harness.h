@@ -22,6 +22,10 @@ struct h_node {
     char log[300];      /* nvmetd's stderr */
     char keyfile[300];
     char psk[300]; /* the cluster's Raft secret, shared by the nodes of a base */
+    /* RPC TLS: the base's test CA and this node's certificate (IP SAN
+     * 127.0.0.1, DNS localhost) and key */
+    char cacert[300], cert[300], certkey[300];
+    bool rpc_plaintext; /* start with --rpc-plaintext instead of TLS */
     int raft_port, rpc_port;
 };
 
@@ -32,14 +36,17 @@ int h_free_port(void);
 
 /* Paths and ports for node id under base; creates the dirs and the API key
  * file ("test-key"), a block device node for zvol/tank/nvme/ns1 under
- * the device root, and (once per base) base/raft.psk, the Raft secret
- * every node started by h_node_start uses (--raft-psk-file). */
+ * the device root, (once per base) base/raft.psk, the Raft secret every
+ * node started by h_node_start uses (--raft-psk-file), and base/rpc-ca.pem,
+ * the CA of the nodes' RPC certificates (base/node<id>-rpc.pem). */
 void h_node_init(struct h_node *n, const char *base, int id);
 /* A fresh Raft secret (64 hex digits, mode 0600) at path, unless the file
  * exists. */
 void h_write_psk(const char *path);
 /* Start nvmetd (extra: more argv entries, NULL-terminated, may be NULL;
- * with --raft-insecure or --raft-cacert in extra the node gets no PSK) and
+ * with --raft-insecure or --raft-cacert in extra the node gets no PSK).
+ * The RPC port speaks TLS (--rpc-cert, --rpc-key, --rpc-cacert of
+ * h_node_init) unless n->rpc_plaintext (--rpc-plaintext). Then
  * wait until it answers core.ping and is the ready leader (single node) or
  * just answers (cluster). Returns 0 or -1 (the log is printed). */
 int h_node_start(struct h_node *n, const char *const *extra);

@@ -119,17 +119,20 @@ static int teardown(void **state)
     return 0;
 }
 
-/* nvmetctl --url URLS --api-key-file K call METHOD [a1 [a2]]; *out stdout. */
-static int ctl_url(const char *urls, const char *key, char **out, char **err, const char *method,
-                   const char *a1, const char *a2)
+/* nvmetctl --url URLS --api-key-file K --cacert CA call METHOD [a1 [a2]]
+ * with n's key and the cluster's RPC CA; *out stdout. */
+static int ctl_url(const char *urls, const struct h_node *n, char **out, char **err,
+                   const char *method, const char *a1, const char *a2)
 {
     char cmd[4096];
     char f1[] = "/tmp/nvmet-ctl-out-XXXXXX", f2[] = "/tmp/nvmet-ctl-err-XXXXXX";
     int fd1 = mkstemp(f1), fd2 = mkstemp(f2);
     close(fd1);
     close(fd2);
-    snprintf(cmd, sizeof cmd, "%s --url %s --api-key-file %s --timeout 20 call %s %s%s%s %s%s%s > %s 2> %s",
-             NVMETCTL_BIN, urls, key, method, a1 ? "'" : "", a1 ? a1 : "", a1 ? "'" : "",
+    snprintf(cmd, sizeof cmd,
+             "%s --url %s --api-key-file %s --cacert %s --timeout 20 call %s %s%s%s %s%s%s > %s "
+             "2> %s",
+             NVMETCTL_BIN, urls, n->keyfile, n->cacert, method, a1 ? "'" : "", a1 ? a1 : "", a1 ? "'" : "",
              a2 ? "'" : "", a2 ? a2 : "", a2 ? "'" : "", f1, f2);
     int st = system(cmd);
     *out = h_read(f1);
@@ -151,7 +154,7 @@ static struct nv *ok_url(const struct cl *c, const char *urls, const char *metho
                          const char *a2)
 {
     char *out, *err;
-    int rc = ctl_url(urls, c->n[0].keyfile, &out, &err, method, a1, a2);
+    int rc = ctl_url(urls, &c->n[0], &out, &err, method, a1, a2);
     if (rc != 0) {
         fprintf(stderr, "call %s on %s failed (%d): %s\n", method, urls, rc, err);
     }
@@ -472,7 +475,7 @@ static void test_membership_and_catch_up(void **state)
     char ep[400];
     snprintf(ep, sizeof ep, "unix:%s", c.n[l].sock);
     struct rpc_client *cli;
-    assert_int_equal(rpc_client_open(&loop, ep, &cli), 0);
+    assert_int_equal(rpc_client_open(&loop, ep, NULL, &cli), 0);
     int done = 0, failed = 0, n_retry = 0;
     const int total = 20000, window = 64; /* several Raft entries per window */
     int *retry = calloc(total, sizeof *retry);

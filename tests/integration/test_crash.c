@@ -90,7 +90,7 @@ static void test_kill9_during_pipelined_creates(void **state)
     r->node = &node;
     char ep[320];
     snprintf(ep, sizeof ep, "unix:%s", node.sock);
-    assert_int_equal(rpc_client_open(&loop, ep, &r->c), 0);
+    assert_int_equal(rpc_client_open(&loop, ep, NULL, &r->c), 0);
     struct nv *p = nv_arr();
     struct nv *o = nv_map();
     nv_set_str(o, "client_id", "crash-test-client");

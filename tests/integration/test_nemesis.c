@@ -117,9 +117,9 @@ static void writer(const struct world *w, int id, long until, const char *outpat
     for (int i = 0; now_ms() < until; i++) {
         char cmd[2048];
         snprintf(cmd, sizeof cmd,
-                 "%s --url %s --api-key-file %s --timeout 15 call nvmet.host.create "
+                 "%s --url %s --api-key-file %s --cacert %s --timeout 15 call nvmet.host.create "
                  "'{\"hostnqn\": \"nqn.2024-01.com.example:w%d-%05d\"}' > /dev/null 2> %s",
-                 NVMETCTL_BIN, w->urls, w->n[0].keyfile, id, i, errf);
+                 NVMETCTL_BIN, w->urls, w->n[0].keyfile, w->n[0].cacert, id, i, errf);
         int st = system(cmd);
         char *err = h_read(errf);
         bool ok = WIFEXITED(st) && WEXITSTATUS(st) == 0;

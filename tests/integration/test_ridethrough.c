@@ -279,8 +279,8 @@ static void test_url_write_at_kill(void **state)
     snprintf(arg, sizeof arg, "{\"name\": \"%s\"}", name);
     h_node_kill(&c.n[l], SIGKILL);
     struct ctl x = {0};
-    ctl_start(&x, "--url", c.urls, "--api-key-file", c.n[0].keyfile, "call", "nvmet.subsys.create",
-              arg, (char *)NULL);
+    ctl_start(&x, "--url", c.urls, "--api-key-file", c.n[0].keyfile, "--cacert", c.n[0].cacert,
+              "call", "nvmet.subsys.create", arg, (char *)NULL);
     h_node_wait(&c.n[l]);
     ctl_finish(&x, 40000);
     printf("# --url write issued at the kill of the leader took %ld ms (exit %d)\n", x.took,
@@ -578,8 +578,9 @@ static void test_ctl_reaches_late_node(void **state)
     char url[64];
     snprintf(url, sizeof url, "127.0.0.1:%d", c.n[0].rpc_port);
     struct ctl x = {0};
-    ctl_start(&x, "--url", url, "--api-key-file", c.n[0].keyfile, "--timeout", "20", "call",
-              "nvmet.subsys.query", "[]", "{\"count\": true}", (char *)NULL);
+    ctl_start(&x, "--url", url, "--api-key-file", c.n[0].keyfile, "--cacert", c.n[0].cacert,
+              "--timeout", "20", "call", "nvmet.subsys.query", "[]", "{\"count\": true}",
+              (char *)NULL);
     usleep(2500000);
     assert_true(ctl_running(&x));
     assert_int_equal(h_node_start(&c.n[0], NULL), 0);

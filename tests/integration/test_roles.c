@@ -141,7 +141,8 @@ static struct nv *tcp_call(const struct h_node *n, const char *key, const char *
     endpoint(n, ep, sizeof ep);
     struct nv *params = params_json != NULL ? nv_from_json(params_json) : nv_arr();
     assert_non_null(params);
-    struct rpc_sync_opts o = {.api_key = key, .msgid = -1, .timeout_ms = 20000};
+    struct rpc_tls_opts tls = {.plaintext = n->rpc_plaintext, .ca_file = n->cacert};
+    struct rpc_sync_opts o = {.tls = &tls, .api_key = key, .msgid = -1, .timeout_ms = 20000};
     struct nv *res = NULL;
     nv_err_clear(err);
     if (rpc_call_sync(ep, method, params, &o, &res, err) < 0) {

@@ -55,6 +55,9 @@ static int setup(void **state)
     struct fx *f = calloc(1, sizeof *f);
     h_tmpdir(f->base, sizeof f->base);
     h_node_init(&f->n, f->base, 1);
+    /* plaintext TCP: these tests speak msgpack on raw sockets (the TLS
+     * layer under the same limits is test_rpc_tls's) */
+    f->n.rpc_plaintext = true;
     if (h_node_start(&f->n, NULL) < 0) {
         h_rmrf(f->base);
         free(f);
@@ -527,8 +530,14 @@ static int ctl_status(const struct h_node *n, bool tcp, long *took)
         int nul = open("/dev/null", O_RDWR);
         dup2(nul, 1);
         if (tcp) {
+            if (n->rpc_plaintext) {
+                execl(NVMETCTL_BIN, NVMETCTL_BIN, "--url", url, "--api-key-file", n->keyfile,
+                      "--plaintext", "--timeout", "10", "call", "nvmet.global.config",
+                      (char *)NULL);
+            }
             execl(NVMETCTL_BIN, NVMETCTL_BIN, "--url", url, "--api-key-file", n->keyfile,
-                  "--timeout", "10", "call", "nvmet.global.config", (char *)NULL);
+                  "--cacert", n->cacert, "--timeout", "10", "call", "nvmet.global.config",
+                  (char *)NULL);
         } else {
             execl(NVMETCTL_BIN, NVMETCTL_BIN, "--socket", n->sock, "call", "nvmet.global.config",
                   (char *)NULL);

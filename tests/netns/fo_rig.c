@@ -225,8 +225,10 @@ int rig_start(struct rig *r, int i)
                       rpc,         "--socket",      n->sock,    "--configfs",
                       n->configfs, "--device-root", dev,        "--api-key-file",
                       r->key,      "--cluster",     r->cluster, "--raft-psk-file",
-                      r->psk,      "--emulate", NULL};
-    int argc = 22;
+                      r->psk,      "--rpc-plaintext", "--emulate", NULL};
+    /* (plaintext RPC: the lab's network exists only in its namespaces;
+     * TLS is covered by the integration and unit tests) */
+    int argc = 23;
     if (n->witness) {
         argv[argc++] = "--witness";
     }
@@ -424,8 +426,8 @@ static pid_t start_write(struct rig *r, char *name, size_t len)
     char arg[200], log[320];
     snprintf(arg, sizeof arg, "{\"hostnqn\": \"%s\"}", name);
     snprintf(log, sizeof log, "%s/writes.log", r->base);
-    char *argv[] = {NVMETCTL_BIN, "--url", r->urls, "--api-key-file",    r->key,
-                    "--timeout",  "30",    "call",  "nvmet.host.create", arg,
+    char *argv[] = {NVMETCTL_BIN, "--url", r->urls,        "--api-key-file",    r->key,
+                    "--plaintext", "--timeout", "30", "call", "nvmet.host.create", arg,
                     NULL};
     return lab_spawn(&r->lab, LAB_CLIENT, argv, log);
 }

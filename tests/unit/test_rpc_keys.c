@@ -28,6 +28,9 @@
 #include "nv_err.h"
 #include "rpc.h"
 
+/* These tests speak plaintext TCP; TLS is covered by test_rpc_tls. */
+static const struct rpc_tls_opts PLAIN = {.plaintext = true};
+
 /* PBKDF2-HMAC-SHA256("abc", salt, 10000), computed with Python's hashlib:
  * the format is checked against another implementation. */
 #define KAT_LINE                                                         \
@@ -346,7 +349,8 @@ static struct srv *srv_start(void)
                                          .tcp_addr = sv->tcp,
                                          .api_key_file = keyfile(),
                                          .cluster_key = cluster_key,
-                                         .login_backoff_ms = 1};
+                                         .login_backoff_ms = 1,
+                                         .tcp_plaintext = true};
     pthread_mutex_init(&sv->mu, NULL);
     pthread_cond_init(&sv->cv, NULL);
     pthread_create(&sv->thread, NULL, server_main, sv);
@@ -369,7 +373,7 @@ static void srv_stop(struct srv *sv)
 
 static struct nv *call(struct srv *sv, const char *key, const char *method, struct nv_err *e)
 {
-    struct rpc_sync_opts o = {.api_key = key, .msgid = -1, .timeout_ms = 20000};
+    struct rpc_sync_opts o = {.tls = &PLAIN, .api_key = key, .msgid = -1, .timeout_ms = 20000};
     struct nv *res = NULL;
     nv_err_clear(e);
     return rpc_call_sync(sv->tcp, method, nv_arr(), &o, &res, e) == 0 ? res : NULL;
@@ -480,7 +484,7 @@ static void relogin_role(struct srv *sv, const char *k1, const char *k2, char *r
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct rpc_client *c = NULL;
-    assert_int_equal(rpc_client_open(&loop, sv->tcp, &c), 0);
+    assert_int_equal(rpc_client_open(&loop, sv->tcp, &PLAIN, &c), 0);
     rpc_client_login(c, k1);
     rpc_client_login(c, k2);
     struct me_answer a = {0};
@@ -547,7 +551,7 @@ static void test_server_roles(void **state)
     assert_null(call(sv, "wrong", "t.read", &e));
     assert_int_equal(e.code, NV_E_NOT_AUTHENTICATED);
     /* the unix socket is root: admin */
-    struct rpc_sync_opts o = {.msgid = -1, .timeout_ms = 5000};
+    struct rpc_sync_opts o = {.tls = &PLAIN, .msgid = -1, .timeout_ms = 5000};
     struct nv *v = NULL;
     char ep[160];
     snprintf(ep, sizeof ep, "unix:%s", sv->sock);

@@ -29,6 +29,10 @@
 
 #define KEY "s3cret-key"
 
+/* These tests speak plaintext TCP (raw sockets included); TLS is covered
+ * by test_rpc_tls.c. */
+static const struct rpc_tls_opts PLAIN = {.plaintext = true};
+
 /* ------------------------------------------------------------------ */
 /* the server thread */
 
@@ -234,6 +238,7 @@ static struct srv *srv_start(const struct rpc_server_config *limits)
     sv->cfg.unix_path = sv->sock;
     sv->cfg.tcp_addr = sv->tcp;
     sv->cfg.api_key_file = sv->keyfile;
+    sv->cfg.tcp_plaintext = true;
     pthread_mutex_init(&sv->mu, NULL);
     pthread_cond_init(&sv->cv, NULL);
     pthread_create(&sv->thread, NULL, server_main, sv);
@@ -375,7 +380,7 @@ static bool raw_wait_eof(int fd, int timeout_ms)
 static struct nv *sync_call(const char *ep, const char *method, struct nv *params,
                             const char *key, int *status, struct nv_err *e)
 {
-    struct rpc_sync_opts o = {.api_key = key, .msgid = -1, .timeout_ms = 5000};
+    struct rpc_sync_opts o = {.tls = &PLAIN, .api_key = key, .msgid = -1, .timeout_ms = 5000};
     struct nv *res = NULL;
     *status = rpc_call_sync(ep, method, params, &o, &res, e);
     return res;
@@ -473,7 +478,7 @@ static void test_pipelined_out_of_order(void **state)
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct rpc_client *c;
-    assert_int_equal(rpc_client_open(&loop, sv->unix_ep, &c), 0);
+    assert_int_equal(rpc_client_open(&loop, sv->unix_ep, &PLAIN, &c), 0);
     struct answer a[4] = {0};
     g_order = 0;
     assert_int_equal(rpc_client_call(c, "test.delay", args2(nv_int(300), nv_str("slow")), 10,
@@ -510,7 +515,7 @@ static void test_pipelined_many(void **state)
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct rpc_client *c;
-    assert_int_equal(rpc_client_open(&loop, sv->unix_ep, &c), 0);
+    assert_int_equal(rpc_client_open(&loop, sv->unix_ep, &PLAIN, &c), 0);
     enum { N = 500 };
     struct answer *a = calloc(N, sizeof *a);
     for (int i = 0; i < N; i++) {
@@ -634,7 +639,7 @@ static void test_tcp_auth(void **state)
 static void test_client_id(void **state)
 {
     struct srv *sv = *state;
-    struct rpc_sync_opts o = {.client_id = "cli-42", .msgid = 777, .timeout_ms = 5000};
+    struct rpc_sync_opts o = {.tls = &PLAIN, .client_id = "cli-42", .msgid = 777, .timeout_ms = 5000};
     struct nv *r = NULL;
     struct nv_err e;
     nv_err_init(&e);
@@ -868,7 +873,7 @@ static void test_max_inflight(void **state)
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct rpc_client *c;
-    assert_int_equal(rpc_client_open(&loop, sv->unix_ep, &c), 0);
+    assert_int_equal(rpc_client_open(&loop, sv->unix_ep, &PLAIN, &c), 0);
     struct answer a[4] = {0};
     g_order = 0;
     for (int i = 0; i < 3; i++) {
@@ -1281,7 +1286,7 @@ static void test_key_file_mode(void **state)
     char msg[512];
     char tcp[64];
     snprintf(tcp, sizeof tcp, "127.0.0.1:%d", free_port());
-    struct rpc_server_config cfg = {.tcp_addr = tcp, .api_key_file = sv->keyfile};
+    struct rpc_server_config cfg = {.tcp_addr = tcp, .api_key_file = sv->keyfile, .tcp_plaintext = true};
     struct rpc_server *s2 = NULL;
     static const mode_t bad[] = {0644, 0640, 0604, 0660, 0666};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -1444,9 +1449,9 @@ static void test_notifications(void **state)
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct rpc_client *c1, *c2, *c3;
-    assert_int_equal(rpc_client_open(&loop, sv->unix_ep, &c1), 0);
-    assert_int_equal(rpc_client_open(&loop, sv->unix_ep, &c2), 0);
-    assert_int_equal(rpc_client_open(&loop, sv->unix_ep, &c3), 0);
+    assert_int_equal(rpc_client_open(&loop, sv->unix_ep, &PLAIN, &c1), 0);
+    assert_int_equal(rpc_client_open(&loop, sv->unix_ep, &PLAIN, &c2), 0);
+    assert_int_equal(rpc_client_open(&loop, sv->unix_ep, &PLAIN, &c3), 0);
     struct notes n1 = {0}, n2 = {0}, n3 = {0};
     rpc_client_on_notify(c1, on_note, &n1);
     rpc_client_on_notify(c2, on_note, &n2);
@@ -1483,7 +1488,7 @@ static void test_notifications(void **state)
 static void test_sync_timeout(void **state)
 {
     struct srv *sv = *state;
-    struct rpc_sync_opts o = {.msgid = -1, .timeout_ms = 200};
+    struct rpc_sync_opts o = {.tls = &PLAIN, .msgid = -1, .timeout_ms = 200};
     struct nv *r = NULL;
     struct nv_err e;
     nv_err_init(&e);
@@ -1529,7 +1534,7 @@ static void test_client_close_and_loss(void **state)
     uv_loop_t loop;
     uv_loop_init(&loop);
     struct rpc_client *c;
-    assert_int_equal(rpc_client_open(&loop, sv->unix_ep, &c), 0);
+    assert_int_equal(rpc_client_open(&loop, sv->unix_ep, &PLAIN, &c), 0);
     struct answer a[4] = {0};
     rpc_client_call(c, "test.delay", args2(nv_int(2000), nv_int(1)), -1, answer_cb, &a[0]);
     rpc_client_close(c);
@@ -1538,7 +1543,7 @@ static void test_client_close_and_loss(void **state)
     drain_loop(&loop);
 
     uv_loop_init(&loop);
-    assert_int_equal(rpc_client_open(&loop, sv->tcp, &c), 0);
+    assert_int_equal(rpc_client_open(&loop, sv->tcp, &PLAIN, &c), 0);
     rpc_client_call(c, "auth.login_with_api_key", args2(nv_str(KEY), NULL), -1, answer_cb,
                     &a[1]);
     assert_true(run_until(&loop, &a[1], 1, 5000));
