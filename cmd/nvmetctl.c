@@ -25,6 +25,7 @@
  * and msgid: the cluster's session table answers a write that already
  * committed with its first result instead of applying it twice. */
 #include <errno.h>
+#include <fnmatch.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@
 
 #include <json-c/json.h>
 
+#include "ctl_out.h"
 #include "nv.h"
 #include "nv_err.h"
 #include "nv_json.h"
@@ -53,19 +55,29 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: nvmetctl [options] call METHOD [ARG ...]\n"
+            "       nvmetctl [options] status          the cluster at a glance\n"
+            "       nvmetctl [options] methods [GLOB]  the methods and the role each needs\n"
             "       nvmetctl key generate|hash --name NAME --role admin|readonly (see\n"
             "       nvmetctl key --help)\n"
+            "       nvmetctl --version\n"
             "\n"
-            "Calls METHOD on an nvmet-ha node over msgpack-rpc and prints the result.\n"
+            "call: calls METHOD on an nvmet-ha node over msgpack-rpc and prints the result.\n"
+            "status: every member's role, term, applied index, render and failover state,\n"
+            "  VIPs held, storage and problems, after a line 'cluster: healthy' or\n"
+            "  'cluster: DEGRADED: why'; exit status 0 healthy, 1 degraded, 2 no answer.\n"
             "\n"
             "options:\n"
             "  --socket PATH          the local nvmetd's unix socket (default: $NVMETCTL_SOCKET,\n"
             "                         else $NVMET_SOCKET, else " DEFAULT_SOCKET
             ")\n"
-            "  --url HOST:PORT[,...]  TCP endpoints of cluster nodes ([V6]:PORT for IPv6);\n"
-            "                         tried in turn while a node is unreachable or not the\n"
-            "                         leader (a listed leader named by NOT_LEADER next)\n"
-            "  --api-key-file FILE    the API key for TCP logins (first line of FILE)\n"
+            "  --url HOST:PORT[,...]  TCP endpoints of cluster nodes ([V6]:PORT for IPv6;\n"
+            "                         default $NVMETCTL_URL); tried in turn while a node is\n"
+            "                         unreachable or not the leader (a listed leader named\n"
+            "                         by NOT_LEADER next); one that did not answer last\n"
+            "                         time is tried last\n"
+            "  --api-key-file FILE    the API key for TCP logins (first line of FILE;\n"
+            "                         default $NVMETCTL_API_KEY_FILE)\n"
+            "  -o, --output FORMAT    json (default) or table: a list of objects as columns\n"
             "  --cacert FILE          CA certificates (PEM) that verify the nodes' TLS\n"
             "                         certificates (default: the system's CA store); a\n"
             "                         certificate must also name the host given in --url\n"
@@ -382,33 +394,92 @@ static int key_command(int argc, char **argv)
     return EXIT_OK;
 }
 
-int main(int argc, char **argv)
+/* ---- the calls: options, endpoints, retries ---- */
+
+struct ctl {
+    const char *url, *sock, *key_file, *output;
+    struct rpc_tls_opts tls;
+    long timeout_s;
+    char *eps[MAX_ENDPOINTS];
+    size_t n_eps;
+    char *urls;     /* eps point into it (TCP) */
+    char unix_ep[4200];
+    char *key;
+    char client_id[40];
+};
+
+/* Where the endpoints that did not answer last time are remembered (one
+ * a line), so that the next run tries the others first: a dead node must
+ * not cost every command its connect timeout. */
+static void bad_path(char *out, size_t len)
 {
-    if (argc > 1 && strcmp(argv[1], "key") == 0) {
-        return key_command(argc - 1, argv + 1);
+    const char *dir = getenv("XDG_RUNTIME_DIR");
+    snprintf(out, len, "%s/nvmetctl-%u.unreachable", dir != NULL && dir[0] ? dir : "/tmp",
+             (unsigned)getuid());
+}
+
+static bool was_bad(const char *ep)
+{
+    char path[512], line[300];
+    bad_path(path, sizeof path);
+    FILE *f = fopen(path, "r");
+    bool bad = false;
+    while (f != NULL && !bad && fgets(line, sizeof line, f) != NULL) {
+        line[strcspn(line, "\n")] = '\0';
+        bad = strcmp(line, ep) == 0;
     }
-    const char *url = NULL, *sock = NULL, *key_file = NULL;
-    struct rpc_tls_opts tls = {0};
-    long timeout_s = DEFAULT_TIMEOUT_S;
+    if (f != NULL) {
+        fclose(f);
+    }
+    return bad;
+}
+
+static void remember_bad(const struct ctl *c, const bool *bad)
+{
+    if (c->urls == NULL) {
+        return;
+    }
+    char path[512], tmp[530];
+    bad_path(path, sizeof path);
+    snprintf(tmp, sizeof tmp, "%s.%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < c->n_eps; i++) {
+        if (bad[i]) {
+            fprintf(f, "%s\n", c->eps[i]);
+        }
+    }
+    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+        unlink(tmp);
+    }
+}
+
+/* Parse options up to the subcommand; *next = its index. */
+static int parse_opts(int argc, char **argv, struct ctl *c, int *next)
+{
+    c->timeout_s = DEFAULT_TIMEOUT_S;
     int i = 1;
     for (; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
-            return EXIT_OK;
+            exit(EXIT_OK);
         }
-        if (strcmp(a, "call") == 0) {
+        if (a[0] != '-') {
             break;
         }
         if (strcmp(a, "--plaintext") == 0) {
-            tls.plaintext = true;
+            c->tls.plaintext = true;
             continue;
         }
-        enum { N_OPTS = 7 };
-        const char *names[N_OPTS] = {"--url",    "--socket", "--api-key-file", "--cacert",
-                                     "--cert",   "--key",    "--timeout"};
-        const char **dst[N_OPTS] = {&url,          &sock,          &key_file,    &tls.ca_file,
-                                    &tls.cert_file, &tls.key_file, NULL};
+        enum { N_OPTS = 9 };
+        const char *names[N_OPTS] = {"--url",  "--socket", "--api-key-file", "--cacert", "--cert",
+                                     "--key",  "--output", "-o",             "--timeout"};
+        const char **dst[N_OPTS] = {&c->url,           &c->sock,         &c->key_file,
+                                    &c->tls.ca_file,   &c->tls.cert_file, &c->tls.key_file,
+                                    &c->output,        &c->output,        NULL};
         const char *val = NULL;
         int k = 0;
         for (; k < N_OPTS; k++) {
@@ -435,72 +506,79 @@ int main(int argc, char **argv)
             *dst[k] = val;
         } else {
             char *end;
-            timeout_s = strtol(val, &end, 10);
-            if (*val == '\0' || *end != '\0' || timeout_s <= 0 || timeout_s > 86400) {
+            c->timeout_s = strtol(val, &end, 10);
+            if (*val == '\0' || *end != '\0' || c->timeout_s <= 0 || c->timeout_s > 86400) {
                 fprintf(stderr, "nvmetctl: --timeout wants seconds (1..86400), not '%s'\n", val);
                 return EXIT_LOCAL;
             }
         }
     }
-    if (i >= argc || i + 1 >= argc) {
-        fprintf(stderr, "nvmetctl: missing 'call METHOD'\n");
-        usage(stderr);
+    *next = i;
+    if (c->output != NULL && strcmp(c->output, "json") != 0 && strcmp(c->output, "table") != 0) {
+        fprintf(stderr, "nvmetctl: --output is json or table, not '%s'\n", c->output);
         return EXIT_LOCAL;
     }
-    if (url != NULL && sock != NULL) {
+    /* the environment fills what the command line left open */
+    if (c->url == NULL && c->sock == NULL) {
+        const char *e = getenv("NVMETCTL_URL");
+        c->url = e != NULL && e[0] != '\0' ? e : NULL;
+    }
+    if (c->key_file == NULL) {
+        const char *e = getenv("NVMETCTL_API_KEY_FILE");
+        c->key_file = e != NULL && e[0] != '\0' ? e : NULL;
+    }
+    if (c->url != NULL && c->sock != NULL) {
         fprintf(stderr, "nvmetctl: give --url or --socket, not both\n");
         return EXIT_LOCAL;
     }
-    if (tls.plaintext && (tls.ca_file != NULL || tls.cert_file != NULL || tls.key_file != NULL)) {
+    if (c->tls.plaintext &&
+        (c->tls.ca_file != NULL || c->tls.cert_file != NULL || c->tls.key_file != NULL)) {
         fprintf(stderr, "nvmetctl: --plaintext and --cacert/--cert/--key contradict\n");
         return EXIT_LOCAL;
     }
-    if (url != NULL) {
+    return 0;
+}
+
+/* Endpoints (those that did not answer last time at the end), the key,
+ * the client id. */
+static int prepare(struct ctl *c)
+{
+    if (c->url != NULL) {
         /* a bad CA or key file is reported once, before any attempt */
         char msg[400];
-        int trv = rpc_tls_opts_check(&tls, msg, sizeof msg);
+        int trv = rpc_tls_opts_check(&c->tls, msg, sizeof msg);
         if (trv < 0) {
             fprintf(stderr, "[%s] ALL: %s\n", nv_errname(-trv), msg);
             return EXIT_LOCAL;
         }
-    }
-    const char *method = argv[i + 1];
-
-    struct nv *params = nv_arr();
-    bool stdin_used = false;
-    for (int j = i + 2; j < argc; j++) {
-        struct nv *v = parse_arg(argv[j], &stdin_used);
-        if (v == NULL) {
-            nv_free(params);
-            return EXIT_LOCAL;
-        }
-        nv_push(params, v);
-    }
-
-    /* endpoints */
-    char *eps[MAX_ENDPOINTS];
-    size_t n_eps = 0;
-    char *urls = NULL;
-    if (url != NULL) {
-        urls = strdup(url);
-        char *save = NULL;
-        for (char *t = strtok_r(urls, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
+        c->urls = strdup(c->url);
+        char *save = NULL, *good[MAX_ENDPOINTS], *bad[MAX_ENDPOINTS];
+        size_t ng = 0, nb = 0;
+        for (char *t = c->urls ? strtok_r(c->urls, ",", &save) : NULL; t != NULL;
+             t = strtok_r(NULL, ",", &save)) {
             while (*t == ' ') {
                 t++;
             }
-            if (*t != '\0' && n_eps < MAX_ENDPOINTS) {
-                eps[n_eps++] = t;
+            if (*t != '\0' && ng + nb < MAX_ENDPOINTS) {
+                if (was_bad(t)) {
+                    bad[nb++] = t;
+                } else {
+                    good[ng++] = t;
+                }
             }
         }
-        if (n_eps == 0) {
+        for (size_t k = 0; k < ng; k++) {
+            c->eps[c->n_eps++] = good[k];
+        }
+        for (size_t k = 0; k < nb; k++) {
+            c->eps[c->n_eps++] = bad[k];
+        }
+        if (c->n_eps == 0) {
             fprintf(stderr, "nvmetctl: --url lists no endpoint\n");
-            free(urls);
-            nv_free(params);
             return EXIT_LOCAL;
         }
-    }
-    char unix_ep[4200];
-    if (n_eps == 0) {
+    } else {
+        const char *sock = c->sock;
         if (sock == NULL) {
             sock = getenv("NVMETCTL_SOCKET");
         }
@@ -510,24 +588,25 @@ int main(int argc, char **argv)
         if (sock == NULL || sock[0] == '\0') {
             sock = DEFAULT_SOCKET;
         }
-        snprintf(unix_ep, sizeof unix_ep, "unix:%s", sock);
-        eps[n_eps++] = unix_ep;
+        snprintf(c->unix_ep, sizeof c->unix_ep, "unix:%s", sock);
+        c->eps[c->n_eps++] = c->unix_ep;
     }
-    char *key = NULL;
-    if (key_file != NULL && (key = read_key(key_file)) == NULL) {
-        free(urls);
-        nv_free(params);
+    if (c->key_file != NULL && (c->key = read_key(c->key_file)) == NULL) {
         return EXIT_LOCAL;
     }
-    char client_id[40];
-    make_client_id(client_id, sizeof client_id);
+    make_client_id(c->client_id, sizeof c->client_id);
+    return 0;
+}
 
-    long deadline = now_ms() + timeout_s * 1000L;
+/* One call, retried over the endpoints until the deadline. 0 and *result
+ * (owned), or the exit code with the error printed. params taken. */
+static int call(struct ctl *c, const char *method, struct nv *params, struct nv **result)
+{
+    long deadline = now_ms() + c->timeout_s * 1000L;
     struct nv_err err;
     nv_err_init(&err);
     int rv = -ETIMEDOUT;
-    int code = EXIT_LOCAL;
-    bool done = false;
+    bool done = false, bad[MAX_ENDPOINTS] = {false};
     size_t at = 0;
     long pause = BACKOFF_FIRST_MS;
     /* Bounded by the deadline: every round over the endpoints ends with a
@@ -540,56 +619,181 @@ int main(int argc, char **argv)
         /* With several nodes one that hangs (paused, partitioned) must not
          * eat the whole deadline: each attempt gets a share of it. */
         long per = left;
-        if (n_eps > 1) {
-            per = left / (long)n_eps;
+        if (c->n_eps > 1) {
+            per = left / (long)c->n_eps;
             per = per < 1000 ? (left < 1000 ? left : 1000) : per;
         }
         struct rpc_sync_opts opts = {
-            .api_key = key,
-            .client_id = client_id,
+            .api_key = c->key,
+            .client_id = c->client_id,
             .msgid = 1,
             .timeout_ms = (unsigned)per,
             /* a node that does not answer its login in a second is down:
              * try the next one rather than wait for its TCP timeout */
-            .connect_timeout_ms = n_eps > 1 ? CONNECT_TIMEOUT_MS : 0,
-            .tls = &tls};
-        struct nv *result = NULL;
-        rv = rpc_call_sync(eps[at], method, nv_copy(params), &opts, &result, &err);
+            .connect_timeout_ms = c->n_eps > 1 ? CONNECT_TIMEOUT_MS : 0,
+            .tls = &c->tls};
+        rv = rpc_call_sync(c->eps[at], method, nv_copy(params), &opts, result, &err);
         if (rv == 0) {
-            print_result(result);
-            nv_free(result);
-            code = EXIT_OK;
+            bad[at] = false;
             done = true;
             break;
         }
-        if (!retryable(rv, &err, n_eps)) {
+        bad[at] = rv == -ECONNREFUSED || rv == -ETIMEDOUT || rv == -ECONNRESET;
+        if (!retryable(rv, &err, c->n_eps)) {
             break;
         }
-        size_t next = (at + 1) % n_eps;
+        size_t next = (at + 1) % c->n_eps;
         /* NOT_LEADER names the leader: go there next if it is listed */
-        for (size_t k = 0; err.leader != NULL && k < n_eps; k++) {
-            if (k != at && strcmp(eps[k], err.leader) == 0) {
+        for (size_t k = 0; err.leader != NULL && k < c->n_eps; k++) {
+            if (k != at && strcmp(c->eps[k], err.leader) == 0) {
                 next = k;
             }
         }
         at = next;
-        if ((attempt + 1) % n_eps == 0) {
+        if ((attempt + 1) % c->n_eps == 0) {
             left = deadline - now_ms();
             sleep_ms(pause < left ? pause : left);
             pause = pause * 2 < BACKOFF_MAX_MS ? pause * 2 : BACKOFF_MAX_MS;
         }
     }
+    remember_bad(c, bad);
+    nv_free(params);
+    int code = EXIT_OK;
     if (!done) {
         if (!nv_err_isset(&err)) {
-            nv_err_set(&err, NV_E_CALL, ETIMEDOUT, "%s: no answer within %ld s", method, timeout_s);
+            nv_err_set(&err, NV_E_CALL, ETIMEDOUT, "%s: no answer within %ld s", method,
+                       c->timeout_s);
             rv = -ETIMEDOUT;
         }
         print_error(&err);
         code = rv == -EREMOTEIO ? EXIT_REMOTE : EXIT_LOCAL;
     }
     nv_err_clear(&err);
-    nv_free(params);
-    free(key);
-    free(urls);
+    return code;
+}
+
+static int cmd_call(struct ctl *c, int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "nvmetctl: missing 'call METHOD'\n");
+        usage(stderr);
+        return EXIT_LOCAL;
+    }
+    struct nv *params = nv_arr();
+    bool stdin_used = false;
+    for (int j = 2; j < argc; j++) {
+        struct nv *v = parse_arg(argv[j], &stdin_used);
+        if (v == NULL) {
+            nv_free(params);
+            return EXIT_LOCAL;
+        }
+        nv_push(params, v);
+    }
+    struct nv *result = NULL;
+    int code = call(c, argv[1], params, &result);
+    if (code == EXIT_OK) {
+        if (c->output != NULL && strcmp(c->output, "table") == 0) {
+            ctl_print_table(stdout, result);
+        } else {
+            print_result(result);
+        }
+        nv_free(result);
+    }
+    return code;
+}
+
+static int cmd_status(struct ctl *c, int argc, char **argv)
+{
+    (void)argv;
+    if (argc != 1) {
+        fprintf(stderr, "nvmetctl: status takes no arguments\n");
+        return EXIT_LOCAL;
+    }
+    struct nv *result = NULL;
+    int code = call(c, "cluster.status", nv_arr(), &result);
+    if (code != EXIT_OK) {
+        return EXIT_LOCAL; /* 2: no status (1 means degraded) */
+    }
+    if (c->output != NULL && strcmp(c->output, "json") == 0) {
+        print_result(result);
+        nv_free(result);
+        return EXIT_OK;
+    }
+    code = ctl_print_status(stdout, result);
+    nv_free(result);
+    return code;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int cmd_methods(struct ctl *c, int argc, char **argv)
+{
+    if (argc > 2) {
+        fprintf(stderr, "nvmetctl: methods takes one GLOB at most\n");
+        return EXIT_LOCAL;
+    }
+    const char *glob = argc == 2 ? argv[1] : "*";
+    struct nv *result = NULL;
+    int code = call(c, "core.get_methods", nv_arr(), &result);
+    if (code != EXIT_OK) {
+        return code;
+    }
+    size_t n = result != NULL && result->t == NV_MAP ? result->u.m.n : 0;
+    const char **names = calloc(n + 1, sizeof *names);
+    size_t k = 0;
+    for (size_t i = 0; names != NULL && i < n; i++) {
+        if (fnmatch(glob, result->u.m.kv[i].k, 0) == 0) {
+            names[k++] = result->u.m.kv[i].k;
+        }
+    }
+    qsort(names, k, sizeof *names, by_name);
+    for (size_t i = 0; i < k; i++) {
+        const struct nv *d = nv_get(result, names[i]);
+        const char *role = nv_get_str(d, "role");
+        printf("%-42s %s%s\n", names[i], role != NULL ? role : "?",
+               nv_get_bool(d, "before_login", false) ? " (before login)" : "");
+    }
+    free(names);
+    nv_free(result);
+    return k > 0 ? EXIT_OK : EXIT_REMOTE;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "key") == 0) {
+        return key_command(argc - 1, argv + 1);
+    }
+    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+        printf("nvmetctl %s\n", NVMET_HA_VERSION);
+        return EXIT_OK;
+    }
+    struct ctl c = {0};
+    int i = 0;
+    int code = parse_opts(argc, argv, &c, &i);
+    if (code != 0) {
+        return code;
+    }
+    static const struct {
+        const char *name;
+        int (*fn)(struct ctl *c, int argc, char **argv);
+    } cmds[] = {{"call", cmd_call}, {"status", cmd_status}, {"methods", cmd_methods}};
+    size_t k = 0;
+    while (i < argc && k < sizeof cmds / sizeof cmds[0] && strcmp(argv[i], cmds[k].name) != 0) {
+        k++;
+    }
+    if (i >= argc || k == sizeof cmds / sizeof cmds[0]) {
+        fprintf(stderr, "nvmetctl: missing 'call METHOD', 'status' or 'methods'\n");
+        usage(stderr);
+        return EXIT_LOCAL;
+    }
+    code = prepare(&c);
+    if (code == 0) {
+        code = cmds[k].fn(&c, argc - i, argv + i);
+    }
+    free(c.key);
+    free(c.urls);
     return code;
 }

@@ -1,0 +1,220 @@
+/* Integration tests of nvmetctl's operator commands against a real
+ * cluster of two data nodes and a witness: `status` prints a healthy
+ * summary and one row per member (exactly one MASTER, the leader starred)
+ * and exits 0, then DEGRADED naming a dead node with exit 1; `-o json
+ * status` is the raw document; `methods GLOB` lists methods with their
+ * roles; `-o table` prints list results as columns; NVMETCTL_URL and
+ * NVMETCTL_API_KEY_FILE stand in for the flags; an endpoint that did not
+ * answer is remembered and tried last next time; `--version`. */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "nv.h"
+#include "nv_err.h"
+#include "nv_json.h"
+
+static struct h_node g_n[3];
+static char g_base[256];
+
+/* Run a shell command; its stdout (owned) and exit status. */
+static char *run(int *status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static char *run(int *status, const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t cap = 1 << 16, len = 0;
+    char *out = calloc(1, cap);
+    size_t got;
+    while ((got = fread(out + len, 1, cap - len - 1, p)) > 0 && len + got < cap - 1) {
+        len += got;
+    }
+    int rc = pclose(p);
+    *status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    return out;
+}
+
+static int count(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(hay, needle); p != NULL; p = strstr(p + 1, needle)) {
+        n++;
+    }
+    return n;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    h_tmpdir(g_base, sizeof g_base);
+    char list[256] = "";
+    size_t o = 0;
+    for (int i = 0; i < 3; i++) {
+        h_node_init(&g_n[i], g_base, i + 1);
+        o += (size_t)snprintf(list + o, sizeof list - o, "%s%d=127.0.0.1:%d", i ? "," : "", i + 1,
+                              g_n[i].raft_port);
+    }
+    for (int i = 0; i < 3; i++) {
+        const char *extra[] = {"--cluster", list, i == 2 ? "--witness" : NULL, NULL};
+        if (h_node_start(&g_n[i], extra) != 0) {
+            return -1;
+        }
+    }
+    /* bounded wait until a status says healthy */
+    for (int k = 0; k < 150; k++) {
+        int st;
+        char *out = run(&st, "%s --socket %s status 2>&1", NVMETCTL_BIN, g_n[0].sock);
+        free(out);
+        if (st == 0) {
+            return 0;
+        }
+        usleep(100000);
+    }
+    return -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 3; i++) {
+        if (g_n[i].pid > 0) {
+            h_node_kill(&g_n[i], SIGTERM);
+            h_node_wait(&g_n[i]);
+        }
+    }
+    h_rmrf(g_base);
+    return 0;
+}
+
+static void test_status_healthy(void **state)
+{
+    (void)state;
+    int st;
+    char *out = run(&st, "%s --socket %s status", NVMETCTL_BIN, g_n[0].sock);
+    if (st != 0 || strncmp(out, "cluster: healthy;", 17) != 0) {
+        fail_msg("exit %d:\n%s", st, out);
+    }
+    assert_non_null(strstr(out, "\nID  KIND"));
+    assert_int_equal(count(out, " MASTER "), 1);
+    assert_int_equal(count(out, " WITNESS "), 1);
+    assert_int_equal(count(out, " BACKUP "), 1);
+    assert_int_equal(count(out, "* "), 1);
+    free(out);
+
+    out = run(&st, "%s --socket %s -o json status", NVMETCTL_BIN, g_n[1].sock);
+    assert_int_equal(st, 0);
+    struct nv *doc = nv_from_json(out);
+    assert_non_null(doc);
+    assert_int_equal(nv_len(nv_get(doc, "members")), 3);
+    nv_free(doc);
+    free(out);
+}
+
+static void test_methods_table_env(void **state)
+{
+    (void)state;
+    int st;
+    char *out = run(&st, "%s --socket %s methods 'nvmet.host.*'", NVMETCTL_BIN, g_n[0].sock);
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(out, "nvmet.host.create"));
+    assert_non_null(strstr(out, "nvmet.host.query"));
+    assert_null(strstr(out, "nvmet.subsys"));
+    assert_true(count(out, " admin") >= 4);
+    free(out);
+
+    out = run(&st,
+              "%s --socket %s call nvmet.subsys.create '{\"name\": \"nqn.2024-01.com.example:t\"}'",
+              NVMETCTL_BIN, g_n[0].sock);
+    assert_int_equal(st, 0);
+    free(out);
+    out = run(&st, "%s --socket %s -o table call nvmet.subsys.query", NVMETCTL_BIN, g_n[0].sock);
+    assert_int_equal(st, 0);
+    if (strncmp(out, "id  name", 8) != 0 || strstr(out, "nqn.2024-01.com.example:t") == NULL) {
+        fail_msg("table:\n%s", out);
+    }
+    free(out);
+
+    /* the environment stands in for --url and --api-key-file */
+    out =
+        run(&st, "NVMETCTL_URL=127.0.0.1:%d NVMETCTL_API_KEY_FILE=%s %s --cacert %s call core.ping",
+            g_n[0].rpc_port, g_n[0].keyfile, NVMETCTL_BIN, g_n[0].cacert);
+    assert_int_equal(st, 0);
+    assert_string_equal(out, "pong\n");
+    free(out);
+
+    out = run(&st, "%s --version", NVMETCTL_BIN);
+    assert_int_equal(st, 0);
+    assert_string_equal(out, "nvmetctl " NVMET_HA_VERSION "\n");
+    free(out);
+}
+
+/* Runs last: it stops a data node. */
+static void test_dead_node(void **state)
+{
+    (void)state;
+    int st;
+    /* the data node that is not the leader */
+    int victim = -1;
+    char *out = run(&st, "%s --socket %s -o json status", NVMETCTL_BIN, g_n[0].sock);
+    struct nv *doc = nv_from_json(out);
+    int64_t leader = nv_get_int(doc, "leader", 0);
+    victim = leader == 1 ? 1 : 0;
+    nv_free(doc);
+    free(out);
+    h_node_kill(&g_n[victim], SIGKILL);
+    h_node_wait(&g_n[victim]);
+    g_n[victim].pid = 0;
+    int alive = victim == 0 ? 1 : 0;
+
+    out = run(&st, "%s --socket %s status", NVMETCTL_BIN, g_n[alive].sock);
+    char want[64];
+    snprintf(want, sizeof want, "node %d does not answer", victim + 1);
+    if (st != 1 || strncmp(out, "cluster: DEGRADED:", 18) != 0 || strstr(out, want) == NULL) {
+        fail_msg("exit %d:\n%s", st, out);
+    }
+    assert_non_null(strstr(out, "unreachable"));
+    free(out);
+
+    /* the dead endpoint is remembered, and tried last next time */
+    char dead[64];
+    snprintf(dead, sizeof dead, "127.0.0.1:%d", g_n[victim].rpc_port);
+    char url[160];
+    snprintf(url, sizeof url, "%s,127.0.0.1:%d", dead, g_n[alive].rpc_port);
+    out = run(&st, "XDG_RUNTIME_DIR=%s %s --url %s --api-key-file %s --cacert %s call core.ping",
+              g_base, NVMETCTL_BIN, url, g_n[alive].keyfile, g_n[alive].cacert);
+    assert_int_equal(st, 0);
+    free(out);
+    char path[400];
+    snprintf(path, sizeof path, "%s/nvmetctl-%u.unreachable", g_base, (unsigned)getuid());
+    char *remembered = h_read(path);
+    assert_non_null(remembered);
+    assert_string_equal(remembered, dead);
+    free(remembered);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_status_healthy),
+        cmocka_unit_test(test_methods_table_env),
+        cmocka_unit_test(test_dead_node),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
