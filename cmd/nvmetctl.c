@@ -36,6 +36,7 @@
 
 #include <json-c/json.h>
 
+#include "ctl.h"
 #include "ctl_out.h"
 #include "nv.h"
 #include "nv_err.h"
@@ -44,17 +45,16 @@
 
 #define DEFAULT_SOCKET "/run/nvmet-ha/nvmetd.sock" /* nvmetd's default --socket */
 #define DEFAULT_TIMEOUT_S 30
-#define MAX_ENDPOINTS 32
 #define BACKOFF_FIRST_MS 50L /* pause after the first round over the endpoints */
 #define BACKOFF_MAX_MS 500L  /* the pause doubles up to this */
 #define CONNECT_TIMEOUT_MS 1000u
 
-enum { EXIT_OK = 0, EXIT_REMOTE = 1, EXIT_LOCAL = 2 };
 
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: nvmetctl [options] call METHOD [ARG ...]\n"
+            "       nvmetctl [options] batch [--window N] [FILE|-]  one call a line\n"
             "       nvmetctl [options] status          the cluster at a glance\n"
             "       nvmetctl [options] methods [GLOB]  the methods and the role each needs\n"
             "       nvmetctl key generate|hash --name NAME --role admin|readonly (see\n"
@@ -111,7 +111,7 @@ static void usage(FILE *f)
             DEFAULT_TIMEOUT_S);
 }
 
-static long now_ms(void)
+long ctl_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -254,7 +254,7 @@ static void print_result(const struct nv *v)
 
 /* "[ERRNAME] attribute: message" per validation item; otherwise the
  * reason as one such line (its own "[ERRNAME] " prefix, if any, kept). */
-static void print_error(const struct nv_err *e)
+void ctl_print_error(const struct nv_err *e)
 {
     for (size_t i = 0; i < e->n; i++) {
         const char *attr = e->items[i].attr;
@@ -281,7 +281,7 @@ static void print_error(const struct nv_err *e)
  * the retry safe. A node's own "no leader" answers (NOT_LEADER, NO_QUORUM,
  * leadership lost) come after it held the call for its hold timeout: they
  * are worth another node only (several endpoints). */
-static bool retryable(int rv, const struct nv_err *e, size_t n_eps)
+bool ctl_retryable(int rv, const struct nv_err *e, size_t n_eps)
 {
     if (rv == -ECONNREFUSED || rv == -ECONNRESET || rv == -ECANCELED || rv == -ETIMEDOUT) {
         return true;
@@ -396,17 +396,6 @@ static int key_command(int argc, char **argv)
 
 /* ---- the calls: options, endpoints, retries ---- */
 
-struct ctl {
-    const char *url, *sock, *key_file, *output;
-    struct rpc_tls_opts tls;
-    long timeout_s;
-    char *eps[MAX_ENDPOINTS];
-    size_t n_eps;
-    char *urls;     /* eps point into it (TCP) */
-    char unix_ep[4200];
-    char *key;
-    char client_id[40];
-};
 
 /* Where the endpoints that did not answer last time are remembered (one
  * a line), so that the next run tries the others first: a dead node must
@@ -602,7 +591,7 @@ static int prepare(struct ctl *c)
  * (owned), or the exit code with the error printed. params taken. */
 static int call(struct ctl *c, const char *method, struct nv *params, struct nv **result)
 {
-    long deadline = now_ms() + c->timeout_s * 1000L;
+    long deadline = ctl_now_ms() + c->timeout_s * 1000L;
     struct nv_err err;
     nv_err_init(&err);
     int rv = -ETIMEDOUT;
@@ -612,7 +601,7 @@ static int call(struct ctl *c, const char *method, struct nv *params, struct nv 
     /* Bounded by the deadline: every round over the endpoints ends with a
      * pause of at least BACKOFF_FIRST_MS. */
     for (size_t attempt = 0; !done; attempt++) {
-        long left = deadline - now_ms();
+        long left = deadline - ctl_now_ms();
         if (left <= 0) {
             break;
         }
@@ -639,7 +628,7 @@ static int call(struct ctl *c, const char *method, struct nv *params, struct nv 
             break;
         }
         bad[at] = rv == -ECONNREFUSED || rv == -ETIMEDOUT || rv == -ECONNRESET;
-        if (!retryable(rv, &err, c->n_eps)) {
+        if (!ctl_retryable(rv, &err, c->n_eps)) {
             break;
         }
         size_t next = (at + 1) % c->n_eps;
@@ -651,7 +640,7 @@ static int call(struct ctl *c, const char *method, struct nv *params, struct nv 
         }
         at = next;
         if ((attempt + 1) % c->n_eps == 0) {
-            left = deadline - now_ms();
+            left = deadline - ctl_now_ms();
             sleep_ms(pause < left ? pause : left);
             pause = pause * 2 < BACKOFF_MAX_MS ? pause * 2 : BACKOFF_MAX_MS;
         }
@@ -665,7 +654,7 @@ static int call(struct ctl *c, const char *method, struct nv *params, struct nv 
                        c->timeout_s);
             rv = -ETIMEDOUT;
         }
-        print_error(&err);
+        ctl_print_error(&err);
         code = rv == -EREMOTEIO ? EXIT_REMOTE : EXIT_LOCAL;
     }
     nv_err_clear(&err);
@@ -779,13 +768,16 @@ int main(int argc, char **argv)
     static const struct {
         const char *name;
         int (*fn)(struct ctl *c, int argc, char **argv);
-    } cmds[] = {{"call", cmd_call}, {"status", cmd_status}, {"methods", cmd_methods}};
+    } cmds[] = {{"call", cmd_call},
+                {"status", cmd_status},
+                {"methods", cmd_methods},
+                {"batch", ctl_batch}};
     size_t k = 0;
     while (i < argc && k < sizeof cmds / sizeof cmds[0] && strcmp(argv[i], cmds[k].name) != 0) {
         k++;
     }
     if (i >= argc || k == sizeof cmds / sizeof cmds[0]) {
-        fprintf(stderr, "nvmetctl: missing 'call METHOD', 'status' or 'methods'\n");
+        fprintf(stderr, "nvmetctl: missing 'call METHOD', 'batch', 'status' or 'methods'\n");
         usage(stderr);
         return EXIT_LOCAL;
     }

@@ -69,6 +69,26 @@ static const char *prio_name(int prio)
                                     : "";
 }
 
+size_t nv_log_prefix(char *buf, size_t len, int prio)
+{
+    const char *sep = g_ident[0] != '\0' ? ": " : "";
+    int n;
+    if (g_journal) {
+        n = snprintf(buf, len, "<%d>%s%s", prio, g_ident, sep);
+    } else {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        struct tm tm;
+        localtime_r(&ts.tv_sec, &tm);
+        char when[48], zone[8];
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+        strftime(zone, sizeof zone, "%z", &tm); /* +hhmm -> +hh:mm (ISO 8601) */
+        n = snprintf(buf, len, "%s.%03ld%.3s:%s %s%s%s", when, ts.tv_nsec / 1000000, zone, zone + 3,
+                     g_ident, sep, prio_name(prio));
+    }
+    return n < 0 ? 0 : (size_t)n < len ? (size_t)n : len - 1;
+}
+
 void nv_logf(int prio, const char *fmt, ...)
 {
     if (!nv_log_enabled(prio)) {
@@ -79,18 +99,7 @@ void nv_logf(int prio, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    const char *sep = g_ident[0] != '\0' ? ": " : "";
-    if (g_journal) {
-        fprintf(stderr, "<%d>%s%s%s\n", prio, g_ident, sep, line);
-        return;
-    }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    localtime_r(&ts.tv_sec, &tm);
-    char when[48], zone[8];
-    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
-    strftime(zone, sizeof zone, "%z", &tm); /* +hhmm -> +hh:mm (ISO 8601) */
-    fprintf(stderr, "%s.%03ld%.3s:%s %s%s%s%s\n", when, ts.tv_nsec / 1000000, zone, zone + 3,
-            g_ident, sep, prio_name(prio), line);
+    char head[160];
+    nv_log_prefix(head, sizeof head, prio);
+    fprintf(stderr, "%s%s\n", head, line);
 }

@@ -11,6 +11,7 @@
 #define NV_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 /* syslog priorities */
 enum nv_log_prio { NV_LOG_ERR = 3, NV_LOG_WARNING = 4, NV_LOG_INFO = 6, NV_LOG_DEBUG = 7 };
@@ -23,5 +24,9 @@ void nv_log_set_level(int max_prio);
 int nv_log_level_of(const char *name);
 bool nv_log_enabled(int prio);
 void nv_logf(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The start of a line as nv_logf writes it (time or <N>, ident, level),
+ * for a process that writes its lines with write(2) (the forked
+ * guardian). Returns its length (< len). */
+size_t nv_log_prefix(char *buf, size_t len, int prio);
 
 #endif

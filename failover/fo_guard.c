@@ -42,6 +42,7 @@
 #include "fo_guard.h"
 #include "fo_int.h"
 #include "fo_net.h"
+#include "nv_log.h"
 
 #define MAX_VIPS 64
 #define READY_WAIT_MS 5000
@@ -97,7 +98,8 @@ static void glog(const struct guard *g, const char *fmt, ...)
      * guardian never interleave mid-line and no inherited FILE lock or
      * buffer is touched */
     char line[512];
-    int k = snprintf(line, sizeof(line), "guardian[%llu]: ", (unsigned long long)g->id);
+    size_t p = nv_log_prefix(line, sizeof line, NV_LOG_INFO);
+    int k = (int)p + snprintf(line + p, sizeof(line) - p, "guardian[%llu]: ", (unsigned long long)g->id);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line + k, sizeof(line) - (size_t)k - 1, fmt, ap);

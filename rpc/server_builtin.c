@@ -19,6 +19,7 @@
 #include <openssl/crypto.h>
 #include "nv.h"
 #include "nv_err.h"
+#include "nv_log.h"
 #include "rpc.h"
 #include "server_int.h"
 
@@ -156,11 +157,11 @@ static void login_done(uv_work_t *req, int status)
         srv__log_limited(s, &s->log_key, "login refused: %s", j->msg);
     } else if (j->m.legacy && !s->legacy_warned) {
         s->legacy_warned = true;
-        fprintf(stderr,
+        nv_logf(NV_LOG_WARNING,
                 "rpc: API key file %s holds one bare key (the old format): it is accepted as "
                 "the admin key \"%s\". Store it hashed: nvmetctl key hash --name admin --role "
                 "admin < %s > %s.new && chmod 600 %s.new && mv %s.new %s (then give the nodes "
-                "--cluster-key-file or --raft-psk-file to forward with)\n",
+                "--cluster-key-file or --raft-psk-file to forward with)",
                 j->path, RPC_LEGACY_KEY_NAME, j->path, j->path, j->path, j->path, j->path);
     }
     if (c->srv == NULL || c->closing) {

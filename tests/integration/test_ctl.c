@@ -28,6 +28,7 @@
 
 static struct h_node g_n[3];
 static char g_base[256];
+static char g_list[256]; /* the --cluster list */
 
 /* Run a shell command; its stdout (owned) and exit status. */
 static char *run(int *status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -64,11 +65,11 @@ static int setup(void **state)
 {
     (void)state;
     h_tmpdir(g_base, sizeof g_base);
-    char list[256] = "";
+    char *list = g_list;
     size_t o = 0;
     for (int i = 0; i < 3; i++) {
         h_node_init(&g_n[i], g_base, i + 1);
-        o += (size_t)snprintf(list + o, sizeof list - o, "%s%d=127.0.0.1:%d", i ? "," : "", i + 1,
+        o += (size_t)snprintf(list + o, sizeof g_list - o, "%s%d=127.0.0.1:%d", i ? "," : "", i + 1,
                               g_n[i].raft_port);
     }
     for (int i = 0; i < 3; i++) {
@@ -165,6 +166,97 @@ static void test_methods_table_env(void **state)
     free(out);
 }
 
+static int64_t count_of(const char *table)
+{
+    int st;
+    char *out = run(&st, "%s --socket %s call nvmet.%s.query '[]' '{\"count\": true}'",
+                    NVMETCTL_BIN, g_n[2].sock, table);
+    int64_t n = st == 0 ? strtoll(out, NULL, 10) : -1;
+    free(out);
+    return n;
+}
+
+/* batch: two pipelined phases (subsystems, then hosts) and one bad line:
+ * everything else applied, the bad line reported with its number, exit
+ * 1. Then a batch during which the leader is killed: every line applied
+ * exactly once (resent lines are answered from the session table). */
+static void test_batch(void **state)
+{
+    (void)state;
+    char path[400];
+    snprintf(path, sizeof path, "%s/batch.jsonl", g_base);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "# subsystems, then hosts\n");
+    for (int i = 0; i < 100; i++) {
+        fprintf(f, "[\"nvmet.subsys.create\", {\"name\": \"nqn.2024-01.com.example:b%d\"}]\n", i);
+    }
+    fprintf(f, "{\"method\": \"nvmet.subsys.create\", \"params\": [{\"name\": \"x\", \"bogus\": 1}]}\n");
+    for (int i = 0; i < 100; i++) {
+        fprintf(f,
+                "{\"method\": \"nvmet.host.create\", \"params\": [{\"hostnqn\": "
+                "\"nqn.2024-01.com.example:h%d\"}]}\n",
+                i);
+    }
+    fclose(f);
+    int64_t subs = count_of("subsys"), hosts = count_of("host");
+    int st;
+    char *out =
+        run(&st, "%s --socket %s batch --window 16 %s 2>&1", NVMETCTL_BIN, g_n[0].sock, path);
+    if (st != 1 || strstr(out, "201 lines: 200 ok, 1 failed") == NULL ||
+        strstr(out, "line 102: nvmet.subsys.create: [EINVAL]") == NULL) {
+        fail_msg("exit %d:\n%s", st, out);
+    }
+    free(out);
+    assert_int_equal(count_of("subsys"), subs + 100);
+    assert_int_equal(count_of("host"), hosts + 100);
+
+    /* the leader dies mid-batch */
+    f = fopen(path, "w");
+    for (int i = 0; i < 3000; i++) {
+        fprintf(f, "[\"nvmet.subsys.create\", {\"name\": \"nqn.2024-01.com.example:k%d\"}]\n", i);
+    }
+    fclose(f);
+    subs = count_of("subsys");
+    out = run(&st, "%s --socket %s -o json status", NVMETCTL_BIN, g_n[0].sock);
+    struct nv *doc = nv_from_json(out);
+    int leader = (int)nv_get_int(doc, "leader", 0) - 1;
+    nv_free(doc);
+    free(out);
+    assert_true(leader == 0 || leader == 1);
+    char log[400];
+    snprintf(log, sizeof log, "%s/batch.log", g_base);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "%s --url 127.0.0.1:%d,127.0.0.1:%d --cacert %s --api-key-file %s --timeout 20 batch "
+             "%s > %s 2>&1",
+             NVMETCTL_BIN, g_n[0].rpc_port, g_n[1].rpc_port, g_n[0].cacert, g_n[0].keyfile, path,
+             log);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    /* some lines in (bounded wait), then the leader dies */
+    for (int k = 0; k < 100 && count_of("subsys") < subs + 300; k++) {
+        usleep(20000);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, WNOHANG), 0); /* still running */
+    h_node_kill(&g_n[leader], SIGKILL);
+    h_node_wait(&g_n[leader]);
+    waitpid(pid, &status, 0);
+    char *text = h_read(log);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fail_msg("batch exit %d:\n%s", WEXITSTATUS(status), text ? text : "");
+    }
+    free(text);
+    assert_int_equal(count_of("subsys"), subs + 3000);
+    /* the dead node comes back for the next test */
+    const char *extra[] = {"--cluster", g_list, NULL};
+    assert_int_equal(h_node_start(&g_n[leader], extra), 0);
+}
+
 /* Runs last: it stops a data node. */
 static void test_dead_node(void **state)
 {
@@ -214,6 +306,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_healthy),
         cmocka_unit_test(test_methods_table_env),
+        cmocka_unit_test(test_batch),
         cmocka_unit_test(test_dead_node),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

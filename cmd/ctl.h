@@ -1,0 +1,37 @@
+/* nvmetctl's pieces shared between its files: the options and endpoints
+ * of one run, errors as the CLI prints them, which failures to retry. */
+#ifndef CTL_H
+#define CTL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "rpc.h"
+
+#define MAX_ENDPOINTS 32
+
+enum { EXIT_OK = 0, EXIT_REMOTE = 1, EXIT_LOCAL = 2 };
+
+struct ctl {
+    const char *url, *sock, *key_file, *output;
+    struct rpc_tls_opts tls;
+    long timeout_s;
+    char *eps[MAX_ENDPOINTS];
+    size_t n_eps;
+    char *urls; /* eps point into it (TCP) */
+    char unix_ep[4200];
+    char *key;
+    char client_id[40];
+};
+
+long ctl_now_ms(void);
+/* "[ERRNAME] attribute: message" lines on standard error. */
+void ctl_print_error(const struct nv_err *e);
+/* A failure after which another node (or the same, a moment later) may
+ * succeed; NOT_LEADER-like answers only with several endpoints. */
+bool ctl_retryable(int rv, const struct nv_err *e, size_t n_eps);
+
+/* nvmetctl batch (ctl_batch.c): argv[0] is "batch". */
+int ctl_batch(struct ctl *c, int argc, char **argv);
+
+#endif
