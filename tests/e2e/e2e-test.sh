@@ -316,7 +316,9 @@ takeover() {
 # back NAME: the node powered off by a takeover boots and rejoins; it must
 # not take the VIP (or, with ANA, the optimized state) back by itself.
 back() {
-    local n=$1 label="return of $1" i
+    local n=$1 label="return of $1" i c0
+    # its console is kept across boots: count the catch-ups seen so far
+    c0=$(grep -ac "caught up at index" "$MW/$n.console" 2> /dev/null || true)
     writer_start
     boot "$n"
     mvm_ready "$n" || { fail "$label: did not boot"; return 1; }
@@ -327,6 +329,13 @@ back() {
     done
     if ctl "$n" failover.status 2> /dev/null | grep -q BACKUP; then pass "$label: it rejoins as BACKUP"
     else fail "$label: failover.status is $(ctl "$n" failover.status 2>&1)"; fi
+    # a planned switchover to it (the next scenario) needs it to have
+    # caught up with the log first, as an operator would wait for
+    for ((i = 0; i < 120; i++)); do
+        [ "$(grep -ac "caught up at index" "$MW/$n.console" 2> /dev/null || true)" -gt "${c0:-0}" ] &&
+            break
+        sleep 0.5
+    done
     local held=0 opt=0
     for ((i = 0; i < 10; i++)); do
         holds_vip "$n" && held=1
