@@ -46,6 +46,7 @@ import socket
 import ssl
 import threading
 import time
+import traceback
 
 import msgpack
 
@@ -305,6 +306,12 @@ class Client:
 
     # ---- public API ----
 
+    @property
+    def endpoint(self):
+        """The endpoint tried first by the next call: the last one that
+        answered (the leader, after a NOT_LEADER was followed)."""
+        return self.endpoints[self._at]
+
     def call(self, method, *params):
         """Call method with the positional params; its result. Raises
         NvmetError for an error answered by a node, TLSError, or
@@ -339,8 +346,9 @@ class Client:
         """core.subscribe(collection), and callback(method, params) for each
         notification of it ("*": all). Notifications are delivered by
         call(), call_many() and poll() once their calls are answered, in
-        the calling thread; callbacks may call the client. The subscription
-        is renewed on every new connection."""
+        the calling thread; callbacks may call the client. An exception in
+        a callback is printed (traceback on stderr) and does not stop the
+        others. The subscription is renewed on every new connection."""
         with self._lock:
             self._subs.setdefault(collection, []).append(callback)
             if self.call("core.subscribe", collection) is not True:
@@ -552,7 +560,10 @@ class Client:
         for method, params in notes:
             for cb in self._subs.get(method, []) + (self._subs.get("*", []) if method != "*"
                                                     else []):
-                cb(method, params)
+                try:
+                    cb(method, params)
+                except Exception:  # the call's own result must still reach its caller
+                    traceback.print_exc()
         return len(notes)
 
 

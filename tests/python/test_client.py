@@ -17,7 +17,6 @@ Paths come from the environment (set by CMake): NVMETD_BIN, RPC_CERTS_SH,
 NVMETHA_DIR. Exit 77 (skipped) without the msgpack module."""
 
 import hashlib
-import json
 import os
 import secrets
 import shutil
@@ -477,6 +476,11 @@ class TestCluster(Base):
             time.sleep(0.05)
         raise AssertionError("no leader")
 
+    def setUp(self):
+        # the leader of now (an election may have moved it)
+        type(self).leader = self.wait_leader(among=[n for n in self.nodes
+                                                    if n.proc.poll() is None])
+
     def client(self, eps, **kw):
         kw.setdefault("timeout", 20.0)
         return Client(eps, api_key=ADMIN_KEY, plaintext=True, **kw)
@@ -506,7 +510,7 @@ class TestCluster(Base):
         with self.client([f1.rpc, f2.rpc, self.leader.rpc]) as c:
             s = c.call("nvmet.subsys.create", {"name": "nqn.2024-01.com.example:follow"})
             self.assertEqual(s["name"], "nqn.2024-01.com.example:follow")
-            self.assertEqual(c.endpoints[c._at], self.leader.rpc)
+            self.assertEqual(c.endpoint, self.leader.rpc)
             hosts = c.call_many([("nvmet.host.create", {"hostnqn": "nqn.2024-01.com.example:f%d"
                                                         % i}) for i in range(20)])
             self.assertEqual(len({h["id"] for h in hosts}), 20)
@@ -532,6 +536,27 @@ class TestCluster(Base):
         finally:
             relay.close()
 
+    def test_paused_node(self):
+        """A node that accepts connections but does not answer (SIGSTOP):
+        alone it is a CallTimeout; first of two endpoints it costs about
+        the 1 s login timeout, then the next endpoint answers."""
+        f = self.followers()[0]
+        os.kill(f.proc.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            with self.assertRaises(CallTimeout) as cm:
+                self.client([f.rpc], timeout=1.0).call("core.ping")
+            self.assertEqual(cm.exception.errname, "ETIMEDOUT")
+            self.assertLess(time.monotonic() - t0, 3.0)
+            t0 = time.monotonic()
+            with self.client([f.rpc, self.leader.rpc]) as c:
+                self.assertEqual(c.call("core.ping"), "pong")
+                self.assertEqual(c.endpoint, self.leader.rpc)
+            took = time.monotonic() - t0
+            self.assertTrue(0.9 <= took < 5.0, "%.2f s" % took)
+        finally:
+            os.kill(f.proc.pid, signal.SIGCONT)
+
     def test_z_leader_stopped(self):
         """The leader stops (cleanly): a client of every node rides
         through the election within its timeout."""
@@ -541,7 +566,7 @@ class TestCluster(Base):
             self.assertEqual(old.stop(), 0)
             s = c.call("nvmet.subsys.create", {"name": "nqn.2024-01.com.example:after"})
             self.assertEqual(s["name"], "nqn.2024-01.com.example:after")
-            self.assertNotEqual(c.endpoints[c._at], old.rpc)
+            self.assertNotEqual(c.endpoint, old.rpc)
             self.assertEqual(c.call("nvmet.subsys.query",
                                     [["name", "=", "nqn.2024-01.com.example:after"]],
                                     {"count": True}), 1)
