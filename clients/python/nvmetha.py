@@ -396,7 +396,7 @@ class Client:
 
     def _retryable(self, err):
         """An error answer worth the next endpoint (several endpoints)."""
-        return len(self.endpoints) > 1 and (
+        return len(self.endpoints) > 1 and isinstance(err, dict) and (
             err.get("code") in (NOT_LEADER, NO_QUORUM) or err.get("errname") in _NO_LEADER_NAMES)
 
     def _index_of(self, leader):
