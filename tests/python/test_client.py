@@ -41,6 +41,7 @@ try:
 except ImportError:
     print("SKIP: the Python msgpack module is missing (apt-get install python3-msgpack)")
     sys.exit(77)
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, CLIENT_DIR)
 import nvmetha  # noqa: E402
 from nvmetha import CallTimeout, Client, NvmetError, TLSError, TransportError  # noqa: E402
@@ -342,7 +343,8 @@ class TestSingleNode(Base):
                  "--cacert", self.ca]]
         outs = []
         for argv in runs:
-            p = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                               env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
             self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
             outs.append(p.stdout)
         for what in ("subsystem", "namespace", "port", "port_subsys", "host", "host_subsys"):
