@@ -7,6 +7,7 @@ PKGS=(build-essential cmake pkg-config
       libjson-c-dev libssl-dev zlib1g-dev libmnl-dev libmicrohttpd-dev libsystemd-dev
       dpkg-dev
       iproute2 procps openssl
+      python3-msgpack             # the Python client (clients/python/) and its test
       clang libclang-rt-14-dev)   # the libFuzzer harnesses (test.sh's last stage)
 missing=()
 for p in "${PKGS[@]}"; do
