@@ -264,6 +264,12 @@ static bool ha_leader_may_serve(struct fo *f, uint64_t now)
         return false;
     }
     const char *fence = nv_get_str(nv_get(sm_cluster(f->cfg.sm), "failover"), "fence_command");
+    if (fence == NULL && f->fence == FO_FENCE_FAILED) {
+        /* the operator removed the fence command after it failed: the
+         * takeover goes ahead, and so must disabled_reasons */
+        f->fence = FO_FENCE_IDLE;
+        f->fence_error[0] = '\0';
+    }
     if (takeover && fence != NULL && f->fence != FO_FENCE_OK) {
         if (f->fence != FO_FENCE_RUNNING) {
             if (now < f->fence_next_ms) {

@@ -15,7 +15,7 @@
  * hands leadership to a data node.
  *
  * Why no two nodes are ever active: the lease. The active serves only
- * while a quorum has acknowledged it recently: every lease_ms/4 it commits
+ * while a quorum has acknowledged it recently: every lease_ms/3 it commits
  * a Raft barrier, and a barrier proposed at time t and committed extends
  * the lease to t + lease_ms. Committing needs a majority to have received
  * an AppendEntries sent after t; each of them reset its election timer

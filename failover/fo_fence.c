@@ -119,7 +119,8 @@ void fo__fence_start(struct fo *f, const char *cmd, uint64_t node)
     }
     f->fence = FO_FENCE_RUNNING;
     uv_timer_start(&f->fence_timer, fence_timeout, FENCE_TIMEOUT_MS, 0);
-    fo__log(f, FO_LOG_INFO, "fencing node %" PRIu64 ": %s", node, cmd);
+    /* not the command itself: it often carries a BMC password */
+    fo__log(f, FO_LOG_INFO, "fencing node %" PRIu64 " (running the fence command)", node);
 }
 
 void fo__fence_close(struct fo *f)

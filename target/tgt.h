@@ -36,7 +36,8 @@ struct tgt_config {
                                  * fails with -EMEDIUMTYPE, and with it a
                                  * real configfs fails too */
     const char *emulate_kernel; /* emulated backend's kernel profile:
-                                 * "6.12" (default) or "6.1" (no
+                                 * "6.12" (default), "6.13" (with
+                                 * resv_enable) or "6.1" (no
                                  * attr_ieee_oui/attr_firmware, no dhchap_*,
                                  * no loop, no resv_enable) */
 };
