@@ -269,7 +269,7 @@ static void m_write(struct rpc_methods *m, const struct req *r, const struct nv 
 /* ------------------------------------------------------------------ */
 /* reads */
 
-enum read_kind { READ_QUERY, READ_GET_INSTANCE, READ_CONFIG, READ_SESSIONS };
+enum read_kind { READ_QUERY, READ_GET_INSTANCE, READ_CONFIG, READ_SESSIONS, READ_SAVE };
 
 struct read_req {
     struct rpc_methods *m;
@@ -300,6 +300,10 @@ static void read_run(struct read_req *r)
     switch (r->kind) {
         case READ_CONFIG:
             methods_reply(&r->rq, sm_global_entry(s));
+            goto done;
+        case READ_SAVE:
+            /* admin only (the method table): it holds the DH-CHAP keys */
+            methods_reply(&r->rq, sm_config_save(s));
             goto done;
         case READ_QUERY:
             filters = nv_at(r->params, 0);
@@ -506,6 +510,16 @@ static void m_global_config(struct rpc_methods *m, const struct req *r, const st
     start_read(m, r, params, READ_CONFIG, -1, false);
 }
 
+/* config.save: the whole replicated configuration, linearizable (after a
+ * barrier, like the queries); config.restore [doc] is a write. */
+static void m_config_save(struct rpc_methods *m, const struct req *r, const struct nv *params)
+{
+    if (!check_nargs(r->call, params, 0)) {
+        return;
+    }
+    start_read(m, r, params, READ_SAVE, -1, false);
+}
+
 static void m_sessions(struct rpc_methods *m, const struct req *r, const struct nv *params)
 {
     struct rpc_call *call = r->call;
@@ -653,6 +667,8 @@ static void dispatch(struct rpc_call *call, const struct nv *params, void *ctx);
 static const struct method_def fixed_methods[] = {
     {"nvmet.global.config", m_global_config, RO},
     {"nvmet.global.update", m_write, ADMIN},
+    {"config.save", m_config_save, ADMIN},
+    {"config.restore", m_write, ADMIN},
     {"nvmet.global.sessions", m_sessions, RO},
     {"nvmet.port.transport_address_choices", m_address_choices, RO},
     {"nvmet.host.generate_key", m_generate_key, ADMIN},

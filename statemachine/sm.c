@@ -426,7 +426,7 @@ static void sess_put(struct sm_state *s, const char *client, int64_t seq, struct
 bool sm_is_write(const char *method)
 {
     if (strcmp(method, "nvmet.global.update") == 0 || strcmp(method, "nvmet.global.init") == 0 ||
-        sm__cluster_is_write(method)) {
+        strcmp(method, "config.restore") == 0 || sm__cluster_is_write(method)) {
         return true;
     }
     const char *dot = strrchr(method, '.');

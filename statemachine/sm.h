@@ -196,4 +196,10 @@ struct nv *sm_failover_config(const struct sm_state *s);               /* owned 
  * length, or -1 on invalid input. out must hold len*3/4+3 bytes. */
 long sm_base64_decode(const char *in, size_t len, unsigned char *out);
 
+/* config.save: the whole replicated configuration (global row, failover
+ * settings, every row of every table, ids kept; not the node registry or
+ * sessions) as one document, owned. The write "config.restore" [doc]
+ * fills an empty cluster with such a document (sm_config.c). */
+struct nv *sm_config_save(const struct sm_state *s);
+
 #endif

@@ -215,6 +215,9 @@ int sm__host_delete(struct sm_ex *x, const struct nv *params);
 int sm__link_write(struct sm_ex *x, const struct nv *params, enum sm_table t, bool create);
 int sm__link_delete(struct sm_ex *x, const struct nv *params, enum sm_table t);
 
+/* config.restore (sm_config.c) */
+int sm__config_restore(struct sm_ex *x, const struct nv *params);
+
 /* ---- cluster facts (sm_cluster.c) ---- */
 struct nv *sm__cluster_default(void);
 bool sm__cluster_is_write(const char *method);

@@ -416,6 +416,9 @@ int sm__exec(struct sm_ex *x, const char *method, const struct nv *params)
         return -1;
     }
     ensure_init(x);
+    if (strcmp(method, "config.restore") == 0) {
+        return sm__config_restore(x, params);
+    }
     int crv = sm__cluster_exec(x, method, params);
     if (crv <= 0) {
         return crv;

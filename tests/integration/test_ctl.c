@@ -43,10 +43,20 @@ static char *run(int *status, const char *fmt, ...)
     assert_non_null(p);
     size_t cap = 1 << 16, len = 0;
     char *out = calloc(1, cap);
-    size_t got;
-    while ((got = fread(out + len, 1, cap - len - 1, p)) > 0 && len + got < cap - 1) {
+    assert_non_null(out);
+    for (int k = 0; k < 100000; k++) {
+        if (len + 4096 >= cap) {
+            cap *= 2;
+            out = realloc(out, cap);
+            assert_non_null(out);
+        }
+        size_t got = fread(out + len, 1, cap - len - 1, p);
+        if (got == 0) {
+            break;
+        }
         len += got;
     }
+    out[len] = '\0';
     int rc = pclose(p);
     *status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
     return out;
@@ -191,7 +201,9 @@ static void test_batch(void **state)
     for (int i = 0; i < 100; i++) {
         fprintf(f, "[\"nvmet.subsys.create\", {\"name\": \"nqn.2024-01.com.example:b%d\"}]\n", i);
     }
-    fprintf(f, "{\"method\": \"nvmet.subsys.create\", \"params\": [{\"name\": \"x\", \"bogus\": 1}]}\n");
+    fprintf(
+        f,
+        "{\"method\": \"nvmet.subsys.create\", \"params\": [{\"name\": \"x\", \"bogus\": 1}]}\n");
     for (int i = 0; i < 100; i++) {
         fprintf(f,
                 "{\"method\": \"nvmet.host.create\", \"params\": [{\"hostnqn\": "
@@ -257,6 +269,53 @@ static void test_batch(void **state)
     assert_int_equal(h_node_start(&g_n[leader], extra), 0);
 }
 
+/* config.save of the cluster restores into a new single-node cluster as
+ * the same document (ids, links, keys), its tree is rendered, and a
+ * second restore is refused (not empty). */
+static void test_backup_restore(void **state)
+{
+    (void)state;
+    char saved[400];
+    snprintf(saved, sizeof saved, "%s/backup.json", g_base);
+    int st;
+    char *out =
+        run(&st, "%s --socket %s call config.save > %s; echo $?", NVMETCTL_BIN, g_n[0].sock, saved);
+    assert_string_equal(out, "0\n");
+    free(out);
+    char base[256];
+    h_tmpdir(base, sizeof base);
+    struct h_node n;
+    h_node_init(&n, base, 1);
+    assert_int_equal(h_node_start(&n, NULL), 0);
+    out = run(&st, "%s --socket %s call config.restore - < %s", NVMETCTL_BIN, n.sock, saved);
+    if (st != 0) {
+        fail_msg("restore exit %d: %s", st, out);
+    }
+    free(out);
+    char *a = h_read(saved);
+    out = run(&st, "%s --socket %s call config.save", NVMETCTL_BIN, n.sock);
+    assert_int_equal(st, 0);
+    struct nv *x = nv_from_json(a), *y = nv_from_json(out);
+    assert_non_null(x);
+    assert_non_null(y);
+    assert_true(nv_len(nv_get(x, "subsys")) > 100);
+    if (!nv_equal(x, y)) {
+        fail_msg("restored configuration differs");
+    }
+    nv_free(x);
+    nv_free(y);
+    free(out);
+    assert_int_equal(h_wait_rendered(&n, 20000), 0);
+    out = run(&st, "%s --socket %s call config.restore - < %s 2>&1", NVMETCTL_BIN, n.sock, saved);
+    assert_int_equal(st, 1);
+    assert_non_null(strstr(out, "[EEXIST] config_restore: the cluster holds"));
+    free(out);
+    free(a);
+    h_node_kill(&n, SIGTERM);
+    assert_int_equal(h_node_wait(&n), 0);
+    h_rmrf(base);
+}
+
 /* Runs last: it stops a data node. */
 static void test_dead_node(void **state)
 {
@@ -304,9 +363,8 @@ static void test_dead_node(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_status_healthy),
-        cmocka_unit_test(test_methods_table_env),
-        cmocka_unit_test(test_batch),
+        cmocka_unit_test(test_status_healthy), cmocka_unit_test(test_methods_table_env),
+        cmocka_unit_test(test_batch),          cmocka_unit_test(test_backup_restore),
         cmocka_unit_test(test_dead_node),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
