@@ -22,6 +22,9 @@ struct ctl {
     char unix_ep[4200];
     char *key;
     char client_id[40];
+    /* msgids used so far in this run: with the client id they are the
+     * cluster's session keys, so a later batch must not reuse them */
+    int64_t msgids_used;
 };
 
 long ctl_now_ms(void);
@@ -33,5 +36,18 @@ bool ctl_retryable(int rv, const struct nv_err *e, size_t n_eps);
 
 /* nvmetctl batch (ctl_batch.c): argv[0] is "batch". */
 int ctl_batch(struct ctl *c, int argc, char **argv);
+/* The batch engine on calls made in memory: method and params taken (the
+ * array itself stays the caller's); messages name "call N" (1-based)
+ * and what ("hosts"). Returns an EXIT_* code. */
+struct ctl_call {
+    char *method;
+    struct nv *params;
+};
+int ctl_run_calls(struct ctl *c, struct ctl_call *calls, size_t n, const char *what);
+/* One call, retried over the endpoints: 0 and *result (owned), or the
+ * exit code with the error printed. params taken. */
+int ctl_call1(struct ctl *c, const char *method, struct nv *params, struct nv **result);
+/* nvmetctl import-nvmetcli (ctl_import.c): argv[0] is the command. */
+int ctl_import(struct ctl *c, int argc, char **argv);
 
 #endif

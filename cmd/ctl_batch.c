@@ -267,8 +267,8 @@ static bool send_job(struct batch *b, size_t idx)
     b->inflight++;
     /* the line number gives the msgid: with the client id, a resent write
      * is recognised by the cluster */
-    if (rpc_client_call(b->cl, j->method, nv_copy(j->params), MSGID_BASE + (int64_t)j->line,
-                        answered, s) < 0) {
+    if (rpc_client_call(b->cl, j->method, nv_copy(j->params),
+                        MSGID_BASE + b->c->msgids_used + (int64_t)j->line, answered, s) < 0) {
         free(s);
         j->state = J_WAIT;
         b->inflight--;
@@ -352,6 +352,73 @@ static void closed_walk(uv_handle_t *h, void *arg)
     }
 }
 
+/* Run b's jobs (read in, or given); frees them. */
+static int run_jobs(struct batch *b, const char *what)
+{
+    b->fails = calloc(SHOWN_FAILURES, sizeof *b->fails);
+    int code = EXIT_LOCAL;
+    if (b->fails != NULL && b->n > 0) {
+        uv_loop_init(&b->loop);
+        uv_timer_init(&b->loop, &b->tick);
+        b->tick.data = b;
+        uv_timer_start(&b->tick, on_tick, 200, 200);
+        b->started = b->last_progress = ctl_now_ms();
+        connect_next(b);
+        uv_run(&b->loop, UV_RUN_DEFAULT);
+        progress(b, true);
+        if (b->cl != NULL) {
+            b->gen++; /* the answers still to come are not counted */
+            rpc_client_close(b->cl);
+        }
+        uv_walk(&b->loop, closed_walk, NULL);
+        uv_run(&b->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&b->loop);
+        double secs = (double)(ctl_now_ms() - b->started) / 1000.0;
+        fprintf(stderr, "%zu %s: %zu ok, %zu failed%s in %.1f s\n", b->n, what, b->ok, b->failed,
+                b->gave_up ? ", the rest not answered" : "", secs);
+        for (size_t i = 0; i < b->n_fails; i++) {
+            fprintf(stderr, "  %s\n", b->fails[i]);
+        }
+        if (b->failed > b->n_fails) {
+            fprintf(stderr, "  ... and %zu more failures\n", b->failed - b->n_fails);
+        }
+        if (b->gave_up) {
+            fprintf(stderr, "[ETIMEDOUT] ALL: %s\n", b->why);
+        }
+        code = b->gave_up ? EXIT_LOCAL : b->failed > 0 ? EXIT_REMOTE : EXIT_OK;
+    } else if (b->fails != NULL) {
+        code = EXIT_OK;
+    }
+    int64_t top = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        top = (int64_t)b->jobs[i].line > top ? (int64_t)b->jobs[i].line : top;
+        free(b->jobs[i].method);
+        nv_free(b->jobs[i].params);
+    }
+    b->c->msgids_used += top;
+    free(b->jobs);
+    for (size_t i = 0; b->fails != NULL && i < b->n_fails; i++) {
+        free(b->fails[i]);
+    }
+    free(b->fails);
+    return code;
+}
+
+int ctl_run_calls(struct ctl *c, struct ctl_call *calls, size_t n, const char *what)
+{
+    struct batch b = {.c = c, .window = DEFAULT_WINDOW, .tty = isatty(STDERR_FILENO)};
+    b.jobs = calloc(n + 1, sizeof *b.jobs);
+    if (b.jobs == NULL) {
+        return EXIT_LOCAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        b.jobs[i] =
+            (struct job){.line = i + 1, .method = calls[i].method, .params = calls[i].params};
+    }
+    b.n = n;
+    return run_jobs(&b, what);
+}
+
 int ctl_batch(struct ctl *c, int argc, char **argv)
 {
     struct batch b = {.c = c, .window = DEFAULT_WINDOW, .tty = isatty(STDERR_FILENO)};
@@ -381,49 +448,18 @@ int ctl_batch(struct ctl *c, int argc, char **argv)
     if (f != stdin) {
         fclose(f);
     }
-    b.fails = calloc(SHOWN_FAILURES, sizeof *b.fails);
-    int code = EXIT_LOCAL;
-    if (rv == 0 && b.fails != NULL && b.n > 0) {
-        uv_loop_init(&b.loop);
-        uv_timer_init(&b.loop, &b.tick);
-        b.tick.data = &b;
-        uv_timer_start(&b.tick, on_tick, 200, 200);
-        b.started = b.last_progress = ctl_now_ms();
-        connect_next(&b);
-        uv_run(&b.loop, UV_RUN_DEFAULT);
-        progress(&b, true);
-        if (b.cl != NULL) {
-            b.gen++; /* the answers still to come are not counted */
-            rpc_client_close(b.cl);
+    if (rv < 0) {
+        for (size_t i = 0; i < b.n; i++) {
+            free(b.jobs[i].method);
+            nv_free(b.jobs[i].params);
         }
-        uv_walk(&b.loop, closed_walk, NULL);
-        uv_run(&b.loop, UV_RUN_DEFAULT);
-        uv_loop_close(&b.loop);
-        double secs = (double)(ctl_now_ms() - b.started) / 1000.0;
-        fprintf(stderr, "%zu lines: %zu ok, %zu failed%s in %.1f s\n", b.n, b.ok, b.failed,
-                b.gave_up ? ", the rest not answered" : "", secs);
-        for (size_t i = 0; i < b.n_fails; i++) {
-            fprintf(stderr, "  %s\n", b.fails[i]);
-        }
-        if (b.failed > b.n_fails) {
-            fprintf(stderr, "  ... and %zu more failures\n", b.failed - b.n_fails);
-        }
-        if (b.gave_up) {
-            fprintf(stderr, "[ETIMEDOUT] ALL: %s\n", b.why);
-        }
-        code = b.gave_up ? EXIT_LOCAL : b.failed > 0 ? EXIT_REMOTE : EXIT_OK;
-    } else if (rv == 0 && b.n == 0) {
+        free(b.jobs);
+        return EXIT_LOCAL;
+    }
+    if (b.n == 0) {
+        free(b.jobs);
         fprintf(stderr, "0 lines\n");
-        code = EXIT_OK;
+        return EXIT_OK;
     }
-    for (size_t i = 0; i < b.n; i++) {
-        free(b.jobs[i].method);
-        nv_free(b.jobs[i].params);
-    }
-    free(b.jobs);
-    for (size_t i = 0; b.fails != NULL && i < b.n_fails; i++) {
-        free(b.fails[i]);
-    }
-    free(b.fails);
-    return code;
+    return run_jobs(&b, "lines");
 }

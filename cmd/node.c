@@ -529,6 +529,7 @@ static int start_rpc(struct node *n, char *msg, size_t msglen)
                                  .address_choices = node_address_choices,
                                  .generate_key = rn_generate_key,
                                  .failover_status = node_failover_status,
+                                 .export_nvmetcli = node_export_nvmetcli,
                                  .refuse = node_refuse,
                                  .id = n->cfg.id,
                                  .is_member = node_is_member,

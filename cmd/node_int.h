@@ -103,6 +103,7 @@ struct tgt_view node_view(const struct node *n);
 const char *node_refuse(void *ctx);
 bool node_is_member(void *ctx, uint64_t id);
 struct nv *node_failover_status(void *ctx, struct nv_err *err);
+struct nv *node_export_nvmetcli(void *ctx, bool live, struct nv_err *err);
 int node_failover_open(struct node *n, char *msg, size_t msglen);
 /* Feed failover the current Raft facts (and the state the applies changed). */
 void node_failover_update(struct node *n);

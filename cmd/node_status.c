@@ -742,3 +742,21 @@ struct nv *node_address_choices(void *ctx, const char *trtype, bool force_ana,
     freeifaddrs(ifs);
     return out;
 }
+
+/* nvmet.global.export_nvmetcli (rpc_node.export_nvmetcli). */
+struct nv *node_export_nvmetcli(void *ctx, bool live, struct nv_err *err)
+{
+    struct node *n = ctx;
+    if (n->tgt == NULL) {
+        nv_err_call(err, ENOTSUP, "a witness renders no configfs: ask a data node");
+        return NULL;
+    }
+    struct tgt_view v = node_view(n);
+    struct nv *tree = live ? tgt_live_tree(n->tgt) : tgt_desired_tree(n->tgt, n->sm, &v);
+    struct nv *doc = tree != NULL ? tgt_nvmetcli(tree) : NULL;
+    nv_free(tree);
+    if (doc == NULL) {
+        nv_err_call(err, ENOMEM, "out of memory");
+    }
+    return doc;
+}

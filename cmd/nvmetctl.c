@@ -55,6 +55,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: nvmetctl [options] call METHOD [ARG ...]\n"
             "       nvmetctl [options] batch [--window N] [FILE|-]  one call a line\n"
+            "       nvmetctl [options] import-nvmetcli [--dry-run] FILE  an nvmetcli config\n"
             "       nvmetctl [options] status          the cluster at a glance\n"
             "       nvmetctl [options] methods [GLOB]  the methods and the role each needs\n"
             "       nvmetctl key generate|hash --name NAME --role admin|readonly (see\n"
@@ -589,7 +590,7 @@ static int prepare(struct ctl *c)
 
 /* One call, retried over the endpoints until the deadline. 0 and *result
  * (owned), or the exit code with the error printed. params taken. */
-static int call(struct ctl *c, const char *method, struct nv *params, struct nv **result)
+int ctl_call1(struct ctl *c, const char *method, struct nv *params, struct nv **result)
 {
     long deadline = ctl_now_ms() + c->timeout_s * 1000L;
     struct nv_err err;
@@ -679,7 +680,7 @@ static int cmd_call(struct ctl *c, int argc, char **argv)
         nv_push(params, v);
     }
     struct nv *result = NULL;
-    int code = call(c, argv[1], params, &result);
+    int code = ctl_call1(c, argv[1], params, &result);
     if (code == EXIT_OK) {
         if (c->output != NULL && strcmp(c->output, "table") == 0) {
             ctl_print_table(stdout, result);
@@ -699,7 +700,7 @@ static int cmd_status(struct ctl *c, int argc, char **argv)
         return EXIT_LOCAL;
     }
     struct nv *result = NULL;
-    int code = call(c, "cluster.status", nv_arr(), &result);
+    int code = ctl_call1(c, "cluster.status", nv_arr(), &result);
     if (code != EXIT_OK) {
         return EXIT_LOCAL; /* 2: no status (1 means degraded) */
     }
@@ -726,7 +727,7 @@ static int cmd_methods(struct ctl *c, int argc, char **argv)
     }
     const char *glob = argc == 2 ? argv[1] : "*";
     struct nv *result = NULL;
-    int code = call(c, "core.get_methods", nv_arr(), &result);
+    int code = ctl_call1(c, "core.get_methods", nv_arr(), &result);
     if (code != EXIT_OK) {
         return code;
     }
@@ -771,7 +772,8 @@ int main(int argc, char **argv)
     } cmds[] = {{"call", cmd_call},
                 {"status", cmd_status},
                 {"methods", cmd_methods},
-                {"batch", ctl_batch}};
+                {"batch", ctl_batch},
+                {"import-nvmetcli", ctl_import}};
     size_t k = 0;
     while (i < argc && k < sizeof cmds / sizeof cmds[0] && strcmp(argv[i], cmds[k].name) != 0) {
         k++;

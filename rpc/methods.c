@@ -510,6 +510,38 @@ static void m_global_config(struct rpc_methods *m, const struct req *r, const st
     start_read(m, r, params, READ_CONFIG, -1, false);
 }
 
+/* nvmet.global.export_nvmetcli [{"source": "desired" | "live"}]: this
+ * node's tree in nvmetcli's format (admin: it holds the DH-CHAP keys). */
+static void m_export_nvmetcli(struct rpc_methods *m, const struct req *r,
+                              const struct nv *params)
+{
+    struct rpc_call *call = r->call;
+    if (!check_nargs(call, params, 1)) {
+        return;
+    }
+    const struct nv *o = nv_at(params, 0);
+    const struct nv *src = nv_get(o, "source");
+    struct nv_err e;
+    nv_err_init(&e);
+    bool live = nv_is(src, NV_STR) && strcmp(src->u.s.p, "live") == 0;
+    if ((o != NULL && !nv_is(o, NV_MAP) && !nv_is(o, NV_NIL)) ||
+        (src != NULL && !live && !(nv_is(src, NV_STR) && strcmp(src->u.s.p, "desired") == 0))) {
+        nv_err_add(&e, "export_nvmetcli.source", EINVAL, "Input should be 'desired' or 'live'");
+        rpc_reply_error(call, &e);
+    } else if (m->node->export_nvmetcli == NULL) {
+        nv_err_call(&e, ENOTSUP, "this node has no configfs");
+        rpc_reply_error(call, &e);
+    } else {
+        struct nv *doc = m->node->export_nvmetcli(m->node->ctx, live, &e);
+        if (doc == NULL) {
+            rpc_reply_error(call, &e);
+        } else {
+            rpc_reply(call, doc);
+        }
+    }
+    nv_err_clear(&e);
+}
+
 /* config.save: the whole replicated configuration, linearizable (after a
  * barrier, like the queries); config.restore [doc] is a write. */
 static void m_config_save(struct rpc_methods *m, const struct req *r, const struct nv *params)
@@ -668,6 +700,7 @@ static const struct method_def fixed_methods[] = {
     {"nvmet.global.config", m_global_config, RO},
     {"nvmet.global.update", m_write, ADMIN},
     {"config.save", m_config_save, ADMIN},
+    {"nvmet.global.export_nvmetcli", m_export_nvmetcli, ADMIN},
     {"config.restore", m_write, ADMIN},
     {"nvmet.global.sessions", m_sessions, RO},
     {"nvmet.port.transport_address_choices", m_address_choices, RO},

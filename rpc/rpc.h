@@ -269,6 +269,11 @@ struct rpc_node {
     /* {"status": "MASTER"|"BACKUP"|"SINGLE", "disabled_reasons": [...], ...}
      * (owned) or NULL = a single node. */
     struct nv *(*failover_status)(void *ctx, struct nv_err *err);
+    /* This node's configfs tree in nvmetcli's saveconfig.json form (owned):
+     * as it renders the committed configuration (live false) or as read
+     * back from configfs (live true). NULL with err set (a witness renders
+     * nothing). */
+    struct nv *(*export_nvmetcli)(void *ctx, bool live, struct nv_err *err);
     /* Membership on the leader: op is the method name (cluster.node.add,
      * .remove, .promote, failover.become_passive), params its arguments.
      * 0: cb(arg, result or NULL, err or NULL) exactly once, later.

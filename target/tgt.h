@@ -142,6 +142,12 @@ int tgt_reconcile(struct tgt *t, const struct sm_state *s, const struct tgt_view
  * errors the two maps are equal. */
 struct nv *tgt_desired_tree(struct tgt *t, const struct sm_state *s, const struct tgt_view *v);
 struct nv *tgt_live_tree(struct tgt *t);
+/* A tree map of the two above as nvmetcli's saveconfig.json document
+ * (owned): {"hosts": [{"nqn", "dhchap"}], "subsystems": [{"nqn", "attr",
+ * "allowed_hosts", "namespaces": [{"nsid", "device", "enable",
+ * "ana_grpid"}]}], "ports": [{"portid", "addr", "param", "subsystems",
+ * "ana_groups", "referrals"}]}, values as nvmetcli writes them. */
+struct nv *tgt_nvmetcli(const struct nv *tree);
 
 /* nvmet.global.sessions source: controllers from debugfs
  * (<debugfs>/nvmet/<subnqn>/ctrl<N>/{hostnqn,host_traddr,port}); [] when

@@ -316,6 +316,130 @@ static void test_backup_restore(void **state)
     h_rmrf(base);
 }
 
+/* Where a and b first differ, as a path ("subsystems[3].attr.serial"). */
+static bool first_diff(const struct nv *a, const struct nv *b, char *path, size_t len)
+{
+    if (a == NULL || b == NULL || a->t != b->t) {
+        return true;
+    }
+    size_t o = strlen(path);
+    if (a->t == NV_MAP) {
+        for (size_t i = 0; i < a->u.m.n; i++) {
+            snprintf(path + o, len - o, ".%s", a->u.m.kv[i].k);
+            if (first_diff(a->u.m.kv[i].v, nv_get(b, a->u.m.kv[i].k), path, len)) {
+                return true;
+            }
+        }
+        path[o] = '\0';
+        return a->u.m.n != b->u.m.n;
+    }
+    if (a->t == NV_ARR) {
+        for (size_t i = 0; i < a->u.a.n; i++) {
+            snprintf(path + o, len - o, "[%zu]", i);
+            if (first_diff(a->u.a.v[i], nv_at(b, i), path, len)) {
+                return true;
+            }
+        }
+        path[o] = '\0';
+        return a->u.a.n != b->u.a.n;
+    }
+    return !nv_equal(a, b);
+}
+
+/* nvmetcli's format: the active node's export (a port, a namespace, host
+ * and port links) imports into a new node (dry run first: it lists and
+ * changes nothing), whose own export is then the same document; a second
+ * import leaves everything alone. */
+static void test_nvmetcli(void **state)
+{
+    (void)state;
+    int st;
+    const char *sock = g_n[2].sock; /* the witness forwards to the leader */
+    char *out = run(&st,
+                    "%s --socket %s call nvmet.port.create '{\"addr_trtype\": \"TCP\", "
+                    "\"addr_traddr\": \"198.51.100.30\"}' && %s --socket %s call "
+                    "nvmet.port_subsys.create '{\"port\": 1, \"subsys\": 1}' && %s --socket %s "
+                    "call nvmet.host_subsys.create '{\"host\": 1, \"subsys\": 1}' && %s --socket "
+                    "%s call nvmet.namespace.create '{\"subsys\": 1, \"device\": "
+                    "\"zvol/tank/nvme/ns1\"}' && %s --socket %s call nvmet.global.update "
+                    "'{\"enabled\": true}'",
+                    NVMETCTL_BIN, sock, NVMETCTL_BIN, sock, NVMETCTL_BIN, sock, NVMETCTL_BIN, sock,
+                    NVMETCTL_BIN, sock);
+    if (st != 0) {
+        fail_msg("setup: %s", out);
+    }
+    free(out);
+    /* the active node's export (it links the port) */
+    out = run(&st, "%s --socket %s -o json status", NVMETCTL_BIN, g_n[0].sock);
+    struct nv *doc = nv_from_json(out);
+    int active = -1;
+    const struct nv *mem = nv_get(doc, "members");
+    for (size_t i = 0; i < nv_len(mem); i++) {
+        const struct nv *fo = nv_get(nv_get(nv_at(mem, i), "status"), "failover");
+        if (nv_get_str(fo, "status") != NULL && strcmp(nv_get_str(fo, "status"), "MASTER") == 0) {
+            active = (int)nv_get_int(nv_at(mem, i), "id", 0) - 1;
+        }
+    }
+    nv_free(doc);
+    free(out);
+    assert_true(active == 0 || active == 1);
+    assert_int_equal(h_wait_rendered(&g_n[active], 20000), 0);
+    char path[400];
+    snprintf(path, sizeof path, "%s/saveconfig.json", g_base);
+    out = run(&st, "%s --socket %s call nvmet.global.export_nvmetcli > %s; echo $?", NVMETCTL_BIN,
+              g_n[active].sock, path);
+    assert_string_equal(out, "0\n");
+    free(out);
+
+    char base[256];
+    h_tmpdir(base, sizeof base);
+    struct h_node n;
+    h_node_init(&n, base, 1);
+    assert_int_equal(h_node_start(&n, NULL), 0);
+    out = run(&st, "%s --socket %s call nvmet.global.update '{\"enabled\": true}'", NVMETCTL_BIN,
+              n.sock);
+    free(out);
+    out = run(&st, "%s --socket %s import-nvmetcli --dry-run %s 2>&1", NVMETCTL_BIN, n.sock, path);
+    if (st != 0 || strstr(out, "create port TCP 198.51.100.30:4420") == NULL ||
+        strstr(out, "create namespace 1 of") == NULL) {
+        char *f = h_read(path);
+        fail_msg("dry run exit %d:\n%s\nfile: %.600s", st, out, f ? f : "");
+    }
+    free(out);
+    out = run(&st, "%s --socket %s call nvmet.subsys.query '[]' '{\"count\": true}'", NVMETCTL_BIN,
+              n.sock);
+    assert_string_equal(out, "0\n");
+    free(out);
+    out = run(&st, "%s --socket %s import-nvmetcli %s 2>&1", NVMETCTL_BIN, n.sock, path);
+    if (st != 0) {
+        fail_msg("import exit %d:\n%s", st, out);
+    }
+    free(out);
+    assert_int_equal(h_wait_rendered(&n, 20000), 0);
+    out = run(&st, "%s --socket %s call nvmet.global.export_nvmetcli", NVMETCTL_BIN, n.sock);
+    char *orig = h_read(path);
+    struct nv *x = nv_from_json(orig), *y = nv_from_json(out);
+    assert_non_null(x);
+    assert_non_null(y);
+    char where[512] = "";
+    if (!nv_equal(x, y)) {
+        first_diff(x, y, where, sizeof where);
+        char *l = nv_dump(nv_get(x, "ports")), *r = nv_dump(nv_get(y, "ports"));
+        fail_msg("the re-export differs at %s (ports %s / %s)", where, l ? l : "", r ? r : "");
+    }
+    nv_free(x);
+    nv_free(y);
+    free(orig);
+    free(out);
+    out = run(&st, "%s --socket %s import-nvmetcli %s 2>&1", NVMETCTL_BIN, n.sock, path);
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(out, "already present, left alone"));
+    free(out);
+    h_node_kill(&n, SIGTERM);
+    assert_int_equal(h_node_wait(&n), 0);
+    h_rmrf(base);
+}
+
 /* Runs last: it stops a data node. */
 static void test_dead_node(void **state)
 {
@@ -365,7 +489,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_healthy), cmocka_unit_test(test_methods_table_env),
         cmocka_unit_test(test_batch),          cmocka_unit_test(test_backup_restore),
-        cmocka_unit_test(test_dead_node),
+        cmocka_unit_test(test_nvmetcli),       cmocka_unit_test(test_dead_node),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

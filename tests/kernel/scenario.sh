@@ -198,6 +198,17 @@ elif [ "$HAVE_AUTH" = 1 ]; then
     ctl_ok "bidirectional key" nvmet.host.update 2 "{\"dhchap_ctrl_key\": \"$(ctl nvmet.host.generate_key SHA-256 "$SUB")\"}"
 fi
 dump auth
+# nvmetcli's saveconfig.json of what the daemon renders equals that of the
+# real tree read back (once the render matches)
+i=0
+until ctl cluster.status 2> /dev/null | grep -q '"matches":true' || [ $i -ge 100 ]; do sleep 0.1; i=$((i + 1)); done
+EXP_D=$(ctl nvmet.global.export_nvmetcli '{"source": "desired"}' 2> "$WORK/err")
+EXP_L=$(ctl nvmet.global.export_nvmetcli '{"source": "live"}' 2>> "$WORK/err")
+if [ -n "$EXP_D" ] && [ "$EXP_D" = "$EXP_L" ] && printf '%s' "$EXP_D" | grep -q "\"nqn\":\"$SUB\""; then
+    ok "nvmetcli export of the configuration equals the real tree's"
+else
+    bad "nvmetcli export: desired $EXP_D / live $EXP_L / $(cat "$WORK/err")"
+fi
 
 # --- update rules against the live kernel -------------------------------------
 ctl_err "port change while linked needs disable first" \

@@ -159,6 +159,50 @@ static void test_sm_complete_setup(void **state)
     tgt_report_clear(&rep);
 }
 
+/* The complete setup in nvmetcli's saveconfig.json form: the host, the
+ * subsystem with its attributes, allowed host and namespace device, the
+ * port with its address, link and default ANA group; the rendered (live)
+ * tree says the same as the desired one. */
+static void test_sm_nvmetcli(void **state)
+{
+    struct ctx *c = *state;
+    struct tgt_report rep = {0};
+    complete_setup(c);
+    assert_int_equal(render(c, &single, false, &rep), 0);
+    struct nv *want = tgt_desired_tree(c->f.t, c->s, &single);
+    struct nv *live = tgt_live_tree(c->f.t);
+    struct nv *a = tgt_nvmetcli(want), *b = tgt_nvmetcli(live);
+    if (!nv_equal(a, b)) {
+        char *x = nv_dump(a), *y = nv_dump(b);
+        fail_msg("desired %s\nlive    %s", x, y);
+    }
+    const struct nv *h = nv_at(nv_get(a, "hosts"), 0);
+    assert_string_equal(nv_get_str(h, "nqn"), HOSTNQN);
+    assert_string_equal(nv_get_str(nv_get(h, "dhchap"), "hash"), "hmac(sha256)");
+    const struct nv *sub = nv_at(nv_get(a, "subsystems"), 0);
+    assert_string_equal(nv_get_str(sub, "nqn"), SUBNQN);
+    assert_string_equal(nv_get_str(nv_get(sub, "attr"), "serial"), "TRUENAS001");
+    assert_string_equal(nv_get_str(nv_get(sub, "attr"), "allow_any_host"), "0");
+    assert_string_equal(nv_at(nv_get(sub, "allowed_hosts"), 0)->u.s.p, HOSTNQN);
+    const struct nv *ns = nv_at(nv_get(sub, "namespaces"), 0);
+    assert_int_equal(nv_get_int(ns, "nsid", 0), 1);
+    assert_int_equal(nv_get_int(ns, "enable", 0), 1);
+    assert_string_equal(nv_get_str(nv_get(ns, "device"), "path"), "/dev/zvol/tank/nvme/ns1");
+    const struct nv *port = nv_at(nv_get(a, "ports"), 0);
+    assert_int_equal(nv_get_int(port, "portid", 0), 1);
+    assert_string_equal(nv_get_str(nv_get(port, "addr"), "trtype"), "tcp");
+    assert_string_equal(nv_get_str(nv_get(port, "addr"), "traddr"), "0.0.0.0");
+    assert_string_equal(nv_at(nv_get(port, "subsystems"), 0)->u.s.p, SUBNQN);
+    const struct nv *g = nv_at(nv_get(port, "ana_groups"), 0);
+    assert_int_equal(nv_get_int(g, "grpid", 0), 1);
+    assert_string_equal(nv_get_str(nv_get(g, "ana"), "state"), "optimized");
+    nv_free(a);
+    nv_free(b);
+    nv_free(want);
+    nv_free(live);
+    tgt_report_clear(&rep);
+}
+
 /* Updates through the API reach configfs: serial, namespace disable, the
  * port's trsvcid (disable, change, enable), and deletes empty the tree. */
 static void test_sm_updates_and_deletes(void **state)
@@ -246,6 +290,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_sm_complete_setup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sm_updates_and_deletes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sm_nvmetcli, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sm_ana_node_address, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
