@@ -8,6 +8,7 @@
 #include "cons.h"
 #include "fo.h"
 #include "node.h"
+#include "node_peers.h"
 #include "rpc.h"
 #include "sm.h"
 #include "tgt.h"
@@ -104,7 +105,5 @@ void node_env_init(struct node *n);
 struct nv *node_cluster_status(void *ctx, struct nv_err *err);
 struct nv *node_address_choices(void *ctx, const char *trtype, bool force_ana,
                                 struct nv_err *err);
-int node_parse_cluster(const char *text, struct cons_peer **out, size_t *n, char *msg,
-                       size_t msglen);
 
 #endif
