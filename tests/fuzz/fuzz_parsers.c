@@ -7,7 +7,8 @@
  * normalizes to itself, a --cluster list written back parses to the same
  * members); what one parser accepts, its consumer accepts (an accepted VIP
  * has a canonical text; JSON written back parses; a Raft address nvmetd
- * accepts, in --raft or --cluster, the transport parses). */
+ * accepts, in --raft or --cluster, the transport parses); a node's TLS
+ * name has one spelling. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -121,6 +122,25 @@ static void raft_address(const char *s)
     }
 }
 
+/* A PSK identity or certificate name (binary: a ClientHello carries
+ * lengths, not strings): what names an id is its canonical spelling, so
+ * one node has exactly one name; and every id's name parses back. */
+static void tls_name(const uint8_t *p, size_t n)
+{
+    char name[64];
+    uint64_t id = cons_tls_parse_name((const char *)p, n);
+    if (id != 0) {
+        int len = snprintf(name, sizeof name, CONS_TLS_NAME_PREFIX "%llu", (unsigned long long)id);
+        FUZZ_CHECK(len > 0 && (size_t)len == n && memcmp(name, p, n) == 0);
+    }
+    uint64_t any = 0;
+    memcpy(&any, p, n < sizeof any ? n : sizeof any);
+    if (any != 0) {
+        int len = snprintf(name, sizeof name, CONS_TLS_NAME_PREFIX "%llu", (unsigned long long)any);
+        FUZZ_CHECK(cons_tls_parse_name(name, (size_t)len) == any);
+    }
+}
+
 /* --cluster: accepted members are distinct, nonzero, with addresses the
  * transport parses; the list written back parses to the same members. */
 static void cluster_list(const char *s)
@@ -186,6 +206,7 @@ enum parser {
     RAFT_ADDRESS,
     JSON,
     CLUSTER,
+    TLS_NAME,
     N_PARSERS
 };
 
@@ -204,6 +225,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (which == VIP) {
         vip(&in);
+        return 0;
+    }
+    if (which == TLS_NAME) {
+        uint8_t *copy = malloc(in.n ? in.n : 1);
+        FUZZ_CHECK(copy != NULL);
+        memcpy(copy, in.p, in.n);
+        tls_name(copy, in.n);
+        free(copy);
         return 0;
     }
     char *s = fuzz_rest_str(&in);

@@ -889,6 +889,12 @@ static void test_wire_handshake(void **state)
     assert_int_equal(cons_tls_parse_name("nvmet-node-012", 14), 0);
     assert_int_equal(cons_tls_parse_name("nvmet-node-1x", 13), 0);
     assert_int_equal(cons_tls_parse_name("nvmet-node-", 11), 0);
+    /* every id has a name: up to UINT64_MAX, not one more */
+    assert_true(cons_tls_parse_name("nvmet-node-18446744073709551615", 31) == UINT64_MAX);
+    assert_true(cons_tls_parse_name("nvmet-node-18446744073709551610", 31) ==
+                UINT64_MAX - 5);
+    assert_int_equal(cons_tls_parse_name("nvmet-node-18446744073709551616", 31), 0);
+    assert_int_equal(cons_tls_parse_name("nvmet-node-99999999999999999999", 31), 0);
 }
 
 /* ------------------------------------------------------------------ */
