@@ -8,6 +8,7 @@
 #include "cons.h"
 #include "fo.h"
 #include "node.h"
+#include "node_peers.h"
 #include "nv_hist.h"
 #include "rpc.h"
 #include "sm.h"
@@ -122,8 +123,6 @@ void node_env_init(struct node *n);
 struct nv *node_cluster_status(void *ctx, struct nv_err *err);
 struct nv *node_address_choices(void *ctx, const char *trtype, bool force_ana,
                                 struct nv_err *err);
-int node_parse_cluster(const char *text, struct cons_peer **out, size_t *n, char *msg,
-                       size_t msglen);
 
 /* node_key.c: read the node-to-node key at start (0, or <0 with msg:
  * a --cluster-key-file that cannot be used stops the start); the key now

@@ -288,47 +288,6 @@ int node_config_load(struct node_config *c, const char *path, char *msg, size_t 
     return rv;
 }
 
-/* "a.b.c.d:port" or "[v6]:port" (a v6 scope "%if" allowed), as
- * consensus/ parses Raft addresses. */
-bool node_raft_address_ok(const char *s)
-{
-    char host[64];
-    const char *port;
-    if (s == NULL) {
-        return false;
-    }
-    bool v6 = s[0] == '[';
-    if (v6) {
-        const char *close = strchr(s, ']');
-        if (close == NULL || close[1] != ':' || (size_t)(close - s - 1) >= sizeof host) {
-            return false;
-        }
-        memcpy(host, s + 1, (size_t)(close - s - 1));
-        host[close - s - 1] = '\0';
-        port = close + 2;
-        char *pct = strchr(host, '%');
-        if (pct != NULL) {
-            if (pct[1] == '\0') {
-                return false;
-            }
-            *pct = '\0';
-        }
-    } else {
-        const char *colon = strrchr(s, ':');
-        if (colon == NULL || (size_t)(colon - s) >= sizeof host) {
-            return false;
-        }
-        memcpy(host, s, (size_t)(colon - s));
-        host[colon - s] = '\0';
-        port = colon + 1;
-    }
-    unsigned char buf[16];
-    char *end = NULL;
-    long p = strtol(port, &end, 10);
-    return port[0] >= '0' && port[0] <= '9' && *end == '\0' && p > 0 && p < 65536 &&
-           inet_pton(v6 ? AF_INET6 : AF_INET, host, buf) == 1;
-}
-
 /* The RPC port's protection: TLS (certificate and key) or explicitly
  * plaintext, never by default: API keys cross the network on it. */
 static int node_config_check_rpc_tls(const struct node_config *c, char *msg, size_t msglen)
@@ -412,60 +371,6 @@ int node_config_check(const struct node_config *c, char *msg, size_t msglen)
         return -EINVAL;
     }
     return node_config_check_rpc_tls(c, msg, msglen);
-}
-
-/* "1=127.0.0.1:7001,2=127.0.0.1:7002" -> peers (all voters). */
-int node_parse_cluster(const char *text, struct cons_peer **out, size_t *n, char *msg,
-                       size_t msglen)
-{
-    char *copy = strdup(text), *save = NULL;
-    struct cons_peer *peers = NULL;
-    size_t count = 0;
-    int rv = 0;
-    for (char *tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
-        char *eq = strchr(tok, '=');
-        char *end = NULL;
-        unsigned long long id = eq ? strtoull(tok, &end, 10) : 0;
-        if (eq == NULL || end != eq || id == 0 || strlen(eq + 1) >= sizeof peers[0].address ||
-            !node_raft_address_ok(eq + 1)) {
-            snprintf(msg, msglen,
-                     "--cluster: bad member '%s' (expected ID=IPv4:PORT or ID=[IPv6]:PORT)", tok);
-            rv = -EINVAL;
-            break;
-        }
-        for (size_t i = 0; i < count; i++) {
-            if (peers[i].id == id) {
-                snprintf(msg, msglen, "--cluster: node id %llu listed twice", id);
-                rv = -EINVAL;
-            }
-        }
-        if (rv < 0) {
-            break;
-        }
-        struct cons_peer *p = realloc(peers, (count + 1) * sizeof *p);
-        if (p == NULL) {
-            rv = -ENOMEM;
-            break;
-        }
-        peers = p;
-        memset(&peers[count], 0, sizeof peers[count]);
-        peers[count].id = id;
-        snprintf(peers[count].address, sizeof peers[count].address, "%s", eq + 1);
-        peers[count].role = CONS_ROLE_VOTER;
-        count++;
-    }
-    free(copy);
-    if (rv == 0 && count == 0) {
-        snprintf(msg, msglen, "--cluster: no members");
-        rv = -EINVAL;
-    }
-    if (rv < 0) {
-        free(peers);
-        return rv;
-    }
-    *out = peers;
-    *n = count;
-    return 0;
 }
 
 /* ------------------------------------------------------------------ */

@@ -76,10 +76,15 @@ uint64_t cons_tls_parse_name(const char *text, size_t len)
     }
     uint64_t id = 0;
     for (size_t i = pl; i < len; i++) {
-        if (text[i] < '0' || text[i] > '9' || id > (UINT64_MAX - 9) / 10) {
+        if (text[i] < '0' || text[i] > '9') {
             return 0;
         }
-        id = id * 10 + (uint64_t)(text[i] - '0');
+        /* exact: every id up to UINT64_MAX has a name that parses */
+        uint64_t digit = (uint64_t)(text[i] - '0');
+        if (id > (UINT64_MAX - digit) / 10) {
+            return 0;
+        }
+        id = id * 10 + digit;
     }
     return id;
 }

@@ -409,13 +409,15 @@ int cons_wire_feed(struct cons_wire *w, const uint8_t *p, size_t len,
             w->payload_left -= take;
             continue;
         }
-        int rv = grow(w, w->need);
-        if (rv < 0) {
-            return rv;
-        }
         size_t take = w->need - w->have;
         if (take > len - off) {
             take = len - off;
+        }
+        /* grow with what arrived, not with what the preamble announces:
+         * 16 bytes claiming a 16 MiB header must not cost 16 MiB */
+        int rv = grow(w, w->have + take);
+        if (rv < 0) {
+            return rv;
         }
         memcpy(w->hdr + w->have, p + off, take);
         w->have += take;

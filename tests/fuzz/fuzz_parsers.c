@@ -4,8 +4,11 @@
  * ASan report).
  *
  * Properties: canonical forms are fixed points (a normalized UUID or path
- * normalizes to itself); what one parser accepts, its consumer accepts
- * (an accepted VIP has a canonical text; JSON written back parses). */
+ * normalizes to itself, a --cluster list written back parses to the same
+ * members); what one parser accepts, its consumer accepts (an accepted VIP
+ * has a canonical text; JSON written back parses; a Raft address nvmetd
+ * accepts, in --raft or --cluster, the transport parses); a node's TLS
+ * name has one spelling. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -14,7 +17,10 @@
 #include "cons_int.h"
 #include "cons_tr.h"
 #include "fo_net.h"
+#include "cons.h"
 #include "fuzz.h"
+#include "node.h"
+#include "node_peers.h"
 #include "nv.h"
 #include "nv_json.h"
 #include "query_int.h"
@@ -102,12 +108,76 @@ static void raft_address(const char *s)
 {
     struct sockaddr_storage sa;
     socklen_t len = 0;
-    if (cons_parse_addr(s, &sa, &len) == 0) {
+    int rv = cons_parse_addr(s, &sa, &len);
+    if (rv == 0) {
         const struct sockaddr_in *v4 = (const struct sockaddr_in *)&sa;
         const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)&sa;
         FUZZ_CHECK((sa.ss_family == AF_INET && len == sizeof *v4 && v4->sin_port != 0) ||
                    (sa.ss_family == AF_INET6 && len == sizeof *v6 && v6->sin6_port != 0));
     }
+    /* nvmetd's check (--raft, --cluster, cluster.add) lets through only
+     * what the transport parses (addresses that fit a cons_peer) */
+    if (node_raft_address_ok(s) && strlen(s) < sizeof ((struct cons_peer *)NULL)->address) {
+        FUZZ_CHECK(rv == 0);
+    }
+}
+
+/* A PSK identity or certificate name (binary: a ClientHello carries
+ * lengths, not strings): what names an id is its canonical spelling, so
+ * one node has exactly one name; and every id's name parses back. */
+static void tls_name(const uint8_t *p, size_t n)
+{
+    char name[64];
+    uint64_t id = cons_tls_parse_name((const char *)p, n);
+    if (id != 0) {
+        int len = snprintf(name, sizeof name, CONS_TLS_NAME_PREFIX "%llu", (unsigned long long)id);
+        FUZZ_CHECK(len > 0 && (size_t)len == n && memcmp(name, p, n) == 0);
+    }
+    uint64_t any = 0;
+    memcpy(&any, p, n < sizeof any ? n : sizeof any);
+    if (any != 0) {
+        int len = snprintf(name, sizeof name, CONS_TLS_NAME_PREFIX "%llu", (unsigned long long)any);
+        FUZZ_CHECK(cons_tls_parse_name(name, (size_t)len) == any);
+    }
+}
+
+/* --cluster: accepted members are distinct, nonzero, with addresses the
+ * transport parses; the list written back parses to the same members. */
+static void cluster_list(const char *s)
+{
+    struct cons_peer *peers = NULL, *again = NULL;
+    size_t n = 0, m = 0;
+    char msg[256] = "";
+    if (node_parse_cluster(s, &peers, &n, msg, sizeof msg) < 0) {
+        FUZZ_CHECK(msg[0] != '\0' && memchr(msg, '\0', sizeof msg) != NULL);
+        return;
+    }
+    FUZZ_CHECK(n >= 1 && peers != NULL);
+    size_t cap = n * (20 + 1 + sizeof peers[0].address + 1) + 1, used = 0;
+    char *text = malloc(cap);
+    FUZZ_CHECK(text != NULL);
+    text[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        struct sockaddr_storage sa;
+        socklen_t len = 0;
+        FUZZ_CHECK(peers[i].id != 0 && peers[i].role == CONS_ROLE_VOTER);
+        FUZZ_CHECK(memchr(peers[i].address, '\0', sizeof peers[i].address) != NULL);
+        FUZZ_CHECK(cons_parse_addr(peers[i].address, &sa, &len) == 0);
+        for (size_t j = 0; j < i; j++) {
+            FUZZ_CHECK(peers[j].id != peers[i].id);
+        }
+        used += (size_t)snprintf(text + used, cap - used, "%s%llu=%s", i ? "," : "",
+                                 (unsigned long long)peers[i].id, peers[i].address);
+        FUZZ_CHECK(used < cap);
+    }
+    FUZZ_CHECK(node_parse_cluster(text, &again, &m, msg, sizeof msg) == 0 && m == n);
+    for (size_t i = 0; i < n; i++) {
+        FUZZ_CHECK(again[i].id == peers[i].id && again[i].role == peers[i].role &&
+                   strcmp(again[i].address, peers[i].address) == 0);
+    }
+    free(text);
+    free(again);
+    free(peers);
 }
 
 static void json(const char *s)
@@ -135,6 +205,8 @@ enum parser {
     VIP,
     RAFT_ADDRESS,
     JSON,
+    CLUSTER,
+    TLS_NAME,
     N_PARSERS
 };
 
@@ -153,6 +225,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (which == VIP) {
         vip(&in);
+        return 0;
+    }
+    if (which == TLS_NAME) {
+        uint8_t *copy = malloc(in.n ? in.n : 1);
+        FUZZ_CHECK(copy != NULL);
+        memcpy(copy, in.p, in.n);
+        tls_name(copy, in.n);
+        free(copy);
         return 0;
     }
     char *s = fuzz_rest_str(&in);
@@ -181,6 +261,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         case JSON:
             json(s);
+            break;
+        case CLUSTER:
+            cluster_list(s);
             break;
         default:
             break;

@@ -2,7 +2,9 @@
  * framed the way clients send them, commands prepared and encoded by the
  * statemachine and framed into entries the way consensus proposes them, a
  * snapshot of a populated state, real filters and options, and valid and
- * invalid strings for each parser.
+ * invalid strings for each parser, libraft connection handshakes and
+ * messages, alone and as the application data of real TLS handshakes
+ * (PSK and certificates) recorded from cons_tls contexts.
  *
  * Usage: fuzz_seed DIR (writes DIR/<harness>/seed-*; existing files with
  * the same names are replaced). Then minimize with libFuzzer's -merge=1. */
@@ -12,7 +14,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cons_tr.h"
 #include "fuzz.h"
+#include "fuzz_tls.h"
 #include "nv.h"
 #include "nv_json.h"
 #include "sm.h"
@@ -259,6 +263,14 @@ static const struct {
      "2001:db8::100\nbond0.12"},
     {8, "198.51.100.1:7001"},
     {9, "{\"a\": [1, 2.5, \"x\", null, true], \"b\": {\"c\": -9223372036854775808}}"},
+    {10, "1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003"},
+    {10, "1=[2001:db8::1]:7001,22=[fe80::1%eth0]:7002"},
+    {10, "1=198.51.100.1:7001,1=198.51.100.2:7001"},
+    {10, "0=127.0.0.1:1,,-1=127.0.0.1:2"},
+    {10, "18446744073709551615=[::1]:65535"},
+    {11, "nvmet-node-1"},
+    {11, "nvmet-node-18446744073709551615"},
+    {11, "nvmet-node-007"},
 };
 
 static void seeds_parsers(void)
@@ -268,6 +280,166 @@ static void seeds_parsers(void)
         snprintf(name, sizeof name, "%u-%02zu", strings[i].parser, i);
         put("fuzz_parsers", name, &strings[i].parser, 1, strings[i].text, strlen(strings[i].text));
     }
+}
+
+/* ---- fuzz_raft_handshake: [mode][cuts][stream] ---- */
+
+struct wbuf {
+    uint8_t b[8192];
+    size_t n;
+};
+
+static void add64(struct wbuf *w, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) {
+        w->b[w->n++] = (uint8_t)(v >> (8 * i));
+    }
+}
+
+static void add_zeros(struct wbuf *w, size_t n)
+{
+    memset(w->b + w->n, 0, n);
+    w->n += n;
+}
+
+/* libraft 0.15's messages, laid out as its encoder writes them. */
+static void add_append(struct wbuf *w, const uint32_t *lens, size_t n)
+{
+    add64(w, 1);
+    add64(w, 48 + 16 * n);
+    add64(w, 3); /* term */
+    add64(w, 7); /* prev index */
+    add64(w, 2); /* prev term */
+    add64(w, 7); /* commit */
+    add64(w, n);
+    for (size_t i = 0; i < n; i++) {
+        add64(w, 3);                                    /* term */
+        add64(w, (uint64_t)(i % 3 + 1) | (uint64_t)lens[i] << 32); /* type, len */
+    }
+    add64(w, 0);
+    for (size_t i = 0; i < n; i++) {
+        for (uint32_t k = 0; k < lens[i]; k++) {
+            w->b[w->n++] = (uint8_t)(0x40 + k);
+        }
+    }
+}
+
+static void add_fixed(struct wbuf *w, uint64_t type, const uint64_t *v, size_t n)
+{
+    add64(w, type);
+    add64(w, 8 * n);
+    for (size_t i = 0; i < n; i++) {
+        add64(w, v[i]);
+    }
+}
+
+/* InstallSnapshot with a configuration of three voters and data bytes. */
+static void add_install(struct wbuf *w, size_t data)
+{
+    static const char *const addrs[] = {"127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"};
+    uint8_t conf[128];
+    size_t c = 0;
+    conf[c++] = 1;
+    for (int i = 0; i < 8; i++) {
+        conf[c++] = i == 0 ? 3 : 0;
+    }
+    for (int s = 0; s < 3; s++) {
+        for (int i = 0; i < 8; i++) {
+            conf[c++] = i == 0 ? (uint8_t)(s + 1) : 0;
+        }
+        memcpy(conf + c, addrs[s], strlen(addrs[s]) + 1);
+        c += strlen(addrs[s]) + 1;
+        conf[c++] = 1; /* voter */
+    }
+    while (c % 8 != 0) {
+        conf[c++] = 0;
+    }
+    add64(w, 5);
+    add64(w, 56 + c);
+    add64(w, 3);  /* term */
+    add64(w, 40); /* last index */
+    add64(w, 3);  /* last term */
+    add64(w, 1);  /* conf index */
+    add64(w, c);
+    memcpy(w->b + w->n, conf, c);
+    w->n += c;
+    add64(w, data);
+    add64(w, 0);
+    for (size_t i = 0; i < data; i++) {
+        w->b[w->n++] = (uint8_t)i;
+    }
+}
+
+/* A connection of node id: its handshake, then one message of each type. */
+static void session(struct wbuf *w, uint64_t id, const char *address)
+{
+    w->n = 0;
+    w->n += cons_wire_handshake_encode(id, address, w->b, sizeof w->b);
+    const uint64_t vote[] = {4, id, 40, 3, 0};
+    add_fixed(w, 3, vote, 5);
+    add_append(w, NULL, 0); /* heartbeat */
+    const uint32_t lens[] = {24, 8, 40};
+    add_append(w, lens, 3);
+    const uint64_t result[] = {3, 0, 41};
+    add_fixed(w, 2, result, 3);
+    const uint64_t vote_result[] = {4, 1, 0};
+    add_fixed(w, 4, vote_result, 3);
+    add_install(w, 48);
+    const uint64_t timeout_now[] = {4, 40, 3};
+    add_fixed(w, 6, timeout_now, 3);
+}
+
+static void put_stream(const char *name, uint8_t mode, uint8_t cuts, const uint8_t *p, size_t n)
+{
+    uint8_t prefix[2] = {mode, cuts};
+    put("fuzz_raft_handshake", name, prefix, 2, p, n);
+}
+
+static void put_tls(const char *name, enum cons_tr_mode mode, uint64_t client, uint8_t cuts,
+                    const struct wbuf *app)
+{
+    size_t len = 0;
+    uint8_t *flight = fuzz_tls_client_flight(mode, client, app->b, app->n, &len);
+    if (flight == NULL) {
+        fprintf(stderr, "fuzz_seed: the TLS handshake of %s did not complete\n", name);
+        exit(1);
+    }
+    put_stream(name, mode == CONS_TR_PSK ? 1 : 2, cuts, flight, len);
+    free(flight);
+}
+
+static void seeds_raft_handshake(void)
+{
+    struct wbuf w;
+    session(&w, 2, "127.0.0.1:9002");
+    put_stream("plain", 0, 0, w.b, w.n);
+    put_stream("plain-cut7", 0, 7, w.b, w.n);
+    put_stream("plain-small", 0x10, 1, w.b, w.n);
+    put_tls("psk", CONS_TR_PSK, 2, 0, &w);
+    put_tls("psk-cut13", CONS_TR_PSK, 2, 13, &w);
+    put_tls("cert", CONS_TR_CERT, 2, 0, &w);
+    put_tls("cert-cut31", CONS_TR_CERT, 2, 31, &w);
+    session(&w, 3, "[2001:db8::3]:9003");
+    put_stream("plain-ipv6", 3, 5, w.b, w.n);
+    /* node 2's credentials claiming node 3 */
+    put_tls("psk-claims-3", CONS_TR_PSK, 2, 0, &w);
+    put_tls("cert-claims-3", CONS_TR_CERT, 2, 0, &w);
+    /* our own id, a stranger */
+    session(&w, 1, "127.0.0.1:9001");
+    put_stream("plain-self", 0, 0, w.b, w.n);
+    put_tls("psk-self", CONS_TR_PSK, 1, 0, &w);
+    session(&w, 9, "198.51.100.9:9009");
+    put_stream("plain-stranger", 0, 0, w.b, w.n);
+    /* a message above the small caps, and a huge header length */
+    w.n = cons_wire_handshake_encode(2, "127.0.0.1:9002", w.b, sizeof w.b);
+    const uint32_t big[] = {4096, 8};
+    add_append(&w, big, 2);
+    put_stream("plain-small-append", 0x10, 0, w.b, w.n);
+    w.n = cons_wire_handshake_encode(2, "127.0.0.1:9002", w.b, sizeof w.b);
+    add64(&w, 1);
+    add64(&w, (uint64_t)1 << 63);
+    add_zeros(&w, 64);
+    put_stream("plain-huge-header", 0, 3, w.b, w.n);
 }
 
 int main(int argc, char **argv)
@@ -282,5 +454,6 @@ int main(int argc, char **argv)
     seeds_snapshot();
     seeds_query();
     seeds_parsers();
+    seeds_raft_handshake();
     return 0;
 }

@@ -738,6 +738,38 @@ static void test_wire_valid(void **state)
     }
 }
 
+/* The header buffer grows with the bytes received, not with the header
+ * length a preamble announces: an InstallSnapshot preamble claiming the
+ * largest header allowed, then 100 bytes of it, costs a few hundred
+ * bytes; the whole message still passes once it has all arrived. */
+static void test_wire_announced(void **state)
+{
+    (void)state;
+    struct bytes b = {0};
+    add64(&b, 5);
+    add64(&b, CONS_WIRE_MAX_HEADER);
+    memset(b.b + b.n, 0, 100);
+    b.n += 100;
+    struct cons_wire w;
+    cons_wire_init(&w, 7);
+    struct sink s = {.n = 0};
+    assert_int_equal(feed(&w, &b, &s, false), 0);
+    assert_int_equal(s.n, 0);
+    assert_true(w.hdr_cap <= 256);
+    cons_wire_free(&w);
+
+    /* a RequestVote fed in two pieces grows as it arrives */
+    struct bytes v = {0};
+    add_vote(&v, 6, 7);
+    cons_wire_init(&w, 7);
+    assert_int_equal(cons_wire_feed(&w, v.b, 20, sink_out, &s), 0);
+    assert_int_equal(cons_wire_feed(&w, v.b + 20, v.n - 20, sink_out, &s), 0);
+    assert_int_equal(s.n, v.n);
+    assert_memory_equal(s.b, v.b, v.n);
+    assert_int_equal(w.messages, 1);
+    cons_wire_free(&w);
+}
+
 static void expect_refused(struct bytes *b, uint64_t peer, const char *why_part)
 {
     for (int bytewise = 0; bytewise < 2; bytewise++) {
@@ -857,6 +889,12 @@ static void test_wire_handshake(void **state)
     assert_int_equal(cons_tls_parse_name("nvmet-node-012", 14), 0);
     assert_int_equal(cons_tls_parse_name("nvmet-node-1x", 13), 0);
     assert_int_equal(cons_tls_parse_name("nvmet-node-", 11), 0);
+    /* every id has a name: up to UINT64_MAX, not one more */
+    assert_true(cons_tls_parse_name("nvmet-node-18446744073709551615", 31) == UINT64_MAX);
+    assert_true(cons_tls_parse_name("nvmet-node-18446744073709551610", 31) ==
+                UINT64_MAX - 5);
+    assert_int_equal(cons_tls_parse_name("nvmet-node-18446744073709551616", 31), 0);
+    assert_int_equal(cons_tls_parse_name("nvmet-node-99999999999999999999", 31), 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1250,6 +1288,7 @@ int main(void)
         cmocka_unit_test(test_cert_identity),   cmocka_unit_test(test_cluster_psk),
         cmocka_unit_test(test_cluster_cert),    cmocka_unit_test(test_cluster_ipv6),
         cmocka_unit_test(test_join_psk),        cmocka_unit_test(test_wrong_psk_node),
+        cmocka_unit_test(test_wire_announced),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
