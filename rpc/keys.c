@@ -265,6 +265,33 @@ static int read_private(const char *path, char **out, char *msg, size_t msglen)
     return 0;
 }
 
+int rpc_key_file_read(const char *path, char **key, char *msg, size_t msglen)
+{
+    *key = NULL;
+    char *buf = NULL;
+    int rv = read_private(path, &buf, msg, msglen);
+    if (rv < 0) {
+        return rv;
+    }
+    size_t all = strlen(buf);
+    buf[strcspn(buf, "\n")] = '\0';
+    size_t l = strlen(buf);
+    while (l > 0 && (buf[l - 1] == '\r' || buf[l - 1] == ' ' || buf[l - 1] == '\t')) {
+        buf[--l] = '\0';
+    }
+    if (l == 0) {
+        OPENSSL_cleanse(buf, all);
+        free(buf);
+        snprintf(msg, msglen, "API key file %s holds no key (its first line is empty)", path);
+        return -EINVAL;
+    }
+    if (all > l) {
+        OPENSSL_cleanse(buf + l, all - l); /* the other lines are not ours to keep */
+    }
+    *key = buf;
+    return 0;
+}
+
 struct key_line {
     char name[NAME_MAX_LEN + 1];
     enum rpc_role role;

@@ -42,64 +42,6 @@ void srv__m_ping(struct rpc_call *call, const struct nv *params, void *ctx)
     rpc_reply(call, nv_str("pong"));
 }
 
-int rpc_key_file_read(const char *path, char **key, char *msg, size_t msglen)
-{
-    *key = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0) {
-        int err = errno;
-        snprintf(msg, msglen, "API key file %s: %s", path, strerror(err));
-        return -err;
-    }
-    /* checked on the open file: what is read is what was checked */
-    struct stat st;
-    int rv = 0;
-    if (fstat(fd, &st) < 0) {
-        rv = -errno;
-        snprintf(msg, msglen, "API key file %s: %s", path, strerror(-rv));
-    } else if (!S_ISREG(st.st_mode)) {
-        rv = -EINVAL;
-        snprintf(msg, msglen, "API key file %s is not a regular file", path);
-    } else if ((st.st_mode & 077) != 0) {
-        rv = -EPERM;
-        snprintf(msg, msglen,
-                 "API key file %s has mode %04o: it must not be accessible by group or others "
-                 "(chmod 600 %s)",
-                 path, (unsigned)(st.st_mode & 07777), path);
-    }
-    char *buf = rv == 0 ? calloc(1, KEY_MAX + 1) : NULL;
-    if (rv == 0 && buf == NULL) {
-        rv = -ENOMEM;
-        snprintf(msg, msglen, "API key file %s: out of memory", path);
-    }
-    ssize_t n = rv == 0 ? read(fd, buf, KEY_MAX) : 0;
-    close(fd);
-    if (rv == 0 && n < 0) {
-        rv = -errno;
-        snprintf(msg, msglen, "API key file %s: %s", path, strerror(-rv));
-    }
-    if (rv < 0) {
-        free(buf);
-        return rv;
-    }
-    buf[n] = '\0';
-    char *nl = strchr(buf, '\n');
-    if (nl != NULL) {
-        *nl = '\0';
-    }
-    size_t l = strlen(buf);
-    while (l > 0 && (buf[l - 1] == '\r' || buf[l - 1] == ' ' || buf[l - 1] == '\t')) {
-        buf[--l] = '\0';
-    }
-    if (l == 0) {
-        free(buf);
-        snprintf(msg, msglen, "API key file %s holds no key (its first line is empty)", path);
-        return -EINVAL;
-    }
-    *key = buf;
-    return 0;
-}
-
 /* ---- logins ----
  * A login is compared with the cluster key at once (constant time, cheap),
  * else checked against the key file in the thread pool: the file is read
