@@ -369,19 +369,26 @@ static void test_nvmetcli(void **state)
         fail_msg("setup: %s", out);
     }
     free(out);
-    /* the active node's export (it links the port) */
-    out = run(&st, "%s --socket %s -o json status", NVMETCTL_BIN, g_n[0].sock);
-    struct nv *doc = nv_from_json(out);
+    /* the active node's export (it links the port); a moment after the
+     * earlier tests' restarts the role may still be settling */
     int active = -1;
-    const struct nv *mem = nv_get(doc, "members");
-    for (size_t i = 0; i < nv_len(mem); i++) {
-        const struct nv *fo = nv_get(nv_get(nv_at(mem, i), "status"), "failover");
-        if (nv_get_str(fo, "status") != NULL && strcmp(nv_get_str(fo, "status"), "MASTER") == 0) {
-            active = (int)nv_get_int(nv_at(mem, i), "id", 0) - 1;
+    for (int k = 0; k < 150 && active < 0; k++) {
+        out = run(&st, "%s --socket %s -o json status", NVMETCTL_BIN, g_n[2].sock);
+        struct nv *doc = nv_from_json(out);
+        const struct nv *mem = nv_get(doc, "members");
+        for (size_t i = 0; i < nv_len(mem); i++) {
+            const struct nv *fo = nv_get(nv_get(nv_at(mem, i), "status"), "failover");
+            const char *fs = nv_get_str(fo, "status");
+            if (fs != NULL && strcmp(fs, "MASTER") == 0) {
+                active = (int)nv_get_int(nv_at(mem, i), "id", 0) - 1;
+            }
+        }
+        nv_free(doc);
+        free(out);
+        if (active < 0) {
+            usleep(100000);
         }
     }
-    nv_free(doc);
-    free(out);
     assert_true(active == 0 || active == 1);
     assert_int_equal(h_wait_rendered(&g_n[active], 20000), 0);
     char path[400];
