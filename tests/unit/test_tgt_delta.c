@@ -430,12 +430,68 @@ static void test_delta_cost_flat(void **state)
     fx_teardown(&c.f);
 }
 
+/* A serial change after a host identified the controller, in an
+ * incremental pass: the subsystem is recreated, and its namespace and
+ * access list, which the change list does not name, are put back too.
+ * (Not on a port: the statemachine refuses identity changes of an
+ * exposed subsystem while the target runs.) */
+static void test_delta_identity_recreates(void **state)
+{
+    (void)state;
+    struct ctx c;
+    setup_ctx(&c, 9);
+    const char *sub = "subsystems/nqn.2024-01.com.example:id";
+    remember(&c, SM_SUBSYS,
+             try_call(&c, "nvmet.subsys.create", "[{\"name\": \"nqn.2024-01.com.example:id\"}]"));
+    remember(&c, SM_HOST,
+             try_call(&c, "nvmet.host.create", "[{\"hostnqn\": \"nqn.2024-01.com.example:h\"}]"));
+    nv_free(try_call(&c, "nvmet.host_subsys.create", "[{\"host\": 1, \"subsys\": 1}]"));
+    nv_free(try_call(&c, "nvmet.namespace.create",
+                     "[{\"subsys\": 1, \"device\": \"zvol/tank/nvme/ns1\", \"enabled\": true}]"));
+    assert_int_equal(pass(&c, &active), 0);
+    char p[1024];
+    snprintf(p, sizeof p, "%s/" TGT_EMU_STATE_DIR "/identified/nqn.2024-01.com.example:id",
+             c.f.root);
+    FILE *fp = fopen(p, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    struct tgt_stats a, b;
+    tgt_stats(c.f.t, &a);
+    nv_free(try_call(&c, "nvmet.subsys.update", "[1, {\"serial\": \"NEWSERIAL01\"}]"));
+    struct sm_changes ch;
+    sm_changes(c.s, &ch);
+    assert_int_equal(ch.n, 1);
+    struct tgt_report rep = {0};
+    assert_int_equal(tgt_reconcile_changes(c.f.t, c.s, &active, &ch, &rep), 0);
+    sm_changes_clear(c.s);
+    tgt_stats(c.f.t, &b);
+    assert_int_equal(b.full_passes, a.full_passes);
+    assert_int_equal(rep.recreated, 1);
+    tgt_report_clear(&rep);
+    char rel[600];
+    snprintf(rel, sizeof rel, "%s/attr_serial", sub);
+    fx_expect(&c.f, rel, "NEWSERIAL01");
+    snprintf(rel, sizeof rel, "%s/namespaces/1/enable", sub);
+    fx_expect(&c.f, rel, "1");
+    snprintf(rel, sizeof rel, "%s/allowed_hosts/nqn.2024-01.com.example:h", sub);
+    fx_expect_link(&c.f, rel, "hosts/nqn.2024-01.com.example:h");
+    expect_desired(&c, &active, 0);
+    /* and nothing left for a sweep */
+    assert_int_equal(tgt_reconcile(c.f.t, c.s, &active, true, &rep), 0);
+    assert_int_equal(rep.drift, 0);
+    assert_int_equal(rep.mkdirs + rep.rmdirs + rep.writes + rep.links + rep.unlinks, 0);
+    tgt_report_clear(&rep);
+    sm_free(c.s);
+    fx_teardown(&c.f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_delta_random_active),
         cmocka_unit_test(test_delta_random_standby),
         cmocka_unit_test(test_delta_cost_flat),
+        cmocka_unit_test(test_delta_identity_recreates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
