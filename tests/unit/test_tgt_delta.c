@@ -32,6 +32,9 @@
 
 static const struct tgt_view active = {.active = true};
 static const struct tgt_view standby = {.active = false};
+/* failover licensed, this node the first of two data nodes (ANA group 2) */
+static const struct tgt_view ha = {
+    .active = true, .ha = true, .node_id = 1, .node_slot = 1, .n_slots = 2, .slot_ids = {1, 2}};
 
 struct ctx {
     struct fx f;
@@ -41,6 +44,7 @@ struct ctx {
     int64_t ids[SM_TABLE_COUNT][MAXIDS];
     size_t nids[SM_TABLE_COUNT];
     unsigned serial; /* makes names unique */
+    size_t ports;    /* links go to the first ports only (ANA: the wildcard one) */
 };
 
 /* The leader's random bytes (serials, uuids): distinct for as many rows
@@ -68,7 +72,7 @@ static unsigned rnd(struct ctx *c, unsigned n)
  * the statemachine refused it (random writes may be invalid). */
 static struct nv *try_call(struct ctx *c, const char *method, const char *params)
 {
-    struct sm_env env = {.random = counter_random, .ctx = &c->counter};
+    struct sm_env env = {.random = counter_random, .ctx = &c->counter, .ha = true};
     struct nv *p = nv_from_json(params);
     assert_non_null(p);
     struct nv *cmd = NULL, *v = NULL;
@@ -118,8 +122,9 @@ static void random_write(struct ctx *c)
         case 0:
         case 1:
             snprintf(p, sizeof p,
-                     "[{\"name\": \"nqn.2024-01.com.example:s%u\", \"allow_any_host\": %s}]", k,
-                     rnd(c, 3) == 0 ? "true" : "false");
+                     "[{\"name\": \"nqn.2024-01.com.example:s%u\", \"allow_any_host\": %s, "
+                     "\"ana\": %s}]",
+                     k, rnd(c, 3) == 0 ? "true" : "false", rnd(c, 3) == 0 ? "true" : "null");
             remember(c, SM_SUBSYS, try_call(c, "nvmet.subsys.create", p));
             break;
         case 2:
@@ -157,7 +162,7 @@ static void random_write(struct ctx *c)
             break;
         case 10:
             snprintf(p, sizeof p, "[{\"port\": %" PRId64 ", \"subsys\": %" PRId64 "}]",
-                     pick(c, SM_PORT), pick(c, SM_SUBSYS));
+                     c->ids[SM_PORT][rnd(c, (unsigned)c->ports)], pick(c, SM_SUBSYS));
             remember(c, SM_PORT_SUBSYS, try_call(c, "nvmet.port_subsys.create", p));
             break;
         case 11:
@@ -312,6 +317,7 @@ static void setup_ctx(struct ctx *c, uint64_t seed)
                       "[{\"addr_trtype\": \"TCP\", \"addr_traddr\": \"127.0.0.1\", "
                       "\"addr_trsvcid\": \"4421\", \"addr_adrfam\": \"IPV4\"}]"));
     assert_int_equal(c->nids[SM_PORT], 2);
+    c->ports = 2;
     nv_free(try_call(c, "nvmet.global.update", "[{\"enabled\": true}]"));
 }
 
@@ -348,6 +354,9 @@ static void run_sequence(uint64_t seed, const struct tgt_view *v)
 {
     struct ctx c;
     setup_ctx(&c, seed);
+    if (v->ha) {
+        c.ports = 1; /* port 2 has no failover VIP for its ANA form */
+    }
     assert_int_equal(pass(&c, v), 0); /* the first pass: a full one */
     for (int step = 0; step < STEPS; step++) {
         unsigned n = 1 + rnd(&c, PER_BATCH);
@@ -393,6 +402,16 @@ static void test_delta_random_standby(void **state)
     (void)state;
     for (uint64_t seed = 101; seed <= 103; seed++) {
         run_sequence(seed, &standby);
+    }
+}
+
+/* With failover licensed: namespace, host and access-list changes are
+ * incremental, subsystem and port-link changes full (effective ANA). */
+static void test_delta_random_ha(void **state)
+{
+    (void)state;
+    for (uint64_t seed = 201; seed <= 203; seed++) {
+        run_sequence(seed, &ha);
     }
 }
 
@@ -490,6 +509,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_delta_random_active),
         cmocka_unit_test(test_delta_random_standby),
+        cmocka_unit_test(test_delta_random_ha),
         cmocka_unit_test(test_delta_cost_flat),
         cmocka_unit_test(test_delta_identity_recreates),
     };
