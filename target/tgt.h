@@ -113,8 +113,9 @@ void tgt_stats(const struct tgt *t, struct tgt_stats *out);
 void tgt_report_clear(struct tgt_report *r);
 
 /* Bring <root>/nvmet to the desired tree for (state, view).
- * sweep=false: incremental, compares desired with the last rendered tree
- *   and touches only what changed (cheap; the normal path after applies);
+ * sweep=false: builds the whole desired tree, compares it with the last
+ *   rendered tree and touches only what changed (after applies,
+ *   tgt_reconcile_changes below is cheaper: it builds only what changed);
  * sweep=true: reads the whole live tree and repairs every difference
  *   (after a restart, periodically, and to repair drift).
  * global.enabled=false (or view->empty) desires an empty nvmet/ tree.
