@@ -14,7 +14,11 @@
  *       (connect, TLS handshake, login, one call, as one nvmetctl call
  *       makes) and one call on an established, logged-in connection.
  *
- *   nvmet-bench [--dir DIR] [--n1 N] [--n64 N] [--quick] [--transport | --rpc]
+ *   (f) one sequential nvmet.subsys.create against the size of the
+ *       configuration (0, 2000, 20000 subsystems), with rendering on and
+ *       with global enabled=false, and the configfs calls per create.
+ *
+ *   nvmet-bench [--dir DIR] [--n1 N] [--n64 N] [--quick] [--transport | --rpc | --scale]
  *
  * DIR holds the Raft data (the disk under test); the emulated configfs
  * trees live on tmpfs (/dev/shm) like the real configfs lives in memory.
@@ -233,7 +237,7 @@ static bool node_ready(const struct node *n, bool *leader)
     if (r == NULL) {
         return false;
     }
-    *leader = nv_get_bool(nv_get(r, "node"), "ready", false);
+    *leader = nv_get_bool(nv_get(r, "node"), "leader_ready", false);
     nv_free(r);
     return true;
 }
@@ -400,6 +404,8 @@ static void poll_rendered(uv_timer_t *t)
     }
 }
 
+static double g_last_p50, g_last_p99; /* of the last run_load, in us */
+
 static double run_load(const struct cluster *cl, const char *name, const char *prefix,
                        int clients, int total, bool render_samples)
 {
@@ -432,6 +438,8 @@ static double run_load(const struct cluster *cl, const char *name, const char *p
     }
     double secs = (bench_now_us() - t0) / 1e6;
     bench_report(name, l.lat, (size_t)l.done, secs);
+    g_last_p50 = bench_pct(l.lat, (size_t)l.done, 0.50);
+    g_last_p99 = bench_pct(l.lat, (size_t)l.done, 0.99);
     double ops = secs > 0 ? l.done / secs : 0;
     if (l.failed > 0) {
         printf("  (%d failed)\n", l.failed);
@@ -484,7 +492,7 @@ static bool rendered(const struct node *n)
     const struct nv *render = nv_get(nv_get(r, "node"), "render");
     bool ok = nv_get_bool(render, "matches", false) &&
               nv_get_int(render, "rendered_generation", -1) == nv_get_int(render, "generation", -2) &&
-              nv_get_bool(nv_get(r, "node"), "ready", false);
+              nv_get_bool(nv_get(r, "node"), "leader_ready", false);
     nv_free(r);
     return ok;
 }
@@ -715,17 +723,157 @@ static void remove_tmp(const char *dir, const char *tmp)
     }
 }
 
+/* ---- (f) one write's cost against the size of the configuration ---- */
+
+/* cluster.status of the node (local): render.syscalls.total, or -1. */
+static int64_t render_syscalls(const struct node *n)
+{
+    struct nv_err e;
+    struct nv *p = nv_arr(), *o = nv_map();
+    nv_set_bool(o, "local", true);
+    nv_push(p, o);
+    struct nv *r = call(n, "cluster.status", p, &e);
+    nv_err_clear(&e);
+    int64_t v = nv_get_int(nv_get(nv_get(nv_get(r, "node"), "render"), "syscalls"), "total", -1);
+    nv_free(r);
+    return v;
+}
+
+static bool global_enable(const struct node *n, bool on)
+{
+    struct nv_err e;
+    struct nv *p = nv_arr(), *m = nv_map();
+    nv_set_bool(m, "enabled", on);
+    nv_push(p, m);
+    struct nv *r = call(n, "nvmet.global.update", p, &e);
+    bool ok = r != NULL;
+    nv_free(r);
+    nv_err_clear(&e);
+    return ok;
+}
+
+/* Bounded wait (60 s) for the node's render to catch up; ms taken or -1. */
+static double wait_rendered_ms(const struct node *n)
+{
+    double t0 = bench_now_us();
+    while (bench_now_us() - t0 < 60e6) {
+        if (rendered(n)) {
+            return (bench_now_us() - t0) / 1000;
+        }
+        usleep(2000);
+    }
+    return -1;
+}
+
+struct scale_row {
+    int size;
+    double p50[2], p99[2], calls[2]; /* [0] rendering on, [1] global enabled=false */
+    /* fill_s: the pipelined creates up to size; reenable_ms: enabled=true
+     * again, rendering every subsystem at once */
+    double fill_s, reenable_ms;
+};
+
+/* n sequential creates by one client: p50/p99 and configfs calls per create. */
+static void scale_measure(const struct cluster *c, const char *tag, int size, int n, double *p50,
+                          double *p99, double *calls)
+{
+    const struct node *ld = &c->n[c->leader];
+    char label[96], prefix[48];
+    snprintf(label, sizeof label, "(f) %d subsystems, %s, 1 client", size, tag);
+    snprintf(prefix, sizeof prefix, "seq-%s-%d", tag, size);
+    wait_rendered_ms(ld);
+    int64_t before = render_syscalls(ld);
+    run_load(c, label, prefix, 1, n, false);
+    *p50 = g_last_p50 / 1000;
+    *p99 = g_last_p99 / 1000;
+    wait_rendered_ms(ld);
+    int64_t after = render_syscalls(ld);
+    *calls = before >= 0 && after >= before ? (double)(after - before) / n : -1;
+}
+
+/* n creates and their deletes before the first row: the first row is
+ * not the one that pays for a cold process (allocator, page cache). */
+static void scale_warm_up(const struct cluster *c, int n)
+{
+    const struct node *ld = &c->n[c->leader];
+    run_load(c, "(f) warm-up (deleted after)", "warm", 1, n, false);
+    struct nv_err e;
+    struct nv *all = call(ld, "nvmet.subsys.query", NULL, &e);
+    nv_err_clear(&e);
+    for (size_t i = 0; i < nv_len(all); i++) {
+        struct nv *p = nv_arr();
+        nv_push(p, nv_int(nv_get_int(nv_at(all, i), "id", 0)));
+        nv_free(call(ld, "nvmet.subsys.delete", p, &e));
+        nv_err_clear(&e);
+    }
+    nv_free(all);
+    wait_rendered_ms(ld);
+}
+
+/* One node, rendering on: fill up to each size with 64 pipelined clients,
+ * then n sequential creates with rendering on and again with global
+ * enabled=false (the renderer desires an empty tree then). */
+static void scale_bench(const char *dir, const int *sizes, size_t nsizes, int n)
+{
+    struct cluster c;
+    if (cluster_start(&c, dir, "scale", 1, NULL) < 0) {
+        cluster_stop(&c);
+        return;
+    }
+    const struct node *ld = &c.n[c.leader];
+    struct scale_row rows[8];
+    int have = 0;
+    scale_warm_up(&c, n);
+    for (size_t i = 0; i < nsizes && i < 8; i++) {
+        struct scale_row *r = &rows[i];
+        memset(r, 0, sizeof *r);
+        if (sizes[i] > have) {
+            char label[96], prefix[32];
+            snprintf(label, sizeof label, "(f) fill to %d, 64 clients", sizes[i]);
+            snprintf(prefix, sizeof prefix, "fill%zu", i);
+            double t0 = bench_now_us();
+            run_load(&c, label, prefix, 64, sizes[i] - have, false);
+            wait_rendered_ms(ld);
+            r->fill_s = (bench_now_us() - t0) / 1e6;
+            have = sizes[i];
+        }
+        r->size = have;
+        scale_measure(&c, "render on", have, n, &r->p50[0], &r->p99[0], &r->calls[0]);
+        have += n;
+        global_enable(ld, false);
+        wait_rendered_ms(ld);
+        scale_measure(&c, "enabled=false", have, n, &r->p50[1], &r->p99[1], &r->calls[1]);
+        have += n;
+        double t0 = bench_now_us();
+        global_enable(ld, true); /* replies once rendered */
+        wait_rendered_ms(ld);
+        r->reenable_ms = (bench_now_us() - t0) / 1000;
+    }
+    printf("\n(f) sequential nvmet.subsys.create, 1 node, %d creates per row\n", n);
+    printf("%10s | %9s %9s %12s | %9s %9s %12s | %9s %8s\n", "subsystems", "on p50", "on p99",
+           "calls/create", "off p50", "off p99", "calls/create", "re-enable", "fill");
+    for (size_t i = 0; i < nsizes && i < 8; i++) {
+        const struct scale_row *r = &rows[i];
+        printf("%10d | %6.3f ms %6.3f ms %12.1f | %6.3f ms %6.3f ms %12.1f | %6.0f ms %6.1f s\n",
+               r->size, r->p50[0], r->p99[0], r->calls[0], r->p50[1], r->p99[1], r->calls[1],
+               r->reenable_ms, r->fill_s);
+    }
+    fflush(stdout);
+    cluster_stop(&c);
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = NULL;
     int n1 = 1000, n64 = 10000;
-    bool quick = false, transport = false, rpc_only = false;
+    bool quick = false, transport = false, rpc_only = false, scale = false;
     static const struct option opts[] = {{"dir", required_argument, NULL, 'd'},
                                          {"transport", no_argument, NULL, 't'},
                                          {"rpc", no_argument, NULL, 'r'},
                                          {"n1", required_argument, NULL, '1'},
                                          {"n64", required_argument, NULL, '6'},
                                          {"quick", no_argument, NULL, 'q'},
+                                         {"scale", no_argument, NULL, 's'},
                                          {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -745,6 +893,9 @@ int main(int argc, char **argv)
         case 'r':
             rpc_only = true;
             break;
+        case 's':
+            scale = true;
+            break;
         case 'q':
             quick = true;
             n1 = 200;
@@ -753,9 +904,11 @@ int main(int argc, char **argv)
         default:
             fprintf(stderr,
                     "usage: nvmet-bench [--dir DIR] [--n1 N] [--n64 N] [--quick] [--transport | "
-                    "--rpc]\n"
+                    "--rpc | --scale]\n"
                     "  --transport  only (b) on 3 nodes: plaintext vs TLS PSK vs TLS cert\n"
-                    "  --rpc        only (e): the RPC port, plaintext vs TLS\n");
+                    "  --rpc        only (e): the RPC port, plaintext vs TLS\n"
+                    "  --scale      only (f): one create's cost with 0, 2000, 20000\n"
+                    "               subsystems present (--quick: 0, 500, 2000)\n");
             return 2;
         }
     }
@@ -775,6 +928,12 @@ int main(int argc, char **argv)
         return 1;
     }
     snprintf(g_psk, sizeof g_psk, "%s/raft.psk", dir);
+    if (scale) {
+        const int full[] = {0, 2000, 20000}, small[] = {0, 500, 2000};
+        scale_bench(dir, quick ? small : full, 3, quick ? 200 : 500);
+        remove_tmp(dir, tmp);
+        return 0;
+    }
     if (rpc_only) {
         bench_rpc_tls(dir, quick ? 100 : 500, quick ? 1000 : 5000);
         remove_tmp(dir, tmp);

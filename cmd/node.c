@@ -60,6 +60,9 @@ static void resolve_waiters(struct node *n, bool all)
 void node_render_pass(struct node *n)
 {
     if (n->tgt == NULL || !n->caught_up) {
+        /* no renderer, or the first pass after catching up is a sweep:
+         * the changes so far say nothing it needs */
+        sm_changes_clear(n->sm);
         return;
     }
     uint64_t t0 = uv_hrtime();
@@ -67,7 +70,13 @@ void node_render_pass(struct node *n)
     struct tgt_report rep = {0};
     uint64_t gen = sm_generation(n->sm);
     bool sweep = n->render_sweep;
-    int errors = tgt_reconcile(n->tgt, n->sm, &v, sweep, &rep);
+    /* the rows the applies changed since the last pass: target/ renders
+     * those (and what depends on them) instead of every row */
+    struct sm_changes ch;
+    sm_changes(n->sm, &ch);
+    int errors = sweep ? tgt_reconcile(n->tgt, n->sm, &v, true, &rep)
+                       : tgt_reconcile_changes(n->tgt, n->sm, &v, &ch, &rep);
+    sm_changes_clear(n->sm);
     n->render_sweep = false;
     n->render_passes++;
     nv_hist_add(&n->render_time, uv_hrtime() - t0);

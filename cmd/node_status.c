@@ -506,6 +506,30 @@ static struct nv *render_storage(const struct node *n)
     return m;
 }
 
+/* What rendering cost since start: configfs calls by kind and their
+ * total, and the passes (full ones built the whole desired tree). */
+static struct nv *render_syscalls(struct tgt *t)
+{
+    struct tgt_stats st;
+    tgt_stats(t, &st);
+    const struct {
+        const char *name;
+        uint64_t v;
+    } f[] = {{"mkdir", st.mkdir},     {"rmdir", st.rmdir},       {"read", st.read},
+             {"write", st.write},     {"symlink", st.symlink},   {"unlink", st.unlink},
+             {"readdir", st.readdir}, {"readlink", st.readlink}, {"stat", st.stat}};
+    struct nv *m = nv_map();
+    uint64_t total = 0;
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        nv_set_int(m, f[i].name, (int64_t)f[i].v);
+        total += f[i].v;
+    }
+    nv_set_int(m, "total", (int64_t)total);
+    nv_set_int(m, "passes", (int64_t)st.passes);
+    nv_set_int(m, "full_passes", (int64_t)st.full_passes);
+    return m;
+}
+
 static struct nv *render_status(const struct node *n)
 {
     struct nv *r = nv_map();
@@ -526,6 +550,7 @@ static struct nv *render_status(const struct node *n)
     nv_set(r, "errors", n->last_problems ? nv_copy(n->last_problems) : nv_arr());
     nv_set_str(r, "configfs", n->cfg.configfs);
     nv_set_bool(r, "emulated", tgt_is_emulated(n->tgt));
+    nv_set(r, "syscalls", render_syscalls(n->tgt));
     return r;
 }
 

@@ -566,12 +566,7 @@ static bool ana_anywhere(const struct sm_state *s)
     if (nv_get_bool(sm_global_row(s), "ana", false)) {
         return true;
     }
-    for (size_t i = 0; i < sm_rows(s, SM_SUBSYS); i++) {
-        if (nv_get_bool(sm_row(s, SM_SUBSYS, i), "ana", false)) {
-            return true;
-        }
-    }
-    return false;
+    return sm_ana_subsystems(s) > 0;
 }
 
 void fo_update(struct fo *f, const struct fo_facts *facts)

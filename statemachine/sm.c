@@ -71,6 +71,7 @@ static void clear_contents(struct sm_state *s)
         s->t[t] = (struct sm_rows_tab){0};
         s->next_id[t] = 0;
     }
+    s->ana_subsys = 0;
     for (size_t i = 0; i < SM_NIDX; i++) {
         hidx_free(&s->idx[i]);
     }
@@ -94,6 +95,7 @@ void sm_free(struct sm_state *s)
         return;
     }
     clear_contents(s);
+    free(s->changes);
     free(s->sess);
     free(s);
 }
@@ -101,6 +103,8 @@ void sm_free(struct sm_state *s)
 bool sm_initialized(const struct sm_state *s) { return s->global != NULL; }
 
 uint64_t sm_generation(const struct sm_state *s) { return s->generation; }
+
+size_t sm_ana_subsystems(const struct sm_state *s) { return s->ana_subsys; }
 
 /* ---- unique-column indexes ---- */
 
@@ -186,6 +190,9 @@ static void hidx_free(struct sm_hidx *ix)
 static void index_row(struct sm_state *s, enum sm_table t, const struct nv *row, bool add)
 {
     int64_t id = nv_get_int(row, "id", 0);
+    if (t == SM_SUBSYS && nv_get_bool(row, "ana", false)) {
+        s->ana_subsys += add ? 1 : -1;
+    }
     for (size_t i = 0; i < SM_NIDX; i++) {
         if (idx_cols[i].t != t) {
             continue;
@@ -239,24 +246,50 @@ int64_t sm__next_id(const struct sm_state *s, enum sm_table t)
     return next > after_last ? next : after_last;
 }
 
-/* "_v" goes first in the row: target/ reads it for every row of every pass */
-void sm__stamp(struct sm_state *s, struct nv *row)
+/* ---- change list ---- */
+
+void sm__change_all(struct sm_state *s)
 {
-    if (s->restoring) {
+    s->changes_full = true;
+    s->nchanges = 0; /* a full list says nothing more */
+}
+
+/* Rows restored from a snapshot are not changes of their own: the restore
+ * marks everything changed. A list that grows past SM_CHANGES_MAX (a
+ * renderer that has not caught up) becomes "everything" too: bounded. */
+static void note_change(struct sm_state *s, enum sm_table t, int64_t id, enum sm_change_op op)
+{
+    if (s->restoring || s->changes_full) {
         return;
     }
-    nv_set_int(row, "_v", ++s->row_ver);
-    size_t n = row->u.m.n;
-    if (n > 1 && strcmp(row->u.m.kv[n - 1].k, "_v") == 0) {
-        struct nv_kv v = row->u.m.kv[n - 1];
-        memmove(row->u.m.kv + 1, row->u.m.kv, (n - 1) * sizeof *row->u.m.kv);
-        row->u.m.kv[0] = v;
+    if (s->nchanges == s->capchanges) {
+        size_t cap = s->capchanges ? s->capchanges * 2 : 64;
+        struct sm_change *c = cap <= SM_CHANGES_MAX ? realloc(s->changes, cap * sizeof *c) : NULL;
+        if (c == NULL) {
+            sm__change_all(s);
+            return;
+        }
+        s->changes = c;
+        s->capchanges = cap;
     }
+    s->changes[s->nchanges++] = (struct sm_change){.table = t, .id = id, .op = op};
+}
+
+void sm_changes(const struct sm_state *s, struct sm_changes *out)
+{
+    out->c = s->changes;
+    out->n = s->changes_full ? 0 : s->nchanges;
+    out->full = s->changes_full;
+}
+
+void sm_changes_clear(struct sm_state *s)
+{
+    s->nchanges = 0;
+    s->changes_full = false;
 }
 
 void sm__insert(struct sm_state *s, enum sm_table t, struct nv *row)
 {
-    sm__stamp(s, row);
     struct sm_rows_tab *tb = &s->t[t];
     if (tb->n == tb->cap) {
         size_t nc = tb->cap ? tb->cap * 2 : 16;
@@ -279,11 +312,11 @@ void sm__insert(struct sm_state *s, enum sm_table t, struct nv *row)
     tb->row[i] = row;
     tb->n++;
     index_row(s, t, row, true);
+    note_change(s, t, id, SM_ADDED);
 }
 
 void sm__replace(struct sm_state *s, enum sm_table t, struct nv *row)
 {
-    sm__stamp(s, row);
     size_t i = sm__index(s, t, row_id(row));
     if (i == s->t[t].n) {
         sm__insert(s, t, row);
@@ -293,6 +326,7 @@ void sm__replace(struct sm_state *s, enum sm_table t, struct nv *row)
     nv_free(s->t[t].row[i]);
     s->t[t].row[i] = row;
     index_row(s, t, row, true);
+    note_change(s, t, row_id(row), SM_MODIFIED);
 }
 
 void sm__remove(struct sm_state *s, enum sm_table t, int64_t id)
@@ -306,6 +340,7 @@ void sm__remove(struct sm_state *s, enum sm_table t, int64_t id)
     nv_free(tb->row[i]);
     memmove(tb->row + i, tb->row + i + 1, (tb->n - i - 1) * sizeof *tb->row);
     tb->n--;
+    note_change(s, t, id, SM_REMOVED);
 }
 
 void sm__global_default(struct sm_state *s, const char *basenqn)
@@ -318,9 +353,9 @@ void sm__global_default(struct sm_state *s, const char *basenqn)
     nv_set_bool(g, "rdma", false);
     nv_set_bool(g, "xport_referral", true);
     nv_set_bool(g, "enabled", false);
-    sm__stamp(s, g);
     nv_free(s->global);
     s->global = g;
+    sm__change_all(s);
 }
 
 const struct nv *sm__unique(const struct sm_state *s, enum sm_table t, const char *col,
@@ -530,6 +565,14 @@ static struct sm_result *result_from_stored(const struct nv *stored, bool dup)
     return r;
 }
 
+/* A write of one table's rows ("nvmet.subsys.create", ...): its changes
+ * are listed row by row; every other write changes global facts. */
+static bool row_method(const char *method)
+{
+    return sm_is_write(method) && strncmp(method, "nvmet.global.", 13) != 0 &&
+           !sm__cluster_is_write(method);
+}
+
 struct sm_result *sm_apply(struct sm_state *s, const void *buf, size_t len)
 {
     struct nv_err err;
@@ -564,6 +607,9 @@ struct sm_result *sm_apply(struct sm_state *s, const void *buf, size_t len)
             nv_set(stored, "ok", x.result != NULL ? x.result : nv_nil());
             if (x.changed) {
                 s->generation++;
+                if (!row_method(method)) {
+                    sm__change_all(s); /* global row, cluster facts */
+                }
             }
         } else {
             nv_free(x.result);
@@ -612,7 +658,6 @@ int sm_snapshot(const struct sm_state *s, char **buf, size_t *len)
         nv_push(ids, nv_int(sm__next_id(s, (enum sm_table)t)));
     }
     nv_set(d, "next_id", ids);
-    nv_set_int(d, "row_ver", s->row_ver);
     /* sessions oldest first, so eviction order survives a restore */
     struct nv *ss = nv_arr();
     for (size_t k = 0; k < SM_SESSIONS; k++) {
@@ -759,6 +804,7 @@ int sm_restore(struct sm_state *s, const void *buf, size_t len, struct nv_err *e
     const struct nv *g = nv_get(d, "global");
     const struct nv *cl = nv_get(d, "cluster");
     const struct nv *ss = nv_get(d, "sessions");
+    /* row_ver: the row version counter of older releases, checked and unused */
     const struct nv *ids = nv_get(d, "next_id"), *rv = nv_get(d, "row_ver");
     bool ok = (nv_is(g, NV_NIL) || shape_ok(g, global_cols)) && nv_is(ss, NV_ARR) &&
               (rv == NULL || count_ok(rv, 0)) && (ids == NULL || nv_is(ids, NV_ARR)) &&
@@ -788,12 +834,13 @@ int sm_restore(struct sm_state *s, const void *buf, size_t len, struct nv_err *e
     s->generation = gen;
     s->global = nv_is(g, NV_MAP) ? nv_copy(g) : NULL;
     s->cluster = nv_is(cl, NV_MAP) ? nv_copy(cl) : NULL;
-    s->row_ver = nv_get_int(d, "row_ver", 0);
     s->restoring = true;
     for (int t = 0; t < SM_TABLE_COUNT; t++) {
         const struct nv *a = nv_get(d, snap_keys[t]);
         for (size_t i = 0; i < nv_len(a); i++) {
-            sm__insert(s, (enum sm_table)t, nv_copy(nv_at(a, i)));
+            struct nv *row = nv_copy(nv_at(a, i));
+            nv_del(row, "_v"); /* row versions of older releases: unused */
+            sm__insert(s, (enum sm_table)t, row);
         }
     }
     for (int t = 0; t < SM_TABLE_COUNT; t++) {
@@ -803,6 +850,7 @@ int sm_restore(struct sm_state *s, const void *buf, size_t len, struct nv_err *e
         }
     }
     s->restoring = false;
+    sm__change_all(s);
     for (size_t i = 0; i < nv_len(ss) && i < SM_SESSIONS; i++) {
         const struct nv *it = nv_at(ss, i);
         sess_put(s, nv_at(it, 0)->u.s.p, nv_at(it, 1)->u.i, nv_copy(nv_at(it, 2)));

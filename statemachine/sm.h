@@ -142,6 +142,31 @@ struct sm_result *sm_session_result(const struct sm_state *s, const char *client
 
 /* Incremented by every apply that changed the configuration. */
 uint64_t sm_generation(const struct sm_state *s);
+/* Subsystems whose "ana" is true (O(1): failover asks after every apply). */
+size_t sm_ana_subsystems(const struct sm_state *s);
+
+/* ---- change list ------------------------------------------------------ */
+
+/* What the applies changed since the last sm_changes_clear, row by row:
+ * the renderer redoes exactly these rows and what depends on them instead
+ * of every row. A change that is not one row (the global row, the cluster
+ * facts, a snapshot restore) or a list longer than SM_CHANGES_MAX sets
+ * full: everything may have changed. A row changed twice is listed twice
+ * (in order); the list says which rows, the state says what they are now. */
+enum sm_change_op { SM_ADDED, SM_MODIFIED, SM_REMOVED };
+struct sm_change {
+    enum sm_table table;
+    int64_t id;
+    enum sm_change_op op;
+};
+struct sm_changes {
+    const struct sm_change *c; /* borrowed: valid until the next apply/clear */
+    size_t n;
+    bool full;
+};
+#define SM_CHANGES_MAX 65536
+void sm_changes(const struct sm_state *s, struct sm_changes *out);
+void sm_changes_clear(struct sm_state *s);
 
 /* ---- snapshot ------------------------------------------------------ */
 

@@ -51,10 +51,12 @@ struct sm_state {
     struct sm_rows_tab t[SM_TABLE_COUNT];
     int64_t next_id[SM_TABLE_COUNT]; /* ids are never reused: an old id never names a new row */
     struct sm_hidx idx[SM_NIDX];
-    int64_t row_ver;  /* every written row gets "_v" = ++row_ver (target/ reuses
-                       * what it rendered from an unchanged row) */
+    size_t ana_subsys; /* subsystems with "ana": true (kept by index_row) */
     bool restoring;
     uint64_t generation;
+    struct sm_change *changes; /* since sm_changes_clear (sm.h) */
+    size_t nchanges, capchanges;
+    bool changes_full;
     struct sm_sess *sess; /* ring of SM_SESSIONS */
     size_t sess_head;     /* next slot to (re)use: the oldest when full */
     int bucket[SM_SESSION_BUCKETS];
@@ -85,8 +87,9 @@ int64_t sm__next_id(const struct sm_state *s, enum sm_table t);
 void sm__insert(struct sm_state *s, enum sm_table t, struct nv *row); /* takes row */
 void sm__replace(struct sm_state *s, enum sm_table t, struct nv *row); /* same id */
 void sm__remove(struct sm_state *s, enum sm_table t, int64_t id);
+/* Note a change that is not one row: the next render redoes everything. */
+void sm__change_all(struct sm_state *s);
 void sm__global_default(struct sm_state *s, const char *basenqn);
-void sm__stamp(struct sm_state *s, struct nv *row);
 /* The row of table t whose unique column col equals val, other than id
  * self; NULL if none. Indexed columns are O(1), others a scan. */
 const struct nv *sm__unique(const struct sm_state *s, enum sm_table t, const char *col,

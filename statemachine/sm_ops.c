@@ -342,7 +342,6 @@ static int global_update(struct sm_ex *x, const struct nv *params)
     }
     if (x->mutate) {
         struct nv *m = sm__merged(x->s->global, d);
-        sm__stamp(x->s, m);
         nv_free(x->s->global);
         x->s->global = m;
         x->changed = true;

@@ -105,9 +105,7 @@ void tgt_close(struct tgt *t)
         return;
     }
     tgt__tree_free(t->last);
-    for (int k = 0; k < TK__END; k++) {
-        free(t->ridx[k].o);
-    }
+    free(t->src.o);
     nv_free(t->features);
     free(t->root);
     free(t->device_root);
@@ -177,8 +175,14 @@ int tgt__device_path(const struct tgt *t, const char *path, char *buf, size_t le
         }                    \
     } while (0)
 
+void tgt_stats(const struct tgt *t, struct tgt_stats *out)
+{
+    *out = t->stats;
+}
+
 int tgt__mkdir(struct tgt *t, const char *rel)
 {
+    t->stats.mkdir++;
     int rv = t->ops->mkdir(t, rel);
     if (rv == 0) {
         COUNT(mkdirs);
@@ -188,6 +192,7 @@ int tgt__mkdir(struct tgt *t, const char *rel)
 
 int tgt__rmdir(struct tgt *t, const char *rel)
 {
+    t->stats.rmdir++;
     int rv = t->ops->rmdir(t, rel);
     if (rv == 0) {
         COUNT(rmdirs);
@@ -197,6 +202,7 @@ int tgt__rmdir(struct tgt *t, const char *rel)
 
 ssize_t tgt__read(struct tgt *t, const char *rel, char *buf, size_t len)
 {
+    t->stats.read++;
     COUNT(reads);
     return t->ops->read(t, rel, buf, len);
 }
@@ -208,6 +214,7 @@ int tgt__write(struct tgt *t, const char *rel, const char *value)
     if (n < 0 || (size_t)n >= sizeof buf) {
         return -E2BIG;
     }
+    t->stats.write++;
     int rv = t->ops->write(t, rel, buf, (size_t)n);
     if (rv == 0) {
         COUNT(writes);
@@ -220,6 +227,7 @@ int tgt__symlink(struct tgt *t, const char *target_rel, const char *rel)
     char target[4096];
     int rv = tgt__path(t, target_rel, target, sizeof target);
     if (rv == 0) {
+        t->stats.symlink++;
         rv = t->ops->symlink(t, target, rel);
     }
     if (rv == 0) {
@@ -230,6 +238,7 @@ int tgt__symlink(struct tgt *t, const char *target_rel, const char *rel)
 
 int tgt__unlink(struct tgt *t, const char *rel)
 {
+    t->stats.unlink++;
     int rv = t->ops->unlink(t, rel);
     if (rv == 0) {
         COUNT(unlinks);
@@ -239,12 +248,14 @@ int tgt__unlink(struct tgt *t, const char *rel)
 
 int tgt__readdir(struct tgt *t, const char *rel, struct tgt_dirent **out, size_t *n)
 {
+    t->stats.readdir++;
     COUNT(reads);
     return t->ops->readdir(t, rel, out, n);
 }
 
 ssize_t tgt__readlink(struct tgt *t, const char *rel, char *buf, size_t len)
 {
+    t->stats.readlink++;
     COUNT(reads);
     return t->ops->readlink(t, rel, buf, len);
 }

@@ -21,6 +21,7 @@
 
 struct nv;
 struct nv_err;
+struct sm_changes;
 struct sm_state;
 struct tgt;
 
@@ -100,12 +101,22 @@ struct tgt_report {
                           * that an operator should know (recreations), or NULL */
     bool swept;          /* the pass read the whole live tree */
 };
+/* Calls the renderer made into configfs since tgt_open, by kind (each one
+ * is one syscall on a real configfs; stat counts the checks that nvmet/
+ * exists), and the passes: the cost of rendering, readable at run time. */
+struct tgt_stats {
+    uint64_t mkdir, rmdir, read, write, symlink, unlink, readdir, readlink, stat;
+    uint64_t passes, full_passes; /* full: built the whole desired tree */
+};
+void tgt_stats(const struct tgt *t, struct tgt_stats *out);
+
 /* Frees problems and notes and zeroes the counters. */
 void tgt_report_clear(struct tgt_report *r);
 
 /* Bring <root>/nvmet to the desired tree for (state, view).
- * sweep=false: incremental, compares desired with the last rendered tree
- *   and touches only what changed (cheap; the normal path after applies);
+ * sweep=false: builds the whole desired tree, compares it with the last
+ *   rendered tree and touches only what changed (after applies,
+ *   tgt_reconcile_changes below is cheaper: it builds only what changed);
  * sweep=true: reads the whole live tree and repairs every difference
  *   (after a restart, periodically, and to repair drift).
  * global.enabled=false (or view->empty) desires an empty nvmet/ tree.
@@ -115,6 +126,14 @@ void tgt_report_clear(struct tgt_report *r);
  * (0 = the live tree equals the desired tree). */
 int tgt_reconcile(struct tgt *t, const struct sm_state *s, const struct tgt_view *v, bool sweep,
                   struct tgt_report *rep);
+/* The same after writes: ch lists the rows the applies changed since the
+ * last pass (sm_changes). Renders only those rows and what depends on
+ * them when it can stand for a full pass (the same configfs result), else
+ * a full, non-sweeping pass (ch NULL or ch->full, a change of ports or of
+ * the global row, another view, the failures of an earlier pass to
+ * retry): see tgt_delta.c. The caller clears the list afterwards. */
+int tgt_reconcile_changes(struct tgt *t, const struct sm_state *s, const struct tgt_view *v,
+                          const struct sm_changes *ch, struct tgt_report *rep);
 /* Details of the contract:
  * - rep is cleared first (tgt_report_clear) and then filled;
  * - the first pass of an instance is always a sweep, and so is the pass

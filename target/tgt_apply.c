@@ -69,6 +69,18 @@ static const struct tobj *expected(const struct tgt_pass *p, const struct tobj *
 static void force(struct tgt_pass *p, const char *path)
 {
     struct tobj *o = tgt__tree_find(p->want, path);
+    if (o == NULL && p->delta) {
+        /* an incremental pass holds only the changed objects: a removed
+         * object that stays desired comes from the last tree */
+        const struct tobj *lo = tgt__tree_find(p->last, path);
+        if (lo != NULL && !(lo->flags & (TO_GONE | TO_GHOST))) {
+            o = tgt__obj_copy(lo);
+            if (o == NULL || tgt__tree_add(p->want, o) < 0) {
+                p->fresh_errors++; /* out of memory: the next pass sweeps */
+                return;
+            }
+        }
+    }
     if (o != NULL) {
         o->flags |= TO_TODO | TO_FORCED;
     }

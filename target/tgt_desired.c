@@ -30,99 +30,15 @@ struct builder {
     struct tgt_build b;
     struct ttree *tr;
     int err;            /* -ENOMEM */
-    bool share;         /* reuse unchanged objects of the last tree */
-    uint64_t view;      /* digest of the view, the global row's version, the
-                         * failover VIPs and whether ANA is active */
     unsigned group;     /* this node's ANA group on every port, 0 = none */
     unsigned char *use; /* per port row (index in rows): PU_PLAIN | PU_ANA */
 };
 
-/* ---- reuse of unchanged objects ------------------------------------------------ */
-
-static uint64_t mix(uint64_t h, uint64_t v)
-{
-    h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
-    return h * 0xff51afd7ed558ccdULL;
-}
-
-static int64_t ver(const struct nv *row)
-{
-    return row != NULL ? nv_get_int(row, "_v", -1) : -1;
-}
-
-/* The inputs of an object besides its own row: related rows and the view. */
-static uint64_t digest(const struct builder *bd, const struct nv *a, const struct nv *b)
-{
-    return mix(mix(bd->view, (uint64_t)ver(a)), (uint64_t)ver(b));
-}
-
-/* Put the last tree's object built from row id into the desired tree if it
- * was built from the same inputs. The rows come in ascending id order and
- * so does t->ridx[kind]: *cur walks along (no path lookups). */
-static bool reuse(struct builder *bd, size_t *cur, enum tgt_kind kind, int64_t id, int64_t v1,
-                  uint64_t v2)
-{
-    if (!bd->share || v1 < 0 || bd->b.t->last == NULL) {
-        return false;
-    }
-    struct tgt *t = (struct tgt *)bd->b.t;
-    size_t n = t->ridx[kind].n;
-    struct tobj **objs = t->ridx[kind].o;
-    while (*cur < n && objs[*cur]->src_id < id) {
-        (*cur)++;
-    }
-    for (size_t j = *cur; j < n && objs[j]->src_id == id; j++) {
-        struct tobj *lo = objs[j];
-        if (lo->v1 != v1 || lo->v2 != v2 ||
-            (lo->flags & (TO_DIRTY | TO_GHOST | TO_FAILED | TO_SHARED))) {
-            continue;
-        }
-        lo->flags |= TO_SHARED;
-        int rv = tgt__tree_add(bd->tr, lo);
-        if (rv < 0) {
-            lo->flags &= ~TO_SHARED;
-            if (rv == -ENOMEM) {
-                bd->err = rv;
-            }
-        }
-        return true;
-    }
-    return false;
-}
-
-void tgt__reuse_index(struct tgt *t)
-{
-    for (int k = 0; k < TK__END; k++) {
-        t->ridx[k].n = 0;
-    }
-    for (size_t i = 0; t->last != NULL && i < t->last->n; i++) {
-        struct tobj *o = t->last->o[i];
-        if (o->v1 < 0 || o->kind <= 0 || o->kind >= TK__END) {
-            continue;
-        }
-        size_t *n = &t->ridx[o->kind].n, *cap = &t->ridx[o->kind].cap;
-        if (*n > 0 && t->ridx[o->kind].o[*n - 1]->src_id > o->src_id) {
-            continue; /* out of order (a ghost): not reusable */
-        }
-        if (*n == *cap) {
-            size_t nc = *cap ? *cap * 2 : 64;
-            struct tobj **v = realloc(t->ridx[o->kind].o, nc * sizeof *v);
-            if (v == NULL) {
-                continue;
-            }
-            t->ridx[o->kind].o = v;
-            *cap = nc;
-        }
-        t->ridx[o->kind].o[(*n)++] = o;
-    }
-}
-
-static struct tobj *stamp(struct tobj *o, int64_t id, int64_t v1, uint64_t v2)
+/* The row an object was built from: an incremental pass finds it by that. */
+static struct tobj *stamp(struct tobj *o, int64_t id)
 {
     if (o != NULL) {
         o->src_id = id;
-        o->v1 = v1;
-        o->v2 = v2;
     }
     return o;
 }
@@ -181,54 +97,34 @@ static void add_obj(struct builder *bd, struct tobj *o)
     /* -EEXIST: a duplicate row (two equal links): one object is enough */
 }
 
-static void build_subsystems(struct builder *bd)
+static void subsys_row(struct builder *bd, const struct nv *row)
 {
-    const struct tgt_rows *r = bd->b.rows;
-    size_t cur = 0;
-    const uint64_t v2 = digest(bd, NULL, NULL); /* the same for every row */
-    for (size_t i = 0; i < r->n[SM_SUBSYS]; i++) {
-        const struct nv *row = r->row[SM_SUBSYS][i];
-        int64_t v1 = ver(row), id = nv_get_int(row, "id", 0);
-        if (reuse(bd, &cur, TK_SUBSYS, id, v1, v2)) {
-            continue; /* unchanged since the last pass */
-        }
-        const char *nqn = nv_get_str(row, "subnqn");
-        char path[512];
-        snprintf(path, sizeof path, "subsystems/%s", nqn ? nqn : "");
-        if (!dir_name_ok(nqn)) {
-            char msg[600];
-            snprintf(msg, sizeof msg, "render subsys %s: the NQN cannot be a configfs directory",
-                     nqn ? nqn : "(null)");
-            add_problem(bd, path, msg);
-            continue;
-        }
-        add_obj(bd, stamp(make_obj(bd, TK_SUBSYS, path, NULL, row, NULL), id, v1, v2));
+    const char *nqn = nv_get_str(row, "subnqn");
+    char path[512];
+    snprintf(path, sizeof path, "subsystems/%s", nqn ? nqn : "");
+    if (!dir_name_ok(nqn)) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "render subsys %s: the NQN cannot be a configfs directory",
+                 nqn ? nqn : "(null)");
+        add_problem(bd, path, msg);
+        return;
     }
+    add_obj(bd, stamp(make_obj(bd, TK_SUBSYS, path, NULL, row, NULL), nv_get_int(row, "id", 0)));
 }
 
-static void build_hosts(struct builder *bd)
+static void host_row(struct builder *bd, const struct nv *row)
 {
-    const struct tgt_rows *r = bd->b.rows;
-    size_t cur = 0;
-    const uint64_t v2 = digest(bd, NULL, NULL); /* the same for every row */
-    for (size_t i = 0; i < r->n[SM_HOST]; i++) {
-        const struct nv *row = r->row[SM_HOST][i];
-        int64_t v1 = ver(row), id = nv_get_int(row, "id", 0);
-        if (reuse(bd, &cur, TK_HOST, id, v1, v2)) {
-            continue;
-        }
-        const char *nqn = nv_get_str(row, "hostnqn");
-        char path[512];
-        snprintf(path, sizeof path, "hosts/%s", nqn ? nqn : "");
-        if (!dir_name_ok(nqn)) {
-            char msg[600];
-            snprintf(msg, sizeof msg, "render host %s: the NQN cannot be a configfs directory",
-                     nqn ? nqn : "(null)");
-            add_problem(bd, path, msg);
-            continue;
-        }
-        add_obj(bd, stamp(make_obj(bd, TK_HOST, path, NULL, row, NULL), id, v1, v2));
+    const char *nqn = nv_get_str(row, "hostnqn");
+    char path[512];
+    snprintf(path, sizeof path, "hosts/%s", nqn ? nqn : "");
+    if (!dir_name_ok(nqn)) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "render host %s: the NQN cannot be a configfs directory",
+                 nqn ? nqn : "(null)");
+        add_problem(bd, path, msg);
+        return;
     }
+    add_obj(bd, stamp(make_obj(bd, TK_HOST, path, NULL, row, NULL), nv_get_int(row, "id", 0)));
 }
 
 /* RDMA ports exist in the state but are rendered only while global rdma
@@ -320,32 +216,6 @@ static bool any_subsys_ana(const struct builder *bd)
         }
     }
     return false;
-}
-
-static uint64_t str_digest(uint64_t h, const char *s)
-{
-    uint64_t x = 1469598103934665603ull;
-    for (; s != NULL && *s != '\0'; s++) {
-        x = (x ^ (unsigned char)*s) * 1099511628211ull;
-    }
-    return mix(h, x);
-}
-
-/* Everything of the failover VIPs an ANA port or referral can read. */
-static uint64_t vips_digest(const struct nv *vips)
-{
-    uint64_t h = mix(0, nv_len(vips));
-    for (size_t i = 0; i < nv_len(vips); i++) {
-        const struct nv *vip = nv_at(vips, i);
-        const struct nv *na = nv_get(vip, "node_addresses");
-        h = str_digest(h, nv_get_str(vip, "address"));
-        for (size_t k = 0; nv_is(na, NV_MAP) && k < na->u.m.n; k++) {
-            h = str_digest(h, na->u.m.kv[k].k);
-            h = str_digest(h, nv_is(na->u.m.kv[k].v, NV_STR) ? na->u.m.kv[k].v->u.s.p : "");
-        }
-        h = mix(h, 0x76); /* end of one VIP */
-    }
-    return h;
 }
 
 /* 4 or 6 with the address in buf, or 0 when s is not a plain IP address. */
@@ -467,44 +337,33 @@ static struct tobj *make_ana_port(struct builder *bd, const struct nv *row, cons
 
 /* ports/<p>/ana_groups/<node_slot + 1> on a rendered port while ANA is
  * active here. The kernel's default group 1 is never ours. */
-static void build_group(struct builder *bd, size_t *cur, const struct nv *row, int64_t id,
-                        int64_t v1, uint64_t v2, const char *port)
+static void build_group(struct builder *bd, const struct nv *row, const char *port)
 {
     if (bd->group == 0 || tgt__tree_find(bd->tr, port) == NULL) {
         return; /* no ANA here, or the port could not be rendered */
     }
-    if (reuse(bd, cur, TK_ANAGRP, id, v1, v2)) {
-        return;
-    }
     char path[96];
     snprintf(path, sizeof path, "%s/ana_groups/%u", port, bd->group);
-    add_obj(bd, stamp(make_obj(bd, TK_ANAGRP, path, NULL, row, NULL), id, v1, v2));
+    add_obj(bd, make_obj(bd, TK_ANAGRP, path, NULL, row, NULL));
 }
 
 static void build_ports(struct builder *bd)
 {
     const struct tgt_rows *r = bd->b.rows;
-    size_t cur = 0, gcur = 0;
     for (size_t i = 0; i < r->n[SM_PORT]; i++) {
         const struct nv *row = r->row[SM_PORT][i];
         if (!port_rendered(bd, row)) {
             continue;
         }
-        int64_t v1 = ver(row), id = nv_get_int(row, "id", 0);
         for (int ana = 0; ana <= 1; ana++) {
             if (!(bd->use[i] & (ana ? PU_ANA : PU_PLAIN))) {
                 continue;
             }
-            /* the two forms of one row differ in v2, so reuse tells them apart */
-            const uint64_t v2 = mix(digest(bd, NULL, NULL), (uint64_t)ana);
             char path[64];
             port_path(path, sizeof path, row, ana);
-            if (!reuse(bd, &cur, TK_PORT, id, v1, v2)) {
-                struct tobj *o = ana ? make_ana_port(bd, row, path)
-                                     : make_obj(bd, TK_PORT, path, NULL, row, NULL);
-                add_obj(bd, stamp(o, id, v1, v2));
-            }
-            build_group(bd, &gcur, row, id, v1, v2, path);
+            add_obj(bd, ana ? make_ana_port(bd, row, path)
+                            : make_obj(bd, TK_PORT, path, NULL, row, NULL));
+            build_group(bd, row, path);
         }
     }
 }
@@ -625,28 +484,20 @@ static void build_referrals(struct builder *bd)
 
 /* Access lists matter only while allow_any_host is off; the kernel
  * refuses links while it is on (EINVAL). */
-static void build_host_links(struct builder *bd)
+static void host_link_row(struct builder *bd, const struct nv *row)
 {
     const struct tgt_rows *r = bd->b.rows;
-    size_t cur = 0;
-    for (size_t i = 0; i < r->n[SM_HOST_SUBSYS]; i++) {
-        const struct nv *row = r->row[SM_HOST_SUBSYS][i];
-        const struct nv *h = tgt__row_by_id(r, SM_HOST, nv_get_int(row, "host_id", 0));
-        const struct nv *s = tgt__row_by_id(r, SM_SUBSYS, nv_get_int(row, "subsys_id", 0));
-        int64_t v1 = ver(row), id = nv_get_int(row, "id", 0);
-        uint64_t v2 = digest(bd, h, s);
-        if (h != NULL && s != NULL && reuse(bd, &cur, TK_HOSTLINK, id, v1, v2)) {
-            continue;
-        }
-        const char *hn = nv_get_str(h, "hostnqn"), *sn = nv_get_str(s, "subnqn");
-        if (!dir_name_ok(hn) || !dir_name_ok(sn) || nv_get_bool(s, "allow_any_host", false)) {
-            continue;
-        }
-        char path[1024], target[512];
-        snprintf(path, sizeof path, "subsystems/%s/allowed_hosts/%s", sn, hn);
-        snprintf(target, sizeof target, "hosts/%s", hn);
-        add_obj(bd, stamp(make_obj(bd, TK_HOSTLINK, path, target, row, NULL), id, v1, v2));
+    const struct nv *h = tgt__row_by_id(r, SM_HOST, nv_get_int(row, "host_id", 0));
+    const struct nv *s = tgt__row_by_id(r, SM_SUBSYS, nv_get_int(row, "subsys_id", 0));
+    const char *hn = nv_get_str(h, "hostnqn"), *sn = nv_get_str(s, "subnqn");
+    if (!dir_name_ok(hn) || !dir_name_ok(sn) || nv_get_bool(s, "allow_any_host", false)) {
+        return;
     }
+    char path[1024], target[512];
+    snprintf(path, sizeof path, "subsystems/%s/allowed_hosts/%s", sn, hn);
+    snprintf(target, sizeof target, "hosts/%s", hn);
+    add_obj(bd, stamp(make_obj(bd, TK_HOSTLINK, path, target, row, NULL),
+                      nv_get_int(row, "id", 0)));
 }
 
 /* The kernel starts a port listening at its first subsystem link: only
@@ -654,101 +505,125 @@ static void build_host_links(struct builder *bd)
  * ANA form of the port on every data node; the others to the plain form,
  * and only on the active node (IP takeover: the VIPs and their ports live
  * there). */
-static void build_port_links(struct builder *bd)
+static void port_link_row(struct builder *bd, const struct nv *row)
 {
     const struct tgt_rows *r = bd->b.rows;
-    size_t cur = 0;
-    for (size_t i = 0; i < r->n[SM_PORT_SUBSYS]; i++) {
-        const struct nv *row = r->row[SM_PORT_SUBSYS][i];
-        const struct nv *p = tgt__row_by_id(r, SM_PORT, nv_get_int(row, "port_id", 0));
-        const struct nv *s = tgt__row_by_id(r, SM_SUBSYS, nv_get_int(row, "subsys_id", 0));
-        int64_t v1 = ver(row), id = nv_get_int(row, "id", 0);
-        uint64_t v2 = digest(bd, p, s);
-        if (p != NULL && s != NULL && reuse(bd, &cur, TK_PORTLINK, id, v1, v2)) {
-            continue;
+    const struct nv *p = tgt__row_by_id(r, SM_PORT, nv_get_int(row, "port_id", 0));
+    const struct nv *s = tgt__row_by_id(r, SM_SUBSYS, nv_get_int(row, "subsys_id", 0));
+    const char *sn = nv_get_str(s, "subnqn");
+    if (p == NULL || !dir_name_ok(sn) || !nv_get_bool(p, "enabled", false) ||
+        !port_rendered(bd, p)) {
+        return;
+    }
+    bool ana = tgt__subsys_ana(&bd->b, s);
+    char port[64], path[600], target[512];
+    port_path(port, sizeof port, p, ana);
+    if ((!ana && !bd->b.view->active) || (ana && tgt__tree_find(bd->tr, port) == NULL)) {
+        return; /* a standby; or an ANA port without an address (reported) */
+    }
+    snprintf(path, sizeof path, "%s/subsystems/%s", port, sn);
+    snprintf(target, sizeof target, "subsystems/%s", sn);
+    add_obj(bd, stamp(make_obj(bd, TK_PORTLINK, path, target, row, NULL),
+                      nv_get_int(row, "id", 0)));
+}
+
+static void ns_row(struct builder *bd, const struct nv *row)
+{
+    const struct tgt_rows *r = bd->b.rows;
+    const struct nv *s = tgt__row_by_id(r, SM_SUBSYS, nv_get_int(row, "subsys_id", 0));
+    const char *sn = nv_get_str(s, "subnqn");
+    int64_t nsid = nv_get_int(row, "nsid", 0);
+    if (!dir_name_ok(sn) || nsid <= 0) {
+        return;
+    }
+    char path[600];
+    snprintf(path, sizeof path, "subsystems/%s/namespaces/%" PRId64, sn, nsid);
+    struct tobj *o = stamp(make_obj(bd, TK_NS, path, NULL, row, s), nv_get_int(row, "id", 0));
+    const char *type = nv_get_str(row, "device_type");
+    if (o != NULL && type != NULL && strcmp(type, "FILE") == 0) {
+        o->backing = strdup(nv_get_str(row, "device_path"));
+        o->filesize = nv_get_int(row, "filesize", -1);
+        if (o->backing == NULL) {
+            bd->err = -ENOMEM;
         }
-        const char *sn = nv_get_str(s, "subnqn");
-        if (p == NULL || !dir_name_ok(sn) || !nv_get_bool(p, "enabled", false) ||
-            !port_rendered(bd, p)) {
-            continue;
-        }
-        bool ana = tgt__subsys_ana(&bd->b, s);
-        char port[64], path[600], target[512];
-        port_path(port, sizeof port, p, ana);
-        if ((!ana && !bd->b.view->active) || (ana && tgt__tree_find(bd->tr, port) == NULL)) {
-            continue; /* a standby; or an ANA port without an address (reported) */
-        }
-        snprintf(path, sizeof path, "%s/subsystems/%s", port, sn);
-        snprintf(target, sizeof target, "subsystems/%s", sn);
-        add_obj(bd, stamp(make_obj(bd, TK_PORTLINK, path, target, row, NULL), id, v1, v2));
+    }
+    add_obj(bd, o);
+}
+
+/* One table's objects in row (id) order. */
+static void build_table(struct builder *bd, enum sm_table t,
+                        void (*one)(struct builder *bd, const struct nv *row))
+{
+    for (size_t i = 0; i < bd->b.rows->n[t]; i++) {
+        one(bd, bd->b.rows->row[t][i]);
     }
 }
 
-static void build_namespaces(struct builder *bd)
+/* The builder of one row of the tables an incremental pass renders. */
+static void (*row_builder(enum sm_table t))(struct builder *, const struct nv *)
 {
-    const struct tgt_rows *r = bd->b.rows;
-    size_t cur = 0;
-    for (size_t i = 0; i < r->n[SM_NAMESPACE]; i++) {
-        const struct nv *row = r->row[SM_NAMESPACE][i];
-        const struct nv *s = tgt__row_by_id(r, SM_SUBSYS, nv_get_int(row, "subsys_id", 0));
-        int64_t v1 = ver(row), id = nv_get_int(row, "id", 0);
-        uint64_t v2 = digest(bd, s, NULL);
-        if (s != NULL && reuse(bd, &cur, TK_NS, id, v1, v2)) {
-            continue;
-        }
-        const char *sn = nv_get_str(s, "subnqn");
-        int64_t nsid = nv_get_int(row, "nsid", 0);
-        if (!dir_name_ok(sn) || nsid <= 0) {
-            continue;
-        }
-        char path[600];
-        snprintf(path, sizeof path, "subsystems/%s/namespaces/%" PRId64, sn, nsid);
-        struct tobj *o = stamp(make_obj(bd, TK_NS, path, NULL, row, s), id, v1, v2);
-        const char *type = nv_get_str(row, "device_type");
-        if (o != NULL && type != NULL && strcmp(type, "FILE") == 0) {
-            o->backing = strdup(nv_get_str(row, "device_path"));
-            o->filesize = nv_get_int(row, "filesize", -1);
-            if (o->backing == NULL) {
-                bd->err = -ENOMEM;
-            }
-        }
-        add_obj(bd, o);
-    }
-}
-
-static struct ttree *build(const struct tgt *t, const struct tgt_rows *r, const struct tgt_view *v,
-                           bool share)
-{
-    struct builder bd = {
-        .b = {.t = t, .rows = r, .view = v}, .tr = tgt__tree_new(), .share = share};
-    if (bd.tr == NULL) {
+    switch (t) {
+    case SM_SUBSYS:
+        return subsys_row;
+    case SM_HOST:
+        return host_row;
+    case SM_HOST_SUBSYS:
+        return host_link_row;
+    case SM_PORT_SUBSYS:
+        return port_link_row;
+    case SM_NAMESPACE:
+        return ns_row;
+    default:
         return NULL;
     }
-    /* global.enabled=false and the witness desire an empty nvmet/ */
-    if (r->global == NULL || !nv_get_bool(r->global, "enabled", false) || v->empty) {
-        return bd.tr;
+}
+
+enum tgt_kind tgt__row_kind(enum sm_table t)
+{
+    static const enum tgt_kind kinds[SM_TABLE_COUNT] = {
+        [SM_SUBSYS] = TK_SUBSYS,         [SM_NAMESPACE] = TK_NS,
+        [SM_PORT] = 0,                   [SM_HOST] = TK_HOST,
+        [SM_HOST_SUBSYS] = TK_HOSTLINK, [SM_PORT_SUBSYS] = TK_PORTLINK};
+    return (int)t >= 0 && t < SM_TABLE_COUNT ? kinds[t] : 0;
+}
+
+int tgt__row_kind_table(enum tgt_kind k)
+{
+    for (int t = 0; t < SM_TABLE_COUNT; t++) {
+        if (tgt__row_kind((enum sm_table)t) == k && k != 0) {
+            return t;
+        }
     }
-    uint64_t vh = mix(mix(mix(v->empty, v->active), v->ha), v->node_id);
-    vh = mix(mix(vh, v->node_slot), v->n_slots);
-    for (unsigned i = 0; i < v->n_slots && i < TGT_MAX_SLOTS; i++) {
-        vh = mix(vh, v->slot_ids[i]);
+    return -1;
+}
+
+/* global.enabled=false and the witness desire an empty nvmet/ */
+static bool renders_nothing(const struct tgt_rows *r, const struct tgt_view *v)
+{
+    return r->global == NULL || !nv_get_bool(r->global, "enabled", false) || v->empty;
+}
+
+struct ttree *tgt__build(const struct tgt *t, const struct tgt_rows *r, const struct tgt_view *v)
+{
+    struct builder bd = {.b = {.t = t, .rows = r, .view = v}, .tr = tgt__tree_new()};
+    if (bd.tr == NULL || renders_nothing(r, v)) {
+        return bd.tr;
     }
     /* ANA is active on this node while some subsystem has effective ANA:
      * then every port carries this node's group */
     bd.group = any_subsys_ana(&bd) ? tgt__ana_group(v) : 0;
-    vh = mix(mix(vh, vips_digest(r->vips)), bd.group);
-    bd.view = mix(vh, (uint64_t)ver(r->global));
+    bd.tr->group = bd.group;
     if (port_usage(&bd) < 0) {
         tgt__tree_free(bd.tr);
         return NULL;
     }
-    build_subsystems(&bd);
-    build_hosts(&bd);
+    build_table(&bd, SM_SUBSYS, subsys_row);
+    build_table(&bd, SM_HOST, host_row);
     build_ports(&bd);
     build_referrals(&bd);
-    build_host_links(&bd);
-    build_port_links(&bd);
-    build_namespaces(&bd);
+    build_table(&bd, SM_HOST_SUBSYS, host_link_row);
+    build_table(&bd, SM_PORT_SUBSYS, port_link_row);
+    build_table(&bd, SM_NAMESPACE, ns_row);
     free(bd.use);
     if (bd.err < 0) {
         tgt__tree_free(bd.tr);
@@ -757,21 +632,50 @@ static struct ttree *build(const struct tgt *t, const struct tgt_rows *r, const 
     return bd.tr;
 }
 
-struct ttree *tgt__build(const struct tgt *t, const struct tgt_rows *r, const struct tgt_view *v)
+int tgt__build_rows(const struct tgt *t, const struct tgt_rows *r, const struct tgt_view *v,
+                    const struct tgt_ref *refs, size_t n, struct ttree *tr)
 {
-    return build(t, r, v, false);
-}
-
-struct ttree *tgt__build_shared(const struct tgt *t, const struct tgt_rows *r,
-                                const struct tgt_view *v)
-{
-    return build(t, r, v, true);
+    struct builder bd = {.b = {.t = t, .rows = r, .view = v}, .tr = tr, .group = t->group};
+    tr->group = t->group;
+    if (renders_nothing(r, v)) {
+        return 0;
+    }
+    for (size_t i = 0; i < n && bd.err == 0; i++) {
+        void (*one)(struct builder *, const struct nv *) = row_builder(refs[i].table);
+        const struct nv *row = tgt__row_by_id(r, refs[i].table, refs[i].id);
+        if (one != NULL && row != NULL) {
+            one(&bd, row);
+        }
+    }
+    return bd.err;
 }
 
 /* ---- rows ------------------------------------------------------------------- */
 
 const struct nv *tgt__row_by_id(const struct tgt_rows *r, enum sm_table t, int64_t id)
 {
+    if (r->by_id != NULL) {
+        return r->by_id(r->src, t, id);
+    }
     ptrdiff_t i = row_index(r, t, id);
     return i < 0 ? NULL : r->row[t][i];
+}
+
+ssize_t tgt__rows_with(const struct tgt_rows *r, enum sm_table t, const char *col, int64_t id,
+                       int64_t **ids)
+{
+    if (r->with != NULL) {
+        return r->with(r->src, t, col, id, ids);
+    }
+    *ids = malloc((r->n[t] ? r->n[t] : 1) * sizeof **ids);
+    if (*ids == NULL) {
+        return -ENOMEM;
+    }
+    ssize_t n = 0;
+    for (size_t i = 0; i < r->n[t]; i++) {
+        if (nv_get_int(r->row[t][i], col, -1) == id) {
+            (*ids)[n++] = nv_get_int(r->row[t][i], "id", 0);
+        }
+    }
+    return n;
 }

@@ -94,13 +94,10 @@ struct tobj {
     struct tval *attrs; /* in write order */
     char *backing;      /* FILE namespaces: backing file (without device_root) */
     int64_t filesize;   /* FILE namespaces: -1 when not set */
-    /* what it was built from: the source row's version ("_v" of sm rows,
-     * -1 = unknown) and a digest of the other inputs (related rows' versions,
-     * the view); equal values mean an equal object (tgt_desired.c) */
-    int64_t v1;
-    uint64_t v2;
-    int64_t src_id; /* the source row's id (reuse index order) */
-    size_t hash;    /* of path, computed once */
+    /* the row it was built from (the table follows from the kind), -1 =
+     * none: a change of that row finds the object (struct tgt src) */
+    int64_t src_id;
+    size_t hash; /* of path, computed once */
 };
 
 #define TO_DIRTY 0x1u  /* last tree: the last pass did not finish this object */
@@ -108,9 +105,7 @@ struct tobj {
 #define TO_TODO 0x4u   /* pass: to be applied */
 #define TO_FORCED 0x8u /* pass: removed by this pass on purpose (no drift) */
 #define TO_FAILED 0x10u
-#define TO_SHARED                                                 \
-    0x20u /* pass: the desired tree reuses the last tree's object \
-           * (owned by the last tree until finish; obj_free skips it) */
+#define TO_GONE 0x20u /* incremental pass: a last-tree object being removed */
 
 struct ttree {
     struct tobj **o;
@@ -118,6 +113,7 @@ struct ttree {
     size_t *slot; /* open addressing: path -> index + 1 */
     size_t nslot;
     struct nv *problems; /* builder problems (owned array) or NULL */
+    unsigned group;      /* builder: this node's ANA group on every port */
 };
 
 struct ttree *tgt__tree_new(void);
@@ -125,6 +121,12 @@ void tgt__tree_free(struct ttree *tr);
 /* Takes o (freed on failure). -EEXIST if the path is already there. */
 int tgt__tree_add(struct ttree *tr, struct tobj *o);
 struct tobj *tgt__tree_find(const struct ttree *tr, const char *path);
+/* Take o (an object of tr) out of tr; the caller owns it then. */
+void tgt__tree_del(struct ttree *tr, struct tobj *o);
+/* Put o where old is (same path); the caller owns old then. */
+void tgt__tree_swap(struct ttree *tr, struct tobj *old, struct tobj *o);
+/* A deep copy (flags cleared), or NULL. */
+struct tobj *tgt__obj_copy(const struct tobj *o);
 struct tobj *tgt__obj_new(enum tgt_kind kind, const char *path, const char *target);
 void tgt__obj_free(struct tobj *o);
 int tgt__obj_attr(struct tobj *o, const struct tgt_attr *d, const char *v);
@@ -199,11 +201,21 @@ struct tgt_rows {
     const struct nv **row[SM_TABLE_COUNT];
     size_t n[SM_TABLE_COUNT];
     const struct nv *vips;
+    /* Rows by lookup instead of arrays (incremental passes, which must
+     * not touch every row): by_id(src, table, id) is one row or NULL;
+     * row[] and n[] stay empty then. */
+    const void *src;
+    const struct nv *(*by_id)(const void *src, enum sm_table t, int64_t id);
+    /* ids of the rows of t whose column col equals id: *ids malloc'd,
+     * returns the count or -ENOMEM (a scan: only for rare changes). */
+    ssize_t (*with)(const void *src, enum sm_table t, const char *col, int64_t id, int64_t **ids);
 };
 
 int tgt__rows_from_sm(const struct sm_state *s, struct tgt_rows *r);
 void tgt__rows_free(struct tgt_rows *r);
 const struct nv *tgt__row_by_id(const struct tgt_rows *r, enum sm_table t, int64_t id);
+ssize_t tgt__rows_with(const struct tgt_rows *r, enum sm_table t, const char *col, int64_t id,
+                       int64_t **ids);
 
 struct tgt_build {
     const struct tgt *t;
@@ -225,14 +237,31 @@ unsigned tgt__ana_group(const struct tgt_view *v);
 
 /* The desired tree for (rows, view). Never NULL except out of memory. */
 struct ttree *tgt__build(const struct tgt *t, const struct tgt_rows *r, const struct tgt_view *v);
-/* The same, reusing the objects of t->last whose inputs did not change
- * (marked TO_SHARED): the cost of a pass follows the changes, not the size
- * of the configuration. Only for the reconcile pass, which hands the
- * objects over in finish. */
-struct ttree *tgt__build_shared(const struct tgt *t, const struct tgt_rows *r,
-                                const struct tgt_view *v);
+/* One row of the desired tree's source: which table, which id. */
+struct tgt_ref {
+    enum sm_table table;
+    int64_t id;
+};
+/* The objects built from the rows refs[0..n) alone, added to tr: a part
+ * of the desired tree, the same objects tgt__build makes for those rows.
+ * Only for tables whose objects depend on no other row of their table
+ * (not ports: referrals and ANA forms look at every port); ANA group as
+ * in t's last full build. 0 or -ENOMEM. */
+int tgt__build_rows(const struct tgt *t, const struct tgt_rows *r, const struct tgt_view *v,
+                    const struct tgt_ref *refs, size_t n, struct ttree *tr);
+/* Kind of the objects built from one row of table t (0 = ports: several),
+ * and back: the table of a kind of one object per row, or -1. */
+enum tgt_kind tgt__row_kind(enum sm_table t);
+int tgt__row_kind_table(enum tgt_kind k);
 int tgt__reconcile_rows(struct tgt *t, const struct tgt_rows *r, const struct tgt_view *v,
                         bool sweep, struct tgt_report *rep);
+/* An incremental pass over the rows the changes name and their
+ * dependants (tgt_delta.c). -EAGAIN, with nothing done, when it cannot
+ * stand for a full pass (no clean last tree, another view, a change of
+ * ports or, with failover licensed, of subsystems or port links, no
+ * nvmet/); else the number of errors like tgt__reconcile_rows. */
+int tgt__reconcile_delta(struct tgt *t, const struct tgt_rows *r, const struct tgt_view *v,
+                         const struct sm_change *ch, size_t n, struct tgt_report *rep);
 struct nv *tgt__desired_nv(struct tgt *t, const struct tgt_rows *r, const struct tgt_view *v);
 struct nv *tgt__sessions_rows(const char *debugfs, const struct tgt_rows *r);
 /* The live objects (dirs and links, no attributes) under nvmet/. */
@@ -245,6 +274,7 @@ struct tgt_pass {
     struct tgt_report *rep;
     struct ttree *want, *last, *live; /* live: sweeps only */
     bool sweep, expect;               /* expect: a last tree to judge drift by */
+    bool delta;                       /* want is only the changed part */
     const struct tobj **gone;         /* to remove, borrowed from last or live */
     size_t ngone, capgone;
     struct ttree *ghosts;  /* copies of the removals that failed */
@@ -254,6 +284,13 @@ struct tgt_pass {
 /* Create/repair one desired object; remove one undesired object. */
 void tgt__apply_obj(struct tgt_pass *p, struct tobj *o);
 void tgt__remove_obj(struct tgt_pass *p, const struct tobj *r);
+/* Add o to the objects the pass removes (0 or -ENOMEM). */
+int tgt__pass_gone(struct tgt_pass *p, const struct tobj *o);
+/* Apply, in stage order, the objects of want that differ from the last
+ * tree (or all with sweep), then remove gone[] in reverse stage order. */
+void tgt__pass_run(struct tgt_pass *p);
+/* 1 if nvmet/ (with subsystems/) exists, else 0; counted as stats. */
+int tgt__root_present(struct tgt *t);
 
 /* ---- the instance ------------------------------------------------------- */
 
@@ -271,15 +308,27 @@ struct tgt {
     unsigned modprobed;     /* modules already tried (bit per module) */
     int modprobe_timeout_ms;
     struct nv *features; /* cached (real configfs) */
-    /* the objects of t->last built from one row, per kind in row (id)
-     * order: the builder walks them next to the rows (tgt_desired.c) */
+    struct tgt_stats stats;
+    /* incremental passes: the last tree's objects by source row (open
+     * addressing on (kind, src_id), linear probing), and what the last
+     * full pass was made for */
     struct {
         struct tobj **o;
-        size_t n, cap;
-    } ridx[TK__END];
+        size_t n, nslot;
+    } src;
+    struct tgt_view view; /* of the last pass */
+    bool have_view;
+    unsigned group;       /* ANA group of the last full build */
+    bool unclean;         /* the last tree has failures, ghosts or builder
+                           * problems: the next pass is a full one */
 };
-/* Rebuild t->ridx from t->last (after a pass). */
-void tgt__reuse_index(struct tgt *t);
+/* The source index of t->last: rebuilt after a full pass, kept up to date
+ * by incremental ones. Only objects of one row each (not ports, ANA
+ * groups, referrals) are indexed. */
+void tgt__src_rebuild(struct tgt *t);
+struct tobj *tgt__src_find(const struct tgt *t, enum tgt_kind kind, int64_t id);
+int tgt__src_put(struct tgt *t, struct tobj *o);
+void tgt__src_del(struct tgt *t, const struct tobj *o); /* if indexed as o */
 
 /* Thin wrappers over t->ops that count into t->rep (0 / -errno). */
 int tgt__mkdir(struct tgt *t, const char *rel);

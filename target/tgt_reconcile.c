@@ -3,11 +3,13 @@
  * Which objects a pass looks at:
  *   sweep:       every desired object (its attributes are read) and every
  *                live object (listed), so every difference is repaired;
- *   incremental: only the desired objects that differ from the last
- *                rendered tree (or failed last time), and the objects of
- *                the last tree that are no longer desired. Nothing else is
- *                read, so one changed namespace among thousands costs a
- *                few reads and writes.
+ *   full:        the whole desired tree is built and compared with the
+ *                last rendered tree; only the objects that differ (or
+ *                failed last time) are applied, and the objects of the
+ *                last tree that are no longer desired are removed;
+ *   incremental: (tgt_delta.c) only the objects of the rows a change list
+ *                names are built and compared, so the cost of a write
+ *                does not grow with the number of objects.
  * Creates run in the stage order of enum tgt_kind (subsystems,
  * hosts, ports, ANA groups, referrals, allowed_hosts links, port links,
  * namespaces), deletes in the reverse order, and every create or update
@@ -22,7 +24,7 @@
 #include "nv.h"
 #include "tgt_int.h"
 
-static int add_gone(struct tgt_pass *p, const struct tobj *o)
+int tgt__pass_gone(struct tgt_pass *p, const struct tobj *o)
 {
     if (p->ngone == p->capgone) {
         size_t cap = p->capgone ? p->capgone * 2 : 64;
@@ -74,17 +76,30 @@ static void load_transports(struct tgt_pass *p)
 /* nvmet/ must exist before anything can be rendered: load the module
  * (emulated: make the default groups). 1 = present, 0 = absent and
  * nothing desired, < 0 = absent (reported). */
+int tgt__root_present(struct tgt *t)
+{
+    char path[4096];
+    struct stat st;
+    int rv = tgt__path(t, "", path, sizeof path);
+    t->stats.stat++;
+    if (rv == 0 && stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        char grp[4200];
+        snprintf(grp, sizeof grp, "%s/subsystems", path);
+        t->stats.stat++;
+        if (stat(grp, &st) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int ensure_root(struct tgt_pass *p)
 {
     char path[4096];
     struct stat st;
     int rv = tgt__path(p->t, "", path, sizeof path);
-    if (rv == 0 && stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        char grp[4200];
-        snprintf(grp, sizeof grp, "%s/subsystems", path);
-        if (stat(grp, &st) == 0) {
-            return 1;
-        }
+    if (tgt__root_present(p->t)) {
+        return 1;
     }
     if (p->want->n == 0) {
         return 0;
@@ -114,11 +129,13 @@ static void merge_problems(struct tgt_pass *p, struct nv *list)
 
 /* The desired tree becomes the last tree: objects that failed stay dirty
  * (retried by the next pass) and failed removals stay as ghosts. */
-static void finish(struct tgt_pass *p)
+static void finish(struct tgt_pass *p, const struct tgt_view *v)
 {
+    bool unclean = p->want->problems != NULL || p->ghosts->n > 0;
     for (size_t i = 0; i < p->want->n; i++) {
         struct tobj *o = p->want->o[i];
-        o->flags = ((o->flags & TO_FAILED) ? TO_DIRTY : 0) | (o->flags & TO_SHARED);
+        o->flags = (o->flags & TO_FAILED) ? TO_DIRTY : 0;
+        unclean = unclean || o->flags != 0;
     }
     for (size_t i = 0; i < p->ghosts->n; i++) {
         struct tobj *g = p->ghosts->o[i];
@@ -126,21 +143,42 @@ static void finish(struct tgt_pass *p)
         tgt__tree_add(p->want, g);
     }
     p->ghosts->n = 0;
-    tgt__tree_free(p->t->last); /* the shared objects stay: want owns them now */
-    for (size_t i = 0; i < p->want->n; i++) {
-        p->want->o[i]->flags &= ~TO_SHARED;
-    }
+    tgt__tree_free(p->t->last);
     p->t->last = p->want;
+    p->t->group = p->want->group;
     p->want = NULL;
-    tgt__reuse_index(p->t);
+    p->t->view = *v;
+    p->t->have_view = true;
+    p->t->unclean = unclean;
+    tgt__src_rebuild(p->t);
 }
 
-/* A pass that ends without finish: the objects want borrowed from the last
- * tree go back to it. */
-static void unshare(struct tgt *t)
+void tgt__pass_run(struct tgt_pass *p)
 {
-    for (size_t i = 0; t->last != NULL && i < t->last->n; i++) {
-        t->last->o[i]->flags &= ~TO_SHARED;
+    /* what to apply */
+    for (size_t i = 0; i < p->want->n; i++) {
+        struct tobj *o = p->want->o[i];
+        const struct tobj *lo = tgt__tree_find(p->last, o->path);
+        if (p->sweep || lo == NULL || (lo->flags & TO_DIRTY) || !tgt__obj_equal(o, lo)) {
+            o->flags |= TO_TODO;
+        }
+    }
+    /* creates and updates in stage order; want grows while it runs when
+     * an incremental pass pulls in objects to make again (later stages) */
+    for (int k = TK_SUBSYS; k < TK__END; k++) {
+        for (size_t i = 0; i < p->want->n; i++) {
+            struct tobj *o = p->want->o[i];
+            if ((int)o->kind == k && (o->flags & TO_TODO)) {
+                tgt__apply_obj(p, o);
+            }
+        }
+    }
+    for (int k = TK__END - 1; k >= TK_SUBSYS; k--) {
+        for (size_t i = 0; i < p->ngone; i++) {
+            if ((int)p->gone[i]->kind == k) {
+                tgt__remove_obj(p, p->gone[i]);
+            }
+        }
     }
 }
 
@@ -154,7 +192,9 @@ int tgt__reconcile_rows(struct tgt *t, const struct tgt_rows *r, const struct tg
     tgt_report_clear(rep);
     struct tgt_pass p = {.t = t, .rep = rep, .last = t->last, .expect = t->last != NULL};
     t->rep = rep;
-    p.want = tgt__build_shared(t, r, v);
+    t->stats.passes++;
+    t->stats.full_passes++;
+    p.want = tgt__build(t, r, v);
     p.ghosts = tgt__tree_new();
     if (p.want == NULL || p.ghosts == NULL) {
         tgt__problem(&rep->problems, "nvmet", "render: out of memory");
@@ -168,7 +208,7 @@ int tgt__reconcile_rows(struct tgt *t, const struct tgt_rows *r, const struct tg
         if (root < 0) {
             t->sweep_next = true;
         } else {
-            finish(&p); /* nothing desired, nothing there */
+            finish(&p, v); /* nothing desired, nothing there */
         }
         goto out;
     }
@@ -183,49 +223,18 @@ int tgt__reconcile_rows(struct tgt *t, const struct tgt_rows *r, const struct tg
             goto out;
         }
     }
-    /* what to apply */
-    for (size_t i = 0; i < p.want->n; i++) {
-        struct tobj *o = p.want->o[i];
-        if (!p.sweep && (o->flags & TO_SHARED) && !(o->flags & TO_DIRTY)) {
-            continue; /* the same object as last time */
-        }
-        const struct tobj *lo = tgt__tree_find(p.last, o->path);
-        if (p.sweep || lo == NULL || (lo->flags & TO_DIRTY) || !tgt__obj_equal(o, lo)) {
-            o->flags |= TO_TODO;
-        }
-    }
     /* what to remove */
     const struct ttree *src = p.sweep ? p.live : p.last;
     for (size_t i = 0; src != NULL && i < src->n; i++) {
-        if (!p.sweep && (src->o[i]->flags & TO_SHARED)) {
-            continue; /* still desired */
-        }
-        if (tgt__tree_find(p.want, src->o[i]->path) == NULL && add_gone(&p, src->o[i]) < 0) {
+        if (tgt__tree_find(p.want, src->o[i]->path) == NULL && tgt__pass_gone(&p, src->o[i]) < 0) {
             rep->errors++;
         }
     }
-    for (int k = TK_SUBSYS; k < TK__END; k++) {
-        for (size_t i = 0; i < p.want->n; i++) {
-            struct tobj *o = p.want->o[i];
-            if ((int)o->kind == k && (o->flags & TO_TODO)) {
-                tgt__apply_obj(&p, o);
-            }
-        }
-    }
-    for (int k = TK__END - 1; k >= TK_SUBSYS; k--) {
-        for (size_t i = 0; i < p.ngone; i++) {
-            if ((int)p.gone[i]->kind == k) {
-                tgt__remove_obj(&p, p.gone[i]);
-            }
-        }
-    }
+    tgt__pass_run(&p);
     t->sweep_next = !p.sweep && p.fresh_errors > 0;
-    finish(&p);
+    finish(&p, v);
 out:
     tgt__tree_free(p.want);
-    if (p.want != NULL) {
-        unshare(t);
-    }
     tgt__tree_free(p.live);
     tgt__tree_free(p.ghosts);
     free(p.gone);

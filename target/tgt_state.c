@@ -54,6 +54,46 @@ int tgt_reconcile(struct tgt *t, const struct sm_state *s, const struct tgt_view
     return rv;
 }
 
+static const struct nv *sm_by_id(const void *src, enum sm_table t, int64_t id)
+{
+    return sm_row_by_id(src, t, id);
+}
+
+static ssize_t sm_with(const void *src, enum sm_table t, const char *col, int64_t id,
+                       int64_t **ids)
+{
+    size_t n = sm_rows(src, t), k = 0;
+    *ids = malloc((n ? n : 1) * sizeof **ids);
+    if (*ids == NULL) {
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct nv *row = sm_row(src, t, i);
+        if (nv_get_int(row, col, -1) == id) {
+            (*ids)[k++] = nv_get_int(row, "id", 0);
+        }
+    }
+    return (ssize_t)k;
+}
+
+int tgt_reconcile_changes(struct tgt *t, const struct sm_state *s, const struct tgt_view *v,
+                          const struct sm_changes *ch, struct tgt_report *rep)
+{
+    if (ch != NULL && !ch->full) {
+        /* rows by lookup: an incremental pass never walks every row */
+        struct tgt_rows r = {.global = sm_global_row(s),
+                             .vips = nv_get(nv_get(sm_cluster(s), "failover"), "vips"),
+                             .src = s,
+                             .by_id = sm_by_id,
+                             .with = sm_with};
+        int rv = tgt__reconcile_delta(t, &r, v, ch->c, ch->n, rep);
+        if (rv != -EAGAIN) {
+            return rv;
+        }
+    }
+    return tgt_reconcile(t, s, v, false, rep);
+}
+
 struct nv *tgt_desired_tree(struct tgt *t, const struct sm_state *s, const struct tgt_view *v)
 {
     struct tgt_rows r;

@@ -30,7 +30,7 @@ struct tobj *tgt__obj_new(enum tgt_kind kind, const char *path, const char *targ
     }
     o->kind = kind;
     o->filesize = -1;
-    o->v1 = -1;
+    o->src_id = -1;
     o->hash = hash_path(path);
     o->path = strdup(path);
     o->target = target != NULL ? strdup(target) : NULL;
@@ -43,8 +43,8 @@ struct tobj *tgt__obj_new(enum tgt_kind kind, const char *path, const char *targ
 
 void tgt__obj_free(struct tobj *o)
 {
-    if (o == NULL || (o->flags & TO_SHARED)) {
-        return; /* still owned by the last tree */
+    if (o == NULL) {
+        return;
     }
     for (size_t i = 0; i < o->nattr; i++) {
         free(o->attrs[i].v);
@@ -194,6 +194,194 @@ int tgt__tree_add(struct ttree *tr, struct tobj *o)
     tr->slot[h] = tr->n + 1;
     tr->n++;
     return 0;
+}
+
+/* The slot that holds o's index, or nslot. */
+static size_t slot_of(const struct ttree *tr, const struct tobj *o)
+{
+    size_t mask = tr->nslot - 1;
+    for (size_t h = o->hash & mask; tr->nslot > 0 && tr->slot[h] != 0; h = (h + 1) & mask) {
+        if (tr->o[tr->slot[h] - 1] == o) {
+            return h;
+        }
+    }
+    return tr->nslot;
+}
+
+/* Linear probing without tombstones: after emptying slot i, move back
+ * every later entry of the run whose home is not in (i, j]. */
+static void slot_clear(struct ttree *tr, size_t i)
+{
+    size_t mask = tr->nslot - 1;
+    for (size_t j = (i + 1) & mask; tr->slot[j] != 0; j = (j + 1) & mask) {
+        size_t home = tr->o[tr->slot[j] - 1]->hash & mask;
+        bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+        if (!stays) {
+            tr->slot[i] = tr->slot[j];
+            i = j;
+        }
+    }
+    tr->slot[i] = 0;
+}
+
+void tgt__tree_del(struct ttree *tr, struct tobj *o)
+{
+    size_t h = slot_of(tr, o);
+    if (h == tr->nslot) {
+        return;
+    }
+    size_t idx = tr->slot[h] - 1;
+    slot_clear(tr, h);
+    /* the last object fills the hole in o[] */
+    size_t last = tr->n - 1;
+    if (idx != last) {
+        struct tobj *moved = tr->o[last];
+        size_t mh = slot_of(tr, moved);
+        tr->o[idx] = moved;
+        tr->slot[mh] = idx + 1;
+    }
+    tr->n--;
+}
+
+void tgt__tree_swap(struct ttree *tr, struct tobj *old, struct tobj *o)
+{
+    size_t h = slot_of(tr, old);
+    if (h < tr->nslot) {
+        tr->o[tr->slot[h] - 1] = o;
+    }
+}
+
+struct tobj *tgt__obj_copy(const struct tobj *o)
+{
+    struct tobj *c = tgt__obj_new(o->kind, o->path, o->target);
+    if (c == NULL) {
+        return NULL;
+    }
+    c->src_id = o->src_id;
+    c->filesize = o->filesize;
+    c->backing = o->backing != NULL ? strdup(o->backing) : NULL;
+    bool fail = o->backing != NULL && c->backing == NULL;
+    for (size_t i = 0; !fail && i < o->nattr; i++) {
+        fail = tgt__obj_attr(c, o->attrs[i].d, o->attrs[i].v) < 0;
+    }
+    if (fail) {
+        tgt__obj_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* ---- source index ------------------------------------------------------------ */
+
+static bool src_indexed(const struct tobj *o)
+{
+    return o->src_id >= 0 && tgt__row_kind_table(o->kind) >= 0;
+}
+
+static size_t src_home(const struct tgt *t, enum tgt_kind kind, int64_t id)
+{
+    uint64_t k = ((uint64_t)id * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)kind << 59);
+    return (size_t)(k ^ (k >> 29)) & (t->src.nslot - 1);
+}
+
+struct tobj *tgt__src_find(const struct tgt *t, enum tgt_kind kind, int64_t id)
+{
+    if (t->src.nslot == 0) {
+        return NULL;
+    }
+    size_t mask = t->src.nslot - 1;
+    for (size_t h = src_home(t, kind, id); t->src.o[h] != NULL; h = (h + 1) & mask) {
+        struct tobj *o = t->src.o[h];
+        if (o->kind == kind && o->src_id == id) {
+            return o;
+        }
+    }
+    return NULL;
+}
+
+static int src_grow(struct tgt *t)
+{
+    size_t nslot = t->src.nslot ? t->src.nslot * 2 : 256;
+    struct tobj **slots = calloc(nslot, sizeof *slots);
+    if (slots == NULL) {
+        return -ENOMEM;
+    }
+    struct tobj **old = t->src.o;
+    size_t nold = t->src.nslot;
+    t->src.o = slots;
+    t->src.nslot = nslot;
+    for (size_t i = 0; i < nold; i++) {
+        if (old[i] != NULL) {
+            size_t h = src_home(t, old[i]->kind, old[i]->src_id);
+            while (slots[h] != NULL) {
+                h = (h + 1) & (nslot - 1);
+            }
+            slots[h] = old[i];
+        }
+    }
+    free(old);
+    return 0;
+}
+
+/* One object per (kind, row): a second object of the same row (a
+ * duplicate that the tree refused) replaces nothing. */
+int tgt__src_put(struct tgt *t, struct tobj *o)
+{
+    if (!src_indexed(o)) {
+        return 0;
+    }
+    if ((t->src.n + 1) * 2 > t->src.nslot && src_grow(t) < 0) {
+        return -ENOMEM;
+    }
+    size_t mask = t->src.nslot - 1;
+    size_t h = src_home(t, o->kind, o->src_id);
+    for (; t->src.o[h] != NULL; h = (h + 1) & mask) {
+        if (t->src.o[h]->kind == o->kind && t->src.o[h]->src_id == o->src_id) {
+            t->src.o[h] = o;
+            return 0;
+        }
+    }
+    t->src.o[h] = o;
+    t->src.n++;
+    return 0;
+}
+
+void tgt__src_del(struct tgt *t, const struct tobj *o)
+{
+    if (t->src.nslot == 0 || !src_indexed(o)) {
+        return;
+    }
+    size_t mask = t->src.nslot - 1;
+    size_t i = src_home(t, o->kind, o->src_id);
+    while (t->src.o[i] != NULL && t->src.o[i] != o) {
+        i = (i + 1) & mask;
+    }
+    if (t->src.o[i] == NULL) {
+        return;
+    }
+    for (size_t j = (i + 1) & mask; t->src.o[j] != NULL; j = (j + 1) & mask) {
+        size_t home = src_home(t, t->src.o[j]->kind, t->src.o[j]->src_id);
+        bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+        if (!stays) {
+            t->src.o[i] = t->src.o[j];
+            i = j;
+        }
+    }
+    t->src.o[i] = NULL;
+    t->src.n--;
+}
+
+void tgt__src_rebuild(struct tgt *t)
+{
+    if (t->src.nslot > 0) {
+        memset(t->src.o, 0, t->src.nslot * sizeof *t->src.o);
+    }
+    t->src.n = 0;
+    for (size_t i = 0; t->last != NULL && i < t->last->n; i++) {
+        if (tgt__src_put(t, t->last->o[i]) < 0) {
+            t->unclean = true; /* no index: the next pass is a full one */
+        }
+    }
 }
 
 /* Path components: "a/b/c" -> pointers into a copy. */

@@ -23,4 +23,7 @@ get_target_property(TGT_SM_TYPE statemachine TYPE)
 if(TGT_SM_TYPE STREQUAL "STATIC_LIBRARY")
   nvmet_unit_test(test_tgt_sm SOURCES unit/test_tgt_sm.c unit/test_tgt_util.c
                   LIBS target statemachine nvjson nvcommon)
+  # incremental passes against full ones after random writes
+  nvmet_unit_test(test_tgt_delta SOURCES unit/test_tgt_delta.c unit/test_tgt_util.c
+                  LIBS target statemachine nvjson nvcommon TIMEOUT 300)
 endif()

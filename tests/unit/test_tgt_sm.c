@@ -239,7 +239,7 @@ static void test_sm_updates_and_deletes(void **state)
 /* ANA through the statemachine: the ANA port listens on this node's
  * entry of the VIP's node_addresses, and an incremental pass after
  * failover.update changes it (the failover settings are inputs of the
- * reused objects, not only the rows). */
+ * rendered objects, not only the rows: such a change is a full pass). */
 static void test_sm_ana_node_address(void **state)
 {
     struct ctx *c = *state;
