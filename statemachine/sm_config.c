@@ -268,7 +268,11 @@ static void take_config(struct sm_state *a, struct sm_state *b)
     struct nv *g = a->global;
     a->global = b->global;
     b->global = g;
-    a->row_ver = b->row_ver > a->row_ver ? b->row_ver : a->row_ver;
+    size_t ana = a->ana_subsys;
+    a->ana_subsys = b->ana_subsys;
+    b->ana_subsys = ana;
+    /* every row is new to the renderer: one full pass */
+    sm__change_all(a);
     const struct nv *fo = nv_get(b->cluster, "failover");
     if (fo != NULL) {
         if (a->cluster == NULL) {
