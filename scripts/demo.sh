@@ -3,7 +3,7 @@
 # local three-node nvmet-ha cluster on loopback (one Raft cluster; configfs
 # emulated under run/nodeN/configfs because this host kernel has no nvmet),
 # runs the complete setup (every kind of object of the API) through nvmetctl against the cluster,
-# prints the rendered tree of the active node and the cluster status, and
+# prints the rendered tree of the active node and nvmetctl status, and
 # leaves the cluster up for nvmetctl calls until Ctrl-C.
 #   NODES=1 bash scripts/demo.sh   runs a single node instead.
 set -euo pipefail
@@ -106,14 +106,15 @@ for i in $(seq 1 "$NODES"); do
     echo "node $i: $("$NVMETCTL" --socket "$RUN/node$i/nvmetd.sock" call failover.status)"
 done
 echo
-echo "== cluster.status"
-ctl cluster.status
+echo "== nvmetctl status (cluster.status at a glance; -o json for all of it)"
+"$NVMETCTL" --url "$URLS" --api-key-file "$RUN/api.key" --cacert "$RUN/tls/ca.pem" status || true
 echo
 cat <<MSG
 
 The cluster is up (pids ${PIDS[*]}, logs $RUN/node*/nvmetd.log). Try, in another shell:
   $NVMETCTL --url $URLS --api-key-file $RUN/api.key --cacert $RUN/tls/ca.pem call nvmet.subsys.query
   $NVMETCTL --socket $RUN/node1/nvmetd.sock call nvmet.namespace.query '[["subsys.id", "=", 1]]' '{"select": ["nsid", "device_path"]}'
+  $NVMETCTL --socket $RUN/node1/nvmetd.sock status
   kill -9 ${PIDS[$ACTIVE]}    # the active node: another node becomes MASTER and links the port
 Press Ctrl-C to stop.
 MSG
