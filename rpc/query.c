@@ -196,6 +196,11 @@ static bool re_too_complex(const char *p)
      * same of its last atom */
     double sum[RE_MAX_GROUPS + 1] = {0}, last[RE_MAX_GROUPS + 1] = {0};
     bool loops[RE_MAX_GROUPS + 1] = {false}, last_loops[RE_MAX_GROUPS + 1] = {false};
+    /* what can match the empty string: the alternative so far (and before
+     * its last atom), a finished alternative, the last atom */
+    bool seq_null[RE_MAX_GROUPS + 1], seq_before[RE_MAX_GROUPS + 1];
+    bool alt_null[RE_MAX_GROUPS + 1] = {false}, last_null[RE_MAX_GROUPS + 1] = {false};
+    seq_null[0] = seq_before[0] = true;
     unsigned d = 0;
     bool repeated = false; /* the last thing read was *, +, ? or a bound */
     while (*p != '\0') {
@@ -210,12 +215,17 @@ static bool re_too_complex(const char *p)
             d++;
             sum[d] = last[d] = 0;
             loops[d] = last_loops[d] = false;
+            seq_null[d] = seq_before[d] = true;
+            alt_null[d] = last_null[d] = false;
             p++;
             continue;
         }
         if (*p == '|') {
             last[d] = 0; /* alternatives add up */
             last_loops[d] = repeated = false;
+            alt_null[d] = alt_null[d] || seq_null[d];
+            seq_null[d] = seq_before[d] = true;
+            last_null[d] = false;
             p++;
             continue;
         }
@@ -230,6 +240,10 @@ static bool re_too_complex(const char *p)
             if (*p != '?') {
                 last_loops[d] = loops[d] = true;
             }
+            if (*p != '+') { /* X? and X* match the empty string */
+                last_null[d] = true;
+                seq_null[d] = seq_before[d];
+            }
             repeated = true;
             p++;
             if (sum[d] > RE_MAX_SIZE) {
@@ -241,8 +255,15 @@ static bool re_too_complex(const char *p)
             return true; /* a back-reference */
         }
         if (*p == '{' && (k = re_copies(&q)) > 0) {
-            if (last_loops[d] || repeated) {
+            /* copies of what matches the empty string multiply regcomp's
+             * epsilon closures: "((){2,99}){1,}" 35 s, "((a?){2,99}){1,}"
+             * over 15 s */
+            if (last_loops[d] || repeated || (last_null[d] && k > 1)) {
                 return true;
+            }
+            if (p[1] == '0' && (p[2] == ',' || p[2] == '}')) { /* {0,n}: may be empty */
+                last_null[d] = true;
+                seq_null[d] = seq_before[d];
             }
             sum[d] += last[d] * (k - 1);
             last[d] *= k;
@@ -253,8 +274,11 @@ static bool re_too_complex(const char *p)
             repeated = true;
             p = q;
         } else {
+            bool atom_null = false;
             if (*p == ')' && d > 0) {
-                atom = sum[d];
+                /* an empty group still costs regcomp a node */
+                atom = sum[d] > 0 ? sum[d] : 1;
+                atom_null = alt_null[d] || seq_null[d];
                 atom_loops = loops[d--];
                 p++;
             } else if (*p == '[') {
@@ -268,6 +292,9 @@ static bool re_too_complex(const char *p)
             last[d] = atom;
             last_loops[d] = atom_loops;
             loops[d] = loops[d] || atom_loops;
+            seq_before[d] = seq_null[d];
+            seq_null[d] = seq_null[d] && atom_null;
+            last_null[d] = atom_null;
             repeated = false;
         }
         if (sum[d] > RE_MAX_SIZE) {
