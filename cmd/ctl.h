@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "rpc.h"
 
@@ -28,6 +29,8 @@ struct ctl {
 };
 
 long ctl_now_ms(void);
+/* All of f as a NUL-terminated string (owned), NULL when out of memory. */
+char *ctl_slurp(FILE *f);
 /* "[ERRNAME] attribute: message" lines on standard error. */
 void ctl_print_error(const struct nv_err *e);
 /* A failure after which another node (or the same, a moment later) may

@@ -354,19 +354,7 @@ static char *slurp_path(const char *path)
         fprintf(stderr, "[%s] ALL: %s: %s\n", nv_errname(errno), path, strerror(errno));
         return NULL;
     }
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    size_t got;
-    while (buf != NULL && (got = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-        len += got;
-        if (len + 1 >= cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-        }
-    }
-    if (buf != NULL) {
-        buf[len] = '\0';
-    }
+    char *buf = ctl_slurp(f);
     if (f != stdin) {
         fclose(f);
     }

@@ -119,7 +119,7 @@ long ctl_now_ms(void)
     return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
-static char *slurp(FILE *f)
+char *ctl_slurp(FILE *f)
 {
     size_t cap = 4096, len = 0;
     char *buf = malloc(cap);
@@ -166,7 +166,7 @@ static struct nv *parse_arg(const char *a, bool *stdin_used)
             return NULL;
         }
         *stdin_used = true;
-        char *text = slurp(stdin);
+        char *text = ctl_slurp(stdin);
         struct nv *v = text != NULL ? json_value(text) : NULL;
         if (v == NULL) {
             fprintf(stderr, "nvmetctl: standard input is not one JSON document\n");
@@ -185,7 +185,7 @@ static char *read_key(const char *path)
         fprintf(stderr, "nvmetctl: --api-key-file %s: %s\n", path, strerror(errno));
         return NULL;
     }
-    char *k = slurp(f);
+    char *k = ctl_slurp(f);
     fclose(f);
     if (k == NULL) {
         return NULL;
