@@ -707,7 +707,11 @@ void node_stop(struct node *n, void (*done)(void *arg), void *arg)
         n->closing--;
     }
     if (n->fo != NULL) {
-        fo_close(n->fo, module_closed, n); /* releases what an HA node holds */
+        /* releases what an HA node holds, then frees itself: nothing of
+         * the node may reach it after this (a cluster.status answered
+         * while the server drains would read freed memory) */
+        fo_close(n->fo, module_closed, n);
+        n->fo = NULL;
     } else {
         n->closing--;
     }
