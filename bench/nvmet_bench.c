@@ -242,6 +242,24 @@ static bool node_ready(const struct node *n, bool *leader)
     return true;
 }
 
+/* The node that is the ready leader now (waiting up to timeout_us), or -1. */
+static int leader_index(const struct cluster *c, double timeout_us)
+{
+    double t0 = bench_now_us();
+    for (;;) {
+        for (int i = 0; i < c->count; i++) {
+            bool lead = false;
+            if (node_ready(&c->n[i], &lead) && lead) {
+                return i;
+            }
+        }
+        if (bench_now_us() - t0 >= timeout_us) {
+            return -1;
+        }
+        usleep(20000);
+    }
+}
+
 static int cluster_start(struct cluster *c, const char *dir, const char *tag, int count,
                          const char *const *extra)
 {
@@ -256,17 +274,7 @@ static int cluster_start(struct cluster *c, const char *dir, const char *tag, in
     for (int i = 0; i < count; i++) {
         node_exec(&c->n[i], i + 1, count > 1 ? c->list : NULL, extra);
     }
-    double t0 = bench_now_us();
-    c->leader = -1;
-    while (c->leader < 0 && bench_now_us() - t0 < 30e6) {
-        for (int i = 0; i < count && c->leader < 0; i++) {
-            bool lead = false;
-            if (node_ready(&c->n[i], &lead) && lead) {
-                c->leader = i;
-            }
-        }
-        usleep(20000);
-    }
+    c->leader = leader_index(c, 30e6);
     if (c->leader < 0) {
         fprintf(stderr, "nvmet-bench: no leader (see %s)\n", c->n[0].log);
         return -1;
@@ -422,8 +430,11 @@ static double run_load(const struct cluster *cl, const char *name, const char *p
         uv_timer_start(&l.poll, poll_rendered, 1, 1);
     }
     struct client *cs = calloc((size_t)clients, sizeof *cs);
+    /* the leader may have changed since the cluster started: the nodes
+     * have no RPC port, so a follower cannot forward */
+    int leader = leader_index(cl, 10e6);
     char ep[700];
-    snprintf(ep, sizeof ep, "unix:%s", cl->n[cl->leader].sock);
+    snprintf(ep, sizeof ep, "unix:%s", cl->n[leader >= 0 ? leader : cl->leader].sock);
     double t0 = bench_now_us();
     for (int i = 0; i < clients; i++) {
         cs[i].l = &l;
@@ -862,11 +873,51 @@ static void scale_bench(const char *dir, const int *sizes, size_t nsizes, int n)
     cluster_stop(&c);
 }
 
+/* (c) alone on 3 nodes: 1 and 64 clients with rendering on, then the same
+ * with nvmet.global.update {"enabled": false} (every node still applies
+ * and runs its render pass, which desires an empty tree). */
+static void full_bench(const char *dir, int n1, int n64)
+{
+    struct cluster c;
+    if (cluster_start(&c, dir, "full3", 3, NULL) < 0) {
+        cluster_stop(&c);
+        return;
+    }
+    const struct node *ld = &c.n[c.leader];
+    double ops[2][2], p50[2][2], p99[2][2];
+    for (int off = 0; off <= 1; off++) {
+        if (off) {
+            int li = leader_index(&c, 10e6);
+            ld = &c.n[li >= 0 ? li : c.leader];
+            global_enable(ld, false);
+            wait_rendered_ms(ld);
+        }
+        for (int k = 0; k < 2; k++) {
+            int clients = k == 0 ? 1 : 64;
+            char label[96], prefix[32];
+            snprintf(label, sizeof label, "(c) 3 nodes, %d client%s, rendering %s", clients,
+                     clients > 1 ? "s" : "", off ? "off" : "on");
+            snprintf(prefix, sizeof prefix, "f%d-%d", off, clients);
+            ops[off][k] = run_load(&c, label, prefix, clients, k == 0 ? n1 : n64, !off);
+            p50[off][k] = g_last_p50 / 1000;
+            p99[off][k] = g_last_p99 / 1000;
+        }
+    }
+    printf("\n(c) nvmet.subsys.create, 3 nodes\n%-14s | %10s %9s %9s | %10s %9s %9s\n", "rendering",
+           "1 client/s", "p50", "p99", "64 clients", "p50", "p99");
+    for (int off = 0; off <= 1; off++) {
+        printf("%-14s | %10.0f %6.3f ms %6.3f ms | %10.0f %6.3f ms %6.3f ms\n", off ? "off" : "on",
+               ops[off][0], p50[off][0], p99[off][0], ops[off][1], p50[off][1], p99[off][1]);
+    }
+    fflush(stdout);
+    cluster_stop(&c);
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = NULL;
     int n1 = 1000, n64 = 10000;
-    bool quick = false, transport = false, rpc_only = false, scale = false;
+    bool quick = false, transport = false, rpc_only = false, scale = false, full3 = false;
     static const struct option opts[] = {{"dir", required_argument, NULL, 'd'},
                                          {"transport", no_argument, NULL, 't'},
                                          {"rpc", no_argument, NULL, 'r'},
@@ -874,6 +925,7 @@ int main(int argc, char **argv)
                                          {"n64", required_argument, NULL, '6'},
                                          {"quick", no_argument, NULL, 'q'},
                                          {"scale", no_argument, NULL, 's'},
+                                         {"full", no_argument, NULL, 'f'},
                                          {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -896,6 +948,9 @@ int main(int argc, char **argv)
         case 's':
             scale = true;
             break;
+        case 'f':
+            full3 = true;
+            break;
         case 'q':
             quick = true;
             n1 = 200;
@@ -904,11 +959,12 @@ int main(int argc, char **argv)
         default:
             fprintf(stderr,
                     "usage: nvmet-bench [--dir DIR] [--n1 N] [--n64 N] [--quick] [--transport | "
-                    "--rpc | --scale]\n"
+                    "--rpc | --scale | --full]\n"
                     "  --transport  only (b) on 3 nodes: plaintext vs TLS PSK vs TLS cert\n"
                     "  --rpc        only (e): the RPC port, plaintext vs TLS\n"
                     "  --scale      only (f): one create's cost with 0, 2000, 20000\n"
-                    "               subsystems present (--quick: 0, 500, 2000)\n");
+                    "               subsystems present (--quick: 0, 500, 2000)\n"
+                    "  --full       only (c) on 3 nodes, rendering on and off\n");
             return 2;
         }
     }
@@ -931,6 +987,11 @@ int main(int argc, char **argv)
     if (scale) {
         const int full[] = {0, 2000, 20000}, small[] = {0, 500, 2000};
         scale_bench(dir, quick ? small : full, 3, quick ? 200 : 500);
+        remove_tmp(dir, tmp);
+        return 0;
+    }
+    if (full3) {
+        full_bench(dir, n1, n64);
         remove_tmp(dir, tmp);
         return 0;
     }

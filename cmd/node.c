@@ -78,6 +78,9 @@ void node_render_pass(struct node *n)
                        : tgt_reconcile_changes(n->tgt, n->sm, &v, &ch, &rep);
     sm_changes_clear(n->sm);
     n->render_sweep = false;
+    if (sweep) {
+        n->last_sweep_ms = uv_now(n->loop);
+    }
     n->render_passes++;
     nv_hist_add(&n->render_time, uv_hrtime() - t0);
     n->drift_total += rep.drift;
@@ -122,11 +125,45 @@ void node_render_soon(struct node *n)
     schedule_render(n);
 }
 
+/* The periodic check: a slice of the rendered tree per tick, sized so
+ * that a round takes about --sweep-interval, and no tick holds the loop
+ * for long however big the configuration (a sweep of 10,000 namespaces
+ * takes about a second: Raft heartbeats and the failover lease would
+ * starve). A full sweep only when a slice finds what only a sweep
+ * repairs, or, with no clean rendered tree to check against (failures a
+ * full pass keeps retrying), once per interval. */
+#define SWEEP_TICK_MS 100u
+
+static unsigned sweep_tick_ms(const struct node *n)
+{
+    return n->cfg.sweep_interval_ms < SWEEP_TICK_MS ? n->cfg.sweep_interval_ms : SWEEP_TICK_MS;
+}
+
 static void sweep_timer_cb(uv_timer_t *t)
 {
     struct node *n = t->data;
-    n->render_sweep = true;
-    schedule_render(n);
+    if (n->tgt == NULL || !n->caught_up || n->render_sweep ||
+        uv_is_active((uv_handle_t *)&n->render_timer)) {
+        return; /* a pass is due anyway */
+    }
+    uint64_t ticks = n->cfg.sweep_interval_ms / sweep_tick_ms(n);
+    size_t max = tgt_rendered_objects(n->tgt) / (size_t)(ticks ? ticks : 1) + 16;
+    struct tgt_report rep = {0};
+    bool round = false;
+    int rv = tgt_verify_slice(n->tgt, max, &rep, &round);
+    n->verify_rounds += round;
+    n->drift_total += rep.drift;
+    if (rep.drift > 0) {
+        node_log(n, NODE_LOG_INFO, "render: repaired %u drifted object(s)", rep.drift);
+    }
+    tgt_report_clear(&rep);
+    if (rv == -ESTALE || (rv == -EAGAIN && uv_now(n->loop) - n->last_sweep_ms >=
+                                               (uint64_t)n->cfg.sweep_interval_ms)) {
+        n->render_sweep = true;
+        schedule_render(n);
+    } else if (rv > 0) {
+        schedule_render(n); /* a full pass retries and reports what failed */
+    }
 }
 
 static int wait_rendered(void *ctx, void (*cb)(void *arg, int status, void *result), void *arg)
@@ -370,8 +407,7 @@ void node_sweep_restart(struct node *n)
 {
     uv_timer_stop(&n->sweep_timer);
     if (n->cfg.sweep_interval_ms > 0) {
-        uv_timer_start(&n->sweep_timer, sweep_timer_cb, n->cfg.sweep_interval_ms,
-                       n->cfg.sweep_interval_ms);
+        uv_timer_start(&n->sweep_timer, sweep_timer_cb, sweep_tick_ms(n), sweep_tick_ms(n));
     }
 }
 

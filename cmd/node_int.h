@@ -37,7 +37,8 @@ struct node {
     size_t n_peers;
 
     /* rendering: applies mark the tree dirty; a zero timer renders once per
-     * loop iteration; the sweep timer repairs drift periodically. */
+     * loop iteration; the sweep timer checks a slice of the rendered tree
+     * every tick (a round per --sweep-interval) and repairs drift. */
     uv_timer_t render_timer;
     uv_timer_t sweep_timer;
     bool render_sweep;       /* next render reads the whole live tree */
@@ -45,6 +46,8 @@ struct node {
     uint64_t rendered_gen;   /* sm_generation of the last finished render */
     uint64_t render_passes;
     uint64_t drift_total;
+    uint64_t last_sweep_ms;   /* uv_now of the last full sweep */
+    uint64_t verify_rounds;   /* rounds of the sliced check completed */
     unsigned last_errors;
     struct nv *last_problems; /* owned: problems of the last render */
     struct nv_hist apply_time;  /* per committed entry */

@@ -547,6 +547,7 @@ static struct nv *render_status(const struct node *n)
     nv_set_int(r, "rendered_generation", (int64_t)n->rendered_gen);
     nv_set_int(r, "passes", (int64_t)n->render_passes);
     nv_set_int(r, "drift_repaired", (int64_t)n->drift_total);
+    nv_set_int(r, "check_rounds", (int64_t)n->verify_rounds);
     nv_set(r, "errors", n->last_problems ? nv_copy(n->last_problems) : nv_arr());
     nv_set_str(r, "configfs", n->cfg.configfs);
     nv_set_bool(r, "emulated", tgt_is_emulated(n->tgt));

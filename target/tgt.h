@@ -134,6 +134,17 @@ int tgt_reconcile(struct tgt *t, const struct sm_state *s, const struct tgt_view
  * retry): see tgt_delta.c. The caller clears the list afterwards. */
 int tgt_reconcile_changes(struct tgt *t, const struct sm_state *s, const struct tgt_view *v,
                           const struct sm_changes *ch, struct tgt_report *rep);
+/* The periodic check in slices (tgt_verify.c): re-applies up to max
+ * objects of the last rendered tree against the live one, from where the
+ * previous slice stopped, repairing changed attributes and links (drift in
+ * rep). *round_done is set when the slice reached the end of the tree.
+ * Returns the errors of the slice (>= 0); -ESTALE when it found something
+ * only a sweep repairs (a vanished directory, an object made by hand): run
+ * tgt_reconcile(sweep=true) then; -EAGAIN when there is no clean last tree
+ * to check against (no pass yet, failures a full pass retries). */
+int tgt_verify_slice(struct tgt *t, size_t max, struct tgt_report *rep, bool *round_done);
+/* Objects of the last rendered tree (a slice size is a share of it). */
+size_t tgt_rendered_objects(const struct tgt *t);
 /* Details of the contract:
  * - rep is cleared first (tgt_report_clear) and then filled;
  * - the first pass of an instance is always a sweep, and so is the pass

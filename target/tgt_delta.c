@@ -19,7 +19,8 @@
  * the last one): changes of ports (their referrals and ANA forms look at
  * every port), of the global row or the cluster facts, with failover
  * licensed changes of subsystems and port links (effective ANA decides
- * the port forms and the ANA group), a different view (role, ANA slot),
+ * the port forms and the ANA group) other than additions that change
+ * neither (tgt__ha_added_ok), a different view (role, ANA slot),
  * and any pass after one that left failures, ghosts or builder problems
  * (those are retried and reported by every pass until they are gone).
  * The periodic sweep stays the only walk of the live tree. */
@@ -45,7 +46,8 @@ static bool same_view(const struct tgt_view *a, const struct tgt_view *b)
 }
 
 /* A change an incremental pass can render on its own. */
-static bool row_change_ok(const struct sm_change *c, const struct tgt_view *v)
+static bool row_change_ok(const struct tgt *t, const struct tgt_rows *r, const struct tgt_view *v,
+                          const struct sm_change *c)
 {
     switch (c->table) {
         case SM_HOST:
@@ -54,7 +56,7 @@ static bool row_change_ok(const struct sm_change *c, const struct tgt_view *v)
             return true;
         case SM_SUBSYS:
         case SM_PORT_SUBSYS:
-            return !v->ha;
+            return !v->ha || (c->op == SM_ADDED && tgt__ha_added_ok(t, r, v, c->table, c->id));
         default:
             return false;
     }
@@ -273,7 +275,7 @@ int tgt__reconcile_delta(struct tgt *t, const struct tgt_rows *r, const struct t
         return -EAGAIN;
     }
     for (size_t i = 0; i < n; i++) {
-        if (!row_change_ok(&ch[i], v)) {
+        if (!row_change_ok(t, r, v, &ch[i])) {
             return -EAGAIN;
         }
     }

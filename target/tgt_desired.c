@@ -32,6 +32,7 @@ struct builder {
     int err;            /* -ENOMEM */
     unsigned group;     /* this node's ANA group on every port, 0 = none */
     unsigned char *use; /* per port row (index in rows): PU_PLAIN | PU_ANA */
+    bool partial;       /* tgt__build_rows: the ports are in the last tree */
 };
 
 /* The row an object was built from: an incremental pass finds it by that. */
@@ -518,7 +519,10 @@ static void port_link_row(struct builder *bd, const struct nv *row)
     bool ana = tgt__subsys_ana(&bd->b, s);
     char port[64], path[600], target[512];
     port_path(port, sizeof port, p, ana);
-    if ((!ana && !bd->b.view->active) || (ana && tgt__tree_find(bd->tr, port) == NULL)) {
+    bool have_port = tgt__tree_find(bd->tr, port) != NULL ||
+                     (bd->partial && bd->b.t->last != NULL &&
+                      tgt__tree_find(bd->b.t->last, port) != NULL);
+    if ((!ana && !bd->b.view->active) || (ana && !have_port)) {
         return; /* a standby; or an ANA port without an address (reported) */
     }
     snprintf(path, sizeof path, "%s/subsystems/%s", port, sn);
@@ -635,7 +639,8 @@ struct ttree *tgt__build(const struct tgt *t, const struct tgt_rows *r, const st
 int tgt__build_rows(const struct tgt *t, const struct tgt_rows *r, const struct tgt_view *v,
                     const struct tgt_ref *refs, size_t n, struct ttree *tr)
 {
-    struct builder bd = {.b = {.t = t, .rows = r, .view = v}, .tr = tr, .group = t->group};
+    struct builder bd = {
+        .b = {.t = t, .rows = r, .view = v}, .tr = tr, .group = t->group, .partial = true};
     tr->group = t->group;
     if (renders_nothing(r, v)) {
         return 0;
@@ -648,6 +653,28 @@ int tgt__build_rows(const struct tgt *t, const struct tgt_rows *r, const struct 
         }
     }
     return bd.err;
+}
+
+bool tgt__ha_added_ok(const struct tgt *t, const struct tgt_rows *r, const struct tgt_view *v,
+                      enum sm_table table, int64_t id)
+{
+    const struct tgt_build b = {.t = t, .rows = r, .view = v};
+    if (table == SM_SUBSYS) {
+        const struct nv *s = tgt__row_by_id(r, SM_SUBSYS, id);
+        return s != NULL && (!tgt__subsys_ana(&b, s) || t->group != 0);
+    }
+    if (table != SM_PORT_SUBSYS || t->last == NULL) {
+        return false;
+    }
+    const struct nv *link = tgt__row_by_id(r, SM_PORT_SUBSYS, id);
+    const struct nv *p = tgt__row_by_id(r, SM_PORT, nv_get_int(link, "port_id", 0));
+    const struct nv *s = tgt__row_by_id(r, SM_SUBSYS, nv_get_int(link, "subsys_id", 0));
+    if (link == NULL || p == NULL || s == NULL) {
+        return false;
+    }
+    char path[64];
+    port_path(path, sizeof path, p, tgt__subsys_ana(&b, s));
+    return tgt__tree_find(t->last, path) != NULL;
 }
 
 /* ---- rows ------------------------------------------------------------------- */

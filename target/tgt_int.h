@@ -249,6 +249,15 @@ struct tgt_ref {
  * in t's last full build. 0 or -ENOMEM. */
 int tgt__build_rows(const struct tgt *t, const struct tgt_rows *r, const struct tgt_view *v,
                     const struct tgt_ref *refs, size_t n, struct ttree *tr);
+/* With failover licensed (view ha), may an incremental pass render the
+ * added row of a subsystem or a port link on its own? Effective ANA
+ * decides the ANA group of every port and which forms a port is rendered
+ * in, so only when it changes neither: a new subsystem without effective
+ * ANA, or with it while the group is already out; a new link whose port
+ * form is already rendered. Anything else (ANA may have flipped) needs a
+ * full pass. */
+bool tgt__ha_added_ok(const struct tgt *t, const struct tgt_rows *r, const struct tgt_view *v,
+                      enum sm_table table, int64_t id);
 /* Kind of the objects built from one row of table t (0 = ports: several),
  * and back: the table of a kind of one object per row, or -1. */
 enum tgt_kind tgt__row_kind(enum sm_table t);
@@ -321,6 +330,7 @@ struct tgt {
     unsigned group;       /* ANA group of the last full build */
     bool unclean;         /* the last tree has failures, ghosts or builder
                            * problems: the next pass is a full one */
+    size_t verify_next;   /* tgt_verify_slice: the next object to check */
 };
 /* The source index of t->last: rebuilt after a full pass, kept up to date
  * by incremental ones. Only objects of one row each (not ports, ANA

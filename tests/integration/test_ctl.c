@@ -101,6 +101,20 @@ static int setup(void **state)
     return -1;
 }
 
+/* The single node a test starts besides the cluster: stopped after the
+ * test even when an assertion ended it early. */
+static struct h_node g_solo;
+
+static int solo_stop(void **state)
+{
+    (void)state;
+    if (g_solo.pid > 0) {
+        h_node_kill(&g_solo, SIGTERM);
+        h_node_wait(&g_solo);
+    }
+    return 0;
+}
+
 static int teardown(void **state)
 {
     (void)state;
@@ -284,16 +298,16 @@ static void test_backup_restore(void **state)
     free(out);
     char base[256];
     h_tmpdir(base, sizeof base);
-    struct h_node n;
-    h_node_init(&n, base, 1);
-    assert_int_equal(h_node_start(&n, NULL), 0);
-    out = run(&st, "%s --socket %s call config.restore - < %s", NVMETCTL_BIN, n.sock, saved);
+    struct h_node *n = &g_solo;
+    h_node_init(n, base, 1);
+    assert_int_equal(h_node_start(n, NULL), 0);
+    out = run(&st, "%s --socket %s call config.restore - < %s", NVMETCTL_BIN, n->sock, saved);
     if (st != 0) {
         fail_msg("restore exit %d: %s", st, out);
     }
     free(out);
     char *a = h_read(saved);
-    out = run(&st, "%s --socket %s call config.save", NVMETCTL_BIN, n.sock);
+    out = run(&st, "%s --socket %s call config.save", NVMETCTL_BIN, n->sock);
     assert_int_equal(st, 0);
     struct nv *x = nv_from_json(a), *y = nv_from_json(out);
     assert_non_null(x);
@@ -305,14 +319,14 @@ static void test_backup_restore(void **state)
     nv_free(x);
     nv_free(y);
     free(out);
-    assert_int_equal(h_wait_rendered(&n, 20000), 0);
-    out = run(&st, "%s --socket %s call config.restore - < %s 2>&1", NVMETCTL_BIN, n.sock, saved);
+    assert_int_equal(h_wait_rendered(n, 20000), 0);
+    out = run(&st, "%s --socket %s call config.restore - < %s 2>&1", NVMETCTL_BIN, n->sock, saved);
     assert_int_equal(st, 1);
     assert_non_null(strstr(out, "[EEXIST] config_restore: the cluster holds"));
     free(out);
     free(a);
-    h_node_kill(&n, SIGTERM);
-    assert_int_equal(h_node_wait(&n), 0);
+    h_node_kill(n, SIGTERM);
+    assert_int_equal(h_node_wait(n), 0);
     h_rmrf(base);
 }
 
@@ -400,13 +414,13 @@ static void test_nvmetcli(void **state)
 
     char base[256];
     h_tmpdir(base, sizeof base);
-    struct h_node n;
-    h_node_init(&n, base, 1);
-    assert_int_equal(h_node_start(&n, NULL), 0);
+    struct h_node *n = &g_solo;
+    h_node_init(n, base, 1);
+    assert_int_equal(h_node_start(n, NULL), 0);
     out = run(&st, "%s --socket %s call nvmet.global.update '{\"enabled\": true}'", NVMETCTL_BIN,
-              n.sock);
+              n->sock);
     free(out);
-    out = run(&st, "%s --socket %s import-nvmetcli --dry-run %s 2>&1", NVMETCTL_BIN, n.sock, path);
+    out = run(&st, "%s --socket %s import-nvmetcli --dry-run %s 2>&1", NVMETCTL_BIN, n->sock, path);
     if (st != 0 || strstr(out, "create port TCP 198.51.100.30:4420") == NULL ||
         strstr(out, "create namespace 1 of") == NULL) {
         char *f = h_read(path);
@@ -414,16 +428,16 @@ static void test_nvmetcli(void **state)
     }
     free(out);
     out = run(&st, "%s --socket %s call nvmet.subsys.query '[]' '{\"count\": true}'", NVMETCTL_BIN,
-              n.sock);
+              n->sock);
     assert_string_equal(out, "0\n");
     free(out);
-    out = run(&st, "%s --socket %s import-nvmetcli %s 2>&1", NVMETCTL_BIN, n.sock, path);
+    out = run(&st, "%s --socket %s import-nvmetcli %s 2>&1", NVMETCTL_BIN, n->sock, path);
     if (st != 0) {
         fail_msg("import exit %d:\n%s", st, out);
     }
     free(out);
-    assert_int_equal(h_wait_rendered(&n, 20000), 0);
-    out = run(&st, "%s --socket %s call nvmet.global.export_nvmetcli", NVMETCTL_BIN, n.sock);
+    assert_int_equal(h_wait_rendered(n, 20000), 0);
+    out = run(&st, "%s --socket %s call nvmet.global.export_nvmetcli", NVMETCTL_BIN, n->sock);
     char *orig = h_read(path);
     struct nv *x = nv_from_json(orig), *y = nv_from_json(out);
     assert_non_null(x);
@@ -438,12 +452,12 @@ static void test_nvmetcli(void **state)
     nv_free(y);
     free(orig);
     free(out);
-    out = run(&st, "%s --socket %s import-nvmetcli %s 2>&1", NVMETCTL_BIN, n.sock, path);
+    out = run(&st, "%s --socket %s import-nvmetcli %s 2>&1", NVMETCTL_BIN, n->sock, path);
     assert_int_equal(st, 0);
     assert_non_null(strstr(out, "already present, left alone"));
     free(out);
-    h_node_kill(&n, SIGTERM);
-    assert_int_equal(h_node_wait(&n), 0);
+    h_node_kill(n, SIGTERM);
+    assert_int_equal(h_node_wait(n), 0);
     h_rmrf(base);
 }
 
@@ -495,8 +509,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_healthy), cmocka_unit_test(test_methods_table_env),
-        cmocka_unit_test(test_batch),          cmocka_unit_test(test_backup_restore),
-        cmocka_unit_test(test_nvmetcli),       cmocka_unit_test(test_dead_node),
+        cmocka_unit_test(test_batch),          cmocka_unit_test_teardown(test_backup_restore, solo_stop),
+        cmocka_unit_test_teardown(test_nvmetcli, solo_stop),       cmocka_unit_test(test_dead_node),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

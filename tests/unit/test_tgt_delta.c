@@ -343,8 +343,20 @@ static void expect_desired(struct ctx *c, const struct tgt_view *v, int step)
     struct nv *want = tgt_desired_tree(c->f.t, c->s, v);
     struct nv *live = tgt_live_tree(c->f.t);
     if (!nv_equal(want, live)) {
-        char *w = nv_dump(want), *l = nv_dump(live);
-        fail_msg("step %d: desired %s\nrendered %s", step, w, l);
+        /* name the paths that differ: the trees are long */
+        for (int side = 0; side < 2; side++) {
+            const struct nv *a = side ? live : want, *b = side ? want : live;
+            for (size_t i = 0; i < a->u.m.n; i++) {
+                const struct nv *o = nv_get(b, a->u.m.kv[i].k);
+                if (o == NULL || !nv_equal(o, a->u.m.kv[i].v)) {
+                    char *d = nv_dump(a->u.m.kv[i].v);
+                    fprintf(stderr, "%s %s = %s\n", side ? "rendered" : "desired",
+                            a->u.m.kv[i].k, d);
+                    free(d);
+                }
+            }
+        }
+        fail_msg("step %d: the rendered tree is not the desired one", step);
     }
     nv_free(want);
     nv_free(live);
@@ -406,13 +418,150 @@ static void test_delta_random_standby(void **state)
 }
 
 /* With failover licensed: namespace, host and access-list changes are
- * incremental, subsystem and port-link changes full (effective ANA). */
+ * incremental, subsystem and port-link changes too when they are
+ * additions that leave effective ANA as it was, others full. */
 static void test_delta_random_ha(void **state)
 {
     (void)state;
     for (uint64_t seed = 201; seed <= 203; seed++) {
         run_sequence(seed, &ha);
     }
+}
+
+/* Full passes taken by one pass over the writes made since the last. */
+static uint64_t full_passes_of(struct ctx *c, const struct tgt_view *v)
+{
+    struct tgt_stats a, b;
+    tgt_stats(c->f.t, &a);
+    assert_int_equal(pass(c, v), 0);
+    tgt_stats(c->f.t, &b);
+    expect_desired(c, v, -1);
+    return b.full_passes - a.full_passes;
+}
+
+/* With failover licensed, additions that change neither the ANA group nor
+ * a port's forms are incremental (bulk provisioning stays flat); the
+ * first subsystem with effective ANA and the first link needing a port's
+ * ANA form are full passes. */
+static void test_delta_ha_additions(void **state)
+{
+    (void)state;
+    struct ctx c;
+    setup_ctx(&c, 11);
+    assert_int_equal(pass(&c, &ha), 0);
+    remember(&c, SM_SUBSYS,
+             try_call(&c, "nvmet.subsys.create", "[{\"name\": \"nqn.2024-01.com.example:p1\"}]"));
+    assert_int_equal(full_passes_of(&c, &ha), 0);
+    nv_free(try_call(&c, "nvmet.port_subsys.create", "[{\"port_id\": 1, \"subsys_id\": 1}]"));
+    assert_int_equal(full_passes_of(&c, &ha), 0); /* the plain form is rendered */
+    remember(&c, SM_SUBSYS, try_call(&c, "nvmet.subsys.create",
+                                     "[{\"name\": \"nqn.2024-01.com.example:a1\", \"ana\": true}]"));
+    assert_int_equal(full_passes_of(&c, &ha), 1); /* the ANA group comes out */
+    remember(&c, SM_SUBSYS, try_call(&c, "nvmet.subsys.create",
+                                     "[{\"name\": \"nqn.2024-01.com.example:a2\", \"ana\": true}]"));
+    assert_int_equal(full_passes_of(&c, &ha), 0);
+    nv_free(try_call(&c, "nvmet.port_subsys.create", "[{\"port_id\": 1, \"subsys_id\": 2}]"));
+    assert_int_equal(full_passes_of(&c, &ha), 1); /* port 1's ANA form appears */
+    nv_free(try_call(&c, "nvmet.port_subsys.create", "[{\"port_id\": 1, \"subsys_id\": 3}]"));
+    assert_int_equal(full_passes_of(&c, &ha), 0);
+    nv_free(try_call(&c, "nvmet.namespace.create",
+                     "[{\"subsys\": 3, \"device\": \"zvol/tank/nvme/ns1\", \"enabled\": true}]"));
+    assert_int_equal(full_passes_of(&c, &ha), 0);
+    nv_free(try_call(&c, "nvmet.subsys.update", "[3, {\"ana\": false}]"));
+    assert_int_equal(full_passes_of(&c, &ha), 1); /* a modification may flip ANA */
+    sm_free(c.s);
+    fx_teardown(&c.f);
+}
+
+/* Slices of the periodic check until a round ends (bounded): the drift
+ * they repaired, or -ESTALE / -EAGAIN as soon as a slice says so. */
+static int verify_round(struct ctx *c, size_t max, unsigned *drift)
+{
+    *drift = 0;
+    for (int i = 0; i < 1000; i++) {
+        struct tgt_report rep = {0};
+        bool done = false;
+        int rv = tgt_verify_slice(c->f.t, max, &rep, &done);
+        *drift += rep.drift;
+        tgt_report_clear(&rep);
+        if (rv != 0 || done) {
+            return rv;
+        }
+    }
+    fail_msg("no round ended in 1000 slices");
+    return -1;
+}
+
+/* The periodic check in slices: a changed attribute or a re-pointed link
+ * is put back by the slice that reaches it; a vanished directory or an
+ * object made by hand (top level or inside a group) asks for a sweep,
+ * which repairs it; a clean tree costs no writes. */
+static void test_verify_slices(void **state)
+{
+    (void)state;
+    struct ctx c;
+    setup_ctx(&c, 13);
+    const char *sub = "subsystems/nqn.2024-01.com.example:v1";
+    remember(&c, SM_SUBSYS, try_call(&c, "nvmet.subsys.create",
+                                     "[{\"name\": \"nqn.2024-01.com.example:v1\", "
+                                     "\"allow_any_host\": false}]"));
+    remember(&c, SM_HOST,
+             try_call(&c, "nvmet.host.create", "[{\"hostnqn\": \"nqn.2024-01.com.example:h\"}]"));
+    nv_free(try_call(&c, "nvmet.host_subsys.create", "[{\"host\": 1, \"subsys\": 1}]"));
+    nv_free(try_call(&c, "nvmet.port_subsys.create", "[{\"port_id\": 1, \"subsys_id\": 1}]"));
+    nv_free(try_call(&c, "nvmet.namespace.create",
+                     "[{\"subsys\": 1, \"device\": \"zvol/tank/nvme/ns1\", \"enabled\": true}]"));
+    assert_int_equal(tgt_verify_slice(c.f.t, 4, &(struct tgt_report){0}, &(bool){false}), -EAGAIN);
+    assert_int_equal(pass(&c, &active), 0);
+    assert_true(tgt_rendered_objects(c.f.t) > 6);
+    unsigned drift;
+    struct tgt_stats a, b;
+    tgt_stats(c.f.t, &a);
+    assert_int_equal(verify_round(&c, 3, &drift), 0);
+    tgt_stats(c.f.t, &b);
+    assert_int_equal(drift, 0);
+    assert_int_equal(b.write + b.mkdir + b.symlink + b.unlink + b.rmdir,
+                     a.write + a.mkdir + a.symlink + a.unlink + a.rmdir);
+    assert_true(b.read > a.read); /* the attributes were read */
+
+    char rel[600];
+    snprintf(rel, sizeof rel, "%s/attr_allow_any_host", sub);
+    fx_write(&c.f, rel, "1");
+    snprintf(rel, sizeof rel, "%s/namespaces/1/enable", sub);
+    fx_write(&c.f, rel, "0");
+    assert_int_equal(verify_round(&c, 3, &drift), 0);
+    assert_int_equal(drift, 2);
+    snprintf(rel, sizeof rel, "%s/attr_allow_any_host", sub);
+    fx_expect(&c.f, rel, "0");
+    snprintf(rel, sizeof rel, "%s/namespaces/1/enable", sub);
+    fx_expect(&c.f, rel, "1");
+
+    /* a namespace made by hand inside a subsystem, then one at the top */
+    for (int k = 0; k < 3; k++) {
+        char path[900];
+        if (k == 0) {
+            snprintf(path, sizeof path, "%s/nvmet/%s/namespaces/9", c.f.root, sub);
+        } else if (k == 1) {
+            snprintf(path, sizeof path, "%s/nvmet/subsystems/nqn.2024-01.com.example:hand",
+                     c.f.root);
+        } else { /* a rendered namespace vanishes */
+            snprintf(path, sizeof path, "%s/nvmet/%s/namespaces/1", c.f.root, sub);
+        }
+        char cmd[1000];
+        snprintf(cmd, sizeof cmd, k < 2 ? "mkdir -p '%s'" : "rm -rf '%s'", path);
+        assert_int_equal(system(cmd), 0);
+        assert_int_equal(verify_round(&c, 3, &drift), -ESTALE);
+        assert_int_equal(verify_round(&c, 3, &drift), -EAGAIN); /* until the sweep */
+        struct tgt_report rep = {0};
+        assert_int_equal(tgt_reconcile(c.f.t, c.s, &active, true, &rep), 0);
+        assert_true(rep.drift > 0);
+        tgt_report_clear(&rep);
+        expect_desired(&c, &active, k);
+        assert_int_equal(verify_round(&c, 3, &drift), 0);
+        assert_int_equal(drift, 0);
+    }
+    sm_free(c.s);
+    fx_teardown(&c.f);
 }
 
 /* One create among many: an incremental pass touches that subsystem only
@@ -511,6 +660,8 @@ int main(void)
         cmocka_unit_test(test_delta_random_standby),
         cmocka_unit_test(test_delta_random_ha),
         cmocka_unit_test(test_delta_cost_flat),
+        cmocka_unit_test(test_delta_ha_additions),
+        cmocka_unit_test(test_verify_slices),
         cmocka_unit_test(test_delta_identity_recreates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
