@@ -357,6 +357,17 @@ static const char *rn_leader_rpc(void *ctx)
     return node_leader_rpc(ctx);
 }
 
+static uint64_t rn_leader_id(void *ctx)
+{
+    struct node *n = ctx;
+    if (n->cons == NULL) {
+        return 0;
+    }
+    struct cons_status st;
+    cons_get_status(n->cons, &st);
+    return st.leader_id != n->cfg.id ? st.leader_id : 0;
+}
+
 /* The key nodes use to log in to each other (node_key.c). */
 static const char *rn_cluster_key(void *ctx)
 {
@@ -568,6 +579,7 @@ static int start_rpc(struct node *n, char *msg, size_t msglen)
                                  .wait_rendered = wait_rendered,
                                  .is_leader = rn_is_leader,
                                  .leader_rpc = rn_leader_rpc,
+                                 .leader_id = rn_leader_id,
                                  .remove_file = rn_remove_file,
                                  .cluster_status = node_cluster_status,
                                  .sessions = rn_sessions,

@@ -16,6 +16,7 @@
  * is safe (methods_retry_safe): "not leader" means it did not run, "leadership
  * lost" means it may have, which only a session key makes safe to retry. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,21 +35,27 @@ void methods_reply_errno(struct rpc_methods *m, struct rpc_call *call, int statu
 {
     struct nv_err e;
     nv_err_init(&e);
+    uint64_t leader_id = m->node->leader_id != NULL ? m->node->leader_id(m->node->ctx) : 0;
     switch (-status) {
-        case NV_ENOTLEADER: {
+        case NV_ENOTLEADER:
+        case NV_ENOQUORUM: {
             const char *leader = m->node->leader_rpc ? m->node->leader_rpc(m->node->ctx) : NULL;
-            if (leader != NULL) {
+            if (-status == NV_ENOTLEADER && leader != NULL) {
                 nv_err_set(&e, NV_E_NOT_LEADER, NV_ENOTLEADER, "Not the leader; the leader is %s",
                            leader);
                 e.leader = strdup(leader);
+            } else if (leader == NULL && leader_id != 0) {
+                /* a leader exists: this node just cannot reach its API */
+                nv_err_set(&e, NV_E_NOT_LEADER, NV_ENOTLEADER,
+                           "Not the leader; the leader is node %" PRIu64
+                           ", which has no RPC address to forward to (started without --rpc, "
+                           "or not registered yet): call it directly",
+                           leader_id);
             } else {
                 nv_err_set(&e, NV_E_NO_QUORUM, NV_ENOQUORUM, "%s", NO_LEADER_REASON);
             }
             break;
         }
-        case NV_ENOQUORUM:
-            nv_err_set(&e, NV_E_NO_QUORUM, NV_ENOQUORUM, "%s", NO_LEADER_REASON);
-            break;
         case NV_ELEADERSHIPLOST:
             /* Raft could not tell whether the entry commits: the client retries
              * with the same client id and sequence, which deduplicates. */

@@ -256,6 +256,10 @@ struct rpc_node {
     bool (*is_leader)(void *ctx);
     /* The leader's RPC address for NOT_LEADER answers; NULL if unknown. */
     const char *(*leader_rpc)(void *ctx);
+    /* The id of another node this one knows to be the leader, 0 if none
+     * (no leader, or this node itself): a call that cannot be forwarded
+     * to a known leader says so instead of "no quorum". NULL = unknown. */
+    uint64_t (*leader_id)(void *ctx);
     /* Remove a FILE namespace's backing file after a committed
      * namespace.delete {"remove": true} (0 or -errno). NULL = unsupported. */
     int (*remove_file)(void *ctx, const char *path);
