@@ -745,6 +745,10 @@ static int cmd_methods(struct ctl *c, int argc, char **argv)
         const char *role = nv_get_str(d, "role");
         printf("%-42s %s%s\n", names[i], role != NULL ? role : "?",
                nv_get_bool(d, "before_login", false) ? " (before login)" : "");
+        const char *args = nv_get_str(d, "args");
+        if (args != NULL) {
+            printf("    %s\n", args);
+        }
     }
     free(names);
     nv_free(result);

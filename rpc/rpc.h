@@ -177,6 +177,9 @@ int rpc_server_register(struct rpc_server *s, const char *name, rpc_method_fn fn
  * for it with core.subscribe(collection) where collection == method, or
  * "*" (params taken). */
 void rpc_server_notify(struct rpc_server *s, const char *collection, struct nv *params);
+/* The arguments of a method in a compact notation (rpc/method_args.c),
+ * or NULL if it has no description. */
+const char *rpc_method_args(const char *method);
 /* Stop listening, close connections; pending calls are answered by their
  * handlers into the void. done(arg) when every handle is closed. */
 void rpc_server_close(struct rpc_server *s, void (*done)(void *arg), void *arg);

@@ -231,6 +231,8 @@ void srv__m_get_methods(struct rpc_call *call, const struct nv *params, void *ct
         struct nv *d = nv_map();
         nv_set_str(d, "role", rpc_role_name(srv__method_role(s->methods[i].flags)));
         nv_set_bool(d, "before_login", (s->methods[i].flags & RPC_M_NOAUTH) != 0);
+        const char *args = rpc_method_args(s->methods[i].name);
+        nv_set_str(d, "args", args); /* NULL sets nil */
         nv_set(out, s->methods[i].name, d);
     }
     rpc_reply(call, out);

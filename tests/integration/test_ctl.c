@@ -161,6 +161,10 @@ static void test_methods_table_env(void **state)
     assert_non_null(strstr(out, "nvmet.host.create"));
     assert_non_null(strstr(out, "nvmet.host.query"));
     assert_null(strstr(out, "nvmet.subsys"));
+    /* each method with its arguments */
+    assert_non_null(strstr(out, "nvmet.host.create                          admin\n"
+                                "    [{hostnqn!: nqn, description: str,"));
+    assert_non_null(strstr(out, "    [id: int, options?: {force: bool}]"));
     assert_true(count(out, " admin") >= 4);
     free(out);
 
