@@ -25,6 +25,7 @@
  * It starts its own nvmetd processes and kills only those. Numbers from a
  * shared machine are indicative: compare the ratios of one run. */
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <netinet/in.h>
@@ -913,11 +914,105 @@ static void full_bench(const char *dir, int n1, int n64)
     cluster_stop(&c);
 }
 
+/* (g) bulk provisioning through nvmetctl batch on 3 nodes: subsystems,
+ * then FILE namespaces (per_subsys each, 1 MiB sparse files every data
+ * node creates), rendering on; wall time of the batch, time until every
+ * node rendered it, each node's peak RSS, full render passes and role
+ * changes during the run. */
+static int64_t status_int(const struct node *n, const char *a, const char *b, const char *c)
+{
+    struct nv_err e;
+    struct nv *p = nv_arr(), *o = nv_map();
+    nv_set_bool(o, "local", true);
+    nv_push(p, o);
+    struct nv *r = call(n, "cluster.status", p, &e);
+    nv_err_clear(&e);
+    const struct nv *v = nv_get(nv_get(r, "node"), a);
+    v = b != NULL ? nv_get(v, b) : v;
+    int64_t x = nv_get_int(v, c, -1);
+    nv_free(r);
+    return x;
+}
+
+static void bulk_bench(const char *dir, int subsystems, int per_subsys)
+{
+    struct cluster c;
+    if (cluster_start(&c, dir, "bulk", 3, NULL) < 0) {
+        cluster_stop(&c);
+        return;
+    }
+    char file[700];
+    snprintf(file, sizeof file, "%s/bulk.jsonl", dir);
+    FILE *f = fopen(file, "w");
+    if (f == NULL) {
+        perror(file);
+        cluster_stop(&c);
+        return;
+    }
+    for (int i = 0; i < subsystems; i++) {
+        fprintf(f, "[\"nvmet.subsys.create\", {\"name\": \"nqn.2024-01.com.example:bulk-%d\"}]\n", i);
+    }
+    for (int i = 0; i < subsystems * per_subsys; i++) {
+        fprintf(f,
+                "[\"nvmet.namespace.create\", {\"subsys\": %d, \"device\": \"/srv/bulk/ns%d.img\", "
+                "\"filesize\": 1048576}]\n",
+                i / per_subsys + 1, i);
+    }
+    fclose(f);
+    int64_t full0[3], acq0[3];
+    for (int i = 0; i < 3; i++) {
+        full0[i] = status_int(&c.n[i], "render", "syscalls", "full_passes");
+        acq0[i] = status_int(&c.n[i], "failover", NULL, "acquires");
+    }
+    for (int i = 0; i < 3; i++) {
+        char d[800];
+        snprintf(d, sizeof d, "%s/srv/bulk", c.n[i].dev);
+        mkdirs(d);
+    }
+    int leader = leader_index(&c, 10e6);
+    double t0 = bench_now_us();
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        execl(NVMETCTL_BIN, NVMETCTL_BIN, "--socket", c.n[leader >= 0 ? leader : 0].sock, "batch",
+              file, (char *)NULL);
+        _exit(127);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    double batch_s = (bench_now_us() - t0) / 1e6;
+    /* every node rendered the leader's generation (the same on every node
+     * once applied: it counts the applies that changed something) */
+    int64_t gen = status_int(&c.n[leader >= 0 ? leader : 0], "render", NULL, "generation");
+    for (int i = 0; i < 3; i++) {
+        double w0 = bench_now_us();
+        while (bench_now_us() - w0 < 120e6 &&
+               status_int(&c.n[i], "render", NULL, "rendered_generation") < gen) {
+            usleep(20000);
+        }
+    }
+    double all_s = (bench_now_us() - t0) / 1e6;
+    printf("\n(g) bulk: %d subsystems + %d FILE namespaces through nvmetctl batch, 3 nodes, "
+           "rendering on\n    batch %.1f s (exit %d), rendered on every node after %.1f s\n",
+           subsystems, subsystems * per_subsys, batch_s, WIFEXITED(st) ? WEXITSTATUS(st) : -1,
+           all_s);
+    for (int i = 0; i < 3; i++) {
+        printf("    node %d: peak RSS %.1f MiB, RSS now %.1f MiB, full render passes %" PRId64
+               ", failover acquires %" PRId64 "\n",
+               i + 1, rss_kib(c.n[i].pid, "VmHWM") / 1024.0, rss_kib(c.n[i].pid, "VmRSS") / 1024.0,
+               status_int(&c.n[i], "render", "syscalls", "full_passes") - full0[i],
+               status_int(&c.n[i], "failover", NULL, "acquires") - acq0[i]);
+    }
+    fflush(stdout);
+    cluster_stop(&c);
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = NULL;
     int n1 = 1000, n64 = 10000;
-    bool quick = false, transport = false, rpc_only = false, scale = false, full3 = false;
+    bool quick = false, transport = false, rpc_only = false, scale = false, full3 = false, bulk = false;
     static const struct option opts[] = {{"dir", required_argument, NULL, 'd'},
                                          {"transport", no_argument, NULL, 't'},
                                          {"rpc", no_argument, NULL, 'r'},
@@ -926,6 +1021,7 @@ int main(int argc, char **argv)
                                          {"quick", no_argument, NULL, 'q'},
                                          {"scale", no_argument, NULL, 's'},
                                          {"full", no_argument, NULL, 'f'},
+                                         {"bulk", no_argument, NULL, 'b'},
                                          {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -951,6 +1047,9 @@ int main(int argc, char **argv)
         case 'f':
             full3 = true;
             break;
+        case 'b':
+            bulk = true;
+            break;
         case 'q':
             quick = true;
             n1 = 200;
@@ -959,12 +1058,14 @@ int main(int argc, char **argv)
         default:
             fprintf(stderr,
                     "usage: nvmet-bench [--dir DIR] [--n1 N] [--n64 N] [--quick] [--transport | "
-                    "--rpc | --scale | --full]\n"
+                    "--rpc | --scale | --full | --bulk]\n"
                     "  --transport  only (b) on 3 nodes: plaintext vs TLS PSK vs TLS cert\n"
                     "  --rpc        only (e): the RPC port, plaintext vs TLS\n"
                     "  --scale      only (f): one create's cost with 0, 2000, 20000\n"
                     "               subsystems present (--quick: 0, 500, 2000)\n"
-                    "  --full       only (c) on 3 nodes, rendering on and off\n");
+                    "  --full       only (c) on 3 nodes, rendering on and off\n"
+                    "  --bulk       only (g): 1,000 subsystems + 10,000 FILE namespaces through\n"
+                    "               nvmetctl batch on 3 nodes (--quick: 100 + 1,000)\n");
             return 2;
         }
     }
@@ -987,6 +1088,11 @@ int main(int argc, char **argv)
     if (scale) {
         const int full[] = {0, 2000, 20000}, small[] = {0, 500, 2000};
         scale_bench(dir, quick ? small : full, 3, quick ? 200 : 500);
+        remove_tmp(dir, tmp);
+        return 0;
+    }
+    if (bulk) {
+        bulk_bench(dir, quick ? 100 : 1000, 10);
         remove_tmp(dir, tmp);
         return 0;
     }
