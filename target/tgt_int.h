@@ -284,6 +284,7 @@ struct tgt_pass {
     struct ttree *want, *last, *live; /* live: sweeps only */
     bool sweep, expect;               /* expect: a last tree to judge drift by */
     bool delta;                       /* want is only the changed part */
+    bool verify;                      /* the rolling check: read every attribute */
     const struct tobj **gone;         /* to remove, borrowed from last or live */
     size_t ngone, capgone;
     struct ttree *ghosts;  /* copies of the removals that failed */

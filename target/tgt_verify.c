@@ -141,7 +141,8 @@ int tgt_verify_slice(struct tgt *t, size_t max, struct tgt_report *rep, bool *ro
     }
     size_t n = t->last->n, from = t->verify_next < n ? t->verify_next : 0;
     size_t end = max < n - from ? from + max : n;
-    struct tgt_pass p = {.t = t, .rep = rep, .last = t->last, .expect = true, .delta = true};
+    struct tgt_pass p = {
+        .t = t, .rep = rep, .last = t->last, .expect = true, .delta = true, .verify = true};
     p.want = tgt__tree_new();
     p.ghosts = tgt__tree_new();
     if (p.want == NULL || p.ghosts == NULL) {
