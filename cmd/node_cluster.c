@@ -267,10 +267,18 @@ static void fo_render(void *ctx)
     node_render_pass(ctx);
 }
 
+/* The guardian took back the port links and ANA states (and nothing
+ * else it could know of): those are put back by a full pass, not a sweep
+ * of every object (a second at 10,000 namespaces: another missed
+ * renewal, another release). */
 static void fo_repair(void *ctx)
 {
     struct node *n = ctx;
-    n->render_sweep = true;
+    if (n->tgt != NULL) {
+        tgt_mark_released(n->tgt);
+    } else {
+        n->render_sweep = true;
+    }
     node_render_pass(n);
 }
 

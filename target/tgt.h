@@ -143,6 +143,12 @@ int tgt_reconcile_changes(struct tgt *t, const struct sm_state *s, const struct 
  * tgt_reconcile(sweep=true) then; -EAGAIN when there is no clean last tree
  * to check against (no pass yet, failures a full pass retries). */
 int tgt_verify_slice(struct tgt *t, size_t max, struct tgt_report *rep, bool *round_done);
+/* The failover guardian released this node's hold on configfs behind the
+ * renderer's back (it unlinks the subsystems of ports below 5000 and sets
+ * this node's ANA groups inaccessible, knowing nothing else): the port
+ * links and ANA groups of the last tree are marked unrendered, so the
+ * next pass (a full one, not a sweep) puts exactly those back. */
+void tgt_mark_released(struct tgt *t);
 /* Objects of the last rendered tree (a slice size is a share of it). */
 size_t tgt_rendered_objects(const struct tgt *t);
 /* Details of the contract:

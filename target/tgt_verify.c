@@ -181,3 +181,14 @@ size_t tgt_rendered_objects(const struct tgt *t)
 {
     return t->last != NULL ? t->last->n : 0;
 }
+
+void tgt_mark_released(struct tgt *t)
+{
+    for (size_t i = 0; t->last != NULL && i < t->last->n; i++) {
+        struct tobj *o = t->last->o[i];
+        if (o->kind == TK_PORTLINK || o->kind == TK_ANAGRP) {
+            o->flags |= TO_DIRTY;
+            t->unclean = true;
+        }
+    }
+}

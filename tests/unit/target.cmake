@@ -25,5 +25,5 @@ if(TGT_SM_TYPE STREQUAL "STATIC_LIBRARY")
                   LIBS target statemachine nvjson nvcommon)
   # incremental passes against full ones after random writes
   nvmet_unit_test(test_tgt_delta SOURCES unit/test_tgt_delta.c unit/test_tgt_util.c
-                  LIBS target statemachine nvjson nvcommon TIMEOUT 300)
+                  LIBS target statemachine failover nvjson nvcommon TIMEOUT 300)
 endif()

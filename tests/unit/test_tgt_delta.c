@@ -19,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include "fo_int.h"
 #include "nv.h"
 #include "nv_err.h"
 #include "nv_json.h"
@@ -564,6 +565,40 @@ static void test_verify_slices(void **state)
     fx_teardown(&c.f);
 }
 
+/* The failover guardian's release (the real one: unlinks the subsystems
+ * of ports below 5000, sets this node's ANA groups inaccessible) is put
+ * back by the pass after tgt_mark_released, a full pass that is no
+ * sweep. */
+static void test_released_repair(void **state)
+{
+    (void)state;
+    struct ctx c;
+    setup_ctx(&c, 17);
+    remember(&c, SM_SUBSYS,
+             try_call(&c, "nvmet.subsys.create", "[{\"name\": \"nqn.2024-01.com.example:r1\"}]"));
+    remember(&c, SM_SUBSYS, try_call(&c, "nvmet.subsys.create",
+                                     "[{\"name\": \"nqn.2024-01.com.example:r2\", \"ana\": true}]"));
+    nv_free(try_call(&c, "nvmet.port_subsys.create", "[{\"port_id\": 1, \"subsys_id\": 1}]"));
+    nv_free(try_call(&c, "nvmet.port_subsys.create", "[{\"port_id\": 1, \"subsys_id\": 2}]"));
+    assert_int_equal(pass(&c, &ha), 0);
+    expect_desired(&c, &ha, 0);
+    assert_true(fo__release_configfs(c.f.root, "test", NULL, NULL) >= 2);
+    fx_expect(&c.f, "ports/5001/ana_groups/2/ana_state", "inaccessible");
+    tgt_mark_released(c.f.t);
+    struct tgt_stats a, b;
+    tgt_stats(c.f.t, &a);
+    struct sm_changes none = {0};
+    struct tgt_report rep = {0};
+    assert_int_equal(tgt_reconcile_changes(c.f.t, c.s, &ha, &none, &rep), 0);
+    assert_false(rep.swept);
+    tgt_report_clear(&rep);
+    tgt_stats(c.f.t, &b);
+    assert_int_equal(b.full_passes, a.full_passes + 1);
+    expect_desired(&c, &ha, 1);
+    sm_free(c.s);
+    fx_teardown(&c.f);
+}
+
 /* One create among many: an incremental pass touches that subsystem only
  * (the same configfs calls with 1 or 248 subsystems present). */
 static void test_delta_cost_flat(void **state)
@@ -662,6 +697,7 @@ int main(void)
         cmocka_unit_test(test_delta_cost_flat),
         cmocka_unit_test(test_delta_ha_additions),
         cmocka_unit_test(test_verify_slices),
+        cmocka_unit_test(test_released_repair),
         cmocka_unit_test(test_delta_identity_recreates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
