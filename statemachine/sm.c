@@ -483,7 +483,18 @@ bool sm_is_write(const char *method)
 int sm_prepare(const struct sm_state *s, const char *method, const struct nv *params,
                const struct sm_env *env, struct nv **cmd, struct nv_err *err)
 {
+    return sm__prepare_version(s, method, params, env, SM_CMD_VERSION, cmd, err);
+}
+
+int sm__prepare_version(const struct sm_state *s, const char *method, const struct nv *params,
+                        const struct sm_env *env, int version, struct nv **cmd,
+                        struct nv_err *err)
+{
     *cmd = NULL;
+    if (version != 1) {
+        nv_err_call(err, EINVAL, "command version %d is not one this node writes", version);
+        return -EINVAL;
+    }
     if (!sm_is_write(method)) {
         nv_err_set(err, NV_E_NO_METHOD, NV_ENOMETHOD, "Method does not exist");
         return -ENOENT;

@@ -80,6 +80,12 @@ struct sm_ex {
     bool changed;
 };
 
+/* sm_prepare for one given command version (sm.h's sm_prepare writes the
+ * newest); the tests make the entries of older formats with it. */
+int sm__prepare_version(const struct sm_state *s, const char *method, const struct nv *params,
+                        const struct sm_env *env, int version, struct nv **cmd,
+                        struct nv_err *err);
+
 /* ---- rows and tables (sm.c) ---- */
 const struct nv *sm__find(const struct sm_state *s, enum sm_table t, int64_t id);
 size_t sm__index(const struct sm_state *s, enum sm_table t, int64_t id); /* n if absent */

@@ -1,1 +1,4 @@
 nvmet_unit_test(test_sm SOURCES unit/test_sm.c LIBS statemachine nvjson nvcommon)
+# The golden v1 log (tests/unit/fixtures): replayed, never regenerated here.
+nvmet_unit_test(test_sm_v1 SOURCES unit/test_sm_v1.c LIBS statemachine nvjson nvcommon)
+target_compile_definitions(test_sm_v1 PRIVATE SM_FIXTURE_DIR="${CMAKE_CURRENT_SOURCE_DIR}/unit/fixtures")
