@@ -323,6 +323,12 @@ int sm__config_restore(struct sm_ex *x, const struct nv *params)
     int rv = restore_doc(x, doc);
     x->s = real;
     x->mutate = mutate;
+    if (rv == 0 && x->capture && !mutate) {
+        /* v2: the configuration the creates made, every value resolved */
+        struct nv *op = nv_map();
+        nv_set(op, "config", sm_config_save(copy));
+        sm__capture(x, op);
+    }
     if (rv == 0 && mutate) {
         take_config(real, copy);
         x->changed = true;
