@@ -63,10 +63,11 @@ struct sm_state {
 };
 
 /* One execution of a write: run by sm_prepare on the leader (mutate false,
- * recording what the environment said) and by sm_apply on every node
- * (mutate true, replaying the recording). Both run the same code, so a
- * command that became invalid between prepare and commit fails on apply
- * with the same message it would have had. */
+ * recording what the environment said; capture: the v2 op it makes) and,
+ * for a v1 command, by sm_apply on every node (mutate true, replaying the
+ * recording), so a v1 command that became invalid between prepare and
+ * commit fails on apply with the same message it would have had. A v2
+ * command is applied by sm_v2.c instead (sm.h: the log format). */
 struct sm_ex {
     struct sm_state *s;
     bool mutate;
