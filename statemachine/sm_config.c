@@ -118,6 +118,10 @@ static struct nv *create_input(enum sm_table t, const struct nv *row)
     nv_del(in, "id");
     if (t == SM_PORT) {
         nv_del(in, "index");
+        /* FC and LOOP ports store a null trsvcid their create refuses */
+        if (nv_get_is_nil(in, "addr_trsvcid")) {
+            nv_del(in, "addr_trsvcid");
+        }
     } else if (t == SM_NAMESPACE) {
         nv_del(in, "dataset");
         nv_del(in, "relative_path");

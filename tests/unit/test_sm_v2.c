@@ -235,6 +235,10 @@ static void test_round_trip_every_method(void **state)
         "\"filesize\": 4096}]");
     run(s, "nvmet.port.create", "[{\"addr_trtype\": \"TCP\", \"addr_traddr\": \"198.51.100.7\"}]");
     run(s, "nvmet.port_subsys.create", "[{\"port_id\": 2, \"subsys_id\": 2}]");
+    run(s, "nvmet.port.create",
+        "[{\"addr_trtype\": \"FC\", \"addr_traddr\": "
+        "\"nn-0x1000000000000001:pn-0x2000000000000001\"}]");
+    run(s, "nvmet.port.create", "[{\"addr_trtype\": \"LOOP\", \"addr_traddr\": \"1\"}]");
     struct nv *doc = sm_config_save(s);
     struct nv *p = nv_arr();
     nv_push(p, doc);
