@@ -658,13 +658,18 @@ struct sm_result *sm_apply(struct sm_state *s, const void *buf, size_t len)
         if (version == 1) {
             rv = sm__exec(&x, method, params); /* v1: frozen, see the top of sm.h */
         } else {
-            if (s->global == NULL) {
+            bool init = s->global == NULL;
+            if (init) {
                 /* the first write of a cluster: the leader's draw, or a
                  * fixed basenqn (never a draw of this node's) */
                 sm__global_default(s, g != NULL ? g->u.s.p : SM_ZERO_BASENQN);
                 x.changed = true;
             }
             rv = sm__apply_v2(&x, method, op);
+            if (rv != 0 && init) {
+                nv_free(s->global); /* a failed v2 apply changes nothing */
+                s->global = NULL;
+            }
         }
         if (rv == 0) {
             nv_set(stored, "ok", x.result != NULL ? x.result : nv_nil());

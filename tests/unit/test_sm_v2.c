@@ -293,6 +293,15 @@ static void test_first_write_basenqn(void **state)
     assert_string_equal(nv_get_str(v, "subnqn"), want);
     nv_free(v);
     nv_free(cmd);
+    /* a failed first write leaves the cluster uninitialized */
+    struct sm_state *t = sm_new();
+    struct nv *bad = prep(t, "nvmet.subsys.create", "[{\"name\": \"b\"}]");
+    assert_non_null(nv_get(bad, "g"));
+    nv_set_int(nv_get(nv_get(bad, "o"), "row"), "name", 7);
+    apply_fails(t, bad, "malformed v2 command");
+    assert_false(sm_initialized(t));
+    nv_free(bad);
+    sm_free(t);
     /* an initialized cluster: no "g" */
     cmd = prep(s, "nvmet.subsys.create", "[{\"name\": \"second\"}]");
     assert_null(nv_get(cmd, "g"));
