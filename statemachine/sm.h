@@ -65,6 +65,8 @@
  *       failover term, config.restore into a non-empty cluster) with
  *       prepare's attributes and messages. It never re-runs field
  *       validation, never draws randomness, never consults an environment.
+ *       Its golden log: tests/unit/fixtures/sm_v2_*.bin (frozen from the
+ *       first release that writes v2; test_sm_golden replays both).
  *
  * Upgrade rule: any change of what an entry means (a new key apply reads,
  * a new allocation rule, a different payload) is a new version, v3, with

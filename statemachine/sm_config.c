@@ -12,10 +12,12 @@
  * id order, through the same validation as the API (so a document edited
  * by hand cannot store what a create would refuse), on a copy of the
  * state; the copy replaces the configuration only when every row went in
- * and reads back as the document says. One command in the log: every node
- * replays the same creates with the leader's recorded environment (device
- * checks, random draws), so all nodes end with the same state. The node
- * registry and the client sessions stay as they were. */
+ * and reads back as the document says. One command in the log: a v2
+ * command carries the configuration the creates made on the leader (every
+ * id, index and generated value), which every node installs as it is into
+ * its empty cluster (sm_v2.c); a v1 command made every node replay the
+ * creates with the leader's recorded environment. The node registry and
+ * the client sessions stay as they were. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>

@@ -1,23 +1,27 @@
-/* The golden v1 log: a fixture of encoded version-1 commands (as the
- * releases before the v2 format logged them) replayed through sm_apply,
- * whose state and per-entry results must come out byte for byte as they
- * did when the fixture was made. It catches any drift of the frozen v1
- * replay path (a changed default, rule, message or order of random draws
+/* The golden logs: for each frozen command version, a fixture of encoded
+ * commands (v1: as the releases before v2 logged them) replayed through
+ * sm_apply, whose state and per-entry results must come out byte for byte
+ * as they did when the fixture was made. It catches any drift of a frozen
+ * apply path (a changed default, rule, message or order of random draws
  * would make old logs replay differently from the nodes that applied them).
  *
- * Files (tests/unit/fixtures/):
- *   sm_v1_log.bin     "NVSMLOG1", then one record per entry in apply order
- *   sm_v1_expect.bin  "NVSMEXP1", then one record per entry: the msgpack of
+ * Files (tests/unit/fixtures/, N the version):
+ *   sm_vN_log.bin     "NVSMLOG1", then one record per entry in apply order
+ *   sm_vN_expect.bin  "NVSMEXP1", then one record per entry: the msgpack of
  *                     {"ok": value} | {"err": error}, "dup", "gen"; then one
  *                     last record: sm_snapshot of the final state
- * A record is a 4-byte big-endian length and that many bytes.
+ * A record is a 4-byte big-endian length and that many bytes. Both are
+ * made by one scripted sequence (steps[] below) prepared with that
+ * version's prepare path (sm__prepare_version) on a deterministic leader.
  *
- * Regenerating: NEVER for v1. v1 is frozen; the fixture was made once with
- * the v1 prepare path (test_sm_v1 --generate tests/unit/fixtures) and is
- * never rewritten, neither by the test nor by hand. If this test fails,
- * the replay changed: fix the code, not the fixture. A new log format
- * (v3, ...) gets a fixture of its own made by a generator like this one,
- * once, when the format is frozen. */
+ * Regenerating (test_sm_golden --generate N tests/unit/fixtures):
+ *   v1: NEVER. v1 is frozen; its fixture was made once, by the code of
+ *       the last v1 release, before v2 existed.
+ *   v2: only while v2 is not yet in a release; from its first release on
+ *       it is frozen like v1.
+ * The test never rewrites a fixture. If a replay fails, the apply path
+ * changed: fix the code, not the fixture. A new log format (v3, ...) gets
+ * its fixture from this generator, once, when it is first released. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -482,14 +486,14 @@ static void run_script(int version, struct recs *log, struct recs *exp, bool ver
     sm_free(s);
 }
 
-static int generate(const char *dir)
+static int generate(int version, const char *dir)
 {
     struct recs log = {0}, exp = {0};
-    run_script(1, &log, &exp, true);
+    run_script(version, &log, &exp, true);
     char path[4096];
-    snprintf(path, sizeof path, "%s/sm_v1_log.bin", dir);
+    snprintf(path, sizeof path, "%s/sm_v%d_log.bin", dir, version);
     recs_write(&log, path, LOG_MAGIC);
-    snprintf(path, sizeof path, "%s/sm_v1_expect.bin", dir);
+    snprintf(path, sizeof path, "%s/sm_v%d_expect.bin", dir, version);
     recs_write(&exp, path, EXP_MAGIC);
     printf("generated %zu entries into %s\n", log.n, dir);
     recs_free(&log);
@@ -511,20 +515,22 @@ static void dump_mismatch(size_t i, const char *a, size_t al, const char *b, siz
     nv_free(y);
 }
 
-static void test_v1_golden_replay(void **state)
+static void golden_replay(int version)
 {
-    (void)state;
     struct recs log = {0}, exp = {0}, got = {0};
-    recs_read(&log, SM_FIXTURE_DIR "/sm_v1_log.bin", LOG_MAGIC);
-    recs_read(&exp, SM_FIXTURE_DIR "/sm_v1_expect.bin", EXP_MAGIC);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/sm_v%d_log.bin", SM_FIXTURE_DIR, version);
+    recs_read(&log, path, LOG_MAGIC);
+    snprintf(path, sizeof path, "%s/sm_v%d_expect.bin", SM_FIXTURE_DIR, version);
+    recs_read(&exp, path, EXP_MAGIC);
     assert_true(log.n > 100);
     assert_int_equal(exp.n, log.n + 1);
     struct sm_state *s = sm_new();
     size_t failed = 0, dups = 0;
     for (size_t i = 0; i < log.n; i++) {
-        /* every entry of the fixture is a v1 command */
+        /* every entry of the fixture is a command of that version */
         struct nv *c = nv_decode(log.b[i], log.l[i], NULL);
-        assert_int_equal(nv_get_int(c, "v", 0), 1);
+        assert_int_equal(nv_get_int(c, "v", 0), version);
         nv_free(c);
         struct sm_result *r = sm_apply(s, log.b[i], log.l[i]);
         assert_non_null(r);
@@ -642,14 +648,28 @@ static void test_v2_same_as_v1(void **state)
     recs_free(&exp);
 }
 
+static void test_v1_golden_replay(void **state)
+{
+    (void)state;
+    golden_replay(1);
+}
+
+static void test_v2_golden_replay(void **state)
+{
+    (void)state;
+    golden_replay(2);
+}
+
 int main(int argc, char **argv)
 {
-    if (argc == 3 && strcmp(argv[1], "--generate") == 0) {
-        return generate(argv[2]);
+    if (argc == 4 && strcmp(argv[1], "--generate") == 0 &&
+        (strcmp(argv[2], "1") == 0 || strcmp(argv[2], "2") == 0)) {
+        return generate(atoi(argv[2]), argv[3]);
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_v1_golden_replay),
         cmocka_unit_test(test_v2_same_as_v1),
+        cmocka_unit_test(test_v2_golden_replay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
