@@ -100,21 +100,30 @@ static void subsys_checks(struct sm_ex *x, const char *pfx, const struct nv *n, 
     }
 }
 
-/* The lowest nsid in 1..65534 unused in subsystem sid (but by self). */
+/* The lowest nsid in 1..65534 unused in subsystem sid (but by self); -1
+ * if none. One pass and a sort: a subsystem may hold thousands. */
 static int64_t free_nsid(const struct sm_state *s, int64_t sid, int64_t self)
 {
-    for (int64_t want = 1; want <= 65534; want++) {
-        bool used = false;
-        for (size_t i = 0; i < s->t[SM_NAMESPACE].n && !used; i++) {
-            const struct nv *r = s->t[SM_NAMESPACE].row[i];
-            used = nv_get_int(r, "subsys_id", -1) == sid && nv_get_int(r, "id", 0) != self &&
-                   nv_get_int(r, "nsid", 0) == want;
-        }
-        if (!used) {
-            return want;
+    size_t cnt = sm__rows_with(s, SM_NAMESPACE, "subsys_id", sid, NULL, 0), k = 0;
+    int64_t *used = calloc(cnt + 1, sizeof *used);
+    if (used == NULL) {
+        abort(); /* a replica that cannot apply must not diverge */
+    }
+    for (size_t i = 0; i < s->t[SM_NAMESPACE].n; i++) {
+        const struct nv *r = s->t[SM_NAMESPACE].row[i];
+        if (nv_get_int(r, "subsys_id", -1) == sid && nv_get_int(r, "id", 0) != self) {
+            used[k++] = nv_get_int(r, "nsid", 0);
         }
     }
-    return -1;
+    qsort(used, k, sizeof *used, sm__cmp_i64);
+    int64_t want = 1;
+    for (size_t i = 0; i < k && used[i] <= want; i++) {
+        if (used[i] == want) {
+            want++;
+        }
+    }
+    free(used);
+    return want <= 65534 ? want : -1;
 }
 
 static void ns_checks(struct sm_ex *x, const char *pfx, struct nv *n, int64_t self,
