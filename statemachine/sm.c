@@ -488,7 +488,8 @@ bool sm_is_write(const char *method)
 int sm_prepare(const struct sm_state *s, const char *method, const struct nv *params,
                const struct sm_env *env, struct nv **cmd, struct nv_err *err)
 {
-    return sm__prepare_version(s, method, params, env, SM_CMD_VERSION, cmd, err);
+    int version = env != NULL && env->cmd_version != 0 ? env->cmd_version : SM_CMD_VERSION;
+    return sm__prepare_version(s, method, params, env, version, cmd, err);
 }
 
 int sm__prepare_version(const struct sm_state *s, const char *method, const struct nv *params,

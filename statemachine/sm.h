@@ -76,7 +76,9 @@
  * replay honest. New defaults and validation rules need no new version:
  * v2 entries carry their values, so only the leader's prepare changes. A
  * snapshot (sm_snapshot, own "v") carries the state, never commands: it
- * is unaffected by the command format.
+ * is unaffected by the command format. A leader writes a new version only
+ * once every node applies it (struct sm_env's cmd_version holds an older
+ * one during a rolling upgrade).
  *
  * Stored rows (what sm_row() returns; the renderer in target/ reads these).
  * Keys are always present; "null" means an NV_NIL value.
@@ -156,6 +158,11 @@ struct sm_env {
     /* An RDMA-capable NIC exists (gates global.update {"rdma": true}). */
     bool rdma_capable;
     void *ctx;
+    /* The command version sm_prepare writes (DESIGN above); 0 = the
+     * newest. A rolling upgrade from a release that applies only v1 keeps
+     * writing 1 until every node runs a release that applies v2: a node
+     * refuses a version it does not know, and would fall behind. */
+    int cmd_version;
 };
 
 /* Turn a client call into a normalized command, validating everything the

@@ -599,6 +599,32 @@ static void test_malformed_v2(void **state)
     sm_free(s);
 }
 
+/* A rolling upgrade: env.cmd_version 1 makes sm_prepare write v1; an
+ * unknown version is refused on prepare. */
+static void test_cmd_version_knob(void **state)
+{
+    (void)state;
+    struct sm_state *s = sm_new();
+    struct nv *params = nv_from_json("[{\"name\": \"old\"}]"), *cmd = NULL;
+    struct nv_err e;
+    nv_err_init(&e);
+    env.cmd_version = 1;
+    assert_int_equal(sm_prepare(s, "nvmet.subsys.create", params, &env, &cmd, &e), 0);
+    assert_int_equal(nv_get_int(cmd, "v", 0), 1);
+    assert_non_null(nv_get(cmd, "p"));
+    nv_free(apply_ok(s, cmd));
+    nv_free(cmd);
+    cmd = NULL;
+    env.cmd_version = 9;
+    assert_true(sm_prepare(s, "nvmet.subsys.create", params, &env, &cmd, &e) < 0);
+    assert_null(cmd);
+    env.cmd_version = 0;
+    assert_int_equal(sm_rows(s, SM_SUBSYS), 1);
+    nv_err_clear(&e);
+    nv_free(params);
+    sm_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -610,6 +636,7 @@ int main(void)
         cmocka_unit_test(test_race_state_moved),
         cmocka_unit_test(test_apply_does_not_revalidate),
         cmocka_unit_test(test_malformed_v2),
+        cmocka_unit_test(test_cmd_version_knob),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
