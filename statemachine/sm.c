@@ -343,7 +343,7 @@ void sm__remove(struct sm_state *s, enum sm_table t, int64_t id)
     note_change(s, t, id, SM_REMOVED);
 }
 
-void sm__global_default(struct sm_state *s, const char *basenqn)
+struct nv *sm__global_new(const char *basenqn)
 {
     struct nv *g = nv_map();
     nv_set_int(g, "id", 1);
@@ -353,8 +353,13 @@ void sm__global_default(struct sm_state *s, const char *basenqn)
     nv_set_bool(g, "rdma", false);
     nv_set_bool(g, "xport_referral", true);
     nv_set_bool(g, "enabled", false);
+    return g;
+}
+
+void sm__global_default(struct sm_state *s, const char *basenqn)
+{
     nv_free(s->global);
-    s->global = g;
+    s->global = sm__global_new(basenqn);
     sm__change_all(s);
 }
 
@@ -483,7 +488,19 @@ bool sm_is_write(const char *method)
 int sm_prepare(const struct sm_state *s, const char *method, const struct nv *params,
                const struct sm_env *env, struct nv **cmd, struct nv_err *err)
 {
+    int version = env != NULL && env->cmd_version != 0 ? env->cmd_version : SM_CMD_VERSION;
+    return sm__prepare_version(s, method, params, env, version, cmd, err);
+}
+
+int sm__prepare_version(const struct sm_state *s, const char *method, const struct nv *params,
+                        const struct sm_env *env, int version, struct nv **cmd,
+                        struct nv_err *err)
+{
     *cmd = NULL;
+    if (version != 1 && version != 2) {
+        nv_err_call(err, EINVAL, "command version %d is not one this node writes", version);
+        return -EINVAL;
+    }
     if (!sm_is_write(method)) {
         nv_err_set(err, NV_E_NO_METHOD, NV_ENOMETHOD, "Method does not exist");
         return -ENOENT;
@@ -492,22 +509,52 @@ int sm_prepare(const struct sm_state *s, const char *method, const struct nv *pa
     if (params == NULL) {
         params = empty = nv_arr();
     }
-    struct sm_ex x = {.s = (struct sm_state *)s, .env = env, .rnd = nv_arr(), .dev = nv_map(),
-                      .err = err};
+    struct sm_state *st = (struct sm_state *)s;
+    struct sm_ex x = {.s = st, .env = env, .rnd = nv_arr(), .dev = nv_map(), .err = err,
+                      .capture = version == 2};
+    /* v2, first write of a new cluster: the basenqn is drawn here and the
+     * write is checked against the global row it will find on apply (a
+     * subnqn derives from it). The row is lent to s for the check only:
+     * the leader's state is the same after sm_prepare as before. */
+    char *basenqn = NULL;
+    if (version == 2 && st->global == NULL) {
+        basenqn = sm__draw_basenqn(env);
+        st->global = sm__global_new(basenqn);
+    }
     int rv = sm__exec(&x, method, params);
+    if (basenqn != NULL) {
+        nv_free(st->global);
+        st->global = NULL;
+    }
     nv_free(x.result);
+    if (rv == 0 && version == 2 && x.op == NULL) {
+        nv_err_call(err, EFAULT, "%s made no v2 command", method); /* a bug: never logged */
+        rv = -1;
+    }
     if (rv < 0) {
         nv_free(x.rnd);
         nv_free(x.dev);
+        nv_free(x.op);
         nv_free(empty);
+        free(basenqn);
         return -EINVAL;
     }
     struct nv *c = nv_map();
-    nv_set_int(c, "v", SM_CMD_VERSION);
+    nv_set_int(c, "v", version);
     nv_set_str(c, "m", method);
-    nv_set(c, "p", nv_copy(params));
-    nv_set(c, "r", x.rnd);
-    nv_set(c, "d", x.dev);
+    if (version == 1) {
+        nv_set(c, "p", nv_copy(params));
+        nv_set(c, "r", x.rnd);
+        nv_set(c, "d", x.dev);
+    } else {
+        nv_set(c, "o", x.op);
+        if (basenqn != NULL) {
+            nv_set_str(c, "g", basenqn);
+        }
+        nv_free(x.rnd);
+        nv_free(x.dev);
+    }
+    free(basenqn);
     nv_free(empty);
     *cmd = c;
     return 0;
@@ -582,12 +629,17 @@ struct sm_result *sm_apply(struct sm_state *s, const void *buf, size_t len)
     const char *method = nv_get_str(c, "m");
     const struct nv *params = nv_get(c, "p");
     const struct nv *rnd = nv_get(c, "r"), *dev = nv_get(c, "d");
-    if (c == NULL || used != len || !nv_is(c, NV_MAP) || method == NULL ||
-        !nv_is(params, NV_ARR) || !nv_is(rnd, NV_ARR) || !nv_is(dev, NV_MAP)) {
+    const struct nv *op = nv_get(c, "o"), *g = nv_get(c, "g");
+    int64_t version = nv_get_int(c, "v", 0);
+    if (c == NULL || used != len || !nv_is(c, NV_MAP) || method == NULL) {
         nv_err_call(&err, EBADMSG, "undecodable command (%zu bytes)", len);
-    } else if (nv_get_int(c, "v", 0) != SM_CMD_VERSION) {
-        nv_err_call(&err, EPROTO, "unsupported command version %" PRId64,
-                    nv_get_int(c, "v", 0));
+    } else if (version != 1 && version != 2) {
+        nv_err_call(&err, EPROTO, "unsupported command version %" PRId64, version);
+    } else if (version == 1 &&
+               (!nv_is(params, NV_ARR) || !nv_is(rnd, NV_ARR) || !nv_is(dev, NV_MAP))) {
+        nv_err_call(&err, EBADMSG, "undecodable command (%zu bytes)", len);
+    } else if (version == 2 && (!nv_is(op, NV_MAP) || (g != NULL && !nv_is(g, NV_STR)))) {
+        nv_err_call(&err, EBADMSG, "undecodable command (%zu bytes)", len);
     }
     const char *client = nv_get_str(c, "c");
     int64_t seq = nv_get_int(c, "s", -1);
@@ -603,7 +655,24 @@ struct sm_result *sm_apply(struct sm_state *s, const void *buf, size_t len)
     if (!nv_err_isset(&err)) {
         struct sm_ex x = {.s = s, .mutate = true, .replay = true, .rnd = (struct nv *)rnd,
                           .dev = (struct nv *)dev, .err = &err};
-        if (sm__exec(&x, method, params) == 0) {
+        int rv;
+        if (version == 1) {
+            rv = sm__exec(&x, method, params); /* v1: frozen, see the top of sm.h */
+        } else {
+            bool init = s->global == NULL;
+            if (init) {
+                /* the first write of a cluster: the leader's draw, or a
+                 * fixed basenqn (never a draw of this node's) */
+                sm__global_default(s, g != NULL ? g->u.s.p : SM_ZERO_BASENQN);
+                x.changed = true;
+            }
+            rv = sm__apply_v2(&x, method, op);
+            if (rv != 0 && init) {
+                nv_free(s->global); /* a failed v2 apply changes nothing */
+                s->global = NULL;
+            }
+        }
+        if (rv == 0) {
             nv_set(stored, "ok", x.result != NULL ? x.result : nv_nil());
             if (x.changed) {
                 s->generation++;
@@ -760,6 +829,29 @@ static bool shape_ok(const struct nv *m, const struct col *cols)
         }
     }
     return true;
+}
+
+bool sm__row_shape_ok(enum sm_table t, const struct nv *row)
+{
+    return (unsigned)t < SM_TABLE_COUNT && shape_ok(row, table_cols[t]) &&
+           nv_is(nv_get(row, "id"), NV_INT);
+}
+
+bool sm__global_shape_ok(const struct nv *g)
+{
+    return shape_ok(g, global_cols);
+}
+
+bool sm__cluster_node_shape_ok(const struct nv *node)
+{
+    return shape_ok(node, node_cols);
+}
+
+static bool all_ok(const struct nv *a, const struct col *cols);
+
+bool sm__failover_shape_ok(const struct nv *f)
+{
+    return shape_ok(f, failover_cols) && all_ok(nv_get(f, "vips"), vip_cols);
 }
 
 /* Every element of the array a has the shape cols. */

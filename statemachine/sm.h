@@ -13,6 +13,73 @@
  * Reads: sm_entries() builds the query-shaped entries of one table; the
  * query filters/options engine lives in rpc/.
  *
+ * DESIGN: the log format. A Raft log entry holds commands, each one
+ * msgpack map (sm_command_encode). Every node applies the log from its
+ * last snapshot, with whatever release it runs, so a command must mean
+ * the same to every release: the format is versioned by "v" and a
+ * version, once released, is frozen.
+ *
+ *   common keys:  v (int), m (method), c/s (client id, seq: the session
+ *                 key; absent = no session)
+ *   v1  p: the client's raw params, r: the leader's random draws (array of
+ *       hex strings, in draw order), d: map of device path -> sm_dev_kind
+ *       and the leader's flags ("#ha", "#rdma", "#basenqn").
+ *       Apply RE-RUNS the whole validation of the method, replaying r and
+ *       d. Written by releases before v2; still applied (sm_ops.c and the
+ *       per-table files: that code is the v1 format now, so a change to a
+ *       default, a rule, a message or the order of draws there changes
+ *       how old logs replay; tests/unit/fixtures/sm_v1_*.bin catch it).
+ *   v2  o: the op payload, every value resolved by sm_prepare (defaults,
+ *       generated serial/uuid/nguid, normalized enum spellings and paths,
+ *       derived subnqn/adrfam/trsvcid, the environment's answers);
+ *       g: the basenqn the leader drew when the cluster had no global row
+ *       yet (the first write of a cluster).
+ *         <table>.create  {row: the stored row (sm.h's columns) with
+ *                          id "auto"; a namespace's nsid and a port's
+ *                          index may be "auto"}
+ *         <table>.update  {id, set: the columns the client gave (normalized),
+ *                          derived: other columns prepare changed (a
+ *                          regenerated serial, a port's adrfam)} merged onto
+ *                          the CURRENT row: concurrent updates of different
+ *                          columns both survive
+ *         <table>.delete  {id, force: bool} ({id, remove} for a namespace,
+ *                          {id} for host_subsys/port_subsys)
+ *         nvmet.global.init    {}
+ *         nvmet.global.update  {set: normalized columns}
+ *         cluster.node.register    {node: {id, kind, raft, rpc, members}}
+ *         cluster.node.unregister  {id}
+ *         failover.activate        {node, term}
+ *         failover.update          {set: normalized settings, vips whole}
+ *         config.restore  {config: config.save of what the creates made on
+ *                          the leader (ids, indexes, generated values)}
+ *       Apply (sm_v2.c) allocates with fixed rules that are part of v2: a
+ *       new row's id is the table's next id (never reused; after a
+ *       config.restore, after the restored table's last row); an "auto"
+ *       nsid is the lowest unused in 1..65534 of the subsystem; an "auto"
+ *       index the lowest unused in 1..31999; a cluster without a global
+ *       row gets one with g (or SM_ZERO_BASENQN). It re-checks only the
+ *       invariants that can race between prepare and commit (uniqueness,
+ *       existence of the row and of referenced rows, "disable first",
+ *       dependants of a delete without force, a host's ctrl key without a
+ *       key, a FILE namespace shrinking, a node's Raft address, an older
+ *       failover term, config.restore into a non-empty cluster) with
+ *       prepare's attributes and messages. It never re-runs field
+ *       validation, never draws randomness, never consults an environment.
+ *       Its golden log: tests/unit/fixtures/sm_v2_*.bin (frozen from the
+ *       first release that writes v2; test_sm_golden replays both).
+ *
+ * Upgrade rule: any change of what an entry means (a new key apply reads,
+ * a new allocation rule, a different payload) is a new version, v3, with
+ * its own apply path; sm_prepare writes the newest, sm_apply keeps
+ * applying every older version forever (a log may start with entries of
+ * the first release), and a fixture of each frozen version keeps its
+ * replay honest. New defaults and validation rules need no new version:
+ * v2 entries carry their values, so only the leader's prepare changes. A
+ * snapshot (sm_snapshot, own "v") carries the state, never commands: it
+ * is unaffected by the command format. A leader writes a new version only
+ * once every node applies it (struct sm_env's cmd_version holds an older
+ * one during a rolling upgrade).
+ *
  * Stored rows (what sm_row() returns; the renderer in target/ reads these).
  * Keys are always present; "null" means an NV_NIL value.
  *   global:      id(1) basenqn(str) kernel(bool) ana(bool) rdma(bool)
@@ -91,6 +158,11 @@ struct sm_env {
     /* An RDMA-capable NIC exists (gates global.update {"rdma": true}). */
     bool rdma_capable;
     void *ctx;
+    /* The command version sm_prepare writes (DESIGN above); 0 = the
+     * newest. A rolling upgrade from a release that applies only v1 keeps
+     * writing 1 until every node runs a release that applies v2: a node
+     * refuses a version it does not know, and would fall behind. */
+    int cmd_version;
 };
 
 /* Turn a client call into a normalized command, validating everything the
@@ -110,7 +182,8 @@ int sm_prepare(const struct sm_state *s, const char *method, const struct nv *pa
 /* True if method is a statemachine write (sm_prepare handles it). */
 bool sm_is_write(const char *method);
 
-/* Versioned msgpack encoding of one command plus its client session key.
+/* Versioned msgpack encoding of one command (v2, see DESIGN above) plus
+ * its client session key.
  * client_id NULL (or seq < 0) = no session: a retry is not deduplicated.
  * *buf is malloc'd (caller frees). Not padded: consensus pads. */
 int sm_command_encode(const struct nv *cmd, const char *client_id, int64_t seq, char **buf,
@@ -125,8 +198,9 @@ struct sm_result {
 };
 void sm_result_free(struct sm_result *r); /* frees r and its contents */
 
-/* Apply one committed command. Never fails halfway: it re-checks against
- * the current state, then mutates, then records the result (which is also
+/* Apply one committed command (v1 or v2, see DESIGN above). Never fails
+ * halfway: it re-checks against the current state (v2: the race
+ * invariants only; v1: the whole validation, replayed), then mutates, then records the result (which is also
  * remembered under (client_id, seq) in the bounded session table).
  * Returns the result (owned by the caller; never NULL except when out of
  * memory). Undecodable bytes give an error result and change nothing. */

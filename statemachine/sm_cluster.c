@@ -135,7 +135,9 @@ static int node_register(struct sm_ex *x, const struct nv *params)
         x->changed = true;
         x->result = nv_copy(d);
     }
-    nv_free(d);
+    struct nv *op = nv_map();
+    nv_set(op, "node", d);
+    sm__capture(x, op);
     return 0;
 }
 
@@ -161,6 +163,9 @@ static int node_unregister(struct sm_ex *x, const struct nv *params)
         x->changed = true;
         x->result = nv_bool(true);
     }
+    struct nv *op = nv_map();
+    nv_set_int(op, "id", id);
+    sm__capture(x, op);
     return 0;
 }
 
@@ -189,7 +194,7 @@ static int activate(struct sm_ex *x, const struct nv *params)
         x->changed = true;
         x->result = nv_copy(d);
     }
-    nv_free(d);
+    sm__capture(x, d);
     return 0;
 }
 
@@ -308,7 +313,9 @@ static int failover_update(struct sm_ex *x, const struct nv *params)
         x->changed = true;
         x->result = nv_copy(fo);
     }
-    nv_free(d);
+    struct nv *op = nv_map();
+    nv_set(op, "set", d);
+    sm__capture(x, op);
     return 0;
 }
 

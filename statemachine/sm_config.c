@@ -12,10 +12,12 @@
  * id order, through the same validation as the API (so a document edited
  * by hand cannot store what a create would refuse), on a copy of the
  * state; the copy replaces the configuration only when every row went in
- * and reads back as the document says. One command in the log: every node
- * replays the same creates with the leader's recorded environment (device
- * checks, random draws), so all nodes end with the same state. The node
- * registry and the client sessions stay as they were. */
+ * and reads back as the document says. One command in the log: a v2
+ * command carries the configuration the creates made on the leader (every
+ * id, index and generated value), which every node installs as it is into
+ * its empty cluster (sm_v2.c); a v1 command made every node replay the
+ * creates with the leader's recorded environment. The node registry and
+ * the client sessions stay as they were. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -118,6 +120,10 @@ static struct nv *create_input(enum sm_table t, const struct nv *row)
     nv_del(in, "id");
     if (t == SM_PORT) {
         nv_del(in, "index");
+        /* FC and LOOP ports store a null trsvcid their create refuses */
+        if (nv_get_is_nil(in, "addr_trsvcid")) {
+            nv_del(in, "addr_trsvcid");
+        }
     } else if (t == SM_NAMESPACE) {
         nv_del(in, "dataset");
         nv_del(in, "relative_path");
@@ -323,6 +329,12 @@ int sm__config_restore(struct sm_ex *x, const struct nv *params)
     int rv = restore_doc(x, doc);
     x->s = real;
     x->mutate = mutate;
+    if (rv == 0 && x->capture && !mutate) {
+        /* v2: the configuration the creates made, every value resolved */
+        struct nv *op = nv_map();
+        nv_set(op, "config", sm_config_save(copy));
+        sm__capture(x, op);
+    }
     if (rv == 0 && mutate) {
         take_config(real, copy);
         x->changed = true;

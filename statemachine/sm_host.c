@@ -160,8 +160,8 @@ int sm__link_write(struct sm_ex *x, const struct nv *params, enum sm_table t, bo
     }
     const struct nv *old;
     struct nv *n = sm__new_row(x, t, create, id, base, d, &old);
-    nv_free(d);
     if (n == NULL) {
+        nv_free(d);
         return -1;
     }
     int64_t oid = nv_get_int(n, ocol, 0), sid = nv_get_int(n, "subsys_id", 0);
@@ -186,7 +186,7 @@ int sm__link_write(struct sm_ex *x, const struct nv *params, enum sm_table t, bo
             break;
         }
     }
-    return sm__commit_row(x, t, NULL, n, create, id);
+    return sm__commit_row(x, t, d, n, create, id);
 }
 
 int sm__link_delete(struct sm_ex *x, const struct nv *params, enum sm_table t)

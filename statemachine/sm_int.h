@@ -10,7 +10,7 @@
 #include "nv_err.h"
 #include "sm.h"
 
-#define SM_CMD_VERSION 1
+#define SM_CMD_VERSION 2 /* what sm_prepare writes; sm_apply reads 1 and 2 */
 #define SM_SNAP_VERSION 1
 #define SM_SESSIONS 4096        /* remembered (client id, seq) results */
 #define SM_SESSION_BUCKETS 8192 /* power of two */
@@ -63,10 +63,11 @@ struct sm_state {
 };
 
 /* One execution of a write: run by sm_prepare on the leader (mutate false,
- * recording what the environment said) and by sm_apply on every node
- * (mutate true, replaying the recording). Both run the same code, so a
- * command that became invalid between prepare and commit fails on apply
- * with the same message it would have had. */
+ * recording what the environment said; capture: the v2 op it makes) and,
+ * for a v1 command, by sm_apply on every node (mutate true, replaying the
+ * recording), so a v1 command that became invalid between prepare and
+ * commit fails on apply with the same message it would have had. A v2
+ * command is applied by sm_v2.c instead (sm.h: the log format). */
 struct sm_ex {
     struct sm_state *s;
     bool mutate;
@@ -78,7 +79,38 @@ struct sm_ex {
     struct nv_err *err;
     struct nv *result; /* owned; set by a successful mutation */
     bool changed;
+    /* v2 prepare: the write puts its normalized op payload here (sm.h) */
+    bool capture;
+    struct nv *op;
 };
+
+/* sm_prepare for one given command version (sm.h's sm_prepare writes the
+ * newest); the tests make the entries of older formats with it. */
+int sm__prepare_version(const struct sm_state *s, const char *method, const struct nv *params,
+                        const struct sm_env *env, int version, struct nv **cmd,
+                        struct nv_err *err);
+
+/* ---- the v2 log format (sm_v2.c; the format itself: sm.h) ---- */
+#define SM_AUTO "auto" /* a value apply allocates: row id, nsid, port index */
+#define SM_ZERO_BASENQN "nqn.2011-06.com.truenas:uuid:00000000-0000-4000-8000-000000000000"
+/* v2 prepare: the op of a successful create or update of table t; d the
+ * validated input (its keys are "set", other changed columns "derived"),
+ * n the new row. No-op unless x->capture on the leader. */
+void sm__capture_write(struct sm_ex *x, enum sm_table t, bool create, int64_t id,
+                       const struct nv *d, const struct nv *n);
+/* v2 prepare: the op of a successful write that is not a row write. */
+void sm__capture(struct sm_ex *x, struct nv *op); /* takes op */
+/* Apply one v2 op (x->mutate, no environment). 0, or -1 with x->err. */
+int sm__apply_v2(struct sm_ex *x, const char *method, const struct nv *op);
+/* The column types of a stored row (sm.h), as sm_restore checks them. */
+bool sm__row_shape_ok(enum sm_table t, const struct nv *row);
+bool sm__global_shape_ok(const struct nv *g);
+bool sm__cluster_node_shape_ok(const struct nv *node);
+bool sm__failover_shape_ok(const struct nv *f);
+/* The basenqn of a new cluster, drawn from env (malloc'd). */
+char *sm__draw_basenqn(const struct sm_env *env);
+/* A fresh global row (sm.h's defaults) with basenqn. */
+struct nv *sm__global_new(const char *basenqn);
 
 /* ---- rows and tables (sm.c) ---- */
 const struct nv *sm__find(const struct sm_state *s, enum sm_table t, int64_t id);

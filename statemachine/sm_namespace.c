@@ -285,7 +285,8 @@ int sm__ns_write(struct sm_ex *x, const struct nv *params, bool create)
         ns_uuid_generate(x, n, "device_uuid", id);
         ns_uuid_generate(x, n, "device_nguid", id);
     }
-    if (!sm__failed(x) && !nv_is(nv_get(n, "nsid"), NV_INT)) {
+    bool auto_nsid = !nv_is(nv_get(n, "nsid"), NV_INT);
+    if (!sm__failed(x) && auto_nsid) {
         /* lowest unused nsid in 1..65534 */
         int64_t want = 0;
         size_t cnt = sm__rows_with(x->s, SM_NAMESPACE, "subsys_id", sid, NULL, 0);
@@ -313,7 +314,20 @@ int sm__ns_write(struct sm_ex *x, const struct nv *params, bool create)
             nv_set_int(n, "nsid", want);
         }
     }
-    return sm__commit_row(x, SM_NAMESPACE, d, n, create, id);
+    int rv = sm__commit_row(x, SM_NAMESPACE, d, n, create, id);
+    if (rv == 0 && x->op != NULL) {
+        /* v2: the nsid is apply's (lowest free), and the subsystem of a
+         * namespace never changes */
+        struct nv *row = nv_get(x->op, create ? "row" : "set");
+        if (!create) {
+            nv_del(row, "subsys_id");
+        }
+        if (auto_nsid) {
+            nv_del(nv_get(x->op, "derived"), "nsid");
+            nv_set_str(row, "nsid", SM_AUTO);
+        }
+    }
+    return rv;
 }
 
 int sm__ns_delete(struct sm_ex *x, const struct nv *params)

@@ -171,6 +171,7 @@ void sm__finish(struct sm_ex *x, enum sm_table t, int64_t id)
 int sm__commit_row(struct sm_ex *x, enum sm_table t, struct nv *d, struct nv *n, bool create,
                    int64_t id)
 {
+    sm__capture_write(x, t, create, id, d, n);
     nv_free(d);
     if (sm__failed(x)) {
         nv_free(n);
@@ -262,7 +263,68 @@ void sm__remove_with(struct sm_state *s, enum sm_table t, const char *col, int64
     }
 }
 
+/* ---- v2 capture (prepare on the leader) ---- */
+
+void sm__capture(struct sm_ex *x, struct nv *op)
+{
+    if (!x->capture || x->mutate) {
+        nv_free(op);
+        return;
+    }
+    nv_free(x->op);
+    x->op = op;
+}
+
+void sm__capture_write(struct sm_ex *x, enum sm_table t, bool create, int64_t id,
+                       const struct nv *d, const struct nv *n)
+{
+    if (!x->capture || x->mutate || sm__failed(x)) {
+        return;
+    }
+    struct nv *op = nv_map();
+    if (create) {
+        struct nv *row = nv_copy(n);
+        nv_set_str(row, "id", SM_AUTO); /* keeps the column's place */
+        nv_set(op, "row", row);
+    } else {
+        const struct nv *old = sm__find(x->s, t, id);
+        struct nv *set = nv_map(), *derived = nv_map();
+        for (size_t i = 0; i < n->u.m.n; i++) {
+            const char *k = n->u.m.kv[i].k;
+            const struct nv *v = n->u.m.kv[i].v;
+            if (strcmp(k, "id") == 0) {
+                continue;
+            }
+            if (d != NULL && nv_get(d, k) != NULL) {
+                nv_set(set, k, nv_copy(v));
+            } else if (!sm__same(nv_get(old, k), v)) {
+                nv_set(derived, k, nv_copy(v));
+            }
+        }
+        nv_set_int(op, "id", id);
+        nv_set(op, "set", set);
+        nv_set(op, "derived", derived);
+    }
+    sm__capture(x, op);
+}
+
 /* ---- global ---- */
+
+char *sm__draw_basenqn(const struct sm_env *env)
+{
+    unsigned char b[16] = {0};
+    if (env != NULL && env->random != NULL) {
+        env->random(env->ctx, b, sizeof b);
+    }
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    char u[37], *nqn = NULL;
+    sm__uuid_format(b, u);
+    if (asprintf(&nqn, "nqn.2011-06.com.truenas:uuid:%s", u) < 0) {
+        abort();
+    }
+    return nqn;
+}
 
 /* The global row appears with the first write (or nvmet.global.init, which
  * the first leader proposes). Its basenqn is drawn on the leader and
@@ -347,7 +409,9 @@ static int global_update(struct sm_ex *x, const struct nv *params)
         x->changed = true;
         x->result = sm_global_entry(x->s);
     }
-    nv_free(d);
+    struct nv *op = nv_map();
+    nv_set(op, "set", d);
+    sm__capture(x, op);
     return 0;
 }
 
@@ -366,6 +430,12 @@ int sm__delete_args(struct sm_ex *x, const struct nv *params, const struct sm_fi
     }
     const struct nv *o = nv_at(params, 1);
     if (opt == NULL || o == NULL) {
+        struct nv *op = nv_map();
+        nv_set_int(op, "id", *id);
+        if (opt != NULL) {
+            nv_set_bool(op, opt[0].name, false);
+        }
+        sm__capture(x, op);
         return 0;
     }
     struct nv *d = sm__model("options", opt, o, x->err);
@@ -374,6 +444,10 @@ int sm__delete_args(struct sm_ex *x, const struct nv *params, const struct sm_fi
     }
     int flag = nv_get_bool(d, opt[0].name, false) ? 1 : 0;
     nv_free(d);
+    struct nv *op = nv_map();
+    nv_set_int(op, "id", *id);
+    nv_set_bool(op, opt[0].name, flag);
+    sm__capture(x, op);
     return flag;
 }
 
@@ -426,6 +500,7 @@ int sm__exec(struct sm_ex *x, const char *method, const struct nv *params)
         if (x->mutate) {
             x->result = sm_global_entry(x->s);
         }
+        sm__capture(x, nv_map());
         return 0;
     }
     if (strcmp(method, "nvmet.global.update") == 0) {

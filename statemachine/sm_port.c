@@ -201,6 +201,14 @@ int sm__port_create(struct sm_ex *x, const struct nv *params)
         nv_free(n);
         return -1;
     }
+    if (x->capture && !x->mutate) {
+        /* v2: the id and the index are apply's (lowest free index) */
+        struct nv *op = nv_map(), *row = nv_copy(n);
+        nv_set_str(row, "id", SM_AUTO);
+        nv_set_str(row, "index", SM_AUTO);
+        nv_set(op, "row", row);
+        sm__capture(x, op);
+    }
     if (x->mutate) {
         int64_t id = sm__next_id(x->s, SM_PORT);
         nv_set_int(n, "id", id);
@@ -290,6 +298,7 @@ int sm__port_update(struct sm_ex *x, const struct nv *params)
     if (normal) {
         port_rdma(x, n, pfx);
     }
+    sm__capture_write(x, SM_PORT, false, id, d, n);
     nv_free(d);
     if (sm__failed(x)) {
         nv_free(n);

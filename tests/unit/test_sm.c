@@ -15,6 +15,7 @@
 #include "nv_err.h"
 #include "nv_json.h"
 #include "sm.h"
+#include "sm_int.h"
 
 static uint64_t rnd_state = 88172645463325252ULL;
 
@@ -652,8 +653,9 @@ static struct sm_result *apply_cmd(struct sm_state *s, const struct nv *cmd)
 }
 
 /* An RDMA port needs an RDMA-capable leader, on create and on update; the
- * leader's answer travels in the command, so every replica agrees; an
- * entry logged before the check (nothing recorded) still replays. */
+ * leader's answer travels in the command, so every replica agrees; a v1
+ * entry logged before the check (nothing recorded) still replays; a v2
+ * entry holds the checked row and applies without asking anyone. */
 static void test_rdma_port(void **state)
 {
     (void)state;
@@ -671,8 +673,18 @@ static void test_rdma_port(void **state)
     struct nv *cmd = NULL;
     struct nv_err e;
     nv_err_init(&e);
-    assert_int_equal(sm_prepare(r, "nvmet.port.create", params, &env, &cmd, &e), 0);
+    struct nv *cmd2 = NULL;
+    assert_int_equal(sm_prepare(r, "nvmet.port.create", params, &env, &cmd2, &e), 0);
+    assert_int_equal(nv_get_int(cmd2, "v", 0), 2);
+    assert_int_equal(sm__prepare_version(r, "nvmet.port.create", params, &env, 1, &cmd, &e), 0);
     env.rdma_capable = false;
+    struct sm_state *r4 = sm_new();
+    struct sm_result *res2 = apply_cmd(r4, cmd2);
+    assert_null(res2->err);
+    assert_string_equal(nv_get_str(res2->value, "addr_trtype"), "RDMA");
+    sm_result_free(res2);
+    sm_free(r4);
+    nv_free(cmd2);
     struct nv *d = (struct nv *)nv_get(cmd, "d");
     assert_true(nv_get_bool(d, "#rdma", false));
 
