@@ -1079,6 +1079,7 @@ int main(int argc, char **argv)
         dir = tmp;
     }
     signal(SIGPIPE, SIG_IGN);
+    setvbuf(stdout, NULL, _IOLBF, 0); /* a run cut short keeps what it printed */
     size_t esize = create_size();
     printf("nvmet-bench: data dir %s, one create = %zu bytes in the log\n", dir, esize);
     if (bench_sec_files(dir) < 0) {
