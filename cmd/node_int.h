@@ -14,11 +14,15 @@
 #include "sm.h"
 #include "tgt.h"
 
-/* A write waiting until this node rendered the generation it produced. */
+/* A write waiting until this node rendered the generation it produced;
+ * its rows (a copy of rpc_applied's) say which render problems are its. */
 struct render_waiter {
     uint64_t generation;
-    void (*cb)(void *arg, int status, void *result);
+    void (*cb)(void *arg, const struct rpc_render *outcome);
     void *arg;
+    struct sm_change *rows;
+    size_t n_rows;
+    bool all_rows;
     struct render_waiter *next;
 };
 
@@ -47,6 +51,8 @@ struct node {
     uint64_t drift_total;
     unsigned last_errors;
     struct nv *last_problems; /* owned: problems of the last render */
+    uint64_t removals_gen;      /* sm generation the removals were last done for */
+    bool removals_failed;       /* some failed: the next pass tries again */
     struct nv_hist apply_time;  /* per committed entry */
     struct nv_hist render_time; /* per render pass */
     struct metrics *metrics;    /* the Prometheus endpoint, NULL = none */
