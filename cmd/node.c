@@ -16,7 +16,6 @@
 #include "node_int.h"
 #include "nv.h"
 #include "nv_err.h"
-#include "nv_file.h"
 #include "nv_log.h"
 
 void node_log(const struct node *n, int level, const char *fmt, ...)
@@ -582,57 +581,6 @@ static int start_target(struct node *n, char *msg, size_t msglen)
     return 0;
 }
 
-static int cmp_peer(const void *a, const void *b)
-{
-    const struct cons_peer *x = a, *y = b;
-    return (x->id > y->id) - (x->id < y->id);
-}
-
-/* The bootstrap list in a canonical form ("1=a:p,2=b:q"), kept in the data
- * dir: a restart with another list, or a data dir of another cluster, is
- * refused instead of silently forming a different cluster. */
-static int check_cluster_list(struct node *n, bool write, char *msg, size_t msglen)
-{
-    if (n->n_peers == 0) {
-        return 0;
-    }
-    qsort(n->peers, n->n_peers, sizeof *n->peers, cmp_peer);
-    size_t o = 0;
-    for (size_t i = 0; i < n->n_peers && o < sizeof n->cluster_list; i++) {
-        o +=
-            (size_t)snprintf(n->cluster_list + o, sizeof n->cluster_list - o, "%s%llu=%s",
-                             i ? "," : "", (unsigned long long)n->peers[i].id, n->peers[i].address);
-    }
-    char path[4200], have[sizeof n->cluster_list] = "";
-    snprintf(path, sizeof path, "%s/cluster-list", n->cfg.data_dir);
-    FILE *f = fopen(path, "r");
-    if (f != NULL) {
-        if (fgets(have, sizeof have, f) == NULL) {
-            have[0] = '\0';
-        }
-        fclose(f);
-        have[strcspn(have, "\n")] = '\0';
-    }
-    /* An empty file is a write that a power loss cut short (releases
-     * before this one did not sync it): as good as none. */
-    if (have[0] != '\0') {
-        if (strcmp(have, n->cluster_list) != 0) {
-            snprintf(msg, msglen,
-                     "data dir %s belongs to the cluster %s, not %s: start with the same "
-                     "--cluster list (or an empty data dir)",
-                     n->cfg.data_dir, have, n->cluster_list);
-            return -EEXIST;
-        }
-        return 0;
-    }
-    if (write) {
-        char text[sizeof n->cluster_list + 1];
-        int len = snprintf(text, sizeof text, "%s\n", n->cluster_list);
-        nv_write_durably(path, text, (size_t)len, 0644);
-    }
-    return 0;
-}
-
 unsigned node_heartbeat_ms(unsigned election_ms)
 {
     unsigned e = election_ms ? election_ms : 1000;
@@ -645,7 +593,7 @@ static int start_consensus(struct node *n, char *msg, size_t msglen)
     if (n->cfg.cluster != NULL) {
         int rv = node_parse_cluster(n->cfg.cluster, &n->peers, &n->n_peers, msg, msglen);
         if (rv == 0) {
-            rv = check_cluster_list(n, false, msg, msglen);
+            rv = node_check_cluster_list(n, false, msg, msglen);
         }
         if (rv < 0) {
             return rv;
@@ -688,7 +636,7 @@ static int start_consensus(struct node *n, char *msg, size_t msglen)
     if (rv < 0) {
         return rv;
     }
-    check_cluster_list(n, true, msg, msglen);
+    node_check_cluster_list(n, true, msg, msglen);
     cons_on_change(n->cons, on_change, n);
     return 0;
 }

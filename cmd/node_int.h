@@ -124,8 +124,14 @@ int node_membership(void *ctx, const char *op, const struct nv *params,
                     struct nv_err *err);
 void node_join_start(struct node *n);
 
-/* node_status.c */
+/* node_env.c: the leader environment (random source, device checks under
+ * --device-root, RDMA hardware) into n->env; the --cluster list checked
+ * against (and, write, first recorded in) the data dir: 0 or -EEXIST
+ * with msg. */
 void node_env_init(struct node *n);
+int node_check_cluster_list(struct node *n, bool write, char *msg, size_t msglen);
+
+/* node_status.c */
 struct nv *node_cluster_status(void *ctx, struct nv_err *err);
 struct nv *node_address_choices(void *ctx, const char *trtype, bool force_ana,
                                 struct nv_err *err);
