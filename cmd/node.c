@@ -1,6 +1,7 @@
 /* node: wiring of one nvmetd (see node.h). The data flow:
- * rpc -> sm_prepare -> cons_propose -> (commit) -> sm_apply on every node ->
- * render target/ -> reply on the node that answered. */
+ * rpc_write (sm_prepare -> encode -> cons_propose) -> (commit) -> sm_apply
+ * on every node -> render target/ (and the committed FILE removals) ->
+ * reply on the node that answered, with how its kernel took the write. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,7 +16,6 @@
 #include "node_int.h"
 #include "nv.h"
 #include "nv_err.h"
-#include "nv_file.h"
 #include "nv_log.h"
 
 void node_log(const struct node *n, int level, const char *fmt, ...)
@@ -38,6 +38,51 @@ void node_log(const struct node *n, int level, const char *fmt, ...)
 /* ------------------------------------------------------------------ */
 /* rendering */
 
+/* Whether a problem of the last pass is one of the waiting write's own:
+ * a refusal of an object made from one of its rows (any refusal when the
+ * write changed more than rows), or of the whole tree. */
+static bool problem_is_theirs(const struct nv *p, const struct render_waiter *w)
+{
+    const char *obj = nv_get_str(p, "object");
+    if (obj != NULL && strcmp(obj, "nvmet") == 0) {
+        return true;
+    }
+    if (nv_get(p, "errno") == NULL) {
+        return false;
+    }
+    if (w->all_rows) {
+        return true;
+    }
+    const char *table = nv_get_str(p, "table");
+    int t = table != NULL ? sm_table_of(table) : -1;
+    int64_t id = nv_get_int(p, "id", -1);
+    for (size_t i = 0; t >= 0 && i < w->n_rows; i++) {
+        if ((int)w->rows[i].table == t && w->rows[i].id == id) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* How this node's kernel took the waiter's rows in the last pass. */
+static struct rpc_render render_outcome(const struct node *n, const struct render_waiter *w)
+{
+    struct rpc_render out = {0};
+    for (size_t i = 0; i < nv_len(n->last_problems); i++) {
+        const struct nv *p = nv_at(n->last_problems, i);
+        if (problem_is_theirs(p, w)) {
+            int64_t e = nv_get_int(p, "errno", EIO);
+            out.error = e > 0 && e < 4096 ? -(int)e : -EIO;
+            out.object = nv_get_str(p, "object");
+            out.message = nv_get_str(p, "error");
+            break;
+        }
+    }
+    return out;
+}
+
+/* Answer the waiters this node has rendered for (all: every one, the node
+ * stops: no outcome). */
 static void resolve_waiters(struct node *n, bool all)
 {
     struct render_waiter **pp = &n->waiters;
@@ -45,7 +90,9 @@ static void resolve_waiters(struct node *n, bool all)
         struct render_waiter *w = *pp;
         if (all || w->generation <= n->rendered_gen) {
             *pp = w->next;
-            w->cb(w->arg, 0, NULL);
+            struct rpc_render out = render_outcome(n, w);
+            w->cb(w->arg, all ? NULL : &out);
+            free(w->rows);
             free(w);
         } else {
             pp = &w->next;
@@ -55,6 +102,108 @@ static void resolve_waiters(struct node *n, bool all)
     for (struct render_waiter *w = n->waiters; w != NULL; w = w->next) {
         n->waiters_tail = &w->next;
     }
+}
+
+/* ---- FILE backing files of deleted namespaces (sm_removals) ---- */
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The listed paths a namespace uses (again): sorted into paths[], those
+ * in use set to NULL. One walk over the namespaces for the whole list. */
+static void drop_used_paths(const struct sm_state *s, const char **paths, size_t n)
+{
+    qsort(paths, n, sizeof *paths, cmp_str);
+    for (size_t i = 0; i < sm_rows(s, SM_NAMESPACE); i++) {
+        const char *p = nv_get_str(sm_row(s, SM_NAMESPACE, i), "device_path");
+        const char **hit = p != NULL ? bsearch(&p, paths, n, sizeof *paths, cmp_str) : NULL;
+        if (hit != NULL) {
+            *hit = "";
+        }
+    }
+}
+
+/* Whether configfs still holds the deleted namespace id (its removal
+ * failed in this pass): the kernel may still have the file open. */
+static bool ns_still_rendered(const struct nv *problems, int64_t id)
+{
+    for (size_t i = 0; i < nv_len(problems); i++) {
+        const struct nv *p = nv_at(problems, i);
+        const char *t = nv_get_str(p, "table");
+        if (t != NULL && sm_table_of(t) == SM_NAMESPACE && nv_get_int(p, "id", -1) == id) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void removal_problem(struct tgt_report *rep, const char *path, int64_t id, int err)
+{
+    if (rep->problems == NULL) {
+        rep->problems = nv_arr();
+    }
+    struct nv *p = nv_map();
+    nv_set_str(p, "object", path);
+    nv_set(p, "error", nv_strf("remove the backing file %s of deleted namespace %lld: %s", path,
+                               (long long)id, strerror(-err)));
+    nv_set_int(p, "errno", -err);
+    nv_set_str(p, "errname", nv_errname(-err));
+    nv_set_str(p, "table", sm_table_service(SM_NAMESPACE));
+    nv_set_int(p, "id", id);
+    nv_push(rep->problems, p);
+    rep->errors++;
+}
+
+/* A namespace deleted with {"remove": true} took its FILE with it: the
+ * path is in the committed list, and every data node removes it as part
+ * of rendering, once no namespace uses it and configfs let the namespace
+ * go. Done when the list may have changed, by every sweep, and by every
+ * pass while one failed; a path already gone is a no-op. Returns the
+ * number of problems it added to rep (of the namespace's row). */
+static int render_removals(struct node *n, bool sweep, struct tgt_report *rep)
+{
+    const struct nv *list = sm_removals(n->sm);
+    uint64_t gen = sm_generation(n->sm);
+    size_t cnt = nv_len(list);
+    if (cnt == 0 || (gen == n->removals_gen && !n->removals_failed && !sweep)) {
+        return 0;
+    }
+    const char **paths = calloc(cnt, sizeof *paths);
+    if (paths == NULL) {
+        return 0; /* the next pass tries again */
+    }
+    for (size_t i = 0; i < cnt; i++) {
+        paths[i] = nv_get_str(nv_at(list, i), "path");
+    }
+    drop_used_paths(n->sm, paths, cnt);
+    int failed = 0, added = 0;
+    for (size_t i = 0; i < cnt; i++) {
+        const struct nv *e = nv_at(list, i);
+        const char *path = nv_get_str(e, "path");
+        int64_t id = nv_get_int(e, "namespace_id", -1);
+        if (path == NULL || bsearch(&path, paths, cnt, sizeof *paths, cmp_str) == NULL) {
+            continue; /* in use again */
+        }
+        if (ns_still_rendered(rep->problems, id)) {
+            failed++; /* its configfs removal failed and is reported */
+            continue;
+        }
+        int rv = tgt_remove_backing_file(n->tgt, path);
+        if (rv < 0 && rv != -ENOENT) {
+            removal_problem(rep, path, id, rv);
+            failed++;
+            added++;
+        } else if (rv == 0) {
+            node_log(n, NODE_LOG_DEBUG, "removed %s (namespace %lld was deleted with it)", path,
+                     (long long)id);
+        }
+    }
+    free(paths);
+    n->removals_gen = gen;
+    n->removals_failed = failed > 0;
+    return added;
 }
 
 void node_render_pass(struct node *n)
@@ -77,6 +226,7 @@ void node_render_pass(struct node *n)
     int errors = sweep ? tgt_reconcile(n->tgt, n->sm, &v, true, &rep)
                        : tgt_reconcile_changes(n->tgt, n->sm, &v, &ch, &rep);
     sm_changes_clear(n->sm);
+    errors += render_removals(n, sweep, &rep);
     n->render_sweep = false;
     if (sweep) {
         n->last_sweep_ms = uv_now(n->loop);
@@ -166,7 +316,8 @@ static void sweep_timer_cb(uv_timer_t *t)
     }
 }
 
-static int wait_rendered(void *ctx, void (*cb)(void *arg, int status, void *result), void *arg)
+static int wait_rendered(void *ctx, const struct rpc_applied *a,
+                         void (*cb)(void *arg, const struct rpc_render *outcome), void *arg)
 {
     struct node *n = ctx;
     if (n->tgt == NULL || n->stopping) {
@@ -176,7 +327,17 @@ static int wait_rendered(void *ctx, void (*cb)(void *arg, int status, void *resu
     if (w == NULL) {
         return -ENOMEM;
     }
-    w->generation = sm_generation(n->sm);
+    if (a->n_rows > 0) {
+        w->rows = malloc(a->n_rows * sizeof *w->rows);
+        if (w->rows == NULL) {
+            free(w);
+            return -ENOMEM;
+        }
+        memcpy(w->rows, a->rows, a->n_rows * sizeof *w->rows);
+    }
+    w->n_rows = a->n_rows;
+    w->all_rows = a->all_rows;
+    w->generation = a->generation;
     w->cb = cb;
     w->arg = arg;
     *n->waiters_tail = w;
@@ -188,23 +349,52 @@ static int wait_rendered(void *ctx, void (*cb)(void *arg, int status, void *resu
 /* ------------------------------------------------------------------ */
 /* the replicated state machine as consensus sees it */
 
+/* The result of one apply for its proposer (struct rpc_applied): the
+ * statemachine's result and the rows this apply added to the change list,
+ * which say which render problems are the write's own. */
+static struct rpc_applied *applied_new(struct node *n, struct sm_result *r, size_t from)
+{
+    struct rpc_applied *a = calloc(1, sizeof *a);
+    if (a == NULL) {
+        sm_result_free(r);
+        return NULL;
+    }
+    a->res = r;
+    a->generation = sm_generation(n->sm);
+    struct sm_changes ch;
+    sm_changes(n->sm, &ch);
+    a->all_rows = ch.full; /* a change the list cannot name: every row */
+    if (!ch.full && ch.n > from) {
+        a->rows = malloc((ch.n - from) * sizeof *a->rows);
+        if (a->rows == NULL) {
+            a->all_rows = true;
+        } else {
+            memcpy(a->rows, ch.c + from, (ch.n - from) * sizeof *a->rows);
+            a->n_rows = ch.n - from;
+        }
+    }
+    return a;
+}
+
 static void *fsm_apply(void *data, const void *buf, size_t len)
 {
     struct node *n = data;
     uint64_t before = sm_generation(n->sm);
+    struct sm_changes ch;
+    sm_changes(n->sm, &ch);
     uint64_t t0 = uv_hrtime();
     struct sm_result *r = sm_apply(n->sm, buf, len);
     nv_hist_add(&n->apply_time, uv_hrtime() - t0);
     if (sm_generation(n->sm) != before) {
         schedule_render(n);
     }
-    return r;
+    return r != NULL ? applied_new(n, r, ch.n) : NULL;
 }
 
 static void fsm_free_result(void *data, void *result)
 {
     (void)data;
-    sm_result_free(result);
+    rpc_applied_free(result);
 }
 
 static int fsm_snapshot(void *data, void **buf, size_t *len)
@@ -237,13 +427,13 @@ static int fsm_restore(void *data, const void *buf, size_t len)
 /* ------------------------------------------------------------------ */
 /* consensus notifications */
 
-static void init_done(void *arg, int status, void *result)
+static void init_done(struct node *n, int status, struct sm_result *r, void *arg)
 {
-    struct node *n = arg;
+    (void)r;
+    (void)arg;
     if (status < 0) {
         n->init_proposed = false; /* try again at the next leadership */
     }
-    sm_result_free(result);
 }
 
 /* The default basenqn is random and must be the same on every node: the
@@ -253,21 +443,9 @@ static void propose_init(struct node *n)
     if (n->init_proposed || sm_initialized(n->sm)) {
         return;
     }
-    struct nv *cmd = NULL;
-    struct nv_err e;
-    nv_err_init(&e);
-    if (sm_prepare(n->sm, "nvmet.global.init", NULL, &n->env, &cmd, &e) < 0) {
-        nv_err_clear(&e);
-        return;
-    }
-    char *buf = NULL;
-    size_t len = 0;
-    if (sm_command_encode(cmd, NULL, -1, &buf, &len) == 0 &&
-        cons_propose(n->cons, buf, len, init_done, n) == 0) {
+    if (node_propose_own(n, "nvmet.global.init", NULL, init_done, NULL) == 0) {
         n->init_proposed = true;
     }
-    free(buf);
-    nv_free(cmd);
 }
 
 static void on_change(void *arg, const struct cons_status *st)
@@ -388,12 +566,6 @@ static int rn_generate_key(void *ctx, const char *hash, const char *nqn, char *o
     return tgt_dhchap_generate(hash, nqn, NULL, NULL, out, outlen, err);
 }
 
-static int rn_remove_file(void *ctx, const char *path)
-{
-    struct node *n = ctx;
-    return n->tgt ? tgt_remove_backing_file(n->tgt, path) : -ENOTSUP;
-}
-
 /* ------------------------------------------------------------------ */
 /* lifecycle */
 
@@ -456,57 +628,6 @@ static int start_target(struct node *n, char *msg, size_t msglen)
     return 0;
 }
 
-static int cmp_peer(const void *a, const void *b)
-{
-    const struct cons_peer *x = a, *y = b;
-    return (x->id > y->id) - (x->id < y->id);
-}
-
-/* The bootstrap list in a canonical form ("1=a:p,2=b:q"), kept in the data
- * dir: a restart with another list, or a data dir of another cluster, is
- * refused instead of silently forming a different cluster. */
-static int check_cluster_list(struct node *n, bool write, char *msg, size_t msglen)
-{
-    if (n->n_peers == 0) {
-        return 0;
-    }
-    qsort(n->peers, n->n_peers, sizeof *n->peers, cmp_peer);
-    size_t o = 0;
-    for (size_t i = 0; i < n->n_peers && o < sizeof n->cluster_list; i++) {
-        o +=
-            (size_t)snprintf(n->cluster_list + o, sizeof n->cluster_list - o, "%s%llu=%s",
-                             i ? "," : "", (unsigned long long)n->peers[i].id, n->peers[i].address);
-    }
-    char path[4200], have[sizeof n->cluster_list] = "";
-    snprintf(path, sizeof path, "%s/cluster-list", n->cfg.data_dir);
-    FILE *f = fopen(path, "r");
-    if (f != NULL) {
-        if (fgets(have, sizeof have, f) == NULL) {
-            have[0] = '\0';
-        }
-        fclose(f);
-        have[strcspn(have, "\n")] = '\0';
-    }
-    /* An empty file is a write that a power loss cut short (releases
-     * before this one did not sync it): as good as none. */
-    if (have[0] != '\0') {
-        if (strcmp(have, n->cluster_list) != 0) {
-            snprintf(msg, msglen,
-                     "data dir %s belongs to the cluster %s, not %s: start with the same "
-                     "--cluster list (or an empty data dir)",
-                     n->cfg.data_dir, have, n->cluster_list);
-            return -EEXIST;
-        }
-        return 0;
-    }
-    if (write) {
-        char text[sizeof n->cluster_list + 1];
-        int len = snprintf(text, sizeof text, "%s\n", n->cluster_list);
-        nv_write_durably(path, text, (size_t)len, 0644);
-    }
-    return 0;
-}
-
 unsigned node_heartbeat_ms(unsigned election_ms)
 {
     unsigned e = election_ms ? election_ms : 1000;
@@ -519,7 +640,7 @@ static int start_consensus(struct node *n, char *msg, size_t msglen)
     if (n->cfg.cluster != NULL) {
         int rv = node_parse_cluster(n->cfg.cluster, &n->peers, &n->n_peers, msg, msglen);
         if (rv == 0) {
-            rv = check_cluster_list(n, false, msg, msglen);
+            rv = node_check_cluster_list(n, false, msg, msglen);
         }
         if (rv < 0) {
             return rv;
@@ -562,7 +683,7 @@ static int start_consensus(struct node *n, char *msg, size_t msglen)
     if (rv < 0) {
         return rv;
     }
-    check_cluster_list(n, true, msg, msglen);
+    node_check_cluster_list(n, true, msg, msglen);
     cons_on_change(n->cons, on_change, n);
     return 0;
 }
@@ -580,7 +701,6 @@ static int start_rpc(struct node *n, char *msg, size_t msglen)
                                  .is_leader = rn_is_leader,
                                  .leader_rpc = rn_leader_rpc,
                                  .leader_id = rn_leader_id,
-                                 .remove_file = rn_remove_file,
                                  .cluster_status = node_cluster_status,
                                  .sessions = rn_sessions,
                                  .address_choices = node_address_choices,

@@ -50,50 +50,41 @@ struct own_prop {
     void *arg;
 };
 
-static void own_done(void *arg, int status, void *result)
+static void own_done(void *arg, int status, struct sm_result *res, const struct rpc_render *render)
 {
+    (void)render;
     struct own_prop *p = arg;
-    p->done(p->n, status, result, p->arg);
-    sm_result_free(result);
+    p->done(p->n, status, res, p->arg);
     free(p);
 }
 
+/* The node's own writes take the RPC calls' one path (rpc_write), without
+ * a session key and without waiting for the render. */
 int node_propose_own(struct node *n, const char *method, struct nv *params,
                      void (*done)(struct node *n, int status, struct sm_result *r, void *arg),
                      void *arg)
 {
-    struct nv *cmd = NULL;
-    struct nv_err e;
-    nv_err_init(&e);
-    int rv = sm_prepare(n->sm, method, params, &n->env, &cmd, &e);
-    nv_free(params);
-    if (rv < 0) {
-        char *r = nv_err_reason(&e);
-        node_log(n, NODE_LOG_ERROR, "%s: %s", method, r ? r : "refused");
-        free(r);
-        nv_err_clear(&e);
-        return rv;
-    }
-    char *buf = NULL;
-    size_t len = 0;
-    rv = sm_command_encode(cmd, NULL, -1, &buf, &len);
-    nv_free(cmd);
-    if (rv < 0) {
-        return rv;
-    }
     struct own_prop *p = calloc(1, sizeof *p);
     if (p == NULL) {
-        free(buf);
+        nv_free(params);
         return -ENOMEM;
     }
     p->n = n;
     p->done = done;
     p->arg = arg;
-    rv = cons_propose(n->cons, buf, len, own_done, p);
-    free(buf);
+    struct nv_err e;
+    nv_err_init(&e);
+    int rv = rpc_write(&n->rnode, method, params, NULL, -1, 0, own_done, p, &e);
+    nv_free(params);
     if (rv < 0) {
         free(p);
+        if (nv_err_isset(&e)) {
+            char *r = nv_err_reason(&e);
+            node_log(n, NODE_LOG_ERROR, "%s: %s", method, r ? r : "refused");
+            free(r);
+        }
     }
+    nv_err_clear(&e);
     return rv;
 }
 

@@ -14,11 +14,15 @@
 #include "sm.h"
 #include "tgt.h"
 
-/* A write waiting until this node rendered the generation it produced. */
+/* A write waiting until this node rendered the generation it produced;
+ * its rows (a copy of rpc_applied's) say which render problems are its. */
 struct render_waiter {
     uint64_t generation;
-    void (*cb)(void *arg, int status, void *result);
+    void (*cb)(void *arg, const struct rpc_render *outcome);
     void *arg;
+    struct sm_change *rows;
+    size_t n_rows;
+    bool all_rows;
     struct render_waiter *next;
 };
 
@@ -50,6 +54,8 @@ struct node {
     uint64_t verify_rounds;   /* rounds of the sliced check completed */
     unsigned last_errors;
     struct nv *last_problems; /* owned: problems of the last render */
+    uint64_t removals_gen;      /* sm generation the removals were last done for */
+    bool removals_failed;       /* some failed: the next pass tries again */
     struct nv_hist apply_time;  /* per committed entry */
     struct nv_hist render_time; /* per render pass */
     struct metrics *metrics;    /* the Prometheus endpoint, NULL = none */
@@ -121,8 +127,14 @@ int node_membership(void *ctx, const char *op, const struct nv *params,
                     struct nv_err *err);
 void node_join_start(struct node *n);
 
-/* node_status.c */
+/* node_env.c: the leader environment (random source, device checks under
+ * --device-root, RDMA hardware) into n->env; the --cluster list checked
+ * against (and, write, first recorded in) the data dir: 0 or -EEXIST
+ * with msg. */
 void node_env_init(struct node *n);
+int node_check_cluster_list(struct node *n, bool write, char *msg, size_t msglen);
+
+/* node_status.c */
 struct nv *node_cluster_status(void *ctx, struct nv_err *err);
 struct nv *node_address_choices(void *ctx, const char *trtype, bool force_ana,
                                 struct nv_err *err);

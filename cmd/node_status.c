@@ -1,6 +1,5 @@
-/* node_status: nvmetd's configuration keys, the leader environment for
- * sm_prepare (randomness, device checks), cluster.status and the address
- * choices. */
+/* node_status: nvmetd's configuration keys, cluster.status and the
+ * address choices (the leader environment is node_env.c). */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -12,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 
 #include "node_int.h"
@@ -371,74 +369,6 @@ int node_config_check(const struct node_config *c, char *msg, size_t msglen)
         return -EINVAL;
     }
     return node_config_check_rpc_tls(c, msg, msglen);
-}
-
-/* ------------------------------------------------------------------ */
-/* the leader environment */
-
-static void env_random(void *ctx, void *buf, size_t len)
-{
-    (void)ctx;
-    unsigned char *p = buf;
-    while (len > 0) {
-        ssize_t got = getrandom(p, len, 0);
-        if (got < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            abort(); /* no entropy source: nothing safe to do */
-        }
-        p += got;
-        len -= (size_t)got;
-    }
-}
-
-/* Device checks look under --device-root when set (tests and the
- * emulated demo), else at the real path. */
-static enum sm_dev_kind env_device_stat(void *ctx, const char *path)
-{
-    struct node *n = ctx;
-    char full[PATH_MAX];
-    const char *root = n->cfg.device_root;
-    snprintf(full, sizeof full, "%s%s", root ? root : "", path);
-    struct stat st;
-    if (stat(full, &st) == 0) {
-        return S_ISBLK(st.st_mode)   ? SM_DEV_BLOCK
-               : S_ISREG(st.st_mode) ? SM_DEV_FILE
-               : S_ISDIR(st.st_mode) ? SM_DEV_DIR
-                                     : SM_DEV_OTHER;
-    }
-    char parent[PATH_MAX];
-    snprintf(parent, sizeof parent, "%s", full);
-    char *slash = strrchr(parent, '/');
-    if (slash != NULL && slash != parent) {
-        *slash = '\0';
-    }
-    return stat(parent, &st) == 0 && S_ISDIR(st.st_mode) ? SM_DEV_MISSING : SM_DEV_NOPARENT;
-}
-
-static bool rdma_capable(void)
-{
-    DIR *d = opendir("/sys/class/infiniband");
-    if (d == NULL) {
-        return false;
-    }
-    bool any = false;
-    struct dirent *e;
-    while (!any && (e = readdir(d)) != NULL) {
-        any = e->d_name[0] != '.';
-    }
-    closedir(d);
-    return any;
-}
-
-void node_env_init(struct node *n)
-{
-    n->env = (struct sm_env){.random = env_random,
-                             .device_stat = env_device_stat,
-                             .ha = false,
-                             .rdma_capable = rdma_capable(),
-                             .ctx = n};
 }
 
 /* ------------------------------------------------------------------ */

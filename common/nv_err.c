@@ -211,6 +211,7 @@ void nv_err_copy(struct nv_err *dst, const struct nv_err *src)
     dst->errnum = src->errnum;
     dst->reason = src->reason ? strdup(src->reason) : NULL;
     dst->leader = src->leader ? strdup(src->leader) : NULL;
+    dst->committed = src->committed;
     for (size_t i = 0; i < src->n; i++) {
         add_item_max(dst, COPY_LIMIT, src->items[i].attr, src->items[i].errnum,
                      strdup(src->items[i].msg));
@@ -296,6 +297,9 @@ struct nv *nv_err_to_nv(const struct nv_err *e)
     if (e->leader != NULL) {
         nv_set_str(m, "leader", e->leader);
     }
+    if (e->committed) {
+        nv_set_bool(m, "committed", true);
+    }
     return m;
 }
 
@@ -310,6 +314,7 @@ int nv_err_from_nv(struct nv_err *e, const struct nv *v)
     const char *r = nv_get_str(v, "reason");
     const char *l = nv_get_str(v, "leader");
     e->leader = l ? strdup(l) : NULL;
+    e->committed = nv_get_bool(v, "committed", false);
     struct nv *extra = nv_get(v, "extra");
     for (size_t i = 0; i < nv_len(extra) && nv_is(extra, NV_ARR); i++) {
         struct nv *t = nv_at(extra, i);

@@ -65,6 +65,10 @@ struct nv_err {
     size_t n, cap;
     size_t more;  /* items added past NV_ERR_MAX_ITEMS (counted, not kept) */
     char *leader; /* NOT_LEADER: the leader's RPC address, or NULL */
+    /* The write this error answers IS committed (and applied): only its
+     * rendering on the answering node failed; retrying changes nothing.
+     * On the wire "committed": true (absent otherwise). */
+    bool committed;
 };
 
 void nv_err_init(struct nv_err *e);
@@ -92,7 +96,7 @@ void nv_err_merge(struct nv_err *dst, const struct nv_err *src);
 void nv_err_move(struct nv_err *dst, struct nv_err *src); /* dst cleared first; src reset */
 void nv_err_copy(struct nv_err *dst, const struct nv_err *src);
 
-/* Wire shape {"code","error","errname","reason","extra"[, "leader"]}.
+/* Wire shape {"code","error","errname","reason","extra"[, "leader"][, "committed"]}.
  * nv_err_from_nv accepts that shape back (client side); returns 0 or -EINVAL. */
 struct nv *nv_err_to_nv(const struct nv_err *e);
 int nv_err_from_nv(struct nv_err *e, const struct nv *v);

@@ -1,10 +1,12 @@
 /* The product's method table: nvmet.*, cluster.*, failover.* over the
  * statemachine and the node interface (struct rpc_node, wired by nvmetd).
  *
- * Writes:  sm_prepare (precise validation errors, leader side) ->
- *          sm_command_encode with the connection's (client id, msgid) as the
- *          session key -> node->propose -> the apply result -> wait until
- *          this node rendered it -> reply.
+ * Writes:  rpc_write (write.c: sm_prepare, precise validation errors on
+ *          the leader -> sm_command_encode with the connection's (client
+ *          id, msgid) as the session key -> node->propose -> the apply
+ *          result -> wait until this node rendered it) -> reply: the
+ *          result, or an error that says the change is committed but this
+ *          node's kernel refused it (reply_render_refused).
  * Reads:   argument check -> node->barrier (linearizable; skipped with
  *          options.extra.consistency = "local") -> sm_entries -> rpc_query.
  * Others:  choices, generate_key, sessions, cluster/failover status.
@@ -113,8 +115,6 @@ struct write_req {
     struct rpc_call *call;
     struct req r;            /* to run the call again (hold.c) */
     const struct nv *params; /* borrowed from the call, likewise */
-    struct sm_result *res;
-    char *remove_path; /* namespace.delete {"remove": true} of a FILE namespace */
 };
 
 /* A proposal that failed with status: held to run again when it did not
@@ -129,81 +129,55 @@ static bool write_hold(struct rpc_methods *m, const struct req *r, const struct 
     return hold_park(m, r, params, status, NULL, NULL);
 }
 
-static void write_reply(struct write_req *w)
+/* The write is committed and applied, but this node's kernel refused
+ * (part of) it: the caller must not believe the change is live here, nor
+ * retry it (it is in the configuration; a later render pass, the drift
+ * sweep or a fix of the cause repairs it; cluster.status lists it). */
+static void reply_render_refused(struct rpc_call *call, const struct rpc_render *render)
 {
-    if (w->res->err != NULL) {
-        rpc_reply_error(w->call, w->res->err);
+    struct nv_err e;
+    nv_err_init(&e);
+    int errnum = -render->error;
+    nv_err_call(&e, errnum,
+                "The change is committed, but this node's kernel refused it: %s: %s (configfs "
+                "is repaired by a later render pass; cluster.status shows the render error)",
+                render->object != NULL ? render->object : "nvmet", strerror(errnum));
+    e.committed = true;
+    rpc_reply_error(call, &e);
+    nv_err_clear(&e);
+}
+
+static void write_reply(struct rpc_call *call, struct sm_result *res,
+                        const struct rpc_render *render)
+{
+    if (res->err != NULL) {
+        rpc_reply_error(call, res->err);
+    } else if (render != NULL && render->error < 0) {
+        reply_render_refused(call, render);
     } else {
-        if (w->remove_path != NULL && !w->res->duplicate && w->m->node->remove_file != NULL) {
-            int rv = w->m->node->remove_file(w->m->node->ctx, w->remove_path);
-            if (rv < 0 && rv != -ENOENT) {
-                struct nv_err e;
-                nv_err_init(&e);
-                nv_err_call(&e, -rv, "Failed to remove namespace file: %s", strerror(-rv));
-                rpc_reply_error(w->call, &e);
-                nv_err_clear(&e);
-                goto out;
-            }
-        }
-        rpc_reply(w->call, w->res->value);
-        w->res->value = NULL;
+        rpc_reply(call, res->value);
+        res->value = NULL;
     }
-out:
-    sm_result_free(w->res);
-    free(w->remove_path);
-    free(w);
 }
 
-static void write_rendered(void *arg, int status, void *result)
-{
-    (void)status;
-    (void)result;
-    write_reply(arg);
-}
-
-static void write_applied(void *arg, int status, void *result)
+static void write_done(void *arg, int status, struct sm_result *res,
+                       const struct rpc_render *render)
 {
     struct write_req *w = arg;
     if (status < 0) {
         if (!write_hold(w->m, &w->r, w->params, status)) {
             methods_reply_errno(w->m, w->call, status);
         }
-        free(w->remove_path);
-        free(w);
-        return;
+    } else {
+        write_reply(w->call, res, render);
     }
-    w->res = result;
-    const struct rpc_node *node = w->m->node;
-    if (w->res->err == NULL && node->wait_rendered != NULL &&
-        node->wait_rendered(node->ctx, write_rendered, w) == 0) {
-        return;
-    }
-    write_reply(w);
-}
-
-/* For namespace.delete with {"remove": true}: the FILE path to remove
- * once the delete is committed (TrueNAS unlinks the file). */
-static char *file_to_remove(const struct sm_state *s, const struct nv *params)
-{
-    const struct nv *id = nv_at(params, 0);
-    const struct nv *opts = nv_at(params, 1);
-    if (!nv_is(id, NV_INT) || !nv_get_bool(opts, "remove", false)) {
-        return NULL;
-    }
-    const struct nv *row = sm_row_by_id(s, SM_NAMESPACE, id->u.i);
-    const char *type = nv_get_str(row, "device_type");
-    const char *path = nv_get_str(row, "device_path");
-    if (type == NULL || strcmp(type, "FILE") != 0 || path == NULL) {
-        return NULL;
-    }
-    return strdup(path);
+    free(w);
 }
 
 static void m_write(struct rpc_methods *m, const struct req *r, const struct nv *params)
 {
     struct rpc_call *call = r->call;
     const struct rpc_node *node = m->node;
-    const char *method = r->method;
     if (fwd_wanted(m, r)) {
         fwd_call(m, r, params);
         return;
@@ -216,42 +190,15 @@ static void m_write(struct rpc_methods *m, const struct req *r, const struct nv 
         }
         return;
     }
-    const struct sm_state *s = node->state(node->ctx);
     /* a retry of a write that was already applied: its first answer */
-    struct sm_result *prev = sm_session_result(s, r->client_id, r->seq);
+    struct sm_result *prev = sm_session_result(node->state(node->ctx), r->client_id, r->seq);
     if (prev != NULL) {
-        struct write_req *w = calloc(1, sizeof *w);
-        if (w == NULL) {
-            sm_result_free(prev);
-            methods_reply_errno(m, call, -ENOMEM);
-            return;
-        }
-        w->m = m;
-        w->call = call;
-        w->res = prev;
-        write_reply(w);
-        return;
-    }
-    struct nv *cmd = NULL;
-    struct nv_err e;
-    nv_err_init(&e);
-    int rv = sm_prepare(s, method, params, node->env(node->ctx), &cmd, &e);
-    if (rv < 0) {
-        rpc_reply_error(call, &e);
-        nv_err_clear(&e);
-        return;
-    }
-    char *buf = NULL;
-    size_t len = 0;
-    rv = sm_command_encode(cmd, r->client_id, r->seq, &buf, &len);
-    nv_free(cmd);
-    if (rv < 0) {
-        methods_reply_errno(m, call, rv);
+        write_reply(call, prev, NULL);
+        sm_result_free(prev);
         return;
     }
     struct write_req *w = calloc(1, sizeof *w);
     if (w == NULL) {
-        free(buf);
         methods_reply_errno(m, call, -ENOMEM);
         return;
     }
@@ -259,18 +206,19 @@ static void m_write(struct rpc_methods *m, const struct req *r, const struct nv 
     w->call = call;
     w->r = *r;
     w->params = params;
-    if (strcmp(method, "nvmet.namespace.delete") == 0) {
-        w->remove_path = file_to_remove(s, params);
-    }
-    rv = node->propose(node->ctx, buf, len, write_applied, w);
-    free(buf);
+    struct nv_err e;
+    nv_err_init(&e);
+    int rv = rpc_write(node, r->method, params, r->client_id, r->seq, RPC_WRITE_RENDERED,
+                       write_done, w, &e);
     if (rv < 0) {
-        free(w->remove_path);
         free(w);
-        if (!write_hold(m, r, params, rv)) {
+        if (nv_err_isset(&e)) {
+            rpc_reply_error(call, &e);
+        } else if (!write_hold(m, r, params, rv)) {
             methods_reply_errno(m, call, rv);
         }
     }
+    nv_err_clear(&e);
 }
 
 /* ------------------------------------------------------------------ */

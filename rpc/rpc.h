@@ -230,6 +230,31 @@ bool rpc_call_gone(const struct rpc_call *call);
 
 struct sm_state;
 struct sm_env;
+struct sm_change;
+struct sm_result;
+
+/* One committed write as this node applied it (the propose callback's
+ * result): the statemachine's result and the rows the apply changed, so
+ * that the answer can say how this node's kernel took exactly those. */
+struct rpc_applied {
+    struct sm_result *res;  /* owned */
+    uint64_t generation;    /* sm_generation right after the apply */
+    struct sm_change *rows; /* owned: the rows the apply changed */
+    size_t n_rows;
+    bool all_rows; /* more than rows changed (the global row, cluster
+                    * facts, a change list past its bound): every row */
+};
+void rpc_applied_free(struct rpc_applied *a);
+
+/* How this node's kernel took a write's rows after it rendered them:
+ * error 0, or the -errno of the first object of those rows the kernel
+ * refused, with its configfs path (under nvmet/) and the renderer's
+ * message. Borrowed for the callback. */
+struct rpc_render {
+    int error;
+    const char *object;
+    const char *message;
+};
 
 /* What the method table needs from the node (wired by nvmetd's main). */
 struct rpc_node {
@@ -238,16 +263,20 @@ struct rpc_node {
     const struct sm_state *(*state)(void *ctx);
     /* Leader environment for sm_prepare. */
     const struct sm_env *(*env)(void *ctx);
-    /* Propose encoded command bytes. cb gets status 0 and the struct
-     * sm_result* (ownership passes to cb) once applied here, or a negative
-     * errno (see consensus/cons.h). Return <0 = not proposed, no cb. */
+    /* Propose encoded command bytes. cb gets status 0 and a struct
+     * rpc_applied* (ownership passes to cb: rpc_applied_free) once
+     * applied here, or a negative errno (see consensus/cons.h). Return <0
+     * = not proposed, no cb. Writes go through rpc_write (below). */
     int (*propose)(void *ctx, const void *buf, size_t len,
                    void (*cb)(void *arg, int status, void *result), void *arg);
     /* Linearizable read point; same conventions (result unused). */
     int (*barrier)(void *ctx, void (*cb)(void *arg, int status, void *result), void *arg);
-    /* Wait until this node has rendered everything applied so far (or
-     * failed to), then cb(arg, 0, NULL). NULL = no wait. */
-    int (*wait_rendered)(void *ctx, void (*cb)(void *arg, int status, void *result), void *arg);
+    /* Wait until this node has rendered the write a (borrowed; its rows
+     * and generation are copied), then cb(arg, outcome) with how this
+     * node's kernel took a's rows (NULL outcome: the node stops). 0: cb
+     * later; <0: no wait (a witness renders nothing). NULL = no wait. */
+    int (*wait_rendered)(void *ctx, const struct rpc_applied *a,
+                         void (*cb)(void *arg, const struct rpc_render *outcome), void *arg);
     /* The loop the node runs on (for the connection to the leader). */
     struct uv_loop_s *loop;
     /* The API key nodes use to log in to each other when a follower
@@ -263,9 +292,6 @@ struct rpc_node {
      * (no leader, or this node itself): a call that cannot be forwarded
      * to a known leader says so instead of "no quorum". NULL = unknown. */
     uint64_t (*leader_id)(void *ctx);
-    /* Remove a FILE namespace's backing file after a committed
-     * namespace.delete {"remove": true} (0 or -errno). NULL = unsupported. */
-    int (*remove_file)(void *ctx, const char *path);
     /* Extra method results provided by other modules. Each returns an owned
      * value or NULL with err set. NULL function = method unavailable. */
     struct nv *(*cluster_status)(void *ctx, struct nv_err *err);
@@ -305,6 +331,24 @@ struct rpc_node {
      * client certificate, or plaintext. */
     struct rpc_tls_opts peer_tls;
 };
+
+/* The one way to write (RPC calls and the node's own proposals alike):
+ * sm_prepare against node->state with node->env -> sm_command_encode with
+ * the session key (client_id NULL or seq < 0: none) -> node->propose.
+ * RPC_WRITE_RENDERED: after a successful apply, wait until this node
+ * rendered the write (node->wait_rendered).
+ * Returns 0: cb(arg, status, res, render) exactly once later, status 0
+ * with the apply's result (borrowed for the callback; its value may be
+ * taken) and render NULL unless waited for, or status < 0 (not applied
+ * here: leadership lost or moved, shutdown) with res NULL. Returns < 0:
+ * nothing happens; err is set when the statemachine refused the call
+ * (validation), else the errno says why it could not be proposed. */
+#define RPC_WRITE_RENDERED 0x1u
+typedef void (*rpc_write_cb)(void *arg, int status, struct sm_result *res,
+                             const struct rpc_render *render);
+int rpc_write(const struct rpc_node *node, const char *method, const struct nv *params,
+              const char *client_id, int64_t seq, unsigned flags, rpc_write_cb cb, void *arg,
+              struct nv_err *err);
 
 /* Register every product method on s. node is borrowed until
  * rpc_methods_free, which must come after rpc_server_close completed. */

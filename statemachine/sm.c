@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include "sm_int.h"
 
@@ -87,6 +88,8 @@ static void clear_contents(struct sm_state *s)
         s->bucket[i] = -1;
     }
     s->sess_head = 0;
+    nv_free(s->removals);
+    s->removals = NULL;
 }
 
 void sm_free(struct sm_state *s)
@@ -707,6 +710,71 @@ struct sm_result *sm_session_result(const struct sm_state *s, const char *client
     return prev != NULL ? result_from_stored(prev, true) : NULL;
 }
 
+/* ---- FILE removals ---- */
+
+const struct nv *sm_removals(const struct sm_state *s) { return s->removals; }
+
+static void removal_del(struct nv *a, size_t i)
+{
+    nv_free(a->u.a.v[i]);
+    memmove(&a->u.a.v[i], &a->u.a.v[i + 1], (a->u.a.n - i - 1) * sizeof *a->u.a.v);
+    a->u.a.n--;
+}
+
+static ssize_t removal_find(const struct sm_state *s, const char *path)
+{
+    for (size_t i = 0; i < nv_len(s->removals); i++) {
+        const char *p = nv_get_str(nv_at(s->removals, i), "path");
+        if (p != NULL && strcmp(p, path) == 0) {
+            return (ssize_t)i;
+        }
+    }
+    return -1;
+}
+
+void sm__removal_add(struct sm_state *s, const char *path, int64_t ns_id)
+{
+    if (removal_find(s, path) >= 0) {
+        return;
+    }
+    if (s->removals == NULL) {
+        s->removals = nv_arr();
+    }
+    while (nv_len(s->removals) >= SM_REMOVALS_MAX) {
+        removal_del(s->removals, 0);
+    }
+    struct nv *e = nv_map();
+    nv_set_str(e, "path", path);
+    nv_set_int(e, "namespace_id", ns_id);
+    nv_push(s->removals, e);
+}
+
+void sm__removal_drop(struct sm_state *s, const char *path)
+{
+    ssize_t i = path != NULL ? removal_find(s, path) : -1;
+    if (i >= 0) {
+        removal_del(s->removals, (size_t)i);
+    }
+}
+
+static bool removals_ok(const struct nv *r)
+{
+    if (r == NULL || nv_is(r, NV_NIL)) {
+        return true; /* snapshots of older releases have none */
+    }
+    if (!nv_is(r, NV_ARR)) {
+        return false;
+    }
+    for (size_t i = 0; i < nv_len(r); i++) {
+        const struct nv *e = nv_at(r, i);
+        if (!nv_is(e, NV_MAP) || !nv_is(nv_get(e, "path"), NV_STR) ||
+            !nv_is(nv_get(e, "namespace_id"), NV_INT)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* ---- snapshot ---- */
 
 int sm_snapshot(const struct sm_state *s, char **buf, size_t *len)
@@ -741,6 +809,9 @@ int sm_snapshot(const struct sm_state *s, char **buf, size_t *len)
         nv_push(ss, it);
     }
     nv_set(d, "sessions", ss);
+    if (nv_len(s->removals) > 0) {
+        nv_set(d, "removals", nv_copy(s->removals));
+    }
     int rv = nv_encode(d, buf, len);
     nv_free(d);
     return rv < 0 ? rv : 0;
@@ -900,7 +971,7 @@ int sm_restore(struct sm_state *s, const void *buf, size_t len, struct nv_err *e
     const struct nv *ids = nv_get(d, "next_id"), *rv = nv_get(d, "row_ver");
     bool ok = (nv_is(g, NV_NIL) || shape_ok(g, global_cols)) && nv_is(ss, NV_ARR) &&
               (rv == NULL || count_ok(rv, 0)) && (ids == NULL || nv_is(ids, NV_ARR)) &&
-              cluster_ok(cl);
+              cluster_ok(cl) && removals_ok(nv_get(d, "removals"));
     for (int t = 0; t < SM_TABLE_COUNT && ok; t++) {
         const struct nv *a = nv_get(d, snap_keys[t]);
         ok = nv_is(a, NV_ARR);
@@ -946,6 +1017,11 @@ int sm_restore(struct sm_state *s, const void *buf, size_t len, struct nv_err *e
     for (size_t i = 0; i < nv_len(ss) && i < SM_SESSIONS; i++) {
         const struct nv *it = nv_at(ss, i);
         sess_put(s, nv_at(it, 0)->u.s.p, nv_at(it, 1)->u.i, nv_copy(nv_at(it, 2)));
+    }
+    const struct nv *rm = nv_get(d, "removals");
+    for (size_t i = 0; i < nv_len(rm) && nv_is(rm, NV_ARR); i++) {
+        const struct nv *e = nv_at(rm, i);
+        sm__removal_add(s, nv_get_str(e, "path"), nv_get_int(e, "namespace_id", 0));
     }
     nv_free(d);
     return 0;

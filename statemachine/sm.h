@@ -242,9 +242,24 @@ struct sm_changes {
 void sm_changes(const struct sm_state *s, struct sm_changes *out);
 void sm_changes_clear(struct sm_state *s);
 
+/* ---- FILE backing files to remove ------------------------------------ */
+
+/* namespace.delete {"remove": true} of a FILE namespace is committed with
+ * the removal of its backing file: the delete's apply records the path
+ * here, so every data node removes the file as part of rendering (also
+ * when the node that answered the delete crashed right after the commit).
+ * A namespace created or updated with that device_path drops it again
+ * (the path is in use). Bounded: past SM_REMOVALS_MAX entries the oldest
+ * is dropped. A listed path that no longer exists is harmless (removing
+ * it again is a no-op). Array of {"path": str, "namespace_id": int},
+ * oldest first (borrowed, valid until the next apply/restore), or NULL. */
+#define SM_REMOVALS_MAX 1024
+const struct nv *sm_removals(const struct sm_state *s);
+
 /* ---- snapshot ------------------------------------------------------ */
 
-/* The whole state (tables, id counters, sessions) as one msgpack document.
+/* The whole state (tables, id counters, sessions, removals) as one
+ * msgpack document (a snapshot without "removals" restores with none).
  * *buf malloc'd. sm_restore replaces s's contents; on error s is unchanged. */
 int sm_snapshot(const struct sm_state *s, char **buf, size_t *len);
 int sm_restore(struct sm_state *s, const void *buf, size_t len, struct nv_err *err);

@@ -60,6 +60,9 @@ struct sm_state {
     struct sm_sess *sess; /* ring of SM_SESSIONS */
     size_t sess_head;     /* next slot to (re)use: the oldest when full */
     int bucket[SM_SESSION_BUCKETS];
+    /* FILE backing files to remove (sm_removals): array of {"path",
+     * "namespace_id"}, oldest first; NULL = none */
+    struct nv *removals;
 };
 
 /* One execution of a write: run by sm_prepare on the leader (mutate false,
@@ -119,6 +122,10 @@ int64_t sm__next_id(const struct sm_state *s, enum sm_table t);
 void sm__insert(struct sm_state *s, enum sm_table t, struct nv *row); /* takes row */
 void sm__replace(struct sm_state *s, enum sm_table t, struct nv *row); /* same id */
 void sm__remove(struct sm_state *s, enum sm_table t, int64_t id);
+/* The removal list (sm.h sm_removals): record a path (once, bounded) /
+ * drop it because a namespace claims it again. */
+void sm__removal_add(struct sm_state *s, const char *path, int64_t ns_id);
+void sm__removal_drop(struct sm_state *s, const char *path);
 /* Note a change that is not one row: the next render redoes everything. */
 void sm__change_all(struct sm_state *s);
 void sm__global_default(struct sm_state *s, const char *basenqn);

@@ -314,6 +314,9 @@ int sm__ns_write(struct sm_ex *x, const struct nv *params, bool create)
             nv_set_int(n, "nsid", want);
         }
     }
+    if (x->mutate && !sm__failed(x) && path != NULL) {
+        sm__removal_drop(x->s, path); /* in use again: not to be removed */
+    }
     int rv = sm__commit_row(x, SM_NAMESPACE, d, n, create, id);
     if (rv == 0 && x->op != NULL) {
         /* v2: the nsid is apply's (lowest free), and the subsystem of a
@@ -338,6 +341,14 @@ int sm__ns_delete(struct sm_ex *x, const struct nv *params)
         return -1;
     }
     if (x->mutate) {
+        /* {"remove": true}: the FILE's removal is part of the committed
+         * change (sm_removals) */
+        const struct nv *row = sm__find(x->s, SM_NAMESPACE, id);
+        const char *type = nv_get_str(row, "device_type");
+        const char *path = nv_get_str(row, "device_path");
+        if (rm == 1 && type != NULL && strcmp(type, "FILE") == 0 && path != NULL) {
+            sm__removal_add(x->s, path, id);
+        }
         sm__remove(x->s, SM_NAMESPACE, id);
         sm__finish(x, SM_NAMESPACE, 0);
     }

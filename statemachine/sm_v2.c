@@ -351,6 +351,9 @@ static int row_create(struct sm_ex *x, const char *method, enum sm_table t, cons
     }
     int64_t id = sm__next_id(x->s, t);
     nv_set_int(n, "id", id);
+    if (t == SM_NAMESPACE) {
+        sm__removal_drop(x->s, nv_get_str(n, "device_path")); /* in use again */
+    }
     sm__insert(x->s, t, n);
     sm__finish(x, t, id);
     return 0;
@@ -405,6 +408,9 @@ static int row_update(struct sm_ex *x, const char *method, enum sm_table t, cons
     if (sm__failed(x)) {
         nv_free(n);
         return -1;
+    }
+    if (t == SM_NAMESPACE) {
+        sm__removal_drop(x->s, nv_get_str(n, "device_path")); /* in use again */
     }
     sm__replace(x->s, t, n);
     sm__finish(x, t, id);

@@ -126,13 +126,11 @@ void tgt_report_clear(struct tgt_report *r)
     memset(r, 0, sizeof *r);
 }
 
-void tgt__problem(struct nv **problems, const char *object, const char *fmt, ...)
+static void problem_v(struct nv **problems, const char *object, enum tgt_kind kind,
+                      int64_t src_id, int errnum, const char *fmt, va_list ap)
 {
     char msg[2048];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     if (*problems == NULL) {
         *problems = nv_arr();
         if (*problems == NULL) {
@@ -145,7 +143,33 @@ void tgt__problem(struct nv **problems, const char *object, const char *fmt, ...
     }
     nv_set_str(p, "object", object);
     nv_set_str(p, "error", msg);
+    if (errnum > 0) {
+        nv_set_int(p, "errno", errnum);
+        nv_set_str(p, "errname", nv_errname(errnum));
+    }
+    int table = src_id >= 0 ? tgt__row_kind_table(kind) : -1;
+    if (table >= 0) {
+        nv_set_str(p, "table", sm_table_service((enum sm_table)table));
+        nv_set_int(p, "id", src_id);
+    }
     nv_push(*problems, p);
+}
+
+void tgt__problem(struct nv **problems, const char *object, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    problem_v(problems, object, 0, -1, 0, fmt, ap);
+    va_end(ap);
+}
+
+void tgt__problem_row(struct nv **problems, const char *object, enum tgt_kind kind,
+                      int64_t src_id, int errnum, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    problem_v(problems, object, kind, src_id, errnum, fmt, ap);
+    va_end(ap);
 }
 
 /* ---- paths and counted operations ---------------------------------------- */

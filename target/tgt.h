@@ -79,7 +79,11 @@ struct tgt_view {
  * <root>/.nvmet-emu/identified/<subnqn> means a host has identified that
  * controller, so its identity attributes (attr_serial, attr_model,
  * attr_firmware, attr_ieee_oui, attr_version) return EINVAL like the
- * kernel's. Returns 0 or -errno with err filled. */
+ * kernel's. A file <root>/.nvmet-emu/refuse/<attribute> holding an errno
+ * name ("EINVAL", "ENOSPC", "EBUSY", ...) or number makes every write of
+ * that attribute fail with it, as the kernel refuses a value it cannot
+ * take (tests of how a refusal is reported; remove the file to let the
+ * next pass repair). Returns 0 or -errno with err filled. */
 int tgt_open(const struct tgt_config *cfg, struct tgt **out, struct nv_err *err);
 void tgt_close(struct tgt *t);
 bool tgt_is_emulated(const struct tgt *t);
@@ -94,7 +98,11 @@ struct tgt_report {
     unsigned mkdirs, rmdirs, writes, links, unlinks;
     unsigned drift;      /* objects/attributes repaired that we had not changed */
     unsigned errors;
-    struct nv *problems; /* owned array of {"object": path, "error": text}, or NULL */
+    /* owned array of {"object": path, "error": text}, or NULL; a refusal
+     * of the kernel adds "errno" and "errname", and an object made from
+     * a row adds "table" (service name) and "id": the row the kernel
+     * refused (what a write's reply and cluster.status report) */
+    struct nv *problems;
     unsigned reads;      /* attribute reads, readdirs and readlinks of the pass */
     unsigned recreated;  /* subsystems rmdir'ed and made again (identity locked) */
     struct nv *notes;    /* owned array of {"object", "note"} for things done

@@ -47,7 +47,8 @@ static void fail(struct tgt_pass *p, struct tobj *o, const char *verb, const cha
 {
     char label[600];
     tgt__obj_label(o->kind, o->path, label, sizeof label);
-    tgt__problem(&p->rep->problems, o->path, "render %s: %s%s%s: %s", label, verb,
+    tgt__problem_row(&p->rep->problems, o->path, o->kind, o->src_id, -rv,
+                     "render %s: %s%s%s: %s", label, verb,
                  what != NULL ? " " : "", what != NULL ? what : "", strerror(-rv));
     p->rep->errors++;
     o->flags |= TO_FAILED;
@@ -300,8 +301,9 @@ static void report_missing(struct tgt_pass *p, struct tobj *o, const struct asta
         }
         char label[600];
         tgt__obj_label(o->kind, o->path, label, sizeof label);
-        tgt__problem(&p->rep->problems, o->path, "%s: kernel has no %s: %s not applied", label,
-                     tgt__feature_text(d->feature), keys);
+        tgt__problem_row(&p->rep->problems, o->path, o->kind, o->src_id, EOPNOTSUPP,
+                         "%s: kernel has no %s: %s not applied", label,
+                         tgt__feature_text(d->feature), keys);
         p->rep->errors++;
         o->flags |= TO_FAILED;
         count_failure(p, o->path);
@@ -627,8 +629,9 @@ void tgt__remove_obj(struct tgt_pass *p, const struct tobj *r)
         if (!(tmp.flags & TO_FAILED)) {
             char label[600];
             tgt__obj_label(r->kind, r->path, label, sizeof label);
-            tgt__problem(&p->rep->problems, r->path, "remove %s: %s: %s", label,
-                         r->target != NULL ? "unlink" : "rmdir", strerror(-rv));
+            tgt__problem_row(&p->rep->problems, r->path, r->kind, r->src_id, -rv,
+                             "remove %s: %s: %s", label, r->target != NULL ? "unlink" : "rmdir",
+                             strerror(-rv));
             p->rep->errors++;
             count_failure(p, r->path);
         }

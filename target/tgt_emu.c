@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "nv_err.h"
 #include "tgt_int.h"
 
 struct en_def {
@@ -575,6 +576,34 @@ static ssize_t emu_read(struct tgt *t, const char *rel, char *buf, size_t len)
     return tgt__real_ops.read(t, rel, buf, len);
 }
 
+/* A refusal the test asked for (tgt.h: <root>/.nvmet-emu/refuse/<attr>
+ * holding an errno name or number): that errno, negative, else 0. */
+static int injected_refusal(const struct tgt *t, const char *name)
+{
+    char p[4200], v[32] = "";
+    snprintf(p, sizeof p, "%s/" TGT_EMU_STATE_DIR "/refuse/%s", t->root, name);
+    FILE *f = fopen(p, "r");
+    if (f == NULL) {
+        return 0;
+    }
+    if (fgets(v, sizeof v, f) == NULL) {
+        v[0] = '\0';
+    }
+    fclose(f);
+    v[strcspn(v, " \t\r\n")] = '\0';
+    char *end = NULL;
+    long n = strtol(v, &end, 10);
+    if (v[0] != '\0' && *end == '\0' && n > 0 && n < 4096) {
+        return (int)-n;
+    }
+    for (int e = 1; e < 200; e++) {
+        if (strcmp(nv_errname(e), v) == 0) {
+            return -e;
+        }
+    }
+    return -EINVAL; /* an unknown name: still a refusal */
+}
+
 static int emu_write(struct tgt *t, const char *rel, const char *buf, size_t len)
 {
     char dir[4096];
@@ -588,6 +617,10 @@ static int emu_write(struct tgt *t, const char *rel, const char *buf, size_t len
     const struct emu_file *f = find_file(t, type, name);
     if (f == NULL) {
         return -ENOENT; /* this kernel has no such attribute */
+    }
+    rv = injected_refusal(t, name);
+    if (rv < 0) {
+        return rv;
     }
     if (len > 4096) {
         return -EFBIG;

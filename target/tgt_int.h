@@ -367,6 +367,13 @@ bool tgt__has_feature(struct tgt *t, const char *key);
 /* Append {"object": object, "error": text} to *problems. */
 void tgt__problem(struct nv **problems, const char *object, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same for an object the kernel refused: adds "errno" and "errname"
+ * (errnum > 0) and, for an object made from a row (src_id >= 0), "table"
+ * (service name) and "id": the row whose write the kernel refused
+ * (tgt_report.problems). */
+void tgt__problem_row(struct nv **problems, const char *object, enum tgt_kind kind,
+                      int64_t src_id, int errnum, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
 
 /* ---- emulator ------------------------------------------------------------ */
 

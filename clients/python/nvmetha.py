@@ -10,7 +10,7 @@
 Wire protocol: request [0, msgid, method, params] (params: the positional
 arguments), response [1, msgid, error, result], notification
 [2, method, params]. error is None or a map {"code", "error", "errname",
-"reason", "extra"[, "leader"]}.
+"reason", "extra"[, "leader"][, "committed"]}.
 
 Endpoints are "unix:/path" (or "/path"): the node's unix socket, root only,
 plaintext, no login; or "HOST:PORT" / "[V6]:PORT": TCP, TLS 1.3 unless
@@ -87,7 +87,10 @@ class NvmetError(Exception):
     "EEXIST", "ENOTLEADER", ...); reason: the server's text; errors: the
     validation items as (attribute, message, errname) tuples (attribute None
     for the "... and K more errors" item); extra: the raw "extra" field;
-    leader: the leader's RPC address (NOT_LEADER) or None.
+    leader: the leader's RPC address (NOT_LEADER) or None; committed: True
+    when the write IS committed and only the answering node's kernel
+    refused to render it (do not retry it; cluster.status shows the
+    refusal until a render pass repairs it).
     str(e) is one line per item, "[ERRNAME] attribute: message", like
     nvmetctl (attribute ALL when there is none)."""
 
@@ -100,6 +103,7 @@ class NvmetError(Exception):
         self.reason = err.get("reason") or ""
         self.extra = err.get("extra")
         self.leader = err.get("leader")
+        self.committed = bool(err.get("committed", False))
         self.errors = []
         for item in self.extra if isinstance(self.extra, list) else []:
             if isinstance(item, (list, tuple)) and len(item) >= 2:

@@ -128,6 +128,23 @@ static void test_err_shape(void **state)
     assert_int_equal(back.n, 2);
     assert_null(back.items[1].attr);
     assert_int_equal(back.items[1].errnum, ENOENT);
+    assert_null(nv_get(w, "committed"));
+    assert_false(back.committed);
+    nv_free(w);
+    nv_err_clear(&back);
+    /* a committed write whose render was refused: the flag travels */
+    nv_err_call(&back, ENOSPC, "committed, but refused");
+    back.committed = true;
+    w = nv_err_to_nv(&back);
+    assert_true(nv_get_bool(w, "committed", false));
+    struct nv_err again;
+    nv_err_init(&again);
+    assert_int_equal(nv_err_from_nv(&again, w), 0);
+    assert_true(again.committed);
+    assert_int_equal(again.errnum, ENOSPC);
+    nv_err_copy(&back, &again);
+    assert_true(back.committed);
+    nv_err_clear(&again);
     nv_free(w);
     nv_err_clear(&back);
     nv_err_clear(&e);

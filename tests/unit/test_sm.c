@@ -510,6 +510,67 @@ static void test_updates_and_deletes(void **state)
     sm_free(s);
 }
 
+/* namespace.delete {"remove": true} of a FILE namespace commits the
+ * removal of its file (sm_removals) on every replica; a namespace that
+ * claims the path again drops it; snapshots carry the list and a
+ * snapshot without it restores with none. */
+static void test_file_removals(void **state)
+{
+    (void)state;
+    struct sm_state *s = sm_new(), *r = sm_new();
+    setup_tree(s, r);
+    nv_free(ok(s, r, "nvmet.namespace.create",
+               "[{\"subsys\": 1, \"device\": \"/srv/a.img\", \"filesize\": 1048576}]"));
+    nv_free(ok(s, r, "nvmet.namespace.create",
+               "[{\"subsys\": 1, \"device\": \"/srv/b.img\", \"filesize\": 1048576}]"));
+    assert_null(sm_removals(s));
+    /* without remove, and a ZVOL with remove: nothing to remove */
+    nv_free(ok(s, r, "nvmet.namespace.delete", "[3, {\"remove\": false}]"));
+    nv_free(ok(s, r, "nvmet.namespace.update", "[1, {\"enabled\": false}]"));
+    nv_free(ok(s, r, "nvmet.namespace.delete", "[1, {\"remove\": true}]"));
+    assert_int_equal(nv_len(sm_removals(s)), 0);
+    nv_free(ok(s, r, "nvmet.namespace.delete", "[2, {\"remove\": true}]"));
+    for (int k = 0; k < 2; k++) {
+        const struct nv *l = sm_removals(k == 0 ? s : r);
+        assert_int_equal(nv_len(l), 1);
+        assert_string_equal(nv_get_str(nv_at(l, 0), "path"), "/srv/a.img");
+        assert_int_equal(nv_get_int(nv_at(l, 0), "namespace_id", 0), 2);
+    }
+    /* the snapshot keeps it */
+    char *buf;
+    size_t len;
+    assert_int_equal(sm_snapshot(s, &buf, &len), 0);
+    struct sm_state *c = sm_new();
+    struct nv_err e;
+    nv_err_init(&e);
+    assert_int_equal(sm_restore(c, buf, len, &e), 0);
+    free(buf);
+    assert_int_equal(nv_len(sm_removals(c)), 1);
+    /* a namespace on the path again: not to be removed any more */
+    nv_free(ok(c, NULL, "nvmet.namespace.create",
+               "[{\"subsys\": 1, \"device\": \"/srv/a.img\", \"filesize\": 1048576}]"));
+    assert_int_equal(nv_len(sm_removals(c)), 0);
+    /* an older snapshot (no "removals") restores with none */
+    struct nv *d = NULL;
+    assert_int_equal(sm_snapshot(s, &buf, &len), 0);
+    size_t used = 0;
+    d = nv_decode(buf, len, &used);
+    free(buf);
+    assert_non_null(d);
+    nv_free(nv_take(d, "removals"));
+    assert_int_equal(nv_encode(d, &buf, &len), 0);
+    nv_free(d);
+    assert_int_equal(sm_restore(c, buf, len, &e), 0);
+    free(buf);
+    assert_null(sm_removals(c));
+    assert_int_equal(sm_rows(c, SM_SUBSYS), 1);
+    assert_int_equal(sm_rows(c, SM_NAMESPACE), 0);
+    nv_err_clear(&e);
+    sm_free(c);
+    sm_free(s);
+    sm_free(r);
+}
+
 /* Two creates of one name prepared against the same state: the second
  * fails on apply with the message prepare would have given. */
 static void test_race_rechecked_on_apply(void **state)
@@ -813,6 +874,7 @@ int main(void)
         cmocka_unit_test(test_rdma_port),
         cmocka_unit_test(test_config_round_trip),
         cmocka_unit_test(test_cluster_facts),
+        cmocka_unit_test(test_file_removals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

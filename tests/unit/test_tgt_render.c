@@ -1,6 +1,7 @@
 /* target/: rendering the state into the emulated kernel's configfs:
  * the complete setup, the kernel's ordering rules, deletes, drift repair
  * and the cost of incremental passes. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -204,6 +205,42 @@ static void test_ns_device_change_while_enabled(void **state)
     tgt_report_clear(&rep);
 }
 
+/* The emulator refuses an attribute named in .nvmet-emu/refuse/ with the
+ * errno written there; the problem names the errno and the row; once the
+ * cause is gone the next pass repairs. */
+static void test_refusal_names_errno_and_row(void **state)
+{
+    struct ctx *c = *state;
+    struct tgt_report rep = {0};
+    complete_setup(c);
+    char dir[600], file[700];
+    snprintf(dir, sizeof dir, "%s/.nvmet-emu/refuse", c->f.root);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    snprintf(file, sizeof file, "%s/device_nguid", dir);
+    FILE *fp = fopen(file, "w");
+    assert_non_null(fp);
+    fputs("ENOSPC\n", fp);
+    fclose(fp);
+    int errors = fx_pass(&c->f, &c->rs, &single, false, &rep);
+    assert_int_equal(errors, 1);
+    const struct nv *p = nv_at(rep.problems, 0);
+    assert_string_equal(nv_get_str(p, "object"), NS1);
+    assert_int_equal(nv_get_int(p, "errno", 0), ENOSPC);
+    assert_string_equal(nv_get_str(p, "errname"), "ENOSPC");
+    assert_string_equal(nv_get_str(p, "table"), "nvmet.namespace");
+    assert_int_equal(nv_get_int(p, "id", 0), 1);
+    /* a number works too; the next pass retries and reports again */
+    fp = fopen(file, "w");
+    fputs("16", fp);
+    fclose(fp);
+    assert_int_equal(fx_pass(&c->f, &c->rs, &single, false, &rep), 1);
+    assert_int_equal(nv_get_int(nv_at(rep.problems, 0), "errno", 0), EBUSY);
+    unlink(file);
+    render_ok(c, &single, false, &rep);
+    fx_expect(&c->f, NS1 "/enable", "1");
+    tgt_report_clear(&rep);
+}
+
 /* allow_any_host flips on with hosts linked: links go first; flipping it
  * off again restores the access list. */
 static void test_allow_any_host_flip(void **state)
@@ -359,6 +396,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_disabled_empties_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_port_change_while_linked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ns_device_change_while_enabled, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refusal_names_errno_and_row, setup, teardown),
         cmocka_unit_test_setup_teardown(test_allow_any_host_flip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deletes_bottom_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drift_repair, setup, teardown),
