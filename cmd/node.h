@@ -49,6 +49,9 @@ struct node_config {
     unsigned election_timeout_ms;
     unsigned snapshot_threshold;
     unsigned sweep_interval_ms;
+    /* the Raft log command version this node writes as leader; 0 = the
+     * newest (statemachine/sm.h "Upgrade rule") */
+    unsigned log_format;
     unsigned rpc_hold_timeout_ms; /* how long a call waits for a leader */
     unsigned segment_kb;          /* Raft segment size in KiB, 0 = consensus default */
     bool accept_data_loss;        /* start a single voter on a log that lost entries */

@@ -79,7 +79,8 @@ void node_env_init(struct node *n)
                              .device_stat = env_device_stat,
                              .ha = false,
                              .rdma_capable = rdma_capable(),
-                             .ctx = n};
+                             .ctx = n,
+                             .cmd_version = (int)n->cfg.log_format};
 }
 
 /* ------------------------------------------------------------------ */

@@ -95,6 +95,7 @@ static const struct key_def keys[] = {
     KU("election-timeout", election_timeout_ms, 60000),
     KU("snapshot-threshold", snapshot_threshold, 10000000),
     KU("sweep-interval", sweep_interval_ms, 86400000),
+    KU("log-format", log_format, 2),
     KU("rpc-hold-timeout", rpc_hold_timeout_ms, 600000),
     KU("segment-kb", segment_kb, 1048576),
 };
@@ -102,7 +103,8 @@ static const struct key_def keys[] = {
 /* Keys node_reload applies while running; every other change waits for a
  * restart (addresses, data dir, security modes: what the running modules
  * were built with). */
-static const char *const live_keys[] = {"log-level", "rpc-hold-timeout", "sweep-interval", NULL};
+static const char *const live_keys[] = {"log-level", "rpc-hold-timeout", "sweep-interval",
+                                        "log-format", NULL};
 
 static bool is_live(const char *key)
 {
@@ -179,6 +181,9 @@ void node_reload(struct node *n)
         } else if (strcmp(keys[i].name, "sweep-interval") == 0) {
             n->cfg.sweep_interval_ms = c.sweep_interval_ms;
             node_sweep_restart(n);
+        } else if (strcmp(keys[i].name, "log-format") == 0) {
+            n->cfg.log_format = c.log_format;
+            n->env.cmd_version = (int)c.log_format;
         }
     }
     node_log(n, NODE_LOG_INFO, "SIGHUP: configuration re-read: %u change(s) applied, %u at the "
@@ -503,6 +508,8 @@ struct nv *node_cluster_status(void *ctx, struct nv_err *err)
      * the leader's readiness to serve writes (post-election barrier
      * applied), false on followers by definition */
     nv_set_bool(me, "leader_ready", st.ready);
+    nv_set_int(me, "log_format",
+               n->env.cmd_version > 0 ? n->env.cmd_version : SM_CMD_VERSION_NEWEST);
     nv_set_int(me, "term", (int64_t)st.term);
     nv_set_int(me, "commit_index", (int64_t)st.commit_index);
     nv_set_int(me, "applied_index", (int64_t)st.last_applied);

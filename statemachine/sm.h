@@ -164,6 +164,8 @@ struct sm_env {
      * refuses a version it does not know, and would fall behind. */
     int cmd_version;
 };
+/* The newest command version sm_prepare writes (cmd_version 0). */
+#define SM_CMD_VERSION_NEWEST 2
 
 /* Turn a client call into a normalized command, validating everything the
  * TrueNAS validates (argument count and types, strict typing, unknown

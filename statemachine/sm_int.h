@@ -10,7 +10,7 @@
 #include "nv_err.h"
 #include "sm.h"
 
-#define SM_CMD_VERSION 2 /* what sm_prepare writes; sm_apply reads 1 and 2 */
+#define SM_CMD_VERSION SM_CMD_VERSION_NEWEST /* sm_apply reads 1 and 2 */
 #define SM_SNAP_VERSION 1
 #define SM_SESSIONS 4096        /* remembered (client id, seq) results */
 #define SM_SESSION_BUCKETS 8192 /* power of two */

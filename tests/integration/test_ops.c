@@ -63,6 +63,18 @@ static bool alive(const struct h_node *n)
     return r != NULL;
 }
 
+/* cluster.status: the command version this node writes as leader. */
+static int64_t log_format(const struct h_node *n)
+{
+    struct nv_err e;
+    nv_err_init(&e);
+    struct nv *st = h_call(n, "cluster.status", "[{\"local\": true}]", &e);
+    int64_t v = nv_get_int(nv_get(st, "node"), "log_format", -1);
+    nv_free(st);
+    nv_err_clear(&e);
+    return v;
+}
+
 /* SIGHUP: log-level and sweep-interval from the edited config file apply
  * at once (a debug line appears), snapshot-threshold is logged as waiting
  * for a restart; a file that no longer parses changes nothing; the node
@@ -76,9 +88,14 @@ static void test_sighup_reload(void **state)
     h_node_init(&n, base, 1);
     char conf[400];
     snprintf(conf, sizeof conf, "%s/nvmetd.conf", n.dir);
-    write_file(conf, "# test\nlog-level = info\nsweep-interval = 30000\n");
+    write_file(conf, "# test\nlog-level = info\nsweep-interval = 30000\nlog-format = 1\n");
     const char *extra[] = {"--config", conf, NULL};
     assert_int_equal(h_node_start(&n, extra), 0);
+    assert_int_equal(log_format(&n), 1); /* a rolling upgrade under way */
+    struct nv_err e;
+    nv_err_init(&e);
+    nv_free(h_call(&n, "nvmet.subsys.create", "[{\"name\": \"nqn.2024-01.com.example:v1\"}]", &e));
+    assert_false(nv_err_isset(&e));
 
     write_file(conf, "log-level = debug\nsweep-interval = 500\nsnapshot-threshold = 9000\n");
     h_node_kill(&n, SIGHUP);
@@ -87,7 +104,11 @@ static void test_sighup_reload(void **state)
     assert_true(log_has(&n,
                         "SIGHUP: snapshot-threshold changed (8192 -> 9000): takes effect at "
                         "the next restart"));
-    assert_true(log_has(&n, "2 change(s) applied, 1 at the next restart"));
+    assert_true(log_has(&n, "SIGHUP: log-format: 1 -> 0"));
+    assert_true(log_has(&n, "3 change(s) applied, 1 at the next restart"));
+    assert_int_equal(log_format(&n), 2);
+    nv_free(h_call(&n, "nvmet.subsys.create", "[{\"name\": \"nqn.2024-01.com.example:v2\"}]", &e));
+    assert_false(nv_err_isset(&e));
     assert_true(alive(&n));
 
     write_file(conf, "log-level = debug\nno-such-key = 1\n");
@@ -95,6 +116,14 @@ static void test_sighup_reload(void **state)
     assert_true(log_has(&n, "SIGHUP: configuration not reloaded, nothing changed"));
     assert_true(alive(&n));
 
+    /* both formats replay after a restart */
+    h_node_kill(&n, SIGTERM);
+    assert_int_equal(h_node_wait(&n), 0);
+    write_file(conf, "log-level = info\n");
+    assert_int_equal(h_node_start(&n, extra), 0);
+    struct nv *all = h_call(&n, "nvmet.subsys.query", "[]", &e);
+    assert_int_equal(nv_len(all), 2);
+    nv_free(all);
     h_node_kill(&n, SIGTERM);
     assert_int_equal(h_node_wait(&n), 0);
     h_rmrf(base);
