@@ -202,8 +202,9 @@ class TestSingleNode(Base):
             self.assertEqual(c.call("auth.me"),
                              {"name": "root", "role": "admin", "transport": "unix"})
             methods = c.call("core.get_methods")
-            self.assertEqual(methods["nvmet.subsys.create"],
-                             {"role": "admin", "before_login": False})
+            create = methods["nvmet.subsys.create"]
+            self.assertEqual((create["role"], create["before_login"]), ("admin", False))
+            self.assertTrue(create["args"].startswith("[{name!: str, "))
             self.assertTrue(methods["auth.login_with_api_key"]["before_login"])
             self.assertEqual(c.call("core.ping"), "pong")  # the connection is reused
 
