@@ -533,6 +533,32 @@ static void test_failover_events(void **state)
     struct sub s;
     sub_open(&s, &loop, &r.n[b], NULL);
     assert_int_equal(sub_call(&s, "core.subscribe", "failover.status"), 0);
+    /* nvmetctl subscribe on the active node first, the survivor second:
+     * it moves over when the active node dies */
+    char keyf[400], out[400], errf[400], urls[128], cmd[2048];
+    snprintf(keyf, sizeof keyf, "%s/admin.key", r.base);
+    snprintf(out, sizeof out, "%s/ctl-fo.out", r.base);
+    snprintf(errf, sizeof errf, "%s/ctl-fo.err", r.base);
+    FILE *kf = fopen(keyf, "w");
+    assert_non_null(kf);
+    fprintf(kf, "%s\n", r.admin_key);
+    fclose(kf);
+    assert_int_equal(chmod(keyf, 0600), 0);
+    snprintf(urls, sizeof urls, "127.0.0.1:%d,127.0.0.1:%d", r.n[m].rpc_port, r.n[b].rpc_port);
+    pid_t ctl = fork();
+    assert_true(ctl >= 0);
+    if (ctl == 0) {
+        if (freopen(out, "w", stdout) == NULL || freopen(errf, "w", stderr) == NULL) {
+            _exit(126);
+        }
+        execl(NVMETCTL_BIN, NVMETCTL_BIN, "--url", urls, "--api-key-file", keyf, "--cacert",
+              r.n[0].cacert, "subscribe", "--timeout", "60", "failover.status", "nvmet.subsys",
+              (char *)NULL);
+        _exit(127);
+    }
+    snprintf(cmd, sizeof cmd, "subscribed to failover.status nvmet.subsys at 127.0.0.1:%d",
+             r.n[m].rpc_port);
+    assert_true(wait_file_has(errf, cmd, 10000));
     pump(&loop, 1000); /* at least one check records where it starts from */
     size_t had = nv_len(s.events);
     h_node_kill(&r.n[m], SIGKILL);
@@ -555,6 +581,26 @@ static void test_failover_events(void **state)
     const struct nv *last = nv_at(s.events, nv_len(s.events) - 1);
     assert_int_equal(nv_get_int(nv_get(last, "fields"), "active_node", -1), b + 1);
     printf("# %zu failover.status event(s) on the survivor\n", nv_len(s.events) - had);
+    /* nvmetctl is subscribed on the survivor again, said so, and prints
+     * its events */
+    assert_true(wait_file_has(out, "\"RECONNECTED\"", 15000));
+    nv_free(must(&r.n[b], "nvmet.subsys.create", "[{\"name\": \"nqn.2024-01.com.example:s2\"}]"));
+    assert_true(wait_file_has(out, "nqn.2024-01.com.example:s2", 10000));
+    kill(ctl, SIGINT);
+    int st = 0;
+    assert_int_equal(waitpid(ctl, &st, 0), ctl);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    char *text = h_read(out);
+    int lines = 0;
+    for (char *save = NULL, *line = strtok_r(text, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        struct nv *obj = nv_from_json(line); /* every line is one JSON object */
+        assert_true(nv_is(obj, NV_MAP));
+        nv_free(obj);
+        lines++;
+    }
+    free(text);
+    printf("# nvmetctl subscribe printed %d line(s)\n", lines);
     sub_close(&s);
     uv_run(&loop, UV_RUN_NOWAIT);
     uv_loop_close(&loop);
