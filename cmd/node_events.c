@@ -145,7 +145,9 @@ static void publish_reload(struct node *n)
 {
     for (size_t i = 0; collections[i] != NULL; i++) {
         const char *coll = collections[i];
-        if (strcmp(coll, FO_COLLECTION) == 0 || !wanted(n, coll)) {
+        /* the global row has its own CHANGED with the entry */
+        if (strcmp(coll, FO_COLLECTION) == 0 || strcmp(coll, GLOBAL_COLLECTION) == 0 ||
+            !wanted(n, coll)) {
             continue;
         }
         struct nv *e = event_new("CHANGED", coll, nv_nil(), nv_map());

@@ -608,11 +608,63 @@ static void test_failover_events(void **state)
     rig_down(&r);
 }
 
+/* config.restore is not row by row: nvmet.global CHANGED with the
+ * entry, then one reload event per row collection. */
+static void test_restore_reload(void **state)
+{
+    (void)state;
+    struct rig r;
+    rig_up(&r, 1, -1);
+    nv_free(must(&r.n[0], "nvmet.subsys.create", "[{\"name\": \"nqn.2024-01.com.example:s1\"}]"));
+    struct nv *doc = must(&r.n[0], "config.save", NULL);
+    h_node_kill(&r.n[0], SIGKILL);
+    h_node_wait(&r.n[0]);
+    h_rmrf(r.n[0].data);
+    h_rmrf(r.n[0].configfs);
+    assert_int_equal(mkdir(r.n[0].data, 0700), 0);
+    assert_int_equal(mkdir(r.n[0].configfs, 0700), 0);
+    assert_int_equal(h_node_start(&r.n[0], NULL), 0);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct sub s;
+    sub_open(&s, &loop, &r.n[0], NULL);
+    assert_int_equal(sub_call(&s, "core.subscribe", "*"), 0);
+    pump(&loop, 300);
+    size_t had = nv_len(s.events);
+    char *text = nv_to_json(doc);
+    char *params = NULL;
+    assert_true(asprintf(&params, "[%s]", text) > 0);
+    nv_free(must(&r.n[0], "config.restore", params));
+    sub_wait(&s, had + 7, 10000);
+    const struct nv *ev = nv_at(s.events, had);
+    assert_event(ev, "CHANGED", "nvmet.global", 1);
+    assert_non_null(nv_get_str(nv_get(ev, "fields"), "basenqn"));
+    static const char *const colls[] = {"nvmet.subsys", "nvmet.namespace",   "nvmet.port",
+                                        "nvmet.host",   "nvmet.host_subsys", "nvmet.port_subsys"};
+    for (size_t i = 0; i < 6; i++) {
+        ev = nv_at(s.events, had + 1 + i);
+        assert_string_equal(ev_str(ev, "collection"), colls[i]);
+        assert_string_equal(ev_str(ev, "msg"), "CHANGED");
+        assert_true(nv_is(nv_get(ev, "id"), NV_NIL));
+        assert_true(nv_get_bool(ev, "reload", false));
+    }
+    pump(&loop, 300);
+    assert_int_equal(nv_len(s.events), had + 7);
+    free(params);
+    free(text);
+    nv_free(doc);
+    sub_close(&s);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    uv_loop_close(&loop);
+    rig_down(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_follower_events, teardown),
         cmocka_unit_test_teardown(test_failover_events, teardown),
+        cmocka_unit_test_teardown(test_restore_reload, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
