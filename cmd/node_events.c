@@ -13,7 +13,7 @@
  *   - the global row changed: nvmet.global CHANGED, id 1, the global entry;
  *   - anything else that is not one row (a config.restore, a snapshot
  *     installed from the leader, a change list that overflowed): one
- *     CHANGED per nvmet collection with "id": null, "fields": {} and
+ *     CHANGED per row collection with "id": null, "fields": {} and
  *     "reload": true: re-read the collection with its query;
  *   - this node's failover status changed (role, active node, leader,
  *     disabled reasons, VIPs held, fence state): failover.status CHANGED,
@@ -140,7 +140,7 @@ static void publish_global(struct node *n)
     }
 }
 
-/* Tell every nvmet collection's subscribers to re-read it. */
+/* Tell every row collection's subscribers to re-read it. */
 static void publish_reload(struct node *n)
 {
     for (size_t i = 0; collections[i] != NULL; i++) {
