@@ -16,8 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -659,12 +661,110 @@ static void test_restore_reload(void **state)
     rig_down(&r);
 }
 
+/* A subscriber that stops reading is closed (and logged) once 8 MiB of
+ * events wait for it; a subscriber that reads gets every event. 10,000
+ * host updates with 1,000-character descriptions (11 MB of events) run
+ * through nvmetctl batch meanwhile. */
+static void test_slow_subscriber(void **state)
+{
+    (void)state;
+    struct rig r;
+    rig_up(&r, 1, -1);
+    const struct h_node *n = &r.n[0];
+    nv_free(must(n, "nvmet.host.create", "[{\"hostnqn\": \"nqn.2014-08.org.example:h1\"}]"));
+    /* the stuck one: a raw socket that subscribes and never reads */
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", n->sock);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    struct nv *req = nv_arr();
+    nv_push(req, nv_int(0));
+    nv_push(req, nv_int(1));
+    nv_push(req, nv_str("core.subscribe"));
+    struct nv *args = nv_arr();
+    nv_push(args, nv_str("nvmet.host"));
+    nv_push(req, args);
+    char *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(nv_encode(req, &buf, &len), 0);
+    assert_int_equal(write(fd, buf, len), (ssize_t)len);
+    free(buf);
+    nv_free(req);
+    /* the reading one */
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct sub s;
+    sub_open(&s, &loop, n, NULL);
+    assert_int_equal(sub_call(&s, "core.subscribe", "nvmet.host"), 0);
+    char path[400];
+    snprintf(path, sizeof path, "%s/updates.jsonl", r.base);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    enum { UPDATES = 10000 };
+    char desc[1001];
+    for (int i = 0; i < UPDATES; i++) {
+        memset(desc, 'a' + i % 26, sizeof desc - 1);
+        desc[sizeof desc - 1] = '\0';
+        fprintf(f, "[\"nvmet.host.update\", 1, {\"description\": \"%d-%s\"}]\n", i,
+                desc + 10); /* 990 + the prefix: within the 1024 allowed */
+    }
+    fclose(f);
+    pid_t b = fork();
+    assert_true(b >= 0);
+    if (b == 0) {
+        if (freopen("/dev/null", "w", stdout) == NULL) {
+            _exit(126);
+        }
+        execl(NVMETCTL_BIN, NVMETCTL_BIN, "--socket", n->sock, "--timeout", "120", "batch", path,
+              (char *)NULL);
+        _exit(127);
+    }
+    sub_wait(&s, UPDATES, 120000);
+    int st = 0;
+    assert_int_equal(waitpid(b, &st, 0), b);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_int_equal(nv_len(s.events), UPDATES);
+    const struct nv *last = nv_at(s.events, UPDATES - 1);
+    assert_event(last, "CHANGED", "nvmet.host", 1);
+    char want[16];
+    snprintf(want, sizeof want, "%d-", UPDATES - 1);
+    assert_memory_equal(nv_get_str(nv_get(last, "fields"), "description"), want, strlen(want));
+    /* the stuck one was closed: its socket ends after what was queued */
+    long deadline = now_ms() + 10000;
+    bool eof = false;
+    size_t got = 0;
+    char rb[65536];
+    while (!eof && now_ms() < deadline) {
+        ssize_t k = recv(fd, rb, sizeof rb, MSG_DONTWAIT);
+        if (k == 0) {
+            eof = true;
+        } else if (k > 0) {
+            got += (size_t)k;
+        } else {
+            usleep(10000);
+        }
+    }
+    close(fd);
+    assert_true(eof);
+    printf("# the stuck subscriber got %zu bytes before it was closed\n", got);
+    assert_true(got < (size_t)UPDATES * 1000);
+    char *log = h_read(n->log);
+    assert_non_null(log);
+    assert_non_null(strstr(log, "a subscriber that does not read its events"));
+    free(log);
+    sub_close(&s);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    uv_loop_close(&loop);
+    rig_down(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_follower_events, teardown),
         cmocka_unit_test_teardown(test_failover_events, teardown),
         cmocka_unit_test_teardown(test_restore_reload, teardown),
+        cmocka_unit_test_teardown(test_slow_subscriber, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
