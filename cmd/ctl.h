@@ -52,5 +52,7 @@ int ctl_run_calls(struct ctl *c, struct ctl_call *calls, size_t n, const char *w
 int ctl_call1(struct ctl *c, const char *method, struct nv *params, struct nv **result);
 /* nvmetctl import-nvmetcli (ctl_import.c): argv[0] is the command. */
 int ctl_import(struct ctl *c, int argc, char **argv);
+/* nvmetctl subscribe (ctl_subscribe.c): argv[0] is "subscribe". */
+int ctl_subscribe(struct ctl *c, int argc, char **argv);
 
 #endif

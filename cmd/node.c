@@ -212,6 +212,7 @@ void node_render_pass(struct node *n)
         /* no renderer, or the first pass after catching up is a sweep:
          * the changes so far say nothing it needs */
         sm_changes_clear(n->sm);
+        n->render_full = false;
         return;
     }
     uint64_t t0 = uv_hrtime();
@@ -223,10 +224,14 @@ void node_render_pass(struct node *n)
      * those (and what depends on them) instead of every row */
     struct sm_changes ch;
     sm_changes(n->sm, &ch);
+    if (n->render_full) {
+        ch = (struct sm_changes){.full = true}; /* see node_events_before_apply */
+    }
     int errors = sweep ? tgt_reconcile(n->tgt, n->sm, &v, true, &rep)
                        : tgt_reconcile_changes(n->tgt, n->sm, &v, &ch, &rep);
     sm_changes_clear(n->sm);
     errors += render_removals(n, sweep, &rep);
+    n->render_full = false;
     n->render_sweep = false;
     if (sweep) {
         n->last_sweep_ms = uv_now(n->loop);
@@ -380,11 +385,14 @@ static void *fsm_apply(void *data, const void *buf, size_t len)
 {
     struct node *n = data;
     uint64_t before = sm_generation(n->sm);
+    struct node_ev_mark ev;
+    node_events_before_apply(n, &ev); /* may start an empty change list */
     struct sm_changes ch;
-    sm_changes(n->sm, &ch);
+    sm_changes(n->sm, &ch); /* this apply's rows are listed from ch.n on */
     uint64_t t0 = uv_hrtime();
     struct sm_result *r = sm_apply(n->sm, buf, len);
     nv_hist_add(&n->apply_time, uv_hrtime() - t0);
+    node_events_after_apply(n, &ev); /* this apply's own changes, in order */
     if (sm_generation(n->sm) != before) {
         schedule_render(n);
     }
@@ -419,6 +427,7 @@ static int fsm_restore(void *data, const void *buf, size_t len)
     } else {
         n->render_sweep = true;
         schedule_render(n);
+        node_events_restored(n);
     }
     nv_err_clear(&e);
     return rv;
@@ -738,6 +747,7 @@ static int start_rpc(struct node *n, char *msg, size_t msglen)
     }
     node_log(n, NODE_LOG_INFO, "node-to-node key: %s", node_cluster_key_source(n));
     rv = rpc_server_start(n->loop, &rc, &n->rpc, msg, msglen);
+    rv = rv == 0 ? node_events_init(n) : rv;
     if (rv < 0) {
         return rv;
     }
@@ -824,6 +834,7 @@ static void stop_finish(struct node *n)
     }
     sm_free(n->sm);
     nv_free(n->last_problems);
+    node_events_free(n);
     free(n->peers);
     void (*done)(void *) = n->stop_done;
     void *arg = n->stop_arg;

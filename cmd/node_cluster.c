@@ -282,6 +282,13 @@ static void fo_log(void *ctx, int level, const char *msg)
              "failover: %s", msg);
 }
 
+/* The role changed between two updates (a lease ended, a switchover):
+ * subscribers hear it now rather than at the next tick. */
+static void fo_changed(void *ctx)
+{
+    node_events_failover(ctx);
+}
+
 int node_failover_open(struct node *n, char *msg, size_t msglen)
 {
     struct fo_config fc = {.id = n->cfg.id,
@@ -297,6 +304,7 @@ int node_failover_open(struct node *n, char *msg, size_t msglen)
                          .transfer = fo_transfer,
                          .render = fo_render,
                          .repair = fo_repair,
+                         .changed = fo_changed,
                          .log = fo_log};
     return fo_open(n->loop, &fc, &ops, &n->fo, msg, msglen);
 }
@@ -317,6 +325,7 @@ static void failover_update(struct node *n, const struct cons_status *st)
     }
     fo_update(n->fo, &facts);
     n->env.ha = fo_data_nodes(n->fo, NULL, 0) >= 2;
+    node_events_failover(n);
 }
 
 void node_failover_update(struct node *n)

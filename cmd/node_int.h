@@ -60,6 +60,10 @@ struct node {
     struct nv_hist render_time; /* per render pass */
     struct metrics *metrics;    /* the Prometheus endpoint, NULL = none */
     struct render_waiter *waiters, **waiters_tail;
+    /* node_events.c took the change list over an apply for its events:
+     * the next render treats it as full */
+    bool render_full;
+    struct nv *ev_fo_last; /* failover status of the last event, owned */
 
     /* node_key.c: the node-to-node key and where it comes from */
     char cluster_key[256];
@@ -120,6 +124,22 @@ void node_failover_update(struct node *n);
 int node_propose_own(struct node *n, const char *method, struct nv *params,
                      void (*done)(struct node *n, int status, struct sm_result *r, void *arg),
                      void *arg);
+
+/* node_events.c: core.subscribe's collection_update events. The marks
+ * go around each sm_apply; restored after a snapshot replaced the state;
+ * failover after failover may have changed its status. */
+struct node_ev_mark {
+    bool wanted;
+    size_t pos;         /* the change list's length before the apply */
+    struct nv *global;  /* the global row before it (owned) */
+    size_t rows[SM_TABLE_COUNT];
+};
+int node_events_init(struct node *n);
+void node_events_free(struct node *n);
+void node_events_before_apply(struct node *n, struct node_ev_mark *m);
+void node_events_after_apply(struct node *n, struct node_ev_mark *m);
+void node_events_restored(struct node *n);
+void node_events_failover(struct node *n);
 
 /* node_member.c */
 int node_membership(void *ctx, const char *op, const struct nv *params,

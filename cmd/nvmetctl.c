@@ -58,6 +58,7 @@ static void usage(FILE *f)
             "       nvmetctl [options] import-nvmetcli [--dry-run] FILE  an nvmetcli config\n"
             "       nvmetctl [options] status          the cluster at a glance\n"
             "       nvmetctl [options] methods [GLOB]  the methods and the role each needs\n"
+            "       nvmetctl [options] subscribe [--count N] [--timeout SECONDS] [COLLECTION ...]\n"
             "       nvmetctl key generate|hash --name NAME --role admin|readonly (see\n"
             "       nvmetctl key --help)\n"
             "       nvmetctl --version\n"
@@ -66,6 +67,11 @@ static void usage(FILE *f)
             "status: every member's role, term, applied index, render and failover state,\n"
             "  VIPs held, storage and problems, after a line 'cluster: healthy' or\n"
             "  'cluster: DEGRADED: why'; exit status 0 healthy, 1 degraded, 2 no answer.\n"
+            "subscribe: prints the collection_update events of each COLLECTION (nvmet.subsys,\n"
+            "  ..., nvmet.global, failover.status; default *, everything) as one JSON object\n"
+            "  a line until interrupted, --count N events or --timeout SECONDS; moves to the\n"
+            "  next --url endpoint when its node goes away and prints\n"
+            "  {\"msg\": \"RECONNECTED\", \"endpoint\": EP} once subscribed there again.\n"
             "\n"
             "options:\n"
             "  --socket PATH          the local nvmetd's unix socket (default: $NVMETCTL_SOCKET,\n"
@@ -777,13 +783,15 @@ int main(int argc, char **argv)
                 {"status", cmd_status},
                 {"methods", cmd_methods},
                 {"batch", ctl_batch},
-                {"import-nvmetcli", ctl_import}};
+                {"import-nvmetcli", ctl_import},
+                {"subscribe", ctl_subscribe}};
     size_t k = 0;
     while (i < argc && k < sizeof cmds / sizeof cmds[0] && strcmp(argv[i], cmds[k].name) != 0) {
         k++;
     }
     if (i >= argc || k == sizeof cmds / sizeof cmds[0]) {
-        fprintf(stderr, "nvmetctl: missing 'call METHOD', 'batch', 'status' or 'methods'\n");
+        fprintf(stderr, "nvmetctl: missing 'call METHOD', 'batch', 'status', 'methods' or "
+                        "'subscribe'\n");
         usage(stderr);
         return EXIT_LOCAL;
     }

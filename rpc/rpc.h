@@ -77,6 +77,11 @@ struct rpc_server_config {
     bool tls_client_certs;    /* a TCP client without a certificate signed by
                                * tls_ca_file fails the handshake */
     bool tcp_plaintext;
+    /* A subscribed connection that has more than this many output bytes
+     * queued (replies and notifications the peer has not read) when an
+     * event is published to it is closed: a subscriber that stops reading
+     * must not grow the server's memory without bound. 0 = 8 MiB. */
+    size_t max_sub_queue;
 };
 
 /* How a client reaches a TCP endpoint (unix sockets are plaintext). TLS
@@ -173,13 +178,32 @@ int rpc_server_register(struct rpc_server *s, const char *name, rpc_method_fn fn
 /* Notifications from clients ([2, method, params], authenticated
  * connections only) run the method like a request whose reply is dropped;
  * an unknown method is ignored (and logged, rate-limited).
- * Send a notification [2, method, params] to every connection that asked
- * for it with core.subscribe(collection) where collection == method, or
- * "*" (params taken). */
+ *
+ * Subscriptions. core.subscribe(name) adds name to the connection's
+ * subscriptions; rpc_server_notify sends [2, collection, params] (params
+ * taken) to every authenticated connection subscribed to collection or
+ * "*" (the raw form, kept for tests). */
 void rpc_server_notify(struct rpc_server *s, const char *collection, struct nv *params);
 /* The arguments of a method in a compact notation (rpc/method_args.c),
  * or NULL if it has no description. */
 const char *rpc_method_args(const char *method);
+/* The names core.subscribe accepts besides "*" (a NULL-terminated list,
+ * copied); another name is refused with a message listing them. Without
+ * a list any name is accepted. 0 or -ENOMEM. */
+int rpc_server_set_collections(struct rpc_server *s, const char *const *names);
+/* Some authenticated connection is subscribed to collection (or "*"):
+ * O(1) when nobody subscribed to anything, so that the producer of
+ * events can skip building them. */
+bool rpc_server_wants(const struct rpc_server *s, const char *collection);
+#define RPC_EVENT_METHOD "collection_update"
+/* Publish one event of collection (taken): [2, "collection_update",
+ * [event]] to every authenticated connection subscribed to collection or
+ * "*". An admin connection gets event as is; a readonly one gets
+ * mask(event) (owned; NULL mask = as is), built once per publish and
+ * only when such a subscriber exists. A connection over max_sub_queue is
+ * closed instead (logged, rate-limited). */
+void rpc_server_publish(struct rpc_server *s, const char *collection, struct nv *event,
+                        struct nv *(*mask)(const struct nv *event));
 /* Stop listening, close connections; pending calls are answered by their
  * handlers into the void. done(arg) when every handle is closed. */
 void rpc_server_close(struct rpc_server *s, void (*done)(void *arg), void *arg);
@@ -189,6 +213,9 @@ struct rpc_server_stats {
     unsigned unauth_conns, unix_conns; /* of conns */
     uint64_t calls_total, bad_frames, rejected_conns;
     uint64_t evicted_conns, login_failures, notifications;
+    uint64_t events_published; /* rpc_server_publish calls that had a subscriber */
+    uint64_t events_sent;      /* notifications queued on connections */
+    uint64_t slow_subscribers; /* connections closed over max_sub_queue */
 };
 void rpc_server_get_stats(const struct rpc_server *s, struct rpc_server_stats *st);
 

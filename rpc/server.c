@@ -167,6 +167,10 @@ static void srv_unref(struct rpc_server *s)
     free(s->unix_path);
     free(s->tcp_addr);
     free(s->key_file);
+    for (size_t i = 0; i < s->n_collections; i++) {
+        free(s->collections[i]);
+    }
+    free(s->collections);
     rpc_tls_free(s->tls);
     free(s);
     if (done != NULL) {
@@ -397,6 +401,13 @@ static void conn_close(struct conn *c, const char *why)
     if (why != NULL) {
         srv__log(c, "closing", why);
     }
+    /* a closing connection gets no more events: its subscriptions leave
+     * the server's count now (core.subscribe adds none once closing) */
+    c->srv->n_subs -= c->n_subs;
+    for (unsigned i = 0; i < c->n_subs; i++) {
+        free(c->subs[i]);
+    }
+    c->n_subs = 0;
     conn_uncount(c);
     decode_cancel(c);
     if (c->held_call != NULL) {
@@ -1518,6 +1529,7 @@ int rpc_server_start(struct uv_loop_s *loop, const struct rpc_server_config *cfg
     s->login_timeout_ms = OR_DEFAULT(cfg->login_timeout_ms, DEFAULT_LOGIN_TIMEOUT_MS);
     s->login_backoff_ms = OR_DEFAULT(cfg->login_backoff_ms, DEFAULT_LOGIN_BACKOFF_MS);
     s->max_login_failures = OR_DEFAULT(cfg->max_login_failures, DEFAULT_MAX_LOGIN_FAILURES);
+    s->max_sub_queue = OR_DEFAULT(cfg->max_sub_queue, DEFAULT_MAX_SUB_QUEUE);
 #undef OR_DEFAULT
     s->unix_path = cfg->unix_path ? strdup(cfg->unix_path) : NULL;
     s->tcp_addr = cfg->tcp_addr ? strdup(cfg->tcp_addr) : NULL;
@@ -1574,35 +1586,163 @@ int rpc_server_start(struct uv_loop_s *loop, const struct rpc_server_config *cfg
     return 0;
 }
 
-void rpc_server_notify(struct rpc_server *s, const char *collection, struct nv *params)
+/* ------------------------------------------------------------------ */
+/* subscriptions */
+
+static bool conn_subscribed(const struct conn *c, const char *collection)
+{
+    if (c->closing || c->shutting || !c->authed || c->role < RPC_ROLE_READONLY) {
+        return false;
+    }
+    for (unsigned i = 0; i < c->n_subs; i++) {
+        if (strcmp(c->subs[i], collection) == 0 || strcmp(c->subs[i], "*") == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool rpc_server_wants(const struct rpc_server *s, const char *collection)
+{
+    if (s == NULL || s->n_subs == 0 || s->closing) {
+        return false;
+    }
+    for (const struct conn *c = s->conns; c != NULL; c = c->next) {
+        if (conn_subscribed(c, collection)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+int rpc_server_set_collections(struct rpc_server *s, const char *const *names)
+{
+    size_t n = 0;
+    while (names[n] != NULL) {
+        n++;
+    }
+    char **v = calloc(n + 1, sizeof *v);
+    for (size_t i = 0; v != NULL && i < n; i++) {
+        if ((v[i] = strdup(names[i])) == NULL) {
+            for (size_t j = 0; j < i; j++) {
+                free(v[j]);
+            }
+            free(v);
+            v = NULL;
+        }
+    }
+    if (v == NULL) {
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < s->n_collections; i++) {
+        free(s->collections[i]);
+    }
+    free(s->collections);
+    s->collections = v;
+    s->n_collections = n;
+    return 0;
+}
+
+/* [2, method, [params]] (the event wrapped in the params array when
+ * wrap), NULL when out of memory. */
+static char *encode_notification(const char *method, const struct nv *params, bool wrap,
+                                 size_t *len)
 {
     msgpack_sbuffer sb;
     msgpack_packer pk;
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    size_t cl = strlen(collection);
+    size_t ml = strlen(method);
     int rv = msgpack_pack_array(&pk, 3);
     rv = rv == 0 ? msgpack_pack_int(&pk, 2) : rv;
-    rv = rv == 0 ? msgpack_pack_str(&pk, cl) : rv;
-    rv = rv == 0 ? msgpack_pack_str_body(&pk, collection, cl) : rv;
+    rv = rv == 0 ? msgpack_pack_str(&pk, ml) : rv;
+    rv = rv == 0 ? msgpack_pack_str_body(&pk, method, ml) : rv;
+    rv = rv == 0 && wrap ? msgpack_pack_array(&pk, 1) : rv;
     rv = rv == 0 ? nv_pack(&pk, params) : rv;
+    if (rv != 0) {
+        msgpack_sbuffer_destroy(&sb);
+        return NULL;
+    }
+    *len = sb.size;
+    return msgpack_sbuffer_release(&sb);
+}
+
+/* Queue one encoded notification on c (copied), unless c already has
+ * more than the cap queued: then it is a subscriber that does not read,
+ * and it is closed rather than left to grow without bound. */
+static void send_event(struct conn *c, const char *data, size_t len)
+{
+    struct rpc_server *s = c->srv;
+    size_t queued = rpc_stream_queued(&c->st);
+    if (queued > s->max_sub_queue) {
+        s->st.slow_subscribers++;
+        srv__log_limited(s, &s->log_slow,
+                         "%s: closing: a subscriber that does not read its events (%zu bytes "
+                         "queued, over the cap of %zu)",
+                         c->peer, queued, s->max_sub_queue);
+        conn_close(c, NULL);
+        return;
+    }
+    char *copy = malloc(len);
+    if (copy == NULL) {
+        conn_close(c, "out of memory queueing an event");
+        return;
+    }
+    memcpy(copy, data, len);
+    s->st.events_sent++;
+    conn_write(c, copy, len);
+}
+
+void rpc_server_notify(struct rpc_server *s, const char *collection, struct nv *params)
+{
+    size_t len = 0;
+    char *data = s->n_subs > 0 ? encode_notification(collection, params, false, &len) : NULL;
     nv_free(params);
-    for (struct conn *c = s->conns; rv == 0 && c != NULL; c = c->next) {
-        if (c->closing || c->shutting || !c->authed) {
-            continue;
-        }
-        for (unsigned i = 0; i < c->n_subs; i++) {
-            if (strcmp(c->subs[i], collection) == 0 || strcmp(c->subs[i], "*") == 0) {
-                char *copy = malloc(sb.size);
-                if (copy != NULL) {
-                    memcpy(copy, sb.data, sb.size);
-                    conn_write(c, copy, sb.size);
-                }
-                break;
-            }
+    struct conn *next;
+    for (struct conn *c = s->conns; data != NULL && c != NULL; c = next) {
+        next = c->next; /* send_event may close c; it stays listed until its handles close */
+        if (conn_subscribed(c, collection)) {
+            send_event(c, data, len);
         }
     }
-    msgpack_sbuffer_destroy(&sb);
+    free(data);
+}
+
+void rpc_server_publish(struct rpc_server *s, const char *collection, struct nv *event,
+                        struct nv *(*mask)(const struct nv *event))
+{
+    /* each role's encoding is built once, at its first subscriber */
+    char *enc[2] = {NULL, NULL}; /* [0] readonly, [1] admin */
+    size_t len[2] = {0, 0};
+    bool any = false;
+    struct conn *next;
+    for (struct conn *c = s->conns; c != NULL && s->n_subs > 0; c = next) {
+        next = c->next;
+        if (!conn_subscribed(c, collection)) {
+            continue;
+        }
+        any = true;
+        int k = c->role >= RPC_ROLE_ADMIN ? 1 : 0;
+        if (enc[k] == NULL) {
+            struct nv *masked = k == 0 && mask != NULL ? mask(event) : NULL;
+            enc[k] = encode_notification(RPC_EVENT_METHOD, masked != NULL ? masked : event, true,
+                                         &len[k]);
+            nv_free(masked);
+            if (enc[k] == NULL || (k == 0 && mask != NULL && masked == NULL)) {
+                /* never send an unmasked event to a readonly connection */
+                free(enc[k]);
+                enc[k] = NULL;
+                srv__log_limited(s, &s->log_slow, "event of %s not sent: out of memory",
+                                 collection);
+                continue;
+            }
+        }
+        send_event(c, enc[k], len[k]);
+    }
+    s->st.events_published += any;
+    free(enc[0]);
+    free(enc[1]);
+    nv_free(event);
 }
 
 void rpc_server_close(struct rpc_server *s, void (*done)(void *arg), void *arg)

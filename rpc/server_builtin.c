@@ -262,12 +262,48 @@ void srv__m_set_options(struct rpc_call *call, const struct nv *params, void *ct
     rpc_reply(call, NULL);
 }
 
+/* A name core.subscribe accepts: "*", or one of the server's
+ * collections (any name when it has no list). */
+static bool collection_known(const struct rpc_server *s, const char *name)
+{
+    if (s->collections == NULL || strcmp(name, "*") == 0) {
+        return true;
+    }
+    for (size_t i = 0; i < s->n_collections; i++) {
+        if (strcmp(s->collections[i], name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void reply_unknown_collection(struct rpc_call *call, const struct rpc_server *s,
+                                     const struct nv *name)
+{
+    char list[1024] = "";
+    size_t at = 0;
+    for (size_t i = 0; i < s->n_collections && at < sizeof list; i++) {
+        at += (size_t)snprintf(list + at, sizeof list - at, "%s, ", s->collections[i]);
+    }
+    struct nv_err e;
+    nv_err_init(&e);
+    nv_err_add(&e, "core_subscribe.name", EINVAL, "Unknown collection '%.64s': valid names are %s*",
+               name->u.s.p, list);
+    rpc_reply_error(call, &e);
+    nv_err_clear(&e);
+}
+
 void srv__m_subscribe(struct rpc_call *call, const struct nv *params, void *ctx)
 {
-    (void)ctx;
+    struct rpc_server *s = ctx;
     const struct nv *name = nv_at(params, 0);
-    if (nv_len(params) != 1 || !nv_is(name, NV_STR) || name->u.s.len == 0) {
+    if (nv_len(params) != 1 || !nv_is(name, NV_STR) || name->u.s.len == 0 ||
+        strlen(name->u.s.p) != name->u.s.len) {
         reply_invalid(call, "core_subscribe.name", "Input should be a valid string");
+        return;
+    }
+    if (!collection_known(s, name->u.s.p)) {
+        reply_unknown_collection(call, s, name);
         return;
     }
     struct conn *c = call->c;
@@ -281,16 +317,17 @@ void srv__m_subscribe(struct rpc_call *call, const struct nv *params, void *ctx)
         reply_invalid(call, "core_subscribe.name", "Too many subscriptions on this connection");
         return;
     }
-    c->subs[c->n_subs] = strdup(name->u.s.p);
-    if (c->subs[c->n_subs] != NULL) {
+    /* a closing connection keeps none: conn_close counted them out */
+    if (!c->closing && (c->subs[c->n_subs] = strdup(name->u.s.p)) != NULL) {
         c->n_subs++;
+        s->n_subs++;
     }
     rpc_reply(call, nv_bool(true));
 }
 
 void srv__m_unsubscribe(struct rpc_call *call, const struct nv *params, void *ctx)
 {
-    (void)ctx;
+    struct rpc_server *s = ctx;
     const struct nv *name = nv_at(params, 0);
     if (nv_len(params) != 1 || !nv_is(name, NV_STR)) {
         reply_invalid(call, "core_unsubscribe.name", "Input should be a valid string");
@@ -301,6 +338,7 @@ void srv__m_unsubscribe(struct rpc_call *call, const struct nv *params, void *ct
         if (strcmp(c->subs[i], name->u.s.p) == 0) {
             free(c->subs[i]);
             c->subs[i] = c->subs[--c->n_subs];
+            s->n_subs--;
             break;
         }
     }

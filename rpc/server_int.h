@@ -55,6 +55,7 @@
 #define WQ_LOW (1u << 20)      /* ...and resume below this */
 #define CLIENT_ID_MAX 256
 #define MAX_SUBS 64
+#define DEFAULT_MAX_SUB_QUEUE (8u << 20)
 #define KEY_MAX 4096
 
 /* ------------------------------------------------------------------ */
@@ -154,7 +155,11 @@ struct rpc_server {
     struct conn *unauth_head, *unauth_tail; /* oldest first */
     struct addr_rec **addrs;
     size_t n_addrs;
-    struct ratelog log_refused, log_notify, log_key, log_role;
+    struct ratelog log_refused, log_notify, log_key, log_role, log_slow;
+    size_t max_sub_queue;
+    unsigned n_subs;    /* subscriptions of open connections, all together */
+    char **collections; /* what core.subscribe accepts; NULL = anything */
+    size_t n_collections;
     const char *(*cluster_key)(void *ctx);
     void *cluster_key_ctx;
     bool legacy_warned;               /* the old key file format, said once */

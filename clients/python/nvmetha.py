@@ -34,6 +34,15 @@ set with core.set_options) and the same msgid: a write that committed before
 its answer was lost is answered from the cluster's session table, not applied
 twice.
 
+Events: subscribe("nvmet.subsys", callback) (or "*": everything) makes the
+node send collection_update notifications [2, "collection_update", [event]],
+event = {"msg": "ADDED"|"CHANGED"|"REMOVED", "collection", "id", "fields"};
+callback(event) runs for each, or, without a callback, events() yields them:
+
+    c.subscribe("nvmet.subsys")
+    for ev in c.events(timeout=60):
+        print(ev["msg"], ev["collection"], ev["id"])
+
 One connection is open at a time, to the endpoint that answered last. The
 client is not tied to a thread: calls from several threads are serialised.
 Dependencies: the standard library and msgpack (Debian: python3-msgpack).
@@ -288,8 +297,10 @@ class Client:
         self._conn = None
         self._at = 0           # the endpoint tried first: the last that answered
         self._msgid = 0        # msgids of calls; connection setup uses 0
-        self._subs = {}        # collection -> [callback]
+        self._subs = {}        # collection -> [callback] (None: to the queue)
         self._notes = []       # notifications read, not yet delivered
+        self._queue = []       # events for events(), oldest first
+        self._reconnected = False  # the connection was replaced since events() last looked
 
     @staticmethod
     def _make_ssl(cafile, certfile, keyfile):
@@ -346,23 +357,51 @@ class Client:
             out.append(NvmetError(err) if err is not None else result)
         return out
 
-    def subscribe(self, collection, callback):
-        """core.subscribe(collection), and callback(method, params) for each
-        notification of it ("*": all). Notifications are delivered by
-        call(), call_many() and poll() once their calls are answered, in
-        the calling thread; callbacks may call the client. An exception in
-        a callback is printed (traceback on stderr) and does not stop the
-        others. The subscription is renewed on every new connection."""
+    def subscribe(self, collection, callback=None):
+        """core.subscribe(collection): a collection ("nvmet.subsys",
+        "nvmet.host", ..., "nvmet.global", "failover.status") or "*" (all).
+        callback(event) runs for each of its events; without a callback the
+        events queue up for events(). Events are delivered by call(),
+        call_many(), poll() and events(), in the calling thread; callbacks
+        may call the client. An exception in a callback is printed
+        (traceback on stderr) and does not stop the others. The
+        subscription is renewed on every new connection (events committed
+        while there was none are not replayed). An unknown name raises
+        NvmetError listing the valid ones."""
         with self._lock:
-            self._subs.setdefault(collection, []).append(callback)
             if self.call("core.subscribe", collection) is not True:
                 raise NvmetError({"reason": "core.subscribe did not answer true"})
+            self._subs.setdefault(collection, []).append(callback)
 
     def unsubscribe(self, collection):
         """Drop the callbacks of collection and core.unsubscribe it."""
         with self._lock:
             self._subs.pop(collection, None)
             return self.call("core.unsubscribe", collection)
+
+    def events(self, timeout=None):
+        """Iterate over the events of the subscriptions made without a
+        callback, oldest first, waiting for more; ends after timeout
+        seconds (None: never). A lost connection is replaced (the next
+        endpoint, subscriptions renewed) and announced by a
+        {"msg": "RECONNECTED", "endpoint": EP} item: re-read what you
+        follow, the events in between are lost."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._queue:
+                yield self._queue.pop(0)
+                continue
+            left = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+            if left <= 0:
+                return
+            try:
+                self.poll(left)
+            except (TransportError, CallTimeout):
+                time.sleep(min(0.2, max(0.0, left)))
+                continue
+            if self._reconnected and not self._queue:
+                self._reconnected = False
+                yield {"msg": "RECONNECTED", "endpoint": self.endpoint}
 
     def poll(self, timeout=0.0):
         """Wait up to timeout seconds for notifications on the open
@@ -548,6 +587,7 @@ class Client:
             self._setup_call(conn, "core.set_options", [{"client_id": self.client_id}], deadline)
             for collection in self._subs:
                 self._setup_call(conn, "core.subscribe", [collection], deadline)
+            self._reconnected = bool(self._subs)
         except BaseException:
             conn.close()
             raise
@@ -561,14 +601,26 @@ class Client:
 
     def _deliver(self):
         notes, self._notes = self._notes, []
+        n = 0
         for method, params in notes:
-            for cb in self._subs.get(method, []) + (self._subs.get("*", []) if method != "*"
-                                                    else []):
+            if method != "collection_update" or not params or not isinstance(params[0], dict):
+                continue
+            event = params[0]
+            coll = event.get("collection")
+            cbs = self._subs.get(coll, []) + (self._subs.get("*", []) if coll != "*" else [])
+            queued = False
+            for cb in cbs:
+                if cb is None:
+                    if not queued:  # once, however many subscriptions match
+                        self._queue.append(event)
+                        queued = True
+                    continue
                 try:
-                    cb(method, params)
+                    cb(event)
                 except Exception:  # the call's own result must still reach its caller
                     traceback.print_exc()
-        return len(notes)
+            n += 1
+        return n
 
 
 def _close(sock):

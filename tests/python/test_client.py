@@ -315,23 +315,59 @@ class TestSingleNode(Base):
             self.assertIn("nvmet_host_create.hostnqn", cm.exception.attributes())
 
     def test_subscribe(self):
+        """callback(event) for the collection's events, in commit order with
+        the entry's fields; renewed on a new connection; unsubscribe stops
+        them; an unknown name is refused with the valid ones."""
         seen = []
         with self.tls() as c:
-            c.subscribe("nvmet.subsys", lambda m, p: seen.append((m, p)))
-            c.call("nvmet.subsys.create", {"name": "nqn.2024-01.com.example:sub1"})
-            c.poll(0.3)
+            c.subscribe("nvmet.subsys", seen.append)
+            s1 = c.call("nvmet.subsys.create", {"name": "nqn.2024-01.com.example:sub1"})
+            c.call("nvmet.subsys.update", s1["id"], {"allow_any_host": True})
+            deadline = time.monotonic() + 10
+            while len(seen) < 2 and time.monotonic() < deadline:
+                c.poll(0.2)
+            self.assertEqual([(e["msg"], e["collection"], e["id"]) for e in seen[:2]],
+                             [("ADDED", "nvmet.subsys", s1["id"]),
+                              ("CHANGED", "nvmet.subsys", s1["id"])])
+            self.assertEqual(seen[0]["fields"]["name"], "nqn.2024-01.com.example:sub1")
+            self.assertIs(seen[1]["fields"]["allow_any_host"], True)
             c.close()  # the subscriptions are renewed on the next connection
-            c.call("nvmet.subsys.create", {"name": "nqn.2024-01.com.example:sub2"})
-            c.poll(0.3)
-            # the server may not notify yet: whatever came is of the collection
-            for method, params in seen:
-                self.assertEqual(method, "nvmet.subsys")
-                self.assertIsInstance(params, list)
+            c.call("nvmet.subsys.delete", s1["id"])
+            deadline = time.monotonic() + 10
+            while len(seen) < 3 and time.monotonic() < deadline:
+                c.poll(0.2)
+            self.assertEqual((seen[2]["msg"], seen[2]["id"], seen[2]["fields"]),
+                             ("REMOVED", s1["id"], {"id": s1["id"]}))
             self.assertIs(c.unsubscribe("nvmet.subsys"), True)
+            c.call("nvmet.subsys.create", {"name": "nqn.2024-01.com.example:sub2"})
+            c.poll(0.5)
+            self.assertEqual(len(seen), 3)
             with self.assertRaises(NvmetError) as cm:
                 c.call("core.subscribe", "")
             self.assertEqual(cm.exception.errname, "EINVAL")
+            with self.assertRaises(NvmetError) as cm:
+                c.subscribe("nvmet.nope")
+            self.assertIn("failover.status", str(cm.exception))
             self.assertEqual(c.call("core.ping"), "pong")
+
+    def test_subscribe_iterator_readonly(self):
+        """events() yields the events of callback-less subscriptions; a
+        readonly key sees the DH-CHAP key masked."""
+        with self.tls(key=RO_KEY) as ro, self.unix() as adm:
+            ro.subscribe("*")
+            key = adm.call("nvmet.host.generate_key", "SHA-256")
+            h = adm.call("nvmet.host.create", {"hostnqn": "nqn.2024-01.com.example:evhost",
+                                               "dhchap_key": key})
+            got = None
+            for ev in ro.events(timeout=10):
+                if ev["collection"] == "nvmet.host" and ev["id"] == h["id"]:
+                    got = ev
+                    break
+            self.assertIsNotNone(got)
+            self.assertEqual(got["msg"], "ADDED")
+            self.assertEqual(got["fields"]["dhchap_key"], "********")
+            self.assertEqual(got["fields"]["hostnqn"], "nqn.2024-01.com.example:evhost")
+            adm.call("nvmet.host.delete", h["id"])
 
     def test_z_example(self):
         """example.py twice: the second run reports every create's error and

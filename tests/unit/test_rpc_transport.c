@@ -124,6 +124,9 @@ static void m_stats(struct rpc_call *call, const struct nv *params, void *ctx)
     nv_set_int(m, "evicted_conns", (int64_t)st.evicted_conns);
     nv_set_int(m, "login_failures", (int64_t)st.login_failures);
     nv_set_int(m, "marks", sv->marks);
+    nv_set_int(m, "events_published", (int64_t)st.events_published);
+    nv_set_int(m, "events_sent", (int64_t)st.events_sent);
+    nv_set_int(m, "slow_subscribers", (int64_t)st.slow_subscribers);
     rpc_reply(call, m);
 }
 
@@ -145,6 +148,18 @@ static void m_notify(struct rpc_call *call, const struct nv *params, void *ctx)
     struct srv *sv = ctx;
     rpc_server_notify(sv->s, nv_at(params, 0)->u.s.p, nv_copy(nv_at(params, 1)));
     rpc_reply(call, nv_bool(true));
+}
+
+/* test.publish [collection, event, count]: rpc_server_publish count
+ * copies of event */
+static void m_publish(struct rpc_call *call, const struct nv *params, void *ctx)
+{
+    struct srv *sv = ctx;
+    int64_t n = nv_at(params, 2)->u.i;
+    for (int64_t i = 0; i < n; i++) {
+        rpc_server_publish(sv->s, nv_at(params, 0)->u.s.p, nv_copy(nv_at(params, 1)), NULL);
+    }
+    rpc_reply(call, nv_bool(rpc_server_wants(sv->s, nv_at(params, 0)->u.s.p)));
 }
 
 /* test.mark: counts its calls (a notification runs it without a reply) */
@@ -198,6 +213,7 @@ static void *server_main(void *arg)
         rpc_server_register(sv->s, "test.mark", m_mark, sv, 0);
         rpc_server_register(sv->s, "test.whoami", m_whoami, sv, 0);
         rpc_server_register(sv->s, "test.notify", m_notify, sv, 0);
+        rpc_server_register(sv->s, "test.publish", m_publish, sv, 0);
         rpc_server_register(sv->s, "test.fail", m_fail, sv, 0);
     }
     pthread_mutex_lock(&sv->mu);
@@ -1484,6 +1500,126 @@ static void test_notifications(void **state)
     answer_free(a, 4);
 }
 
+/* A call that must succeed; its result (owned). */
+static struct nv *call_ok(const struct srv *sv, const char *method, struct nv *params)
+{
+    int st;
+    struct nv_err e;
+    nv_err_init(&e);
+    struct nv *r = sync_call(sv->unix_ep, method, params, NULL, &st, &e);
+    assert_int_equal(st, 0);
+    nv_err_clear(&e);
+    return r;
+}
+
+static int64_t stat_of(const struct srv *sv, const char *name)
+{
+    struct nv *st = call_ok(sv, "test.stats", NULL);
+    int64_t v = nv_get_int(st, name, -1);
+    nv_free(st);
+    return v;
+}
+
+/* rpc_server_publish: [2, "collection_update", [event]] to the
+ * subscribers of the collection or "*"; nothing built or counted without
+ * one; the names of rpc_server_set_collections are the only ones
+ * core.subscribe accepts. */
+static void test_publish(void **state)
+{
+    struct srv *sv = *state;
+    struct nv *ev = nv_map();
+    nv_set_str(ev, "msg", "ADDED");
+    nv_set_str(ev, "collection", "c.one");
+    /* test.publish [coll, event, count] */
+    struct nv *r, *p = nv_arr();
+    nv_push(p, nv_str("c.one"));
+    nv_push(p, nv_copy(ev));
+    nv_push(p, nv_int(3));
+    r = call_ok(sv, "test.publish", p);
+    assert_false(r->u.b); /* nobody subscribed */
+    nv_free(r);
+    assert_int_equal(stat_of(sv, "events_published"), 0);
+
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct rpc_client *c1;
+    assert_int_equal(rpc_client_open(&loop, sv->unix_ep, &PLAIN, &c1), 0);
+    struct notes n1 = {0};
+    rpc_client_on_notify(c1, on_note, &n1);
+    struct answer a[3] = {0};
+    rpc_client_call(c1, "core.subscribe", args2(nv_str("c.one"), NULL), -1, answer_cb, &a[0]);
+    assert_true(run_until(&loop, a, 1, 5000));
+    p = nv_arr();
+    nv_push(p, nv_str("c.one"));
+    nv_push(p, nv_copy(ev));
+    nv_push(p, nv_int(2));
+    rpc_client_call(c1, "test.publish", p, -1, answer_cb, &a[1]);
+    assert_true(run_until(&loop, a, 2, 5000));
+    assert_true(a[1].result->u.b);
+    long deadline = now_ms() + 3000;
+    while (n1.n < 2 && now_ms() < deadline) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    assert_int_equal(n1.n, 2);
+    assert_string_equal(n1.method[0], RPC_EVENT_METHOD);
+    assert_int_equal(stat_of(sv, "events_published"), 2);
+    assert_int_equal(stat_of(sv, "events_sent"), 2);
+    rpc_client_close(c1);
+    drain_loop(&loop);
+    answer_free(a, 3);
+    nv_free(ev);
+}
+
+/* A subscriber that does not read is closed once more than max_sub_queue
+ * bytes wait for it, and the server's memory stops growing with it. */
+static void test_slow_subscriber(void **state)
+{
+    (void)state;
+    struct rpc_server_config lim = {.max_sub_queue = 64u << 10};
+    struct srv *sv = srv_start(&lim);
+    int fd = raw_unix(sv);
+    raw_request(fd, 1, "core.subscribe", args2(nv_str("*"), NULL));
+    struct raw_reader *rd = calloc(1, sizeof *rd);
+    bool eof = false;
+    struct nv *m = raw_next(fd, rd, 3000, &eof);
+    assert_non_null(m);
+    assert_true(nv_at(m, 3)->u.b);
+    nv_free(m);
+    free(rd);
+    /* 1 KiB events, published in rounds until the cap closes it (the
+     * socket's own buffers take some first); bounded */
+    struct nv *ev = nv_map();
+    char pad[1024];
+    memset(pad, 'x', sizeof pad - 1);
+    pad[sizeof pad - 1] = '\0';
+    nv_set_str(ev, "pad", pad);
+    int rounds = 0;
+    while (stat_of(sv, "slow_subscribers") == 0 && rounds < 200) {
+        struct nv *p = nv_arr();
+        nv_push(p, nv_str("c.any"));
+        nv_push(p, nv_copy(ev));
+        nv_push(p, nv_int(100));
+        nv_free(call_ok(sv, "test.publish", p));
+        rounds++;
+    }
+    assert_int_equal(stat_of(sv, "slow_subscribers"), 1);
+    /* what was sent before the cap is readable, then the end */
+    assert_true(raw_wait_eof(fd, 5000));
+    close(fd);
+    /* nobody is subscribed any more */
+    struct nv *p = nv_arr();
+    nv_push(p, nv_str("c.any"));
+    nv_push(p, nv_copy(ev));
+    nv_push(p, nv_int(1));
+    struct nv *r = call_ok(sv, "test.publish", p);
+    assert_false(r->u.b);
+    nv_free(r);
+    nv_free(ev);
+    printf("# closed after %d round(s) of 100 KiB\n", rounds);
+    srv_stop(sv);
+}
+
 /* rpc_call_sync gives up after its timeout with -ETIMEDOUT. */
 static void test_sync_timeout(void **state)
 {
@@ -1666,6 +1802,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_client_notifications, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_frames, setup, teardown),
         cmocka_unit_test_setup_teardown(test_notifications, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_publish, setup, teardown),
+        cmocka_unit_test(test_slow_subscriber),
         cmocka_unit_test_setup_teardown(test_sync_timeout, setup, teardown),
         cmocka_unit_test(test_connect_refused),
         cmocka_unit_test(test_client_close_and_loss),
