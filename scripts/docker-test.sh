@@ -423,7 +423,7 @@ mkdir -p -m 0700 /run/nvmet-ha /var/lib/nvmet-ha/configfs' || die "writing the c
     exec_start=$(dex sed -n 's/^ExecStart=//p' /lib/systemd/system/nvmetd.service)
     [ -n "$exec_start" ] || die "the unit has no ExecStart"
     log "starting the installed nvmetd as the unit does: $exec_start"
-    timeout 10 docker exec -d "$PKG_CT" sh -c "exec $exec_start 2>/var/log/nvmetd.log" ||
+    timeout 10 docker exec -d "$PKG_CT" sh -c "$exec_start 2>/var/log/nvmetd.log; echo \$? >/var/log/nvmetd.rc" ||
         die "docker exec of nvmetd failed"
     local i s=""
     for i in $(seq 1 50); do
@@ -437,17 +437,27 @@ mkdir -p -m 0700 /run/nvmet-ha /var/lib/nvmet-ha/configfs' || die "writing the c
     dex nvmetctl call nvmet.global.update '{"enabled": true}' >/dev/null || die "nvmet.global.update failed"
     dex test -d /var/lib/nvmet-ha/configfs/nvmet/subsystems/nqn.2024-01.com.example:nvme:pkg1 ||
         die "the installed nvmetd did not render the subsystem"
-    dex nvmetctl status >/dev/null || die "nvmetctl status failed"
+    # (cluster.status: "nvmetctl status" shows a node without --rpc as
+    # unreachable, even the one it asks)
+    dex nvmetctl call cluster.status | grep -q '"leader":1,"node":{"id":1,"kind":"data"' ||
+        die "cluster.status of the installed nvmetd does not show it as the leader"
     log "the installed nvmetd serves: failover.status SINGLE, a subsystem created and rendered"
     # stop it as systemd would (SIGTERM), then purge
     dex sh -c 'for p in $(pidof nvmetd); do kill -TERM $p; done; i=0
         while pidof nvmetd >/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
         ! pidof nvmetd >/dev/null' || die "nvmetd did not stop within 10 s of SIGTERM"
+    local rc=""
+    for i in $(seq 1 20); do
+        rc=$(dex cat /var/log/nvmetd.rc 2>/dev/null || true)
+        [ -n "$rc" ] && break
+        sleep 0.1
+    done
+    [ "$rc" = 0 ] || { dex tail -n 5 /var/log/nvmetd.log >&2 || true; die "nvmetd exited with '$rc' on SIGTERM, want 0"; }
     dex sh -c 'DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq nvmet-ha >/dev/null' || die "apt-get purge failed"
     dex sh -c '! dpkg-query -W -f="\${Status}" nvmet-ha 2>/dev/null | grep -q installed &&
         test ! -e /usr/sbin/nvmetd -a ! -e /usr/bin/nvmetctl -a ! -e /etc/nvmet-ha -a ! -e /var/lib/nvmet-ha -a ! -e /lib/systemd/system/nvmetd.service' ||
         die "the purge left files of nvmet-ha behind"
-    log "purged: no nvmetd, nvmetctl, unit, /etc/nvmet-ha or /var/lib/nvmet-ha left"
+    log "SIGTERM: nvmetd exited 0; purged: no nvmetd, nvmetctl, unit, /etc/nvmet-ha or /var/lib/nvmet-ha left"
     docker rm -f "$PKG_CT" >/dev/null 2>&1 || true
 }
 
