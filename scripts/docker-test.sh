@@ -112,6 +112,21 @@ start_engine() {
     skip "dockerd did not start (its log above says why): no docker engine can run here"
 }
 
+# The processes whose command line names this engine's exec root.
+engine_children() {
+    local f pid args out=""
+    [ -n "$EXEC_ROOT" ] || return 0
+    for f in /proc/[0-9]*/cmdline; do
+        pid=${f#/proc/}
+        pid=${pid%/cmdline}
+        args=()
+        mapfile -d '' args <"$f" 2>/dev/null || continue
+        [[ " ${args[*]:-} " == *" $EXEC_ROOT/"* || " ${args[*]:-} " == *"=$EXEC_ROOT/"* ]] &&
+            out="$out $pid"
+    done
+    echo "${out# }"
+}
+
 stop_engine() {
     [ "$OWN_ENGINE" = 1 ] && [ -n "$ENGINE_PID" ] || return 0
     kill -TERM "$ENGINE_PID" 2>/dev/null || true
@@ -126,6 +141,15 @@ stop_engine() {
     fi
     wait "$ENGINE_PID" 2>/dev/null || true
     ENGINE_PID=""
+    # containerd and its shims (started by this dockerd, their command lines
+    # name its exec root) go shortly after it; wait for them, bounded
+    local pids
+    for i in $(seq 1 40); do
+        pids=$(engine_children)
+        [ -z "$pids" ] && break
+        [ "$i" -eq 40 ] && { echo "docker-test: killing what dockerd left: $pids" >&2; kill -KILL $pids 2>/dev/null; }
+        sleep 0.25
+    done
     # dockerd leaves mounts in its exec root (netns/default) and its default
     # bridge behind
     local m
@@ -219,9 +243,10 @@ node_image() {
 
 # --- the cluster --------------------------------------------------------------
 # nvmetctl inside a container: the whole cluster over TLS (any node answers,
-# followers forward writes to the leader), or one node's local socket.
+# followers forward writes to the leader; run in the witness, which is
+# never killed), or one node's local socket.
 ctl() {
-    timeout 30 "${COMPOSE[@]}" exec -T node1 nvmetctl --url "$URLS" \
+    timeout 30 "${COMPOSE[@]}" exec -T node3 nvmetctl --url "$URLS" \
         --api-key-file /etc/nvmet-ha/api.key --cacert /etc/nvmet-ha/ca.pem call "$@"
 }
 ctl_on() {
@@ -361,6 +386,11 @@ run_cluster() {
     has_vip "$active" && die "$active came back holding $VIP"
     [ "$(status_of "$backup")" = MASTER ] || die "$backup lost MASTER when $active came back"
     log "$active back as BACKUP after ${WAITED_MS} ms; $backup stays MASTER"
+    # the containers have every privilege nvmetd uses (NET_ADMIN: every
+    # node, the witness too, removes VIPs it must not hold)
+    local denied
+    denied=$(timeout 60 "${COMPOSE[@]}" logs --no-color 2>&1 | grep -E 'not permitted|Permission denied' || true)
+    [ -z "$denied" ] || die "nvmetd lacked a privilege in its container: $denied"
     if [ "$KEEP" = 1 ]; then
         echo "the cluster stays up: DOCKER_HOST=${DOCKER_HOST:-} NVMET_KEYS=$NVMET_KEYS NVMET_IMAGE=$NVMET_IMAGE ${COMPOSE[*]} exec node1 nvmetctl call cluster.status"
         return
