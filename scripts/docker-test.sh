@@ -120,7 +120,7 @@ engine_children() {
         pid=${f#/proc/}
         pid=${pid%/cmdline}
         args=()
-        mapfile -d '' args <"$f" 2>/dev/null || continue
+        mapfile -d '' args 2>/dev/null <"$f" || continue
         [[ " ${args[*]:-} " == *" $EXEC_ROOT/"* || " ${args[*]:-} " == *"=$EXEC_ROOT/"* ]] &&
             out="$out $pid"
     done
@@ -278,16 +278,6 @@ wait_status() {
     return 1
 }
 
-wait_vip() {
-    local node=$1 bound=$2 start
-    start=$(now_ms)
-    while [ $(($(now_ms) - start)) -lt $((bound * 1000)) ]; do
-        has_vip "$node" && return 0
-        sleep 0.2
-    done
-    return 1
-}
-
 make_keys() {
     rm -rf "$RUN"
     mkdir -p "$RUN/keys"
@@ -368,15 +358,26 @@ run_cluster() {
 
     # the failover: SIGKILL of the active container
     local t0 took
+    # the backup watches itself (every 50 ms, at most 15 s) from before the
+    # kill and prints the time it saw MASTER and the VIP: no docker exec
+    # latency in the figure (the containers share the host's clock)
+    local victim watch=$RUN/watch.out
+    victim=$(timeout 15 "${COMPOSE[@]}" ps -q "$active")
+    timeout 30 "${COMPOSE[@]}" exec -T "$backup" sh -c "i=0; while [ \$i -lt 300 ]; do
+        if [ \"\$(nvmetctl --timeout 1 call failover.status 2>/dev/null)\" = MASTER ] &&
+           ip -o -4 addr show dev eth0 | grep -q ' $VIP/'; then date +%s%3N; exit 0; fi
+        sleep 0.05; i=\$((i + 1)); done; exit 1" >"$watch" 2>&1 &
+    local watcher=$!
+    sleep 1
     log "docker kill $active"
     t0=$(now_ms)
-    docker kill "$(timeout 15 "${COMPOSE[@]}" ps -q "$active")" >/dev/null || die "docker kill $active failed"
-    wait_status "$backup" 15 MASTER || die "$backup did not become MASTER within 15 s of the kill"
-    wait_vip "$backup" 10 || die "$backup is MASTER but does not hold $VIP within 10 s"
-    took=$(($(now_ms) - t0))
+    docker kill "$victim" >/dev/null || die "docker kill $active failed"
+    wait "$watcher" || { cat "$watch" >&2; die "$backup did not become MASTER holding $VIP within 15 s of the kill"; }
+    took=$(($(tr -d '\r' <"$watch") - t0))
+    [ "$(status_of "$backup")" = MASTER ] && has_vip "$backup" || die "$backup is not MASTER with $VIP any more"
     timeout 15 "${COMPOSE[@]}" exec -T "$backup" test -L "$tree/ports/1/subsystems/$nqn" ||
         die "$backup is MASTER but does not link the port"
-    log "failover: $backup MASTER with $VIP and the port link $took ms after the kill (bound 15 s)"
+    log "failover: $backup MASTER holding $VIP $took ms after the kill (bound 15 s), and links the port"
     ctl nvmet.subsys.query '[]' '{"count": true}' | grep -qx 1 || die "the cluster lost the subsystem"
 
     # the killed node comes back as BACKUP and stays off the VIP
