@@ -97,7 +97,7 @@ start_engine() {
         --host "$DOCKER_HOST" --bip 198.51.100.129/26 \
         --default-address-pool base=198.51.100.192/26,size=28 \
         --iptables=false --ip-masq=false --ip-forward=false --ip6tables=false \
-        >"$ENG/dockerd.log" 2>&1 &
+        >"$ENG/dockerd.log" 2>&1 9>&- & # (not the lock: dockerd may outlive --keep)
     ENGINE_PID=$!
     OWN_ENGINE=1
     local i
@@ -184,6 +184,14 @@ cleanup() {
     log "done (exit $rc)"
 }
 trap cleanup EXIT
+
+# One run at a time on a host: two would both want docker0 and the
+# compose network's 198.51.100.0/25 in the host's namespace.
+exec 9>/run/lock/nvmet-ha-docker-test.lock
+if ! flock -n 9; then
+    log "another docker-test.sh runs on this host: waiting for it (at most 25 minutes)"
+    flock -w 1500 9 || die "another docker-test.sh held the lock for 25 minutes"
+fi
 
 if engine_up; then
     log "using the running docker engine (${DOCKER_HOST:-default socket}); it stays running"
