@@ -72,8 +72,12 @@ done
 # --- the engine ---------------------------------------------------------------
 OWN_ENGINE=0
 ENGINE_PID=""
-EXEC_ROOT=""
 MADE_DOCKER0=0
+# our dockerd's exec root holds unix sockets: keep its path short
+EXEC_ROOT=$ENG/exec
+if [ ${#EXEC_ROOT} -gt 60 ]; then
+    EXEC_ROOT=/run/nvmet-ha-docker
+fi
 BUILT=()
 
 engine_up() { timeout 10 docker info >/dev/null 2>&1; }
@@ -83,14 +87,9 @@ engine_up() { timeout 10 docker info >/dev/null 2>&1; }
 # or NAT (images are built with --network host; the cluster only talks
 # inside its bridge) and without turning on the host's ip_forward.
 start_engine() {
-    mkdir -p "$ENG/data"
-    # the exec root holds unix sockets: keep its path short
-    EXEC_ROOT=$ENG/exec
-    if [ ${#EXEC_ROOT} -gt 60 ]; then
-        EXEC_ROOT=/run/nvmet-ha-docker
-    fi
-    mkdir -p "$EXEC_ROOT"
-    ip link show docker0 >/dev/null 2>&1 || MADE_DOCKER0=1
+    mkdir -p "$ENG/data" "$EXEC_ROOT"
+    rm -f "$ENG/made-docker0"
+    ip link show docker0 >/dev/null 2>&1 || { MADE_DOCKER0=1; touch "$ENG/made-docker0"; }
     export DOCKER_HOST=unix://$EXEC_ROOT/docker.sock
     rm -f "$EXEC_ROOT/docker.sock"
     dockerd --data-root "$ENG/data" --exec-root "$EXEC_ROOT" --pidfile "$ENG/dockerd.pid" \
@@ -160,20 +159,23 @@ stop_engine() {
     if [ "$MADE_DOCKER0" = 1 ] && ip link show docker0 >/dev/null 2>&1; then
         ip link del docker0 || true
     fi
+    rm -f "$ENG/made-docker0"
 }
 
 cleanup() {
     local rc=$?
     set +e
     if [ "$KEEP" = 1 ] && [ $rc -eq 0 ]; then
-        log "--keep: the cluster stays up (DOCKER_HOST=${DOCKER_HOST:-default}, dockerd pid ${ENGINE_PID:-not ours})"
+        log "--keep: the cluster stays up (DOCKER_HOST=${DOCKER_HOST:-default}, dockerd pid ${ENGINE_PID:-not ours}); the next run without --keep takes it down"
         return
     fi
     if engine_up; then
-        if [ -n "${CLUSTER_UP:-}" ]; then
-            [ $rc -eq 0 ] || { "${COMPOSE[@]}" ps; "${COMPOSE[@]}" logs --tail=30; } >&2
-            timeout 120 "${COMPOSE[@]}" down -v -t 5 >/dev/null 2>&1
+        if [ -n "${CLUSTER_UP:-}" ] && [ $rc -ne 0 ]; then
+            { "${COMPOSE[@]}" ps; "${COMPOSE[@]}" logs --tail=30; } >&2
         fi
+        # also a cluster an earlier --keep run left: its bridge would stay
+        # on the host after the engine stops
+        timeout 120 "${COMPOSE[@]}" down -v -t 5 >/dev/null 2>&1
         docker rm -f "$PKG_CT" >/dev/null 2>&1
         if [ "$RMI" = 1 ] && [ ${#BUILT[@]} -gt 0 ]; then
             docker rmi -f "${BUILT[@]}" >/dev/null 2>&1
@@ -181,8 +183,21 @@ cleanup() {
         fi
     fi
     stop_engine
+    # nothing of ours stays on the host: no bridge with our addresses, no
+    # dockerd or containerd of our exec root
+    local left
+    left=$(host_addrs | grep -vxF -f <(echo "$HOST_ADDRS") || true)
+    [ "$OWN_ENGINE" = 1 ] && left="$left$(engine_children)"
+    if [ -n "$left" ]; then
+        echo "docker-test: left on the host: $left" >&2
+        [ $rc -ne 0 ] || rc=1
+    fi
     log "done (exit $rc)"
+    exit $rc
 }
+# the host's interfaces with addresses in 198.51.100.0/24
+host_addrs() { ip -o -4 addr show | awk '$4 ~ /^198\.51\.100\./ {print $2, $4}'; }
+HOST_ADDRS=$(host_addrs)
 trap cleanup EXIT
 
 # One run at a time on a host: two would both want docker0 and the
@@ -193,7 +208,15 @@ if ! flock -n 9; then
     flock -w 1500 9 || die "another docker-test.sh held the lock for 25 minutes"
 fi
 
-if engine_up; then
+# the engine an earlier run left up with --keep: this run stops it
+if [ -z "${DOCKER_HOST:-}" ] && [ -S "$EXEC_ROOT/docker.sock" ] && [ -s "$ENG/dockerd.pid" ] &&
+    DOCKER_HOST=unix://$EXEC_ROOT/docker.sock engine_up; then
+    export DOCKER_HOST=unix://$EXEC_ROOT/docker.sock
+    OWN_ENGINE=1
+    ENGINE_PID=$(cat "$ENG/dockerd.pid")
+    [ -e "$ENG/made-docker0" ] && MADE_DOCKER0=1
+    log "using the dockerd an earlier --keep run left ($ENGINE_PID); stopping it at the end"
+elif engine_up; then
     log "using the running docker engine (${DOCKER_HOST:-default socket}); it stays running"
 else
     log "no engine running: starting dockerd (state in $ENG)"
