@@ -178,8 +178,11 @@ cleanup() {
         timeout 120 "${COMPOSE[@]}" down -v -t 5 >/dev/null 2>&1
         docker rm -f "$PKG_CT" >/dev/null 2>&1
         if [ "$RMI" = 1 ] && [ ${#BUILT[@]} -gt 0 ]; then
+            log "--rmi: removing ${BUILT[*]} and the build stages"
             docker rmi -f "${BUILT[@]}" >/dev/null 2>&1
             docker image prune -f >/dev/null 2>&1
+            docker images --format '{{.Repository}}:{{.Tag}}' | grep -qxF -f <(printf '%s\n' "${BUILT[@]}") &&
+                { echo "docker-test: --rmi left an image" >&2; [ $rc -ne 0 ] || rc=1; }
         fi
     fi
     stop_engine
