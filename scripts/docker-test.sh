@@ -17,15 +17,16 @@
 # pools inside 198.51.100.128/25, no iptables rules, no ip_forward change,
 # its state under build/docker/) and stops it at the end; an engine that
 # already runs is used and left running. Exit 77 (a skip) only when no
-# engine can run here.
+# engine can run here: not root, docker.io, docker-compose or debootstrap
+# missing (bash scripts/deps.sh docker), or dockerd does not start.
 #   bash scripts/docker-test.sh [--build-dir DIR] [--rmi] [--keep] [all|cluster|package]
 #     --build-dir DIR  the build tree whose package the package part installs
 #                      (default build/release)
 #     --rmi            remove the images this run built at the end (the
 #                      cached rootfs tarball stays)
 #     --keep           leave the cluster up after the checks (and the engine
-#                      this script started): look around, then run again
-#                      without --keep or "docker-compose down -v"
+#                      this script started): look around; the next run
+#                      takes both down
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOP=$PWD
@@ -35,7 +36,10 @@ KEEP=0
 PART=all
 while [ $# -gt 0 ]; do
     case $1 in
-    --build-dir) BUILD_DIR=$(cd "$2" && pwd); shift ;;
+    --build-dir)
+        [ $# -ge 2 ] && [ -d "$2" ] || { echo "$0: --build-dir wants a build directory" >&2; exit 2; }
+        BUILD_DIR=$(cd "$2" && pwd)
+        shift ;;
     --rmi) RMI=1 ;;
     --keep) KEEP=1 ;;
     all | cluster | package) PART=$1 ;;
@@ -205,6 +209,7 @@ trap cleanup EXIT
 
 # One run at a time on a host: two would both want docker0 and the
 # compose network's 198.51.100.0/25 in the host's namespace.
+mkdir -p /run/lock
 exec 9>/run/lock/nvmet-ha-docker-test.lock
 if ! flock -n 9; then
     log "another docker-test.sh runs on this host: waiting for it (at most 25 minutes)"
@@ -265,13 +270,13 @@ node_image() {
         --build-arg JOBS=2 -f docker/Dockerfile -t "$NODE_IMAGE" . >"$out" 2>&1 ||
         { tail -n 30 "$out" >&2; die "docker build of docker/Dockerfile failed"; }
     BUILT+=("$NODE_IMAGE")
-    # .dockerignore keeps build trees, run/ and .git out of the context
+    # .dockerignore keeps the context to the sources nvmetd builds from
     local ctx
     ctx=$(grep -o 'Sending build context to Docker daemon *[0-9.]*[kMG]*B' "$out" | grep -o '[0-9.]*[kMG]*B$' || true)
     log "build context: ${ctx:-?}"
     case $ctx in
     *GB) die "the build context is $ctx: .dockerignore lets build trees in" ;;
-    *MB) [ "${ctx%.*}" -lt 20 ] 2>/dev/null || die "the build context is $ctx (over 20 MB): check .dockerignore" ;;
+    *MB) [ "${ctx%.*}" -lt 5 ] 2>/dev/null || die "the build context is $ctx (over 5 MB): check .dockerignore" ;;
     esac
 }
 
