@@ -60,6 +60,8 @@ COMPOSE=(docker-compose -p "$PROJECT" -f "$TOP/docker/compose.yml")
 VIP=198.51.100.100
 URLS=198.51.100.11:7100,198.51.100.12:7100,198.51.100.13:7100
 T0=$(date +%s)
+# the legacy builder: no BuildKit frontend image to pull, --network host
+export DOCKER_BUILDKIT=0
 
 log() { echo "docker-test [$(($(date +%s) - T0)) s]: $*"; }
 die() { echo "docker-test: FAILED: $*" >&2; exit 1; }
@@ -233,9 +235,34 @@ else
 fi
 
 # --- images -------------------------------------------------------------------
+# Runs a command that downloads from Debian's mirror; once more, 5 s later,
+# if it fails (a mirror's hiccup; the build cache keeps what went well).
+twice() {
+    "$@" && return 0
+    echo "docker-test: '$1 $2 ...' failed: trying once more in 5 s" >&2
+    sleep 5
+    "$@"
+}
+
 # The base image: a minimal debootstrap of bookworm, imported. The rootfs
 # tarball is cached (build/docker/rootfs-bookworm.tar) so a second run, or
 # a fresh engine, does not debootstrap again.
+bootstrap() {
+    rm_root "$1"
+    timeout 900 debootstrap --variant=minbase bookworm "$1" http://deb.debian.org/debian \
+        >"$OUT/debootstrap.log" 2>&1
+}
+
+# Removes a debootstrap target: first whatever an interrupted debootstrap
+# left mounted in it (proc, sys), and never across a file system boundary.
+rm_root() {
+    local m
+    for m in $(awk -v a="$1/" 'index($2, a) == 1 {print $2}' /proc/mounts | sort -r); do
+        umount -l "$m" || true
+    done
+    rm -rf --one-file-system "$1"
+}
+
 base_image() {
     if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
         return 0
@@ -243,10 +270,8 @@ base_image() {
     local tar=$OUT/rootfs-bookworm.tar
     if [ ! -s "$tar" ]; then
         local root=$OUT/rootfs.tmp
-        rm -rf "$root"
         log "debootstrap --variant=minbase bookworm (cached afterwards in $tar)"
-        timeout 900 debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian \
-            >"$OUT/debootstrap.log" 2>&1 || { tail -n 20 "$OUT/debootstrap.log" >&2; die "debootstrap failed"; }
+        twice bootstrap "$root" || { tail -n 20 "$OUT/debootstrap.log" >&2; die "debootstrap failed"; }
         cat >"$root/etc/apt/sources.list" <<'EOF'
 deb http://deb.debian.org/debian bookworm main
 deb http://deb.debian.org/debian bookworm-updates main
@@ -254,7 +279,7 @@ deb http://deb.debian.org/debian-security bookworm-security main
 EOF
         rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
         tar -C "$root" -cf "$tar.tmp" . && mv "$tar.tmp" "$tar"
-        rm -rf "$root"
+        rm_root "$root"
     fi
     log "importing $tar as $BASE_IMAGE"
     docker import - "$BASE_IMAGE" <"$tar" >/dev/null
@@ -266,7 +291,7 @@ EOF
 node_image() {
     log "building $NODE_IMAGE from docker/Dockerfile"
     local out=$OUT/build-node.log
-    DOCKER_BUILDKIT=0 timeout 1200 docker build --network host --build-arg BASE="$BASE_IMAGE" \
+    twice timeout 1200 docker build --network host --build-arg BASE="$BASE_IMAGE" \
         --build-arg JOBS=2 -f docker/Dockerfile -t "$NODE_IMAGE" . >"$out" 2>&1 ||
         { tail -n 30 "$out" >&2; die "docker build of docker/Dockerfile failed"; }
     BUILT+=("$NODE_IMAGE")
@@ -465,7 +490,7 @@ COPY nvmet-ha.deb /tmp/
 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends /tmp/nvmet-ha.deb >/dev/null && rm -rf /var/lib/apt/lists/* /tmp/nvmet-ha.deb
 EOF
     log "apt-get install $(basename "$deb") in a container of $BASE_IMAGE"
-    DOCKER_BUILDKIT=0 timeout 600 docker build --network host -t "$PKG_IMAGE" "$pkg/ctx" \
+    twice timeout 600 docker build --network host -t "$PKG_IMAGE" "$pkg/ctx" \
         >"$pkg/build.log" 2>&1 || { tail -n 30 "$pkg/build.log" >&2; die "installing the package failed"; }
     BUILT+=("$PKG_IMAGE")
 
