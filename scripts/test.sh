@@ -24,8 +24,8 @@ build build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo
 echo "== tests"
 ctest --test-dir build/release --output-on-failure -LE docker
 
-# scripts/docker-test.sh: 140 s cold (debootstrap, image builds), 35 s
-# warm; it stops the dockerd it started and leaves nothing behind
+# scripts/docker-test.sh: 106-140 s cold (debootstrap, image builds),
+# 27-34 s warm; it stops the dockerd it started and leaves nothing behind
 echo "== containers (docker/compose.yml failover, the package in a clean container)"
 bash scripts/deps.sh docker
 ctest --test-dir build/release --output-on-failure -L docker
