@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The test command (README's second command, and all that .ci/run does):
 # installs the Debian packages, builds with warnings as errors and runs
-# every test, then builds with ASan+UBSan and runs them again, then builds
-# the libFuzzer harnesses with clang and runs each for a short time.
+# every test, then runs the container tests (docker/compose.yml and the
+# package in a clean container, under a dockerd of its own), then builds
+# with ASan+UBSan and runs the tests again, then builds the libFuzzer
+# harnesses with clang and runs each for a short time.
 # Run as root on Debian 12 (integration tests create device nodes and
 # network namespaces).
 set -euo pipefail
@@ -20,7 +22,13 @@ build() {
 echo "== build (warnings are errors)"
 build build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo
 echo "== tests"
-ctest --test-dir build/release --output-on-failure
+ctest --test-dir build/release --output-on-failure -LE docker
+
+# scripts/docker-test.sh: 106-140 s cold (debootstrap, image builds),
+# 27-34 s warm; it stops the dockerd it started and leaves nothing behind
+echo "== containers (docker/compose.yml failover, the package in a clean container)"
+bash scripts/deps.sh docker
+ctest --test-dir build/release --output-on-failure -L docker
 
 echo "== build (ASan + UBSan)"
 build build/asan -DCMAKE_BUILD_TYPE=Debug -DNVMET_SANITIZE=ON
