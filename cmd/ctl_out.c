@@ -199,11 +199,17 @@ int ctl_print_status(FILE *f, const struct nv *status)
     int64_t leader = nv_get_int(status, "leader", 0);
     int64_t commit = 0, active = 0;
     unsigned masters = 0, answering = 0, data = 0;
+    unsigned data_members = 0;
     for (size_t r = 0; r < t.rows; r++) {
         const struct nv *st = nv_get(nv_at(members, r), "status");
         int64_t c = nv_get_int(st, "commit_index", 0);
         commit = c > commit ? c : commit;
+        const char *k = nv_get_str(st, "kind");
+        data_members += k != NULL && strcmp(k, "data") == 0;
     }
+    /* one data node alone (no failover configured by design): SINGLE is
+     * its healthy state, and it has no peer to miss */
+    bool single = data_members == 1 && t.rows == 1;
     for (size_t r = 0; r < t.rows; r++) {
         const struct nv *m = nv_at(members, r);
         const struct nv *st = nv_get(m, "status");
@@ -231,7 +237,7 @@ int ctl_print_status(FILE *f, const struct nv *status)
         const struct nv *fo = nv_get(st, "failover");
         const char *fst = nv_get_str(fo, "status");
         const char *frole = nv_get_str(fo, "role");
-        if (fst != NULL && strcmp(fst, "MASTER") == 0) {
+        if (fst != NULL && (strcmp(fst, "MASTER") == 0 || (single && strcmp(fst, "SINGLE") == 0))) {
             masters++;
             active = id;
         }
@@ -256,6 +262,9 @@ int ctl_print_status(FILE *f, const struct nv *status)
         const struct nv *reasons = nv_get(fo, "disabled_reasons");
         for (size_t i = 0; is_data && i < nv_len(reasons) && po < sizeof problems; i++) {
             const char *why = nv_is(nv_at(reasons, i), NV_STR) ? nv_at(reasons, i)->u.s.p : "?";
+            if (single && strcmp(why, "NO_DATA_PEER") == 0) {
+                continue;
+            }
             po +=
                 (size_t)snprintf(problems + po, sizeof problems - po, "%s%s", po ? ", " : "", why);
             degraded(&h, "node %" PRId64 " failover disabled: %s", id, why);

@@ -199,7 +199,27 @@ void m_cluster_status(struct rpc_methods *m, const struct req *r, const struct n
     }
     nv_err_clear(&e);
     const char *key = node->cluster_key ? node->cluster_key(node->ctx) : NULL;
-    if (nv_get_bool(opt, "local", false) || key == NULL || node->loop == NULL) {
+    if (nv_get_bool(opt, "local", false)) {
+        methods_reply(r, local);
+        return;
+    }
+    if (key == NULL || node->loop == NULL) {
+        /* no key to call the others with (a node without an RPC port):
+         * this node's own row still has its status */
+        struct nv *members = nv_get(local, "members");
+        for (size_t i = 0; i < nv_len(members); i++) {
+            struct nv *mb = nv_at(members, i);
+            struct nv *st;
+            if (nv_get_int(mb, "id", 0) == nv_get_int(local, "id", -1)) {
+                st = nv_copy(nv_get(local, "node"));
+                nv_set_bool(st, "reachable", true);
+            } else {
+                st = nv_map();
+                nv_set_bool(st, "reachable", false);
+                nv_set_str(st, "error", "not asked: this node has no cluster key to call others");
+            }
+            nv_set(mb, "status", st);
+        }
         methods_reply(r, local);
         return;
     }
