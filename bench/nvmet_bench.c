@@ -1012,7 +1012,7 @@ int main(int argc, char **argv)
 {
     const char *dir = NULL;
     int n1 = 1000, n64 = 10000;
-    bool quick = false, transport = false, rpc_only = false, scale = false, full3 = false, bulk = false;
+    bool quick = false, transport = false, rpc_only = false, scale = false, full3 = false, bulk = false, cold = false;
     static const struct option opts[] = {{"dir", required_argument, NULL, 'd'},
                                          {"transport", no_argument, NULL, 't'},
                                          {"rpc", no_argument, NULL, 'r'},
@@ -1022,6 +1022,7 @@ int main(int argc, char **argv)
                                          {"scale", no_argument, NULL, 's'},
                                          {"full", no_argument, NULL, 'f'},
                                          {"bulk", no_argument, NULL, 'b'},
+                                         {"cold", no_argument, NULL, 'c'},
                                          {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1050,6 +1051,9 @@ int main(int argc, char **argv)
         case 'b':
             bulk = true;
             break;
+        case 'c':
+            cold = true;
+            break;
         case 'q':
             quick = true;
             n1 = 200;
@@ -1058,14 +1062,15 @@ int main(int argc, char **argv)
         default:
             fprintf(stderr,
                     "usage: nvmet-bench [--dir DIR] [--n1 N] [--n64 N] [--quick] [--transport | "
-                    "--rpc | --scale | --full | --bulk]\n"
+                    "--rpc | --scale | --full | --bulk | --cold]\n"
                     "  --transport  only (b) on 3 nodes: plaintext vs TLS PSK vs TLS cert\n"
                     "  --rpc        only (e): the RPC port, plaintext vs TLS\n"
                     "  --scale      only (f): one create's cost with 0, 2000, 20000\n"
                     "               subsystems present (--quick: 0, 500, 2000)\n"
                     "  --full       only (c) on 3 nodes, rendering on and off\n"
                     "  --bulk       only (g): 1,000 subsystems + 10,000 FILE namespaces through\n"
-                    "               nvmetctl batch on 3 nodes (--quick: 100 + 1,000)\n");
+                    "               nvmetctl batch on 3 nodes (--quick: 100 + 1,000)\n"
+                    "  --cold       only (d): restart of a node holding 4,096 namespaces\n");
             return 2;
         }
     }
@@ -1089,6 +1094,11 @@ int main(int argc, char **argv)
     if (scale) {
         const int full[] = {0, 2000, 20000}, small[] = {0, 500, 2000};
         scale_bench(dir, quick ? small : full, 3, quick ? 200 : 500);
+        remove_tmp(dir, tmp);
+        return 0;
+    }
+    if (cold) {
+        cold_start(dir, 128, quick ? 8 : 32);
         remove_tmp(dir, tmp);
         return 0;
     }
