@@ -135,29 +135,21 @@ static void test_complete_setup_entries(void **state)
     assert_int_equal(strncmp(nv_get_str(g, "basenqn"), "nqn.2011-06.com.truenas:uuid:", 29), 0);
     nv_free(g);
     /* the replica applied the same bytes: identical snapshots */
-    char *a, *b;
-    size_t la, lb;
+    char *a;
+    size_t la;
     assert_int_equal(sm_snapshot(s, &a, &la), 0);
-    assert_int_equal(sm_snapshot(r, &b, &lb), 0);
-    assert_int_equal(la, lb);
-    assert_memory_equal(a, b, la);
+    sm_test_snapshot_is(r, a, la);
     /* restore into a fresh state gives the same snapshot again */
     struct sm_state *c = sm_new();
     struct nv_err e;
     nv_err_init(&e);
     assert_int_equal(sm_restore(c, a, la, &e), 0);
-    char *cc;
-    size_t lc;
-    assert_int_equal(sm_snapshot(c, &cc, &lc), 0);
-    assert_int_equal(lc, la);
-    assert_memory_equal(cc, a, la);
+    sm_test_snapshot_is(c, a, la);
     /* garbage is refused and changes nothing */
     assert_true(sm_restore(c, "garbage", 7, &e) < 0);
     nv_err_clear(&e);
     assert_int_equal(sm_rows(c, SM_SUBSYS), 1);
     free(a);
-    free(b);
-    free(cc);
     sm_free(c);
     sm_free(s);
     sm_free(r);
@@ -407,13 +399,8 @@ static void test_validation_messages(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         err(s, cases[i].m, cases[i].j, cases[i].e);
     }
-    char *after;
-    size_t la;
-    assert_int_equal(sm_snapshot(s, &after, &la), 0);
-    assert_int_equal(la, lb);
-    assert_memory_equal(before, after, la);
+    sm_test_snapshot_is(s, before, lb);
     free(before);
-    free(after);
     sm_free(s);
 }
 
@@ -796,19 +783,16 @@ static void test_cluster_facts(void **state)
         "[{\"vips\": [{\"address\": \"198.51.100.100\", \"prefix\": 33, "
         "\"interface\": \"eth0\"}]}]",
         "[EINVAL] failover_update.vips.0.prefix: Input should be less than or equal to 32");
-    char *a, *b;
-    size_t la, lb;
-    sm_snapshot(s, &a, &la);
-    sm_snapshot(r, &b, &lb);
-    assert_int_equal(la, lb);
-    assert_memory_equal(a, b, la);
+    char *a;
+    size_t la;
+    assert_int_equal(sm_snapshot(s, &a, &la), 0);
+    sm_test_snapshot_is(r, a, la);
     struct sm_state *c = sm_new();
     struct nv_err e;
     nv_err_init(&e);
     assert_int_equal(sm_restore(c, a, la, &e), 0);
     assert_int_equal(sm_active_node(c, NULL), 2);
     free(a);
-    free(b);
     sm_free(c);
     sm_free(s);
     sm_free(r);

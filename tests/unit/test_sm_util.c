@@ -73,3 +73,13 @@ struct sm_result *sm_test_apply(struct sm_state *s, const struct nv *cmd)
     assert_non_null(r);
     return r;
 }
+
+void sm_test_snapshot_is(const struct sm_state *s, const char *want, size_t len)
+{
+    char *got;
+    size_t gl;
+    assert_int_equal(sm_snapshot(s, &got, &gl), 0);
+    assert_int_equal(gl, len);
+    assert_memory_equal(got, want, len);
+    free(got);
+}

@@ -30,4 +30,7 @@ int sm_test_prepare(const struct sm_state *s, const struct sm_env *env, const ch
  * never NULL; owned). */
 struct sm_result *sm_test_apply(struct sm_state *s, const struct nv *cmd);
 
+/* Assert that sm_snapshot of s is want (len bytes), byte for byte. */
+void sm_test_snapshot_is(const struct sm_state *s, const char *want, size_t len);
+
 #endif

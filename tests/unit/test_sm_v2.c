@@ -73,8 +73,8 @@ static struct nv *apply_ok(struct sm_state *s, const struct nv *cmd)
 /* Apply cmd to s; it must fail with a reason containing want. */
 static void apply_fails(struct sm_state *s, const struct nv *cmd, const char *want)
 {
-    char *before, *after;
-    size_t lb, la;
+    char *before;
+    size_t lb;
     assert_int_equal(sm_snapshot(s, &before, &lb), 0);
     struct sm_result *r = sm_test_apply(s, cmd);
     assert_non_null(r->err);
@@ -86,11 +86,8 @@ static void apply_fails(struct sm_state *s, const struct nv *cmd, const char *wa
     free(why);
     sm_result_free(r);
     /* a failed apply changes nothing */
-    assert_int_equal(sm_snapshot(s, &after, &la), 0);
-    assert_int_equal(la, lb);
-    assert_memory_equal(after, before, lb);
+    sm_test_snapshot_is(s, before, lb);
     free(before);
-    free(after);
 }
 
 static void run(struct sm_state *s, const char *method, const char *json)
@@ -102,14 +99,11 @@ static void run(struct sm_state *s, const char *method, const char *json)
 
 static void same_state(const struct sm_state *a, const struct sm_state *b)
 {
-    char *x, *y;
-    size_t xl, yl;
+    char *x;
+    size_t xl;
     assert_int_equal(sm_snapshot(a, &x, &xl), 0);
-    assert_int_equal(sm_snapshot(b, &y, &yl), 0);
-    assert_int_equal(xl, yl);
-    assert_memory_equal(x, y, xl);
+    sm_test_snapshot_is(b, x, xl);
     free(x);
-    free(y);
 }
 
 #define HOSTNQN "nqn.2014-08.org.nvmexpress:uuid:11111111-2222-3333-4444-555555555555"
