@@ -227,7 +227,8 @@ static struct nv *call(const struct node *n, const char *method, struct nv *para
     return r;
 }
 
-static bool node_ready(const struct node *n, bool *leader)
+/* The node's own cluster.status row (owned), NULL if it does not answer. */
+static struct nv *local_status(const struct node *n)
 {
     struct nv_err e;
     struct nv *p = nv_arr(), *o = nv_map();
@@ -235,6 +236,12 @@ static bool node_ready(const struct node *n, bool *leader)
     nv_push(p, o);
     struct nv *r = call(n, "cluster.status", p, &e);
     nv_err_clear(&e);
+    return r;
+}
+
+static bool node_ready(const struct node *n, bool *leader)
+{
+    struct nv *r = local_status(n);
     if (r == NULL) {
         return false;
     }
@@ -495,12 +502,7 @@ static long rss_kib(pid_t pid, const char *key)
 
 static bool rendered(const struct node *n)
 {
-    struct nv_err e;
-    struct nv *p = nv_arr(), *o = nv_map();
-    nv_set_bool(o, "local", true);
-    nv_push(p, o);
-    struct nv *r = call(n, "cluster.status", p, &e);
-    nv_err_clear(&e);
+    struct nv *r = local_status(n);
     const struct nv *render = nv_get(nv_get(r, "node"), "render");
     bool ok = nv_get_bool(render, "matches", false) &&
               nv_get_int(render, "rendered_generation", -1) == nv_get_int(render, "generation", -2) &&
@@ -740,12 +742,7 @@ static void remove_tmp(const char *dir, const char *tmp)
 /* cluster.status of the node (local): render.syscalls.total, or -1. */
 static int64_t render_syscalls(const struct node *n)
 {
-    struct nv_err e;
-    struct nv *p = nv_arr(), *o = nv_map();
-    nv_set_bool(o, "local", true);
-    nv_push(p, o);
-    struct nv *r = call(n, "cluster.status", p, &e);
-    nv_err_clear(&e);
+    struct nv *r = local_status(n);
     int64_t v = nv_get_int(nv_get(nv_get(nv_get(r, "node"), "render"), "syscalls"), "total", -1);
     nv_free(r);
     return v;
@@ -925,12 +922,7 @@ static void full_bench(const char *dir, int n1, int n64)
  * changes during the run. */
 static int64_t status_int(const struct node *n, const char *a, const char *b, const char *c)
 {
-    struct nv_err e;
-    struct nv *p = nv_arr(), *o = nv_map();
-    nv_set_bool(o, "local", true);
-    nv_push(p, o);
-    struct nv *r = call(n, "cluster.status", p, &e);
-    nv_err_clear(&e);
+    struct nv *r = local_status(n);
     const struct nv *v = nv_get(nv_get(r, "node"), a);
     v = b != NULL ? nv_get(v, b) : v;
     int64_t x = nv_get_int(v, c, -1);

@@ -50,32 +50,10 @@ void node_events_free(struct node *n)
 
 /* ---- masking for readonly subscribers ---- */
 
-static void mask_secrets(struct nv *v)
-{
-    if (v == NULL) {
-        return;
-    }
-    if (v->t == NV_ARR) {
-        for (size_t i = 0; i < v->u.a.n; i++) {
-            mask_secrets(v->u.a.v[i]);
-        }
-    } else if (v->t == NV_MAP) {
-        for (size_t i = 0; i < v->u.m.n; i++) {
-            struct nv_kv *kv = &v->u.m.kv[i];
-            if (kv->v != NULL && kv->v->t == NV_STR && sm_field_secret(kv->k)) {
-                nv_free(kv->v);
-                kv->v = nv_str(SM_SECRET_MASK);
-            } else {
-                mask_secrets(kv->v);
-            }
-        }
-    }
-}
-
 static struct nv *mask_event(const struct nv *event)
 {
     struct nv *m = nv_copy(event);
-    mask_secrets(m);
+    rpc_mask_secrets(m);
     return m;
 }
 

@@ -748,14 +748,14 @@ method_fn methods_lookup(struct rpc_methods *m, const char *name)
     return b != NULL ? b->fn : NULL;
 }
 
-void methods_mask(struct nv *v, enum rpc_role role)
+void rpc_mask_secrets(struct nv *v)
 {
-    if (v == NULL || role >= RPC_ROLE_ADMIN) {
+    if (v == NULL) {
         return;
     }
     if (v->t == NV_ARR) {
         for (size_t i = 0; i < v->u.a.n; i++) {
-            methods_mask(v->u.a.v[i], role);
+            rpc_mask_secrets(v->u.a.v[i]);
         }
     } else if (v->t == NV_MAP) {
         for (size_t i = 0; i < v->u.m.n; i++) {
@@ -764,9 +764,16 @@ void methods_mask(struct nv *v, enum rpc_role role)
                 nv_free(kv->v);
                 kv->v = nv_str(SM_SECRET_MASK);
             } else {
-                methods_mask(kv->v, role);
+                rpc_mask_secrets(kv->v);
             }
         }
+    }
+}
+
+void methods_mask(struct nv *v, enum rpc_role role)
+{
+    if (role < RPC_ROLE_ADMIN) {
+        rpc_mask_secrets(v);
     }
 }
 

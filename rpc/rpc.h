@@ -196,6 +196,10 @@ int rpc_server_set_collections(struct rpc_server *s, const char *const *names);
  * events can skip building them. */
 bool rpc_server_wants(const struct rpc_server *s, const char *collection);
 #define RPC_EVENT_METHOD "collection_update"
+/* Replace every string value of a secret field (sm_field_secret), at any
+ * depth of v's maps and arrays, by SM_SECRET_MASK: what a readonly caller
+ * sees of a reply or an event. NULL is left alone. */
+void rpc_mask_secrets(struct nv *v);
 /* Publish one event of collection (taken): [2, "collection_update",
  * [event]] to every authenticated connection subscribed to collection or
  * "*". An admin connection gets event as is; a readonly one gets

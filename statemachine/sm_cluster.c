@@ -36,6 +36,31 @@ static struct nv *cluster(struct sm_state *s)
     return s->cluster;
 }
 
+void sm__cluster_put_node(struct sm_ex *x, const struct nv *d)
+{
+    struct nv *ns = nv_get(cluster(x->s), "nodes");
+    struct nv *out = nv_arr();
+    bool placed = false;
+    int64_t id = nv_get_int(d, "id", 0);
+    for (size_t i = 0; i < nv_len(ns); i++) {
+        const struct nv *n = nv_at(ns, i);
+        int64_t nid = nv_get_int(n, "id", 0);
+        if (!placed && nid >= id) {
+            nv_push(out, nv_copy(d));
+            placed = true;
+        }
+        if (nid != id) {
+            nv_push(out, nv_copy(n));
+        }
+    }
+    if (!placed) {
+        nv_push(out, nv_copy(d));
+    }
+    nv_set(cluster(x->s), "nodes", out);
+    x->changed = true;
+    x->result = nv_copy(d);
+}
+
 const struct nv *sm_cluster(const struct sm_state *s)
 {
     static struct nv *defaults; /* shared, immutable, made once */
@@ -113,27 +138,7 @@ static int node_register(struct sm_ex *x, const struct nv *params)
         }
     }
     if (x->mutate) {
-        struct nv *ns = nv_get(cluster(x->s), "nodes");
-        struct nv *out = nv_arr();
-        bool placed = false;
-        int64_t id = nv_get_int(d, "id", 0);
-        for (size_t i = 0; i < nv_len(ns); i++) {
-            const struct nv *n = nv_at(ns, i);
-            int64_t nid = nv_get_int(n, "id", 0);
-            if (!placed && nid >= id) {
-                nv_push(out, nv_copy(d));
-                placed = true;
-            }
-            if (nid != id) {
-                nv_push(out, nv_copy(n));
-            }
-        }
-        if (!placed) {
-            nv_push(out, nv_copy(d));
-        }
-        nv_set(cluster(x->s), "nodes", out);
-        x->changed = true;
-        x->result = nv_copy(d);
+        sm__cluster_put_node(x, d);
     }
     struct nv *op = nv_map();
     nv_set(op, "node", d);

@@ -288,6 +288,22 @@ static void take_config(struct sm_state *a, struct sm_state *b)
     }
 }
 
+int sm__restore_target_empty(struct sm_ex *x)
+{
+    size_t rows = 0;
+    for (int t = 0; t < SM_TABLE_COUNT; t++) {
+        rows += x->s->t[t].n;
+    }
+    if (rows > 0) {
+        nv_err_add(x->err, "config_restore", EEXIST,
+                   "the cluster holds %zu objects already: config.restore fills an empty "
+                   "cluster only (delete them first, or restore into a new cluster)",
+                   rows);
+        return -1;
+    }
+    return 0;
+}
+
 int sm__config_restore(struct sm_ex *x, const struct nv *params)
 {
     if (!sm__argc_ok(x, params, 1)) {
@@ -306,15 +322,7 @@ int sm__config_restore(struct sm_ex *x, const struct nv *params)
                    nv_get_int(doc, "version", 0), VERSION);
         return -1;
     }
-    size_t rows = 0;
-    for (int t = 0; t < SM_TABLE_COUNT; t++) {
-        rows += x->s->t[t].n;
-    }
-    if (rows > 0) {
-        nv_err_add(x->err, "config_restore", EEXIST,
-                   "the cluster holds %zu objects already: config.restore fills an empty "
-                   "cluster only (delete them first, or restore into a new cluster)",
-                   rows);
+    if (sm__restore_target_empty(x) < 0) {
         return -1;
     }
     struct sm_state *copy = clone(x->s);

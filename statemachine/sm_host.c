@@ -123,13 +123,42 @@ int sm__host_delete(struct sm_ex *x, const struct nv *params)
 
 /* ---- host_subsys / port_subsys ---- */
 
+void sm__link_checks(struct sm_ex *x, enum sm_table t, const char *pfx, const struct nv *n,
+                     int64_t self)
+{
+    bool host = t == SM_HOST_SUBSYS;
+    const char *other = host ? "host" : "port", *ocol = host ? "host_id" : "port_id";
+    char attr[160];
+    int64_t oid = nv_get_int(n, ocol, 0), sid = nv_get_int(n, "subsys_id", 0);
+    if (sm__find(x->s, host ? SM_HOST : SM_PORT, oid) == NULL) {
+        snprintf(attr, sizeof attr, "%s.%s", pfx, ocol);
+        nv_err_add(x->err, attr, EINVAL, "No %s with ID %" PRId64, other, oid);
+    }
+    if (sm__find(x->s, SM_SUBSYS, sid) == NULL) {
+        snprintf(attr, sizeof attr, "%s.subsys_id", pfx);
+        nv_err_add(x->err, attr, EINVAL, "No subsystem with ID %" PRId64, sid);
+    }
+    for (size_t i = 0; i < x->s->t[t].n; i++) {
+        const struct nv *r = x->s->t[t].row[i];
+        if (nv_get_int(r, ocol, -1) == oid && nv_get_int(r, "subsys_id", -1) == sid &&
+            nv_get_int(r, "id", 0) != self) {
+            snprintf(attr, sizeof attr, "%s.%s", pfx, ocol);
+            /* TrueNAS says "Host ID" for ports too; its message is kept */
+            nv_err_add(x->err, attr, EINVAL,
+                       "This record already exists (Host ID: %" PRId64 "/Subsystem ID: %" PRId64
+                       ")",
+                       oid, sid);
+            break;
+        }
+    }
+}
+
 int sm__link_write(struct sm_ex *x, const struct nv *params, enum sm_table t, bool create)
 {
     bool host = t == SM_HOST_SUBSYS;
     const char *other = host ? "host" : "port";
     const char *ocol = host ? "host_id" : "port_id";
-    enum sm_table ot = host ? SM_HOST : SM_PORT;
-    char pfx[64], attr[160];
+    char pfx[64];
     snprintf(pfx, sizeof pfx, "nvmet_%s_subsys_%s", other, create ? "create" : "update");
     int64_t id;
     const struct nv *in;
@@ -164,28 +193,7 @@ int sm__link_write(struct sm_ex *x, const struct nv *params, enum sm_table t, bo
         nv_free(d);
         return -1;
     }
-    int64_t oid = nv_get_int(n, ocol, 0), sid = nv_get_int(n, "subsys_id", 0);
-    if (sm__find(x->s, ot, oid) == NULL) {
-        snprintf(attr, sizeof attr, "%s.%s", pfx, ocol);
-        nv_err_add(x->err, attr, EINVAL, "No %s with ID %" PRId64, other, oid);
-    }
-    if (sm__find(x->s, SM_SUBSYS, sid) == NULL) {
-        snprintf(attr, sizeof attr, "%s.subsys_id", pfx);
-        nv_err_add(x->err, attr, EINVAL, "No subsystem with ID %" PRId64, sid);
-    }
-    for (size_t i = 0; i < x->s->t[t].n; i++) {
-        const struct nv *r = x->s->t[t].row[i];
-        if (nv_get_int(r, ocol, -1) == oid && nv_get_int(r, "subsys_id", -1) == sid &&
-            nv_get_int(r, "id", 0) != id) {
-            snprintf(attr, sizeof attr, "%s.%s", pfx, ocol);
-            /* TrueNAS says "Host ID" for ports too; its message is kept */
-            nv_err_add(x->err, attr, EINVAL,
-                       "This record already exists (Host ID: %" PRId64 "/Subsystem ID: %" PRId64
-                       ")",
-                       oid, sid);
-            break;
-        }
-    }
+    sm__link_checks(x, t, pfx, n, id);
     return sm__commit_row(x, t, d, n, create, id);
 }
 

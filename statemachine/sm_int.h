@@ -255,10 +255,27 @@ int sm__port_delete(struct sm_ex *x, const struct nv *params);
 int sm__host_write(struct sm_ex *x, const struct nv *params, bool create);
 int sm__host_delete(struct sm_ex *x, const struct nv *params);
 int sm__link_write(struct sm_ex *x, const struct nv *params, enum sm_table t, bool create);
+/* The checks of a host_subsys / port_subsys row n (v1 and v2 apply: one
+ * rule, one message): the host or port and the subsystem exist, and no
+ * other row (id != self) links the same pair. Errors go to x->err. */
+void sm__link_checks(struct sm_ex *x, enum sm_table t, const char *pfx, const struct nv *n,
+                     int64_t self);
 int sm__link_delete(struct sm_ex *x, const struct nv *params, enum sm_table t);
 
 /* config.restore (sm_config.c) */
 int sm__config_restore(struct sm_ex *x, const struct nv *params);
+/* The rules v1 and v2 apply share (one rule, one message each); errors
+ * go to x->err, in the order the callers have always added them. */
+/* The nsid of namespace row n (if an int) is not used by another row
+ * (id != self) of the same subsystem. */
+void sm__nsid_unique_check(struct sm_ex *x, const char *pfx, const struct nv *n, int64_t self);
+/* The lowest port index in 1..31999 no port uses; -1 if none is free. */
+int64_t sm__free_port_index(const struct sm_state *s);
+/* Insert or replace cluster node d (a copy) in the nodes list, ascending
+ * ids; marks x changed with the node as the result. */
+void sm__cluster_put_node(struct sm_ex *x, const struct nv *d);
+/* config.restore fills an empty cluster only: 0, or -1 with the error. */
+int sm__restore_target_empty(struct sm_ex *x);
 
 /* ---- cluster facts (sm_cluster.c) ---- */
 struct nv *sm__cluster_default(void);

@@ -172,6 +172,27 @@ static struct nv *defaults(void)
     return n;
 }
 
+void sm__nsid_unique_check(struct sm_ex *x, const char *pfx, const struct nv *n, int64_t self)
+{
+    const struct nv *nsid = nv_get(n, "nsid");
+    if (!nv_is(nsid, NV_INT)) {
+        return;
+    }
+    int64_t sid = nv_get_int(n, "subsys_id", 0);
+    for (size_t i = 0; i < x->s->t[SM_NAMESPACE].n; i++) {
+        const struct nv *r = x->s->t[SM_NAMESPACE].row[i];
+        if (nv_get_int(r, "subsys_id", -1) == sid && nv_get_int(r, "nsid", -1) == nsid->u.i &&
+            nv_get_int(r, "id", 0) != self) {
+            char attr[160];
+            snprintf(attr, sizeof attr, "%s.nsid", pfx);
+            nv_err_add(x->err, attr, EINVAL,
+                       "This record already exists (Subsystem ID: %" PRId64 "/NSID: %" PRId64 ")",
+                       sid, nsid->u.i);
+            break;
+        }
+    }
+}
+
 int sm__ns_write(struct sm_ex *x, const struct nv *params, bool create)
 {
     const char *pfx = create ? "nvmet_namespace_create" : "nvmet_namespace_update";
@@ -208,21 +229,7 @@ int sm__ns_write(struct sm_ex *x, const struct nv *params, bool create)
     }
     sid = nv_get_int(n, "subsys_id", 0);
     /* 2. nsid unique in the subsystem */
-    const struct nv *nsid = nv_get(n, "nsid");
-    if (nv_is(nsid, NV_INT)) {
-        for (size_t i = 0; i < x->s->t[SM_NAMESPACE].n; i++) {
-            const struct nv *r = x->s->t[SM_NAMESPACE].row[i];
-            if (nv_get_int(r, "subsys_id", -1) == sid && nv_get_int(r, "nsid", -1) == nsid->u.i &&
-                nv_get_int(r, "id", 0) != id) {
-                snprintf(attr, sizeof attr, "%s.nsid", pfx);
-                nv_err_add(x->err, attr, EINVAL,
-                           "This record already exists (Subsystem ID: %" PRId64 "/NSID: %" PRId64
-                           ")",
-                           sid, nsid->u.i);
-                break;
-            }
-        }
-    }
+    sm__nsid_unique_check(x, pfx, n, id);
     /* 3. type and path */
     const char *type = nv_get_str(n, "device_type");
     const char *path = nv_get_str(n, "device_path");

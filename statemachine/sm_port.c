@@ -122,6 +122,20 @@ static void port_duplicate(struct sm_ex *x, const struct nv *n, const char *pfx,
     }
 }
 
+int64_t sm__free_port_index(const struct sm_state *s)
+{
+    for (int64_t index = 1; index < 32000; index++) {
+        bool used = false;
+        for (size_t i = 0; i < s->t[SM_PORT].n && !used; i++) {
+            used = nv_get_int(s->t[SM_PORT].row[i], "index", 0) == index;
+        }
+        if (!used) {
+            return index;
+        }
+    }
+    return -1;
+}
+
 int sm__port_create(struct sm_ex *x, const struct nv *params)
 {
     const char *pfx = "nvmet_port_create";
@@ -184,16 +198,8 @@ int sm__port_create(struct sm_ex *x, const struct nv *params)
     int64_t index = 0;
     if (!sm__failed(x)) {
         /* lowest unused index in 1..31999 */
-        for (index = 1; index < 32000; index++) {
-            bool used = false;
-            for (size_t i = 0; i < x->s->t[SM_PORT].n && !used; i++) {
-                used = nv_get_int(x->s->t[SM_PORT].row[i], "index", 0) == index;
-            }
-            if (!used) {
-                break;
-            }
-        }
-        if (index == 32000) {
+        index = sm__free_port_index(x->s);
+        if (index < 0) {
             nv_err_call(x->err, EINVAL, "Unable to determine port index");
         }
     }

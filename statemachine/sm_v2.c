@@ -135,21 +135,7 @@ static void ns_checks(struct sm_ex *x, const char *pfx, struct nv *n, int64_t se
         snprintf(attr, sizeof attr, "%s.subsys_id", pfx);
         nv_err_add(x->err, attr, EINVAL, "No subsystem with ID %" PRId64, sid);
     }
-    const struct nv *nsid = nv_get(n, "nsid");
-    if (nv_is(nsid, NV_INT)) {
-        for (size_t i = 0; i < x->s->t[SM_NAMESPACE].n; i++) {
-            const struct nv *r = x->s->t[SM_NAMESPACE].row[i];
-            if (nv_get_int(r, "subsys_id", -1) == sid && nv_get_int(r, "nsid", -1) == nsid->u.i &&
-                nv_get_int(r, "id", 0) != self) {
-                snprintf(attr, sizeof attr, "%s.nsid", pfx);
-                nv_err_add(x->err, attr, EINVAL,
-                           "This record already exists (Subsystem ID: %" PRId64 "/NSID: %" PRId64
-                           ")",
-                           sid, nsid->u.i);
-                break;
-            }
-        }
-    }
+    sm__nsid_unique_check(x, pfx, n, self);
     static const char *const uniq[] = {"device_path", "device_uuid", "device_nguid"};
     for (size_t i = 0; i < 3; i++) {
         const struct nv *hit =
@@ -232,35 +218,6 @@ static void host_checks(struct sm_ex *x, const char *pfx, const struct nv *n, in
     }
 }
 
-static void link_checks(struct sm_ex *x, enum sm_table t, const char *pfx, const struct nv *n,
-                        int64_t self)
-{
-    bool host = t == SM_HOST_SUBSYS;
-    const char *other = host ? "host" : "port", *ocol = host ? "host_id" : "port_id";
-    char attr[160];
-    int64_t oid = nv_get_int(n, ocol, 0), sid = nv_get_int(n, "subsys_id", 0);
-    if (sm__find(x->s, host ? SM_HOST : SM_PORT, oid) == NULL) {
-        snprintf(attr, sizeof attr, "%s.%s", pfx, ocol);
-        nv_err_add(x->err, attr, EINVAL, "No %s with ID %" PRId64, other, oid);
-    }
-    if (sm__find(x->s, SM_SUBSYS, sid) == NULL) {
-        snprintf(attr, sizeof attr, "%s.subsys_id", pfx);
-        nv_err_add(x->err, attr, EINVAL, "No subsystem with ID %" PRId64, sid);
-    }
-    for (size_t i = 0; i < x->s->t[t].n; i++) {
-        const struct nv *r = x->s->t[t].row[i];
-        if (nv_get_int(r, ocol, -1) == oid && nv_get_int(r, "subsys_id", -1) == sid &&
-            nv_get_int(r, "id", 0) != self) {
-            snprintf(attr, sizeof attr, "%s.%s", pfx, ocol);
-            nv_err_add(x->err, attr, EINVAL,
-                       "This record already exists (Host ID: %" PRId64 "/Subsystem ID: %" PRId64
-                       ")",
-                       oid, sid);
-            break;
-        }
-    }
-}
-
 static void row_checks(struct sm_ex *x, enum sm_table t, const char *pfx, struct nv *n,
                        int64_t self, const struct nv *old, const struct nv *set)
 {
@@ -278,7 +235,7 @@ static void row_checks(struct sm_ex *x, enum sm_table t, const char *pfx, struct
             host_checks(x, pfx, n, self);
             break;
         default:
-            link_checks(x, t, pfx, n, self);
+            sm__link_checks(x, t, pfx, n, self);
             break;
     }
 }
@@ -295,17 +252,8 @@ static int allocate(struct sm_ex *x, enum sm_table t, struct nv *n, int64_t self
         nv_set_int(n, "nsid", nsid);
     }
     if (t == SM_PORT && is_auto(nv_get(n, "index"))) {
-        int64_t index = 1;
-        for (; index < 32000; index++) {
-            bool used = false;
-            for (size_t i = 0; i < x->s->t[SM_PORT].n && !used; i++) {
-                used = nv_get_int(x->s->t[SM_PORT].row[i], "index", 0) == index;
-            }
-            if (!used) {
-                break;
-            }
-        }
-        if (index == 32000) {
+        int64_t index = sm__free_port_index(x->s);
+        if (index < 0) {
             nv_err_call(x->err, EINVAL, "Unable to determine port index");
             return -1;
         }
@@ -504,25 +452,7 @@ static int node_register(struct sm_ex *x, const char *method, const struct nv *o
             return -1;
         }
     }
-    struct nv *ns = nv_get(cluster_of(x->s), "nodes"), *out = nv_arr();
-    bool placed = false;
-    for (size_t i = 0; i < nv_len(ns); i++) {
-        const struct nv *n = nv_at(ns, i);
-        int64_t nid = nv_get_int(n, "id", 0);
-        if (!placed && nid >= id) {
-            nv_push(out, nv_copy(d));
-            placed = true;
-        }
-        if (nid != id) {
-            nv_push(out, nv_copy(n));
-        }
-    }
-    if (!placed) {
-        nv_push(out, nv_copy(d));
-    }
-    nv_set(cluster_of(x->s), "nodes", out);
-    x->changed = true;
-    x->result = nv_copy(d);
+    sm__cluster_put_node(x, d);
     return 0;
 }
 
@@ -622,15 +552,7 @@ static int config_restore(struct sm_ex *x, const char *method, const struct nv *
     if (!ok) {
         return malformed(x, method);
     }
-    size_t rows = 0;
-    for (int t = 0; t < SM_TABLE_COUNT; t++) {
-        rows += x->s->t[t].n;
-    }
-    if (rows > 0) {
-        nv_err_add(x->err, "config_restore", EEXIST,
-                   "the cluster holds %zu objects already: config.restore fills an empty "
-                   "cluster only (delete them first, or restore into a new cluster)",
-                   rows);
+    if (sm__restore_target_empty(x) < 0) {
         return -1;
     }
     if (nv_is(g, NV_MAP)) {

@@ -24,7 +24,7 @@
 #include "rpc.h"
 #include "test_certs.h"
 
-static long now_ms(void)
+long h_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -204,8 +204,8 @@ int h_node_start(struct h_node *n, const char *const *extra)
         _exit(127);
     }
     n->pid = pid;
-    long deadline = now_ms() + 15000;
-    while (now_ms() < deadline) {
+    long deadline = h_now_ms() + 15000;
+    while (h_now_ms() < deadline) {
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) {
             n->pid = 0;
@@ -245,9 +245,9 @@ int h_node_wait(struct h_node *n)
     }
     int st = 0;
     /* bounded: a daemon that ignores SIGTERM for 10 s gets SIGKILL */
-    long deadline = now_ms() + 10000;
+    long deadline = h_now_ms() + 10000;
     while (waitpid(n->pid, &st, WNOHANG) == 0) {
-        if (now_ms() > deadline) {
+        if (h_now_ms() > deadline) {
             kill(n->pid, SIGKILL);
             waitpid(n->pid, &st, 0);
             break;
@@ -334,6 +334,73 @@ struct nv *h_call(const struct h_node *n, const char *method, const char *params
     return result;
 }
 
+struct nv *h_call_ok(const struct h_node *n, const char *method, const char *params_json)
+{
+    struct nv_err e;
+    nv_err_init(&e);
+    struct nv *r = h_call(n, method, params_json, &e);
+    if (r == NULL) {
+        char *why = nv_err_reason(&e);
+        fprintf(stderr, "%s %s: %s\n", method, params_json ? params_json : "[]",
+                why ? why : "?");
+        free(why);
+    }
+    nv_err_clear(&e);
+    return r;
+}
+
+int h_wait_leader(const struct h_node *n, int count, int timeout_ms)
+{
+    long deadline = h_now_ms() + timeout_ms;
+    while (h_now_ms() < deadline) {
+        for (int i = 0; i < count; i++) {
+            if (n[i].pid <= 0) {
+                continue;
+            }
+            struct nv_err e;
+            nv_err_init(&e);
+            struct nv *s = h_call(&n[i], "cluster.status", "[{\"local\": true}]", &e);
+            nv_err_clear(&e);
+            bool ready = nv_get_bool(nv_get(s, "node"), "leader_ready", false);
+            nv_free(s);
+            if (ready) {
+                return i;
+            }
+        }
+        usleep(50000);
+    }
+    return -1;
+}
+
+int h_key_generate(const char *name, const char *role, char *key, size_t klen, char *line,
+                   size_t llen)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s key generate --name %s --role %s 2>/dev/null", NVMETCTL_BIN, name,
+             role);
+    FILE *p = popen(cmd, "r");
+    if (p == NULL) {
+        return -1;
+    }
+    bool got = fgets(key, (int)klen, p) != NULL && fgets(line, (int)llen, p) != NULL;
+    if (pclose(p) != 0 || !got) {
+        return -1;
+    }
+    key[strcspn(key, "\n")] = '\0';
+    line[strcspn(line, "\n")] = '\0';
+    return 0;
+}
+
+int h_write(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        return -1;
+    }
+    int rv = fputs(text, f) < 0 ? -1 : 0;
+    return fclose(f) != 0 ? -1 : rv;
+}
+
 char *h_read(const char *path)
 {
     int fd = open(path, O_RDONLY);
@@ -349,10 +416,20 @@ char *h_read(const char *path)
     return s;
 }
 
+void h_nodes_down(struct h_node *n, int count)
+{
+    for (int i = 0; i < count; i++) {
+        if (n[i].pid > 0) {
+            h_node_kill(&n[i], SIGKILL);
+            h_node_wait(&n[i]);
+        }
+    }
+}
+
 int h_wait_rendered(const struct h_node *n, int timeout_ms)
 {
-    long deadline = now_ms() + timeout_ms;
-    while (now_ms() < deadline) {
+    long deadline = h_now_ms() + timeout_ms;
+    while (h_now_ms() < deadline) {
         struct nv_err e;
         nv_err_init(&e);
         struct nv *r = h_call(n, "cluster.status", "[{\"local\": true}]", &e);

@@ -29,6 +29,9 @@ struct h_node {
     int raft_port, rpc_port;
 };
 
+/* Milliseconds of the monotonic clock (for bounded waits). */
+long h_now_ms(void);
+
 /* A fresh temp directory under /tmp (removed by h_rmrf). */
 void h_tmpdir(char *out, size_t len);
 void h_rmrf(const char *path);
@@ -54,6 +57,8 @@ int h_node_start(struct h_node *n, const char *const *extra);
 void h_node_kill(struct h_node *n, int sig);
 int h_node_wait(struct h_node *n);
 void h_node_print_log(const struct h_node *n);
+/* Kill (SIGKILL) and reap every started node of n[0..count). */
+void h_nodes_down(struct h_node *n, int count);
 
 /* Run nvmetctl --socket <sock> call METHOD ARGS... (NULL-terminated). */
 struct h_out {
@@ -68,6 +73,20 @@ void h_out_free(struct h_out *o);
  * array) or NULL. Returns the result (owned) or NULL with err filled. */
 struct nv *h_call(const struct h_node *n, const char *method, const char *params_json,
                   struct nv_err *err);
+
+/* h_call that must succeed: the result (owned), or NULL after printing
+ * the method, its params and the error to stderr. */
+struct nv *h_call_ok(const struct h_node *n, const char *method, const char *params_json);
+/* Index in n[0..count) of a started node whose local cluster.status says
+ * it is the ready leader, waiting (bounded) up to timeout_ms; -1 if none. */
+int h_wait_leader(const struct h_node *n, int count, int timeout_ms);
+
+/* `nvmetctl key generate --name NAME --role ROLE`: its two lines without
+ * the newline, the key and the key file's line. Returns 0 or -1. */
+int h_key_generate(const char *name, const char *role, char *key, size_t klen, char *line,
+                   size_t llen);
+/* Replace path with text. Returns 0 or -1. */
+int h_write(const char *path, const char *text);
 
 /* Whole file as a string without the trailing newline (owned), NULL if
  * missing. */

@@ -42,13 +42,6 @@ struct cl {
     char urls[512]; /* nvmetctl --url of the first count nodes */
 };
 
-static long now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return tv.tv_sec * 1000L + tv.tv_usec / 1000;
-}
-
 /* the cluster of the running test, stopped by the teardown also when an
  * assertion failed halfway */
 static struct cl *current;
@@ -98,12 +91,7 @@ static void cluster_up(struct cl *c, int count, int witness_idx, const char *con
 
 static void cluster_down(struct cl *c)
 {
-    for (int i = 0; i < MAXN; i++) {
-        if (c->n[i].pid > 0) {
-            h_node_kill(&c->n[i], SIGKILL);
-            h_node_wait(&c->n[i]);
-        }
-    }
+    h_nodes_down(c->n, MAXN);
     if (c->base[0] != '\0') {
         h_rmrf(c->base);
     }
@@ -188,22 +176,7 @@ static struct nv *local_status(const struct h_node *n)
 /* Index of the node that is the ready leader, waiting up to ms. */
 static int wait_leader(const struct cl *c, int ms)
 {
-    long deadline = now_ms() + ms;
-    while (now_ms() < deadline) {
-        for (int i = 0; i < c->count; i++) {
-            if (c->n[i].pid <= 0) {
-                continue;
-            }
-            struct nv *s = local_status(&c->n[i]);
-            bool ready = nv_get_bool(nv_get(s, "node"), "leader_ready", false);
-            nv_free(s);
-            if (ready) {
-                return i;
-            }
-        }
-        usleep(50000);
-    }
-    return -1;
+    return h_wait_leader(c->n, c->count, ms);
 }
 
 /* failover.status of every running node: counts of MASTER. */
@@ -232,8 +205,8 @@ static int count_masters(const struct cl *c, int *backups)
 
 static int wait_one_master(const struct cl *c, int ms)
 {
-    long deadline = now_ms() + ms;
-    while (now_ms() < deadline) {
+    long deadline = h_now_ms() + ms;
+    while (h_now_ms() < deadline) {
         if (count_masters(c, NULL) == 1) {
             return 0;
         }
@@ -263,8 +236,8 @@ static char *tree_digest(const struct h_node *n)
 
 static int wait_same_trees(const struct cl *c, int a, int b, int ms)
 {
-    long deadline = now_ms() + ms;
-    while (now_ms() < deadline) {
+    long deadline = h_now_ms() + ms;
+    while (h_now_ms() < deadline) {
         char *x = tree_digest(&c->n[a]), *y = tree_digest(&c->n[b]);
         bool same = strcmp(x, y) == 0;
         free(x);
@@ -349,14 +322,14 @@ static void test_leader_killed(void **state)
     setup_config(&c, c.urls);
     h_node_kill(&c.n[l], SIGKILL);
     h_node_wait(&c.n[l]);
-    long t0 = now_ms();
+    long t0 = h_now_ms();
     struct nv *s = ok_url(&c, c.urls, "nvmet.subsys.create",
                           "{\"name\": \"nqn.2024-01.com.example:after\"}", NULL);
-    printf("# write accepted %ld ms after the leader was killed\n", now_ms() - t0);
+    printf("# write accepted %ld ms after the leader was killed\n", h_now_ms() - t0);
     assert_int_equal(nv_get_int(s, "id", 0), 2);
     nv_free(s);
     assert_int_equal(wait_one_master(&c, 10000), 0);
-    printf("# one MASTER again %ld ms after the kill\n", now_ms() - t0);
+    printf("# one MASTER again %ld ms after the kill\n", h_now_ms() - t0);
     assert_int_equal(start_node(&c, l, NULL), 0);
     struct nv *q = ok_url(&c, c.urls, "nvmet.subsys.query", "[]", "{\"count\": true}");
     assert_int_equal(q->u.i, 2);
@@ -379,11 +352,11 @@ static void test_no_quorum(void **state)
     h_node_kill(&c.n[b], SIGKILL);
     h_node_wait(&c.n[a]);
     h_node_wait(&c.n[b]);
-    long t0 = now_ms();
+    long t0 = h_now_ms();
     struct h_out o;
     h_ctl(&c.n[l], &o, "nvmet.subsys.create", "{\"name\": \"nqn.2024-01.com.example:nq\"}",
           (char *)NULL);
-    long took = now_ms() - t0;
+    long took = h_now_ms() - t0;
     printf("# answered in %ld ms: %s", took, o.err);
     assert_int_equal(o.code, 1);
     assert_true(strstr(o.err, "ENOQUORUM") != NULL || strstr(o.err, "ELEADERSHIPLOST") != NULL);
@@ -404,9 +377,9 @@ static void test_witness(void **state)
     setup_config(&c, c.urls);
     assert_int_equal(wait_one_master(&c, 10000), 0);
     /* the witness never holds leadership for long */
-    long deadline = now_ms() + 10000;
+    long deadline = h_now_ms() + 10000;
     int l;
-    while ((l = wait_leader(&c, 5000)) == 2 && now_ms() < deadline) {
+    while ((l = wait_leader(&c, 5000)) == 2 && h_now_ms() < deadline) {
         usleep(100000);
     }
     assert_true(l == 0 || l == 1);
@@ -420,13 +393,13 @@ static void test_witness(void **state)
     /* the active data node dies: the other data node becomes MASTER */
     h_node_kill(&c.n[l], SIGKILL);
     h_node_wait(&c.n[l]);
-    long t0 = now_ms();
+    long t0 = h_now_ms();
     int one = wait_one_master(&c, 15000);
     for (int i = 0; one != 0 && i < c.count; i++) {
         h_node_print_log(&c.n[i]);
     }
     assert_int_equal(one, 0);
-    printf("# the other data node is MASTER %ld ms after the kill\n", now_ms() - t0);
+    printf("# the other data node is MASTER %ld ms after the kill\n", h_now_ms() - t0);
     h_ctl(&c.n[1 - l], &o, "failover.status", (char *)NULL);
     assert_string_equal(o.out, "MASTER\n");
     h_out_free(&o);
@@ -450,9 +423,9 @@ static void test_membership_and_catch_up(void **state)
     const char *jargs[] = {"--join", join, "--snapshot-threshold", "64",
                            "--election-timeout", "1000", NULL};
     assert_int_equal(h_node_start(&c.n[3], jargs), 0);
-    long deadline = now_ms() + 20000;
+    long deadline = h_now_ms() + 20000;
     size_t members = 0;
-    while (now_ms() < deadline && members != 4) {
+    while (h_now_ms() < deadline && members != 4) {
         struct nv *s = local_status(&c.n[0]);
         members = 0;
         const struct nv *m = nv_get(s, "members");
@@ -480,8 +453,8 @@ static void test_membership_and_catch_up(void **state)
     const int total = 20000, window = 64; /* several Raft entries per window */
     int *retry = calloc(total, sizeof *retry);
     int sent = 0, inflight_base = 0;
-    long t0 = now_ms();
-    while (done < total && now_ms() - t0 < 120000) {
+    long t0 = h_now_ms();
+    while (done < total && h_now_ms() - t0 < 120000) {
         while ((sent < total || n_retry > 0) && sent + inflight_base - done - failed < window) {
             int i;
             if (n_retry > 0) {
@@ -509,13 +482,13 @@ static void test_membership_and_catch_up(void **state)
     rpc_client_close(cli);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
-    printf("# 20000 host creates in %ld ms\n", now_ms() - t0);
+    printf("# 20000 host creates in %ld ms\n", h_now_ms() - t0);
     assert_int_equal(done, total);
     /* node 3 returns and catches up (snapshot install: the log was compacted) */
     assert_int_equal(start_node(&c, 2, more), 0);
-    deadline = now_ms() + 60000;
+    deadline = h_now_ms() + 60000;
     int64_t have = -1;
-    while (now_ms() < deadline && have != total) {
+    while (h_now_ms() < deadline && have != total) {
         struct nv_err e;
         nv_err_init(&e);
         struct nv *r = h_call(&c.n[2], "nvmet.host.query",

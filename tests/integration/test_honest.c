@@ -33,22 +33,10 @@
 static char base[256];
 static struct h_node nodes[NODES];
 
-static long now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return tv.tv_sec * 1000L + tv.tv_usec / 1000;
-}
-
 static int teardown(void **state)
 {
     (void)state;
-    for (int i = 0; i < NODES; i++) {
-        if (nodes[i].pid > 0) {
-            h_node_kill(&nodes[i], SIGKILL);
-            h_node_wait(&nodes[i]);
-        }
-    }
+    h_nodes_down(nodes, NODES);
     if (base[0] != '\0') {
         h_rmrf(base);
     }
@@ -59,25 +47,14 @@ static int teardown(void **state)
 
 static struct nv *ok(const struct h_node *n, const char *method, const char *params)
 {
-    struct nv_err e;
-    nv_err_init(&e);
-    struct nv *r = h_call(n, method, params, &e);
-    if (r == NULL) {
-        char *why = nv_err_reason(&e);
-        fprintf(stderr, "%s %s: %s\n", method, params ? params : "", why ? why : "?");
-        free(why);
-    }
-    nv_err_clear(&e);
+    struct nv *r = h_call_ok(n, method, params);
     assert_non_null(r);
     return r;
 }
 
 static void put(const char *path, const char *text)
 {
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
+    assert_int_equal(h_write(path, text), 0);
 }
 
 static bool exists(const char *path)
@@ -228,31 +205,13 @@ static void test_delete_remove_single(void **state)
 
 static int wait_leader(int ms)
 {
-    long deadline = now_ms() + ms;
-    while (now_ms() < deadline) {
-        for (int i = 0; i < NODES; i++) {
-            if (nodes[i].pid <= 0) {
-                continue;
-            }
-            struct nv_err e;
-            nv_err_init(&e);
-            struct nv *s = h_call(&nodes[i], "cluster.status", "[{\"local\": true}]", &e);
-            nv_err_clear(&e);
-            bool ready = nv_get_bool(nv_get(s, "node"), "leader_ready", false);
-            nv_free(s);
-            if (ready) {
-                return i;
-            }
-        }
-        usleep(50000);
-    }
-    return -1;
+    return h_wait_leader(nodes, NODES, ms);
 }
 
 static int wait_file(const char *path, bool present, int ms)
 {
-    long deadline = now_ms() + ms;
-    while (now_ms() < deadline) {
+    long deadline = h_now_ms() + ms;
+    while (h_now_ms() < deadline) {
         if (exists(path) == present) {
             return 0;
         }

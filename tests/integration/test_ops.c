@@ -21,18 +21,11 @@
 #include "nv.h"
 #include "nv_err.h"
 
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Wait (5 s at most) until the node's log holds text. */
 static bool log_has(const struct h_node *n, const char *text)
 {
-    long end = now_ms() + 5000;
-    while (now_ms() < end) {
+    long end = h_now_ms() + 5000;
+    while (h_now_ms() < end) {
         char *log = h_read(n->log);
         bool found = log != NULL && strstr(log, text) != NULL;
         free(log);
@@ -47,10 +40,7 @@ static bool log_has(const struct h_node *n, const char *text)
 
 static void write_file(const char *path, const char *text)
 {
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
+    assert_int_equal(h_write(path, text), 0);
 }
 
 static bool alive(const struct h_node *n)

@@ -41,13 +41,6 @@ struct rig {
 
 static struct rig *current;
 
-static long now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return tv.tv_sec * 1000L + tv.tv_usec / 1000;
-}
-
 static int teardown(void **state)
 {
     (void)state;
@@ -55,12 +48,7 @@ static int teardown(void **state)
     if (r == NULL) {
         return 0;
     }
-    for (int i = 0; i < MAXN; i++) {
-        if (r->n[i].pid > 0) {
-            h_node_kill(&r->n[i], SIGKILL);
-            h_node_wait(&r->n[i]);
-        }
-    }
+    h_nodes_down(r->n, MAXN);
     if (r->base[0] != '\0') {
         h_rmrf(r->base);
     }
@@ -72,16 +60,7 @@ static int teardown(void **state)
 static void generate(const char *name, const char *role, char *key, size_t klen, char *line,
                      size_t llen)
 {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "%s key generate --name %s --role %s 2>/dev/null", NVMETCTL_BIN, name,
-             role);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    assert_non_null(fgets(key, (int)klen, p));
-    assert_non_null(fgets(line, (int)llen, p));
-    assert_int_equal(pclose(p), 0);
-    key[strcspn(key, "\n")] = '\0';
-    line[strcspn(line, "\n")] = '\0';
+    assert_int_equal(h_key_generate(name, role, key, klen, line, llen), 0);
     assert_int_equal(strlen(key), 64);
     char want[64];
     snprintf(want, sizeof want, "%s %s pbkdf2-sha256$", name, role);
@@ -477,22 +456,7 @@ static void test_legacy_file(void **state)
 
 static int wait_leader(const struct rig *r, int ms)
 {
-    long deadline = now_ms() + ms;
-    while (now_ms() < deadline) {
-        for (int i = 0; i < r->count; i++) {
-            struct nv_err e;
-            nv_err_init(&e);
-            struct nv *s = h_call(&r->n[i], "cluster.status", "[{\"local\": true}]", &e);
-            nv_err_clear(&e);
-            bool ready = nv_get_bool(nv_get(s, "node"), "leader_ready", false);
-            nv_free(s);
-            if (ready) {
-                return i;
-            }
-        }
-        usleep(50000);
-    }
-    return -1;
+    return h_wait_leader(r->n, r->count, ms);
 }
 
 /* A call through a follower, retried (bounded) while the follower does
@@ -500,11 +464,11 @@ static int wait_leader(const struct rig *r, int ms)
 static struct nv *via(const struct h_node *n, const char *key, const char *method,
                       const char *params, struct nv_err *e)
 {
-    long deadline = now_ms() + 15000;
+    long deadline = h_now_ms() + 15000;
     for (;;) {
         struct nv *v = tcp_call(n, key, method, params, e);
         bool retry = v == NULL && (e->code == NV_E_NOT_LEADER || e->code == NV_E_NO_QUORUM);
-        if (!retry || now_ms() > deadline) {
+        if (!retry || h_now_ms() > deadline) {
             return v;
         }
         usleep(100000);
@@ -616,7 +580,7 @@ static void test_no_cluster_key(void **state)
     const struct h_node *f = &r.n[(l + 1) % 3];
     struct nv_err e;
     nv_err_init(&e);
-    long deadline = now_ms() + 15000;
+    long deadline = h_now_ms() + 15000;
     struct nv *v = NULL;
     do {
         nv_free(v);
@@ -626,7 +590,7 @@ static void test_no_cluster_key(void **state)
             break;
         }
         usleep(100000);
-    } while (now_ms() < deadline);
+    } while (h_now_ms() < deadline);
     assert_null(v);
     assert_int_equal(e.code, NV_E_NOT_LEADER);
     assert_string_equal(e.leader, leader);

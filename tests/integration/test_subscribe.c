@@ -44,21 +44,9 @@ struct rig {
 
 static struct rig *current;
 
-static long now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return tv.tv_sec * 1000L + tv.tv_usec / 1000;
-}
-
 static void rig_down(struct rig *r)
 {
-    for (int i = 0; i < MAXN; i++) {
-        if (r->n[i].pid > 0) {
-            h_node_kill(&r->n[i], SIGKILL);
-            h_node_wait(&r->n[i]);
-        }
-    }
+    h_nodes_down(r->n, MAXN);
     if (r->base[0] != '\0') {
         h_rmrf(r->base);
     }
@@ -78,16 +66,7 @@ static int teardown(void **state)
 static void generate(const char *name, const char *role, char *key, size_t klen, char *line,
                      size_t llen)
 {
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "%s key generate --name %s --role %s 2>/dev/null", NVMETCTL_BIN, name,
-             role);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    assert_non_null(fgets(key, (int)klen, p));
-    assert_non_null(fgets(line, (int)llen, p));
-    assert_int_equal(pclose(p), 0);
-    key[strcspn(key, "\n")] = '\0';
-    line[strcspn(line, "\n")] = '\0';
+    assert_int_equal(h_key_generate(name, role, key, klen, line, llen), 0);
 }
 
 static void write_keys(const struct rig *r, const char *path)
@@ -126,37 +105,13 @@ static void rig_up(struct rig *r, int count, int witness_idx)
 /* Index of the ready leader, waiting up to ms; -1 if none. */
 static int wait_leader(const struct rig *r, int ms)
 {
-    long deadline = now_ms() + ms;
-    while (now_ms() < deadline) {
-        for (int i = 0; i < r->count; i++) {
-            if (r->n[i].pid <= 0) {
-                continue;
-            }
-            struct nv_err e;
-            nv_err_init(&e);
-            struct nv *s = h_call(&r->n[i], "cluster.status", "[{\"local\": true}]", &e);
-            nv_err_clear(&e);
-            bool ready = nv_get_bool(nv_get(s, "node"), "leader_ready", false);
-            nv_free(s);
-            if (ready) {
-                return i;
-            }
-        }
-        usleep(50000);
-    }
-    return -1;
+    return h_wait_leader(r->n, r->count, ms);
 }
 
 static struct nv *must(const struct h_node *n, const char *method, const char *params)
 {
-    struct nv_err e;
-    nv_err_init(&e);
-    struct nv *v = h_call(n, method, params, &e);
-    if (v == NULL) {
-        char *why = nv_err_reason(&e);
-        fail_msg("%s %s: %s", method, params ? params : "[]", why ? why : "?");
-    }
-    nv_err_clear(&e);
+    struct nv *v = h_call_ok(n, method, params);
+    assert_non_null(v);
     return v;
 }
 
@@ -193,8 +148,8 @@ static void sub_answer(void *arg, int status, const struct nv *result, const str
 
 static void pump(uv_loop_t *loop, int ms)
 {
-    long deadline = now_ms() + ms;
-    while (now_ms() < deadline) {
+    long deadline = h_now_ms() + ms;
+    while (h_now_ms() < deadline) {
         uv_run(loop, UV_RUN_NOWAIT);
         usleep(5000);
     }
@@ -229,8 +184,8 @@ static int sub_call(struct sub *s, const char *method, const char *arg)
     nv_push(p, nv_str(arg));
     int before = s->answers, errs = s->errors;
     assert_int_equal(rpc_client_call(s->c, method, p, -1, sub_answer, s), 0);
-    long deadline = now_ms() + 10000;
-    while (s->answers == before && now_ms() < deadline) {
+    long deadline = h_now_ms() + 10000;
+    while (s->answers == before && h_now_ms() < deadline) {
         uv_run(s->loop, UV_RUN_NOWAIT);
         usleep(2000);
     }
@@ -241,8 +196,8 @@ static int sub_call(struct sub *s, const char *method, const char *arg)
 /* Wait (bounded) until s holds at least n events. */
 static void sub_wait(struct sub *s, size_t n, int ms)
 {
-    long deadline = now_ms() + ms;
-    while (nv_len(s->events) < n && now_ms() < deadline) {
+    long deadline = h_now_ms() + ms;
+    while (nv_len(s->events) < n && h_now_ms() < deadline) {
         uv_run(s->loop, UV_RUN_NOWAIT);
         usleep(2000);
     }
@@ -321,8 +276,8 @@ static pid_t ctl_subscribe(const struct h_node *n, const char *out, const char *
 /* Wait (bounded) until file holds text. */
 static bool wait_file_has(const char *path, const char *text, int ms)
 {
-    long deadline = now_ms() + ms;
-    while (now_ms() < deadline) {
+    long deadline = h_now_ms() + ms;
+    while (h_now_ms() < deadline) {
         char *s = h_read(path);
         bool ok = s != NULL && strstr(s, text) != NULL;
         free(s);
@@ -437,9 +392,9 @@ static void test_follower_events(void **state)
 
     /* nvmetctl subscribe printed the three subsystem events and exited */
     int st = 0;
-    long deadline = now_ms() + 10000;
+    long deadline = h_now_ms() + 10000;
     pid_t w = 0;
-    while ((w = waitpid(ctl, &st, WNOHANG)) == 0 && now_ms() < deadline) {
+    while ((w = waitpid(ctl, &st, WNOHANG)) == 0 && h_now_ms() < deadline) {
         usleep(20000);
     }
     if (w != ctl) {
@@ -499,8 +454,8 @@ static char *fo_status_of(const struct h_node *n)
 
 static int wait_master(const struct rig *r, int ms)
 {
-    long deadline = now_ms() + ms;
-    while (now_ms() < deadline) {
+    long deadline = h_now_ms() + ms;
+    while (h_now_ms() < deadline) {
         for (int i = 0; i < 2; i++) {
             char *s = r->n[i].pid > 0 ? fo_status_of(&r->n[i]) : NULL;
             bool m = s != NULL && strcmp(s, "MASTER") == 0;
@@ -566,9 +521,9 @@ static void test_failover_events(void **state)
     h_node_kill(&r.n[m], SIGKILL);
     h_node_wait(&r.n[m]);
     /* the survivor's subscriber hears it become MASTER */
-    long deadline = now_ms() + 20000;
+    long deadline = h_now_ms() + 20000;
     bool master = false;
-    while (!master && now_ms() < deadline) {
+    while (!master && h_now_ms() < deadline) {
         pump(&loop, 50);
         for (size_t i = had; i < nv_len(s.events); i++) {
             const struct nv *ev = nv_at(s.events, i);
@@ -730,11 +685,11 @@ static void test_slow_subscriber(void **state)
     snprintf(want, sizeof want, "%d-", UPDATES - 1);
     assert_memory_equal(nv_get_str(nv_get(last, "fields"), "description"), want, strlen(want));
     /* the stuck one was closed: its socket ends after what was queued */
-    long deadline = now_ms() + 10000;
+    long deadline = h_now_ms() + 10000;
     bool eof = false;
     size_t got = 0;
     char rb[65536];
-    while (!eof && now_ms() < deadline) {
+    while (!eof && h_now_ms() < deadline) {
         ssize_t k = recv(fd, rb, sizeof rb, MSG_DONTWAIT);
         if (k == 0) {
             eof = true;

@@ -16,55 +16,22 @@
 #include "nv_json.h"
 #include "sm.h"
 #include "sm_int.h"
+#include "test_sm_util.h"
 
 static uint64_t rnd_state = 88172645463325252ULL;
 
-/* xorshift: reproducible "randomness" for the leader's draws */
-static void fake_random(void *ctx, void *buf, size_t len)
-{
-    (void)ctx;
-    unsigned char *b = buf;
-    for (size_t i = 0; i < len; i++) {
-        rnd_state ^= rnd_state << 13;
-        rnd_state ^= rnd_state >> 7;
-        rnd_state ^= rnd_state << 17;
-        b[i] = (unsigned char)rnd_state;
-    }
-}
-
-static enum sm_dev_kind fake_stat(void *ctx, const char *path)
-{
-    (void)ctx;
-    if (strncmp(path, "/dev/zvol/tank/", 15) == 0 || strcmp(path, "/dev/loop0") == 0) {
-        return SM_DEV_BLOCK;
-    }
-    if (strcmp(path, "/srv") == 0) {
-        return SM_DEV_DIR;
-    }
-    if (strcmp(path, "/srv/exists.img") == 0) {
-        return SM_DEV_FILE;
-    }
-    if (strncmp(path, "/srv/", 5) == 0) {
-        return SM_DEV_MISSING;
-    }
-    return SM_DEV_NOPARENT;
-}
-
-static struct sm_env env = {.random = fake_random, .device_stat = fake_stat};
+static struct sm_env env = {
+    .random = sm_test_random, .device_stat = sm_test_stat, .ctx = &rnd_state};
 
 /* Prepare + apply on s (and on the replica r if given); returns the result
  * value (owned) or NULL with *msg = the first error line. */
 static struct nv *run(struct sm_state *s, struct sm_state *r, const char *method, const char *json,
                       char *msg, size_t msglen)
 {
-    struct nv *params = nv_from_json(json);
-    assert_non_null(params);
-    struct nv_err e;
-    nv_err_init(&e);
     struct nv *cmd = NULL;
     struct nv *out = NULL;
-    if (sm_prepare(s, method, params, &env, &cmd, &e) < 0) {
-        char *reason = nv_err_reason(&e);
+    char *reason = NULL;
+    if (sm_test_prepare(s, &env, method, json, &cmd, &reason) < 0) {
         snprintf(msg, msglen, "%s", reason);
         free(reason);
     } else {
@@ -77,7 +44,7 @@ static struct nv *run(struct sm_state *s, struct sm_state *r, const char *method
         }
         free(buf);
         if (res->err != NULL) {
-            char *reason = nv_err_reason(res->err);
+            reason = nv_err_reason(res->err);
             snprintf(msg, msglen, "%s", reason);
             free(reason);
         } else {
@@ -87,8 +54,6 @@ static struct nv *run(struct sm_state *s, struct sm_state *r, const char *method
         sm_result_free(res);
     }
     nv_free(cmd);
-    nv_free(params);
-    nv_err_clear(&e);
     char *nl = strchr(msg, '\n');
     if (nl != NULL) {
         *nl = '\0';
@@ -170,29 +135,21 @@ static void test_complete_setup_entries(void **state)
     assert_int_equal(strncmp(nv_get_str(g, "basenqn"), "nqn.2011-06.com.truenas:uuid:", 29), 0);
     nv_free(g);
     /* the replica applied the same bytes: identical snapshots */
-    char *a, *b;
-    size_t la, lb;
+    char *a;
+    size_t la;
     assert_int_equal(sm_snapshot(s, &a, &la), 0);
-    assert_int_equal(sm_snapshot(r, &b, &lb), 0);
-    assert_int_equal(la, lb);
-    assert_memory_equal(a, b, la);
+    sm_test_snapshot_is(r, a, la);
     /* restore into a fresh state gives the same snapshot again */
     struct sm_state *c = sm_new();
     struct nv_err e;
     nv_err_init(&e);
     assert_int_equal(sm_restore(c, a, la, &e), 0);
-    char *cc;
-    size_t lc;
-    assert_int_equal(sm_snapshot(c, &cc, &lc), 0);
-    assert_int_equal(lc, la);
-    assert_memory_equal(cc, a, la);
+    sm_test_snapshot_is(c, a, la);
     /* garbage is refused and changes nothing */
     assert_true(sm_restore(c, "garbage", 7, &e) < 0);
     nv_err_clear(&e);
     assert_int_equal(sm_rows(c, SM_SUBSYS), 1);
     free(a);
-    free(b);
-    free(cc);
     sm_free(c);
     sm_free(s);
     sm_free(r);
@@ -442,13 +399,8 @@ static void test_validation_messages(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         err(s, cases[i].m, cases[i].j, cases[i].e);
     }
-    char *after;
-    size_t la;
-    assert_int_equal(sm_snapshot(s, &after, &la), 0);
-    assert_int_equal(la, lb);
-    assert_memory_equal(before, after, la);
+    sm_test_snapshot_is(s, before, lb);
     free(before);
-    free(after);
     sm_free(s);
 }
 
@@ -701,18 +653,6 @@ static void test_config_round_trip(void **state)
     sm_free(s);
 }
 
-/* Apply cmd (with its recorded environment "d" edited by the caller) to s. */
-static struct sm_result *apply_cmd(struct sm_state *s, const struct nv *cmd)
-{
-    char *buf;
-    size_t len;
-    assert_int_equal(sm_command_encode(cmd, NULL, -1, &buf, &len), 0);
-    struct sm_result *r = sm_apply(s, buf, len);
-    free(buf);
-    assert_non_null(r);
-    return r;
-}
-
 /* An RDMA port needs an RDMA-capable leader, on create and on update; the
  * leader's answer travels in the command, so every replica agrees; a v1
  * entry logged before the check (nothing recorded) still replays; a v2
@@ -740,7 +680,7 @@ static void test_rdma_port(void **state)
     assert_int_equal(sm__prepare_version(r, "nvmet.port.create", params, &env, 1, &cmd, &e), 0);
     env.rdma_capable = false;
     struct sm_state *r4 = sm_new();
-    struct sm_result *res2 = apply_cmd(r4, cmd2);
+    struct sm_result *res2 = sm_test_apply(r4, cmd2);
     assert_null(res2->err);
     assert_string_equal(nv_get_str(res2->value, "addr_trtype"), "RDMA");
     sm_result_free(res2);
@@ -751,13 +691,13 @@ static void test_rdma_port(void **state)
 
     /* recorded capable: applies on a replica that is not capable itself */
     struct sm_state *r2 = sm_new();
-    struct sm_result *res = apply_cmd(r2, cmd);
+    struct sm_result *res = sm_test_apply(r2, cmd);
     assert_null(res->err);
     sm_result_free(res);
 
     /* logged before the check (nothing recorded): replays */
     nv_del(d, "#rdma");
-    res = apply_cmd(r, cmd);
+    res = sm_test_apply(r, cmd);
     assert_null(res->err);
     assert_string_equal(nv_get_str(res->value, "addr_trtype"), "RDMA");
     sm_result_free(res);
@@ -765,7 +705,7 @@ static void test_rdma_port(void **state)
     /* recorded not capable: refused on apply as on the leader */
     struct sm_state *r3 = sm_new();
     nv_set_bool(d, "#rdma", false);
-    res = apply_cmd(r3, cmd);
+    res = sm_test_apply(r3, cmd);
     assert_non_null(res->err);
     assert_int_equal(sm_rows(r3, SM_PORT), 0);
     sm_result_free(res);
@@ -843,19 +783,16 @@ static void test_cluster_facts(void **state)
         "[{\"vips\": [{\"address\": \"198.51.100.100\", \"prefix\": 33, "
         "\"interface\": \"eth0\"}]}]",
         "[EINVAL] failover_update.vips.0.prefix: Input should be less than or equal to 32");
-    char *a, *b;
-    size_t la, lb;
-    sm_snapshot(s, &a, &la);
-    sm_snapshot(r, &b, &lb);
-    assert_int_equal(la, lb);
-    assert_memory_equal(a, b, la);
+    char *a;
+    size_t la;
+    assert_int_equal(sm_snapshot(s, &a, &la), 0);
+    sm_test_snapshot_is(r, a, la);
     struct sm_state *c = sm_new();
     struct nv_err e;
     nv_err_init(&e);
     assert_int_equal(sm_restore(c, a, la, &e), 0);
     assert_int_equal(sm_active_node(c, NULL), 2);
     free(a);
-    free(b);
     sm_free(c);
     sm_free(s);
     sm_free(r);

@@ -38,6 +38,7 @@
 #include "nv_json.h"
 #include "sm.h"
 #include "sm_int.h"
+#include "test_sm_util.h"
 
 #ifndef SM_FIXTURE_DIR
 #define SM_FIXTURE_DIR "."
@@ -51,37 +52,8 @@
 
 static uint64_t rnd_state = 0x9e3779b97f4a7c15ULL;
 
-static void fake_random(void *ctx, void *buf, size_t len)
-{
-    (void)ctx;
-    unsigned char *b = buf;
-    for (size_t i = 0; i < len; i++) {
-        rnd_state ^= rnd_state << 13;
-        rnd_state ^= rnd_state >> 7;
-        rnd_state ^= rnd_state << 17;
-        b[i] = (unsigned char)rnd_state;
-    }
-}
-
-static enum sm_dev_kind fake_stat(void *ctx, const char *path)
-{
-    (void)ctx;
-    if (strncmp(path, "/dev/zvol/tank/", 15) == 0 || strncmp(path, "/dev/loop", 9) == 0) {
-        return SM_DEV_BLOCK;
-    }
-    if (strcmp(path, "/srv") == 0) {
-        return SM_DEV_DIR;
-    }
-    if (strcmp(path, "/srv/exists.img") == 0) {
-        return SM_DEV_FILE;
-    }
-    if (strncmp(path, "/srv/", 5) == 0) {
-        return SM_DEV_MISSING;
-    }
-    return SM_DEV_NOPARENT;
-}
-
-static struct sm_env env = {.random = fake_random, .device_stat = fake_stat};
+static struct sm_env env = {
+    .random = sm_test_random, .device_stat = sm_test_stat, .ctx = &rnd_state};
 
 /* ---- the scripted sequence ---- */
 
@@ -558,12 +530,7 @@ static void golden_replay(int version)
     struct nv_err e;
     nv_err_init(&e);
     assert_int_equal(sm_restore(t, snap, sl, &e), 0);
-    char *snap2;
-    size_t sl2;
-    assert_int_equal(sm_snapshot(t, &snap2, &sl2), 0);
-    assert_int_equal(sl2, sl);
-    assert_memory_equal(snap2, snap, sl);
-    free(snap2);
+    sm_test_snapshot_is(t, snap, sl);
     free(snap);
     nv_err_clear(&e);
     sm_free(t);

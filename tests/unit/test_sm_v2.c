@@ -16,49 +16,22 @@
 #include "nv_err.h"
 #include "nv_json.h"
 #include "sm.h"
+#include "test_sm_util.h"
 
 static uint64_t rnd_state = 0x2545f4914f6cdd1dULL;
 
-static void fake_random(void *ctx, void *buf, size_t len)
-{
-    (void)ctx;
-    unsigned char *b = buf;
-    for (size_t i = 0; i < len; i++) {
-        rnd_state ^= rnd_state << 13;
-        rnd_state ^= rnd_state >> 7;
-        rnd_state ^= rnd_state << 17;
-        b[i] = (unsigned char)rnd_state;
-    }
-}
-
-static enum sm_dev_kind fake_stat(void *ctx, const char *path)
-{
-    (void)ctx;
-    if (strncmp(path, "/dev/zvol/tank/", 15) == 0 || strncmp(path, "/dev/loop", 9) == 0) {
-        return SM_DEV_BLOCK;
-    }
-    if (strcmp(path, "/srv") == 0) {
-        return SM_DEV_DIR;
-    }
-    if (strncmp(path, "/srv/", 5) == 0) {
-        return SM_DEV_MISSING;
-    }
-    return SM_DEV_NOPARENT;
-}
-
-static struct sm_env env = {
-    .random = fake_random, .device_stat = fake_stat, .ha = true, .rdma_capable = true};
+static struct sm_env env = {.random = sm_test_random,
+                            .device_stat = sm_test_stat,
+                            .ha = true,
+                            .rdma_capable = true,
+                            .ctx = &rnd_state};
 
 /* A v2 command of a call that must pass prepare (owned). */
 static struct nv *prep(struct sm_state *s, const char *method, const char *json)
 {
-    struct nv *params = nv_from_json(json);
-    assert_non_null(params);
-    struct nv_err e;
-    nv_err_init(&e);
-    struct nv *cmd = NULL;
-    if (sm_prepare(s, method, params, &env, &cmd, &e) < 0) {
-        char *why = nv_err_reason(&e);
+    struct nv *cmd;
+    char *why;
+    if (sm_test_prepare(s, &env, method, json, &cmd, &why) < 0) {
         fprintf(stderr, "%s %s: %s\n", method, json, why);
         free(why);
     }
@@ -68,43 +41,23 @@ static struct nv *prep(struct sm_state *s, const char *method, const char *json)
     assert_null(nv_get(cmd, "p"));
     assert_null(nv_get(cmd, "r"));
     assert_null(nv_get(cmd, "d"));
-    nv_free(params);
-    nv_err_clear(&e);
     return cmd;
 }
 
 /* Prepare's error (owned reason text), or NULL if prepare accepted it. */
 static char *prep_err(struct sm_state *s, const char *method, const char *json)
 {
-    struct nv *params = nv_from_json(json);
-    struct nv_err e;
-    nv_err_init(&e);
-    struct nv *cmd = NULL;
-    char *why = NULL;
-    if (sm_prepare(s, method, params, &env, &cmd, &e) < 0) {
-        why = nv_err_reason(&e);
-    }
+    struct nv *cmd;
+    char *why;
+    sm_test_prepare(s, &env, method, json, &cmd, &why);
     nv_free(cmd);
-    nv_free(params);
-    nv_err_clear(&e);
     return why;
-}
-
-static struct sm_result *apply(struct sm_state *s, const struct nv *cmd)
-{
-    char *buf;
-    size_t len;
-    assert_int_equal(sm_command_encode(cmd, NULL, -1, &buf, &len), 0);
-    struct sm_result *r = sm_apply(s, buf, len);
-    free(buf);
-    assert_non_null(r);
-    return r;
 }
 
 /* Apply cmd to s; it must succeed; the value (owned). */
 static struct nv *apply_ok(struct sm_state *s, const struct nv *cmd)
 {
-    struct sm_result *r = apply(s, cmd);
+    struct sm_result *r = sm_test_apply(s, cmd);
     if (r->err != NULL) {
         char *why = nv_err_reason(r->err);
         fprintf(stderr, "apply %s: %s\n", nv_get_str(cmd, "m"), why);
@@ -120,10 +73,10 @@ static struct nv *apply_ok(struct sm_state *s, const struct nv *cmd)
 /* Apply cmd to s; it must fail with a reason containing want. */
 static void apply_fails(struct sm_state *s, const struct nv *cmd, const char *want)
 {
-    char *before, *after;
-    size_t lb, la;
+    char *before;
+    size_t lb;
     assert_int_equal(sm_snapshot(s, &before, &lb), 0);
-    struct sm_result *r = apply(s, cmd);
+    struct sm_result *r = sm_test_apply(s, cmd);
     assert_non_null(r->err);
     char *why = nv_err_reason(r->err);
     if (strstr(why, want) == NULL) {
@@ -133,11 +86,8 @@ static void apply_fails(struct sm_state *s, const struct nv *cmd, const char *wa
     free(why);
     sm_result_free(r);
     /* a failed apply changes nothing */
-    assert_int_equal(sm_snapshot(s, &after, &la), 0);
-    assert_int_equal(la, lb);
-    assert_memory_equal(after, before, lb);
+    sm_test_snapshot_is(s, before, lb);
     free(before);
-    free(after);
 }
 
 static void run(struct sm_state *s, const char *method, const char *json)
@@ -149,14 +99,11 @@ static void run(struct sm_state *s, const char *method, const char *json)
 
 static void same_state(const struct sm_state *a, const struct sm_state *b)
 {
-    char *x, *y;
-    size_t xl, yl;
+    char *x;
+    size_t xl;
     assert_int_equal(sm_snapshot(a, &x, &xl), 0);
-    assert_int_equal(sm_snapshot(b, &y, &yl), 0);
-    assert_int_equal(xl, yl);
-    assert_memory_equal(x, y, xl);
+    sm_test_snapshot_is(b, x, xl);
     free(x);
-    free(y);
 }
 
 #define HOSTNQN "nqn.2014-08.org.nvmexpress:uuid:11111111-2222-3333-4444-555555555555"
