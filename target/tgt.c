@@ -128,6 +128,9 @@ void tgt_report_clear(struct tgt_report *r)
 
 static void problem_v(struct nv **problems, const char *object, enum tgt_kind kind,
                       int64_t src_id, int errnum, const char *fmt, va_list ap)
+    __attribute__((format(printf, 6, 0)));
+static void problem_v(struct nv **problems, const char *object, enum tgt_kind kind,
+                      int64_t src_id, int errnum, const char *fmt, va_list ap)
 {
     char msg[2048];
     vsnprintf(msg, sizeof msg, fmt, ap);
