@@ -310,10 +310,7 @@ int tgt__reconcile_delta(struct tgt *t, const struct tgt_rows *r, const struct t
     t->sweep_next = p.fresh_errors > 0;
     finish_delta(&p);
 out:
-    tgt__tree_free(p.want);
-    tgt__tree_free(p.ghosts);
-    free(p.gone);
-    t->rep = NULL;
+    tgt__pass_release(&p);
     int errors = (int)rep->errors;
     if (rep == &local) {
         tgt_report_clear(&local);

@@ -299,6 +299,9 @@ int tgt__pass_gone(struct tgt_pass *p, const struct tobj *o);
 /* Apply, in stage order, the objects of want that differ from the last
  * tree (or all with sweep), then remove gone[] in reverse stage order. */
 void tgt__pass_run(struct tgt_pass *p);
+/* Free what a pass built (want, live, ghosts, gone) and detach its report
+ * from the instance: the end of every kind of pass. */
+void tgt__pass_release(struct tgt_pass *p);
 /* 1 if nvmet/ (with subsystems/) exists, else 0; counted as stats. */
 int tgt__root_present(struct tgt *t);
 

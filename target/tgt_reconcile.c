@@ -182,6 +182,17 @@ void tgt__pass_run(struct tgt_pass *p)
     }
 }
 
+void tgt__pass_release(struct tgt_pass *p)
+{
+    tgt__tree_free(p->want);
+    tgt__tree_free(p->live);
+    tgt__tree_free(p->ghosts);
+    free(p->gone);
+    p->want = p->live = p->ghosts = NULL;
+    p->gone = NULL;
+    p->t->rep = NULL;
+}
+
 int tgt__reconcile_rows(struct tgt *t, const struct tgt_rows *r, const struct tgt_view *v,
                         bool sweep, struct tgt_report *rep)
 {
@@ -234,11 +245,7 @@ int tgt__reconcile_rows(struct tgt *t, const struct tgt_rows *r, const struct tg
     t->sweep_next = !p.sweep && p.fresh_errors > 0;
     finish(&p, v);
 out:
-    tgt__tree_free(p.want);
-    tgt__tree_free(p.live);
-    tgt__tree_free(p.ghosts);
-    free(p.gone);
-    t->rep = NULL;
+    tgt__pass_release(&p);
     int errors = (int)rep->errors;
     if (rep == &local) {
         tgt_report_clear(&local);

@@ -171,9 +171,7 @@ int tgt_verify_slice(struct tgt *t, size_t max, struct tgt_report *rep, bool *ro
     *round_done = end >= n;
     rv = (int)rep->errors;
 out:
-    tgt__tree_free(p.want);
-    tgt__tree_free(p.ghosts);
-    free(p.gone);
+    tgt__pass_release(&p);
     return rv;
 }
 
